@@ -1,0 +1,189 @@
+//! The broker: a RESP server on a Unix domain socket, running on its own
+//! tokio threads, plus the in-process entry point the primary uses.
+
+mod connection;
+
+use std::io;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use tokio::net::UnixListener;
+use tokio::runtime::Runtime;
+use tokio::sync::watch;
+use tokio::task::{JoinHandle, JoinSet};
+
+pub use connection::execute_local;
+
+use crate::resp::Limits;
+use crate::store::{random_hex, Db};
+
+/// How long a closing broker waits for connections to flush their replies.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
+const SOCKET_NAME: &str = "broker.sock";
+const DIR_PREFIX: &str = "cluster-shm-";
+
+#[derive(Clone, Debug, Default)]
+pub struct BrokerOptions {
+    /// Listen here instead of in a fresh private directory (standalone use).
+    pub socket: Option<PathBuf>,
+    pub limits: Limits,
+}
+
+pub struct Broker {
+    db: Db,
+    socket: PathBuf,
+    /// The private directory this broker created and removes on close.
+    owned_dir: Option<PathBuf>,
+    runtime: Option<Runtime>,
+    shutdown: watch::Sender<bool>,
+    server: Option<JoinHandle<()>>,
+}
+
+impl Broker {
+    pub fn start(options: BrokerOptions) -> io::Result<Broker> {
+        let (owned_dir, socket) = match options.socket {
+            Some(path) => {
+                remove_stale_socket(&path)?;
+                (None, path)
+            }
+            None => {
+                let dir = create_private_dir()?;
+                let socket = dir.join(SOCKET_NAME);
+                (Some(dir), socket)
+            }
+        };
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("cluster-shm-broker")
+            .enable_all()
+            .build()?;
+        let listener = match runtime.block_on(async { UnixListener::bind(&socket) }) {
+            Ok(listener) => listener,
+            Err(error) => {
+                if let Some(dir) = &owned_dir {
+                    let _ = std::fs::remove_dir_all(dir);
+                }
+                return Err(error);
+            }
+        };
+        std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600))?;
+
+        let db = Db::new();
+        db.update_config(|c| {
+            c.unixsocket = socket.display().to_string();
+            c.proto_max_bulk_len = options.limits.max_bulk_len as u64;
+        });
+        let (shutdown, stop) = watch::channel(false);
+        runtime.spawn(db.clone().sweep_expired(stop.clone()));
+        let server = runtime.spawn(accept_loop(listener, db.clone(), options.limits, stop));
+        Ok(Broker { db, socket, owned_dir, runtime: Some(runtime), shutdown, server: Some(server) })
+    }
+
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    pub fn socket_path(&self) -> &Path {
+        &self.socket
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.runtime.is_some()
+    }
+
+    /// Stops accepting, lets open connections flush their replies, and
+    /// removes the socket (and the private directory). Idempotent.
+    pub fn close(&mut self) {
+        let Some(runtime) = self.runtime.take() else {
+            return;
+        };
+        let _ = self.shutdown.send(true);
+        if let Some(server) = self.server.take() {
+            let _ = runtime.block_on(async { tokio::time::timeout(DRAIN_TIMEOUT + Duration::from_millis(500), server).await });
+        }
+        let _ = std::fs::remove_file(&self.socket);
+        if let Some(dir) = &self.owned_dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+        runtime.shutdown_timeout(Duration::from_millis(200));
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+async fn accept_loop(listener: UnixListener, db: Db, limits: Limits, mut stop: watch::Receiver<bool>) {
+    let mut connections = JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    let counters = db.counters();
+                    counters.total_connections_received.fetch_add(1, Ordering::Relaxed);
+                    counters.connected_clients.fetch_add(1, Ordering::Relaxed);
+                    let db = db.clone();
+                    let stop = stop.clone();
+                    connections.spawn(async move {
+                        connection::serve(stream, db.clone(), limits, stop).await;
+                        db.counters().connected_clients.fetch_sub(1, Ordering::Relaxed);
+                    });
+                }
+                // Out of descriptors and the like: back off instead of spinning.
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            },
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            _ = stop.changed() => break,
+        }
+    }
+    drop(listener);
+    let drained = async { while connections.join_next().await.is_some() {} };
+    if tokio::time::timeout(DRAIN_TIMEOUT, drained).await.is_err() {
+        connections.abort_all();
+    }
+}
+
+/// Creates `<tmp>/cluster-shm-<pid>-<random>` with mode 0700, after removing
+/// directories left by earlier brokers of this user whose process is gone.
+fn create_private_dir() -> io::Result<PathBuf> {
+    let base = std::env::temp_dir();
+    let dir = base.join(format!("{DIR_PREFIX}{}-{}", std::process::id(), random_hex(6)));
+    std::fs::DirBuilder::new().mode(0o700).create(&dir)?;
+    if let Ok(uid) = std::fs::metadata(&dir).map(|m| m.uid()) {
+        remove_abandoned_dirs(&base, uid);
+    }
+    Ok(dir)
+}
+
+/// A primary killed with SIGKILL cannot clean up; its successor does.
+fn remove_abandoned_dirs(base: &Path, uid: u32) {
+    if !Path::new("/proc/self").exists() {
+        return; // No way to tell live pids apart here.
+    }
+    let Ok(entries) = std::fs::read_dir(base) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(rest) = name.to_str().and_then(|n| n.strip_prefix(DIR_PREFIX)) else { continue };
+        let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<u32>().ok()) else { continue };
+        let owned = entry.metadata().map(|m| m.is_dir() && m.uid() == uid).unwrap_or(false);
+        if owned && !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
+/// A socket file nobody listens on is left by a broker that was killed; a
+/// live one means another broker owns the path.
+fn remove_stale_socket(path: &Path) -> io::Result<()> {
+    if !path.exists() {
+        return Ok(());
+    }
+    match std::os::unix::net::UnixStream::connect(path) {
+        Ok(_) => Err(io::Error::new(io::ErrorKind::AddrInUse, format!("a broker is already listening on {}", path.display()))),
+        Err(_) => std::fs::remove_file(path),
+    }
+}

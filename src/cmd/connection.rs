@@ -1,0 +1,178 @@
+//! Connection commands: PING, ECHO, QUIT, SELECT, HELLO, CLIENT, AUTH.
+
+use bytes::Bytes;
+
+use super::{int_arg, is, syntax_error, try_reply, unknown_subcommand, wrong_arity, CommandSpec, Ctx, BROKER_VERSION, REDIS_VERSION};
+use crate::resp::Frame;
+
+pub static COMMANDS: &[CommandSpec] = &[
+    CommandSpec { name: "ping", arity: -1, flags: &["fast", "stale"], keys: (0, 0, 0), group: "connection", since: "1.0.0", summary: "Returns the server's liveliness response.", run: ping },
+    CommandSpec { name: "echo", arity: 2, flags: &["fast"], keys: (0, 0, 0), group: "connection", since: "1.0.0", summary: "Returns the given string.", run: echo },
+    CommandSpec { name: "quit", arity: -1, flags: &["fast", "noscript", "loading", "stale", "no_auth"], keys: (0, 0, 0), group: "connection", since: "1.0.0", summary: "Closes the connection.", run: quit },
+    CommandSpec { name: "select", arity: 2, flags: &["loading", "stale", "fast"], keys: (0, 0, 0), group: "connection", since: "1.0.0", summary: "Changes the selected database (only 0 exists).", run: select },
+    CommandSpec { name: "hello", arity: -1, flags: &["noscript", "loading", "stale", "fast", "no_auth"], keys: (0, 0, 0), group: "connection", since: "6.0.0", summary: "Handshakes with the server (RESP2 only).", run: hello },
+    CommandSpec { name: "client", arity: -2, flags: &["sentinel"], keys: (0, 0, 0), group: "connection", since: "2.4.0", summary: "Client connection commands: ID, SETNAME, GETNAME, SETINFO, INFO, NO-EVICT, NO-TOUCH.", run: client },
+    CommandSpec { name: "auth", arity: -2, flags: &["noscript", "loading", "stale", "fast", "no_auth"], keys: (0, 0, 0), group: "connection", since: "1.0.0", summary: "Authenticates the connection.", run: auth },
+];
+
+fn ping(_: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
+    match args.len() {
+        1 => Frame::Simple("PONG".into()),
+        2 => Frame::Bulk(args[1].clone()),
+        _ => wrong_arity("ping"),
+    }
+}
+
+fn echo(_: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
+    Frame::Bulk(args[1].clone())
+}
+
+fn quit(ctx: &mut Ctx<'_>, _: &[Bytes]) -> Frame {
+    ctx.session.closing = true;
+    Frame::ok()
+}
+
+fn select(_: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
+    match try_reply!(int_arg(&args[1])) {
+        0 => Frame::ok(),
+        _ => Frame::error("ERR DB index is out of range"),
+    }
+}
+
+fn auth(_: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
+    if args.len() > 3 {
+        return syntax_error();
+    }
+    Frame::error(
+        "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?",
+    )
+}
+
+/// HELLO: RESP2 only. `HELLO 3` gets NOPROTO so that clients fall back to
+/// RESP2 (ioredis and redis-cli do).
+fn hello(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
+    let mut rest = args.iter().skip(1);
+    if let Some(version) = rest.next() {
+        let version = match int_arg(version) {
+            Ok(v) => v,
+            Err(_) => return Frame::error("ERR Protocol version is not an integer or out of range"),
+        };
+        if version != 2 {
+            return Frame::error("NOPROTO unsupported protocol version");
+        }
+        let mut name = None;
+        while let Some(option) = rest.next() {
+            if is(option, "AUTH") {
+                // No secret is configured: like Redis's nopass default user,
+                // any credentials are accepted.
+                if rest.next().is_none() || rest.next().is_none() {
+                    return syntax_error();
+                }
+            } else if is(option, "SETNAME") {
+                let Some(value) = rest.next() else { return syntax_error() };
+                name = Some(try_reply!(valid_client_name(value)));
+            } else {
+                return Frame::error(format!("ERR Syntax error in HELLO option '{}'", String::from_utf8_lossy(option)));
+            }
+        }
+        if let Some(name) = name {
+            ctx.session.name = name;
+        }
+    }
+    Frame::Array(vec![
+        Frame::bulk_str("server"),
+        Frame::bulk_str("redis"),
+        Frame::bulk_str("version"),
+        Frame::bulk_str(REDIS_VERSION),
+        Frame::bulk_str("proto"),
+        Frame::Integer(2),
+        Frame::bulk_str("id"),
+        Frame::Integer(ctx.session.id as i64),
+        Frame::bulk_str("mode"),
+        Frame::bulk_str("standalone"),
+        Frame::bulk_str("role"),
+        Frame::bulk_str("master"),
+        Frame::bulk_str("modules"),
+        Frame::Array(vec![]),
+    ])
+}
+
+/// A client name may not contain spaces or control characters; empty clears it.
+fn valid_client_name(name: &Bytes) -> Result<Option<Bytes>, Frame> {
+    if name.iter().any(|&b| !(b'!'..=b'~').contains(&b)) {
+        return Err(Frame::error("ERR Client names cannot contain spaces, newlines or special characters."));
+    }
+    Ok((!name.is_empty()).then(|| name.clone()))
+}
+
+fn client(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
+    let sub = &args[1];
+    let argc = args.len();
+    if is(sub, "ID") && argc == 2 {
+        Frame::Integer(ctx.session.id as i64)
+    } else if is(sub, "SETNAME") && argc == 3 {
+        ctx.session.name = try_reply!(valid_client_name(&args[2]));
+        Frame::ok()
+    } else if is(sub, "GETNAME") && argc == 2 {
+        ctx.session.name.clone().map_or(Frame::Null, Frame::Bulk)
+    } else if is(sub, "SETINFO") && argc == 4 {
+        let value = args[3].clone();
+        if value.iter().any(|&b| !(b'!'..=b'~').contains(&b)) {
+            return Frame::error(format!(
+                "ERR {} cannot contain spaces, newlines or special characters.",
+                String::from_utf8_lossy(&args[2]).to_ascii_lowercase()
+            ));
+        }
+        if is(&args[2], "LIB-NAME") {
+            ctx.session.lib_name = Some(value);
+        } else if is(&args[2], "LIB-VER") {
+            ctx.session.lib_ver = Some(value);
+        } else {
+            return Frame::error(format!("ERR Unrecognized option '{}'", String::from_utf8_lossy(&args[2])));
+        }
+        Frame::ok()
+    } else if is(sub, "INFO") && argc == 2 {
+        Frame::bulk(client_info_line(ctx) + "\n")
+    } else if (is(sub, "NO-EVICT") || is(sub, "NO-TOUCH")) && argc == 3 {
+        if is(&args[2], "ON") || is(&args[2], "OFF") {
+            Frame::ok()
+        } else {
+            syntax_error()
+        }
+    } else if is(sub, "HELP") && argc == 2 {
+        Frame::Array(
+            [
+                "CLIENT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+                "ID", "    Return the ID of the current connection.",
+                "GETNAME", "    Return the name of the current connection.",
+                "SETNAME <name>", "    Assign the name <name> to the current connection.",
+                "SETINFO <LIB-NAME|LIB-VER> <value>", "    Set client library name or version.",
+                "INFO", "    Return information about the current client connection.",
+                "NO-EVICT (ON|OFF)", "    Accepted for compatibility.",
+                "NO-TOUCH (ON|OFF)", "    Accepted for compatibility.",
+            ]
+            .iter()
+            .map(|line| Frame::Simple((*line).into()))
+            .collect(),
+        )
+    } else if ["ID", "SETNAME", "GETNAME", "SETINFO", "INFO", "NO-EVICT", "NO-TOUCH", "HELP"].iter().any(|s| is(sub, s)) {
+        Frame::error(format!(
+            "ERR wrong number of arguments for 'client|{}' command",
+            String::from_utf8_lossy(sub).to_ascii_lowercase()
+        ))
+    } else {
+        unknown_subcommand(sub, "client")
+    }
+}
+
+fn client_info_line(ctx: &Ctx<'_>) -> String {
+    let text = |b: &Option<Bytes>| b.as_ref().map(|b| String::from_utf8_lossy(b).into_owned()).unwrap_or_default();
+    format!(
+        "id={} name={} db=0 resp=2 lib-name={} lib-ver={} broker=cluster-shm/{}",
+        ctx.session.id,
+        text(&ctx.session.name),
+        text(&ctx.session.lib_name),
+        text(&ctx.session.lib_ver),
+        BROKER_VERSION
+    )
+}

@@ -1,0 +1,188 @@
+//! Keyspace commands: DEL, EXISTS, KEYS, SCAN, DBSIZE, FLUSHDB, TYPE and the
+//! expiry family (EXPIRE, PEXPIRE, EXPIREAT, PEXPIREAT, TTL, PTTL, PERSIST,
+//! EXPIRETIME, PEXPIRETIME).
+
+use bytes::Bytes;
+
+use super::{int_arg, is, syntax_error, try_reply, CommandSpec, Ctx};
+use crate::resp::Frame;
+use crate::store::glob_match;
+
+pub static COMMANDS: &[CommandSpec] = &[
+    CommandSpec { name: "del", arity: -2, flags: &["write"], keys: (1, -1, 1), group: "generic", since: "1.0.0", summary: "Deletes one or more keys.", run: del },
+    CommandSpec { name: "unlink", arity: -2, flags: &["write", "fast"], keys: (1, -1, 1), group: "generic", since: "4.0.0", summary: "Deletes one or more keys.", run: del },
+    CommandSpec { name: "exists", arity: -2, flags: &["readonly", "fast"], keys: (1, -1, 1), group: "generic", since: "1.0.0", summary: "Determines whether one or more keys exist.", run: exists },
+    CommandSpec { name: "keys", arity: 2, flags: &["readonly"], keys: (0, 0, 0), group: "generic", since: "1.0.0", summary: "Returns all key names that match a pattern.", run: keys },
+    CommandSpec { name: "scan", arity: -2, flags: &["readonly"], keys: (0, 0, 0), group: "generic", since: "2.8.0", summary: "Iterates over the key names in the database.", run: scan },
+    CommandSpec { name: "dbsize", arity: 1, flags: &["readonly", "fast"], keys: (0, 0, 0), group: "server", since: "1.0.0", summary: "Returns the number of keys in the database.", run: dbsize },
+    CommandSpec { name: "flushdb", arity: -1, flags: &["write"], keys: (0, 0, 0), group: "server", since: "1.0.0", summary: "Removes all keys from the current database.", run: flush },
+    CommandSpec { name: "flushall", arity: -1, flags: &["write"], keys: (0, 0, 0), group: "server", since: "1.0.0", summary: "Removes all keys from all databases.", run: flush },
+    CommandSpec { name: "type", arity: 2, flags: &["readonly", "fast"], keys: (1, 1, 1), group: "generic", since: "1.0.0", summary: "Determines the type of value stored at a key.", run: type_of },
+    CommandSpec { name: "expire", arity: -3, flags: &["write", "fast"], keys: (1, 1, 1), group: "generic", since: "1.0.0", summary: "Sets the expiration time of a key in seconds.", run: expire },
+    CommandSpec { name: "pexpire", arity: -3, flags: &["write", "fast"], keys: (1, 1, 1), group: "generic", since: "2.6.0", summary: "Sets the expiration time of a key in milliseconds.", run: expire },
+    CommandSpec { name: "expireat", arity: -3, flags: &["write", "fast"], keys: (1, 1, 1), group: "generic", since: "1.2.0", summary: "Sets the expiration time of a key to a Unix timestamp.", run: expire },
+    CommandSpec { name: "pexpireat", arity: -3, flags: &["write", "fast"], keys: (1, 1, 1), group: "generic", since: "2.6.0", summary: "Sets the expiration time of a key to a Unix milliseconds timestamp.", run: expire },
+    CommandSpec { name: "ttl", arity: 2, flags: &["readonly", "fast"], keys: (1, 1, 1), group: "generic", since: "1.0.0", summary: "Returns the expiration time in seconds of a key.", run: ttl },
+    CommandSpec { name: "pttl", arity: 2, flags: &["readonly", "fast"], keys: (1, 1, 1), group: "generic", since: "2.6.0", summary: "Returns the expiration time in milliseconds of a key.", run: ttl },
+    CommandSpec { name: "expiretime", arity: 2, flags: &["readonly", "fast"], keys: (1, 1, 1), group: "generic", since: "7.0.0", summary: "Returns the expiration time of a key as a Unix timestamp.", run: ttl },
+    CommandSpec { name: "pexpiretime", arity: 2, flags: &["readonly", "fast"], keys: (1, 1, 1), group: "generic", since: "7.0.0", summary: "Returns the expiration time of a key as a Unix milliseconds timestamp.", run: ttl },
+    CommandSpec { name: "persist", arity: 2, flags: &["write", "fast"], keys: (1, 1, 1), group: "generic", since: "2.2.0", summary: "Removes the expiration time of a key.", run: persist },
+];
+
+fn del(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
+    let removed = args[1..].iter().filter(|key| ctx.ks.remove(key, ctx.now).is_some()).count();
+    Frame::Integer(removed as i64)
+}
+
+fn exists(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
+    // Counts repeated keys once per mention, as Redis does.
+    let found = args[1..].iter().filter(|key| ctx.ks.contains(key, ctx.now)).count();
+    Frame::Integer(found as i64)
+}
+
+fn keys(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
+    Frame::Array(ctx.ks.keys(&args[1], ctx.now).into_iter().map(Frame::Bulk).collect())
+}
+
+/// SCAN cursor [MATCH pattern] [COUNT count] [TYPE type]
+fn scan(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
+    let cursor = match std::str::from_utf8(&args[1]).ok().and_then(|s| s.parse::<u64>().ok()) {
+        Some(c) => c,
+        None => return Frame::error("ERR invalid cursor"),
+    };
+    let mut pattern: Option<&Bytes> = None;
+    let mut count = 10usize;
+    let mut type_filter: Option<&Bytes> = None;
+    let mut i = 2;
+    while i < args.len() {
+        let Some(value) = args.get(i + 1) else { return syntax_error() };
+        if is(&args[i], "MATCH") {
+            pattern = Some(value).filter(|p| p.as_ref() != b"*");
+        } else if is(&args[i], "COUNT") {
+            let n = try_reply!(int_arg(value));
+            if n < 1 {
+                return syntax_error();
+            }
+            count = n as usize;
+        } else if is(&args[i], "TYPE") {
+            type_filter = Some(value);
+        } else {
+            return syntax_error();
+        }
+        i += 2;
+    }
+    let (next, found) = ctx.ks.scan(
+        cursor,
+        count,
+        |key, entry| {
+            pattern.is_none_or(|p| glob_match(p, key)) && type_filter.is_none_or(|t| is(t, entry.value.type_name()))
+        },
+        ctx.now,
+    );
+    Frame::Array(vec![Frame::bulk(next.to_string()), Frame::Array(found.into_iter().map(Frame::Bulk).collect())])
+}
+
+fn dbsize(ctx: &mut Ctx<'_>, _: &[Bytes]) -> Frame {
+    Frame::Integer(ctx.ks.len() as i64)
+}
+
+fn flush(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
+    match args.get(1) {
+        None => {}
+        Some(mode) if args.len() == 2 && (is(mode, "ASYNC") || is(mode, "SYNC")) => {}
+        Some(_) => return syntax_error(),
+    }
+    ctx.ks.clear();
+    Frame::ok()
+}
+
+fn type_of(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
+    let name = ctx.ks.get(&args[1], ctx.now).map_or("none", |e| e.value.type_name());
+    Frame::Simple(name.into())
+}
+
+/// EXPIRE / PEXPIRE / EXPIREAT / PEXPIREAT key amount [NX | XX | GT | LT]
+fn expire(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
+    let name = String::from_utf8_lossy(&args[0]).to_ascii_lowercase();
+    let amount = try_reply!(int_arg(&args[2]));
+    let (mut nx, mut xx, mut gt, mut lt) = (false, false, false, false);
+    for option in &args[3..] {
+        if is(option, "NX") {
+            nx = true;
+        } else if is(option, "XX") {
+            xx = true;
+        } else if is(option, "GT") {
+            gt = true;
+        } else if is(option, "LT") {
+            lt = true;
+        } else {
+            return Frame::error(format!("ERR Unsupported option {}", String::from_utf8_lossy(option)));
+        }
+    }
+    if nx && (xx || gt || lt) {
+        return Frame::error("ERR NX and XX, GT or LT options at the same time are not compatible");
+    }
+    if gt && lt {
+        return Frame::error("ERR GT and LT options at the same time are not compatible");
+    }
+    let invalid = || Frame::error(format!("ERR invalid expire time in '{name}' command"));
+    let millis = match name.as_str() {
+        "expire" | "expireat" => try_reply!(amount.checked_mul(1000).ok_or_else(invalid)),
+        _ => amount,
+    };
+    let at = match name.as_str() {
+        "expire" | "pexpire" => try_reply!(millis.checked_add(ctx.now as i64).ok_or_else(invalid)),
+        _ => millis,
+    };
+
+    let Some(entry) = ctx.ks.get(&args[1], ctx.now) else {
+        return Frame::Integer(0);
+    };
+    // A persistent key counts as expiring never (infinitely late).
+    let current = entry.expires_at.map_or(i128::MAX, i128::from);
+    let refused = (nx && entry.expires_at.is_some())
+        || (xx && entry.expires_at.is_none())
+        || (gt && i128::from(at) <= current)
+        || (lt && i128::from(at) >= current);
+    if refused {
+        return Frame::Integer(0);
+    }
+    if at <= ctx.now as i64 {
+        ctx.ks.remove(&args[1], ctx.now);
+    } else {
+        ctx.ks.set_expiry(&args[1], Some(at as u64), ctx.now);
+    }
+    Frame::Integer(1)
+}
+
+/// TTL, PTTL, EXPIRETIME, PEXPIRETIME: -2 for a missing key, -1 for no expiry.
+fn ttl(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
+    let name = &args[0];
+    let Some(entry) = ctx.ks.get(&args[1], ctx.now) else {
+        return Frame::Integer(-2);
+    };
+    let Some(at) = entry.expires_at else {
+        return Frame::Integer(-1);
+    };
+    let left = at.saturating_sub(ctx.now);
+    let value = if is(name, "TTL") {
+        (left + 500) / 1000
+    } else if is(name, "PTTL") {
+        left
+    } else if is(name, "EXPIRETIME") {
+        at / 1000
+    } else {
+        at
+    };
+    Frame::Integer(value as i64)
+}
+
+fn persist(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
+    match ctx.ks.get(&args[1], ctx.now) {
+        Some(entry) if entry.expires_at.is_some() => {
+            ctx.ks.set_expiry(&args[1], None, ctx.now);
+            Frame::Integer(1)
+        }
+        _ => Frame::Integer(0),
+    }
+}

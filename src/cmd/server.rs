@@ -1,0 +1,243 @@
+//! Server commands: INFO, CONFIG, COMMAND, TIME.
+
+use std::fmt::Write as _;
+use std::sync::atomic::Ordering;
+
+use bytes::Bytes;
+
+use super::{all_commands, is, lookup, unknown_subcommand, wrong_arity, CommandSpec, Ctx, BROKER_VERSION, REDIS_VERSION};
+use crate::resp::Frame;
+use crate::store::glob_match;
+
+pub static COMMANDS: &[CommandSpec] = &[
+    CommandSpec { name: "info", arity: -1, flags: &["loading", "stale"], keys: (0, 0, 0), group: "server", since: "1.0.0", summary: "Returns information and statistics about the server.", run: info },
+    CommandSpec { name: "config", arity: -2, flags: &["admin", "noscript", "loading", "stale"], keys: (0, 0, 0), group: "server", since: "2.0.0", summary: "Reads settings (CONFIG GET) and resets statistics (CONFIG RESETSTAT).", run: config },
+    CommandSpec { name: "command", arity: -1, flags: &["loading", "stale"], keys: (0, 0, 0), group: "server", since: "2.8.13", summary: "Returns detailed information about commands: COUNT, INFO, DOCS, LIST.", run: command },
+    CommandSpec { name: "time", arity: 1, flags: &["loading", "stale", "fast"], keys: (0, 0, 0), group: "server", since: "2.6.0", summary: "Returns the server time.", run: time },
+];
+
+const DEFAULT_SECTIONS: &[&str] = &["server", "clients", "memory", "persistence", "stats", "replication", "cpu", "cluster", "keyspace"];
+
+fn info(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
+    let wanted: Vec<String> = args[1..].iter().map(|a| String::from_utf8_lossy(a).to_ascii_lowercase()).collect();
+    let everything = wanted.is_empty() || wanted.iter().any(|w| w == "all" || w == "everything" || w == "default");
+    let mut out = String::new();
+    for section in DEFAULT_SECTIONS {
+        if everything || wanted.iter().any(|w| w == section) {
+            if !out.is_empty() {
+                out.push_str("\r\n");
+            }
+            info_section(ctx, section, &mut out);
+        }
+    }
+    Frame::bulk(out)
+}
+
+fn info_section(ctx: &Ctx<'_>, section: &str, out: &mut String) {
+    let counters = ctx.db.counters();
+    match section {
+        "server" => {
+            out.push_str("# Server\r\n");
+            let uptime = ctx.db.uptime().as_secs();
+            field(out, "redis_version", &REDIS_VERSION);
+            field(out, "redis_mode", &"standalone");
+            field(out, "cluster_shm_version", &BROKER_VERSION);
+            field(out, "os", &format!("{} {}", std::env::consts::OS, std::env::consts::ARCH));
+            field(out, "arch_bits", &(usize::BITS));
+            field(out, "multiplexing_api", &"tokio");
+            field(out, "process_id", &std::process::id());
+            field(out, "run_id", &ctx.db.run_id());
+            field(out, "tcp_port", &0);
+            field(out, "uptime_in_seconds", &uptime);
+            field(out, "uptime_in_days", &(uptime / 86_400));
+            field(out, "executable", &"cluster-shm");
+        }
+        "clients" => {
+            out.push_str("# Clients\r\n");
+            field(out, "connected_clients", &counters.connected_clients.load(Ordering::Relaxed));
+            field(out, "blocked_clients", &0);
+            field(out, "maxclients", &10_000);
+        }
+        "memory" => {
+            out.push_str("# Memory\r\n");
+            let used = ctx.ks.used_memory();
+            field(out, "used_memory", &used);
+            field(out, "used_memory_human", &human_bytes(used as u64));
+            field(out, "used_memory_rss", &resident_bytes());
+            field(out, "used_memory_peak", &ctx.ks.peak_memory());
+            field(out, "used_memory_peak_human", &human_bytes(ctx.ks.peak_memory() as u64));
+            field(out, "maxmemory", &0);
+            field(out, "maxmemory_human", &"0B");
+            field(out, "maxmemory_policy", &"noeviction");
+        }
+        "persistence" => {
+            out.push_str("# Persistence\r\n");
+            field(out, "loading", &0);
+            field(out, "rdb_changes_since_last_save", &0);
+            field(out, "aof_enabled", &0);
+        }
+        "stats" => {
+            out.push_str("# Stats\r\n");
+            let stats = &ctx.ks.stats;
+            field(out, "total_connections_received", &counters.total_connections_received.load(Ordering::Relaxed));
+            field(out, "total_commands_processed", &counters.total_commands_processed.load(Ordering::Relaxed));
+            field(out, "rejected_connections", &counters.rejected_connections.load(Ordering::Relaxed));
+            field(out, "expired_keys", &stats.expired_keys);
+            field(out, "evicted_keys", &stats.evicted_keys);
+            field(out, "keyspace_hits", &stats.keyspace_hits);
+            field(out, "keyspace_misses", &stats.keyspace_misses);
+        }
+        "replication" => {
+            out.push_str("# Replication\r\n");
+            field(out, "role", &"master");
+            field(out, "connected_slaves", &0);
+        }
+        "cpu" => {
+            out.push_str("# CPU\r\n");
+        }
+        "cluster" => {
+            out.push_str("# Cluster\r\n");
+            field(out, "cluster_enabled", &0);
+        }
+        "keyspace" => {
+            out.push_str("# Keyspace\r\n");
+            if !ctx.ks.is_empty() {
+                field(out, "db0", &format!("keys={},expires={},avg_ttl=0", ctx.ks.len(), ctx.ks.volatile_len()));
+            }
+        }
+        _ => {}
+    }
+}
+
+fn field(out: &mut String, name: &str, value: &dyn std::fmt::Display) {
+    let _ = write!(out, "{name}:{value}\r\n");
+}
+
+fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "K", "M", "G", "T"];
+    let mut value = n as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n}B")
+    } else {
+        format!("{value:.2}{}", UNITS[unit])
+    }
+}
+
+/// Resident set size of this process (Linux; 0 elsewhere).
+pub fn resident_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1).and_then(|p| p.parse::<u64>().ok()))
+        .map_or(0, |pages| pages * 4096)
+}
+
+fn config(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
+    let sub = &args[1];
+    if is(sub, "GET") {
+        if args.len() < 3 {
+            return Frame::error("ERR wrong number of arguments for 'config|get' command");
+        }
+        let config = ctx.db.config();
+        let params: [(&str, String); 12] = [
+            ("save", String::new()),
+            ("appendonly", "no".into()),
+            ("databases", "1".into()),
+            ("maxmemory", "0".into()),
+            ("maxmemory-policy", "noeviction".into()),
+            ("proto-max-bulk-len", config.proto_max_bulk_len.to_string()),
+            ("timeout", "0".into()),
+            ("port", "0".into()),
+            ("unixsocket", config.unixsocket.clone()),
+            ("unixsocketperm", "600".into()),
+            ("maxclients", "10000".into()),
+            ("notify-keyspace-events", String::new()),
+        ];
+        let mut reply = Vec::new();
+        for (name, value) in params {
+            if args[2..].iter().any(|p| glob_match(&p.to_ascii_lowercase(), name.as_bytes())) {
+                reply.push(Frame::bulk_str(name));
+                reply.push(Frame::bulk(value));
+            }
+        }
+        Frame::Array(reply)
+    } else if is(sub, "RESETSTAT") && args.len() == 2 {
+        ctx.ks.stats = Default::default();
+        ctx.db.counters().total_commands_processed.store(0, Ordering::Relaxed);
+        Frame::ok()
+    } else if is(sub, "SET") {
+        Frame::error(format!(
+            "ERR Unknown option or number of arguments for CONFIG SET - '{}'",
+            args.get(2).map(|a| String::from_utf8_lossy(a).into_owned()).unwrap_or_default()
+        ))
+    } else {
+        unknown_subcommand(sub, "config")
+    }
+}
+
+fn time(ctx: &mut Ctx<'_>, _: &[Bytes]) -> Frame {
+    let micros = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_micros())
+        .unwrap_or(0);
+    Frame::Array(vec![Frame::bulk((ctx.now / 1000).to_string()), Frame::bulk(micros.to_string())])
+}
+
+/// COMMAND, COMMAND COUNT | INFO [name ...] | DOCS [name ...] | LIST
+fn command(_: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
+    let Some(sub) = args.get(1) else {
+        return Frame::Array(all_commands().map(command_info).collect());
+    };
+    let named = || -> Vec<Option<&'static CommandSpec>> { args[2..].iter().map(|n| lookup(n)).collect() };
+    if is(sub, "COUNT") && args.len() == 2 {
+        Frame::Integer(all_commands().count() as i64)
+    } else if is(sub, "LIST") {
+        Frame::Array(all_commands().map(|c| Frame::bulk_str(c.name)).collect())
+    } else if is(sub, "INFO") {
+        if args.len() == 2 {
+            return Frame::Array(all_commands().map(command_info).collect());
+        }
+        Frame::Array(named().into_iter().map(|c| c.map_or(Frame::NullArray, command_info)).collect())
+    } else if is(sub, "DOCS") {
+        let specs: Vec<&CommandSpec> = if args.len() == 2 { all_commands().collect() } else { named().into_iter().flatten().collect() };
+        let mut reply = Vec::with_capacity(specs.len() * 2);
+        for spec in specs {
+            reply.push(Frame::bulk_str(spec.name));
+            reply.push(Frame::Array(vec![
+                Frame::bulk_str("summary"),
+                Frame::bulk_str(spec.summary),
+                Frame::bulk_str("since"),
+                Frame::bulk_str(spec.since),
+                Frame::bulk_str("group"),
+                Frame::bulk_str(spec.group),
+            ]));
+        }
+        Frame::Array(reply)
+    } else if is(sub, "COUNT") {
+        wrong_arity("command|count")
+    } else if is(sub, "HELP") {
+        Frame::Array(vec![Frame::Simple("COMMAND [COUNT | INFO name... | DOCS name... | LIST]".into())])
+    } else {
+        unknown_subcommand(sub, "command")
+    }
+}
+
+/// The ten-element command description of Redis 7.
+fn command_info(spec: &CommandSpec) -> Frame {
+    Frame::Array(vec![
+        Frame::bulk_str(spec.name),
+        Frame::Integer(spec.arity as i64),
+        Frame::Array(spec.flags.iter().map(|f| Frame::Simple((*f).into())).collect()),
+        Frame::Integer(spec.keys.0 as i64),
+        Frame::Integer(spec.keys.1 as i64),
+        Frame::Integer(spec.keys.2 as i64),
+        Frame::Array(vec![Frame::Simple(format!("@{}", spec.group))]),
+        Frame::Array(vec![]),
+        Frame::Array(vec![]),
+        Frame::Array(vec![]),
+    ])
+}

@@ -1,0 +1,151 @@
+//! String commands: GET, SET, MGET, MSET, STRLEN.
+
+use bytes::Bytes;
+
+use super::{int_arg, is, syntax_error, try_reply, wrong_arity, CommandSpec, Ctx};
+use crate::resp::Frame;
+use crate::store::{Entry, Expiry, Value};
+
+pub static COMMANDS: &[CommandSpec] = &[
+    CommandSpec { name: "get", arity: 2, flags: &["readonly", "fast"], keys: (1, 1, 1), group: "string", since: "1.0.0", summary: "Returns the string value of a key.", run: get },
+    CommandSpec { name: "set", arity: -3, flags: &["write", "denyoom"], keys: (1, 1, 1), group: "string", since: "1.0.0", summary: "Sets the string value of a key, with optional expiry and conditions.", run: set },
+    CommandSpec { name: "mget", arity: -2, flags: &["readonly", "fast"], keys: (1, -1, 1), group: "string", since: "1.0.0", summary: "Atomically returns the string values of one or more keys.", run: mget },
+    CommandSpec { name: "mset", arity: -3, flags: &["write", "denyoom"], keys: (1, -1, 2), group: "string", since: "1.0.1", summary: "Atomically creates or modifies the string values of one or more keys.", run: mset },
+    CommandSpec { name: "strlen", arity: 2, flags: &["readonly", "fast"], keys: (1, 1, 1), group: "string", since: "2.2.0", summary: "Returns the length of a string value.", run: strlen },
+];
+
+/// The string held by an entry; other types get WRONGTYPE.
+fn string_of(entry: &Entry) -> Result<&Bytes, Frame> {
+    match &entry.value {
+        Value::String(bytes) => Ok(bytes),
+    }
+}
+
+/// The reply for reading a key as a string: its bulk, nil, or WRONGTYPE.
+fn read_string(ctx: &mut Ctx<'_>, key: &[u8]) -> Frame {
+    match ctx.ks.read(key, ctx.now) {
+        None => Frame::Null,
+        Some(entry) => string_of(entry).map_or_else(|e| e, |s| Frame::Bulk(s.clone())),
+    }
+}
+
+fn get(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
+    read_string(ctx, &args[1])
+}
+
+fn mget(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
+    // MGET never fails on a wrong type: such keys read as nil.
+    Frame::Array(
+        args[1..]
+            .iter()
+            .map(|key| match ctx.ks.read(key, ctx.now).map(string_of) {
+                Some(Ok(value)) => Frame::Bulk(value.clone()),
+                _ => Frame::Null,
+            })
+            .collect(),
+    )
+}
+
+fn mset(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
+    if args.len() % 2 == 0 {
+        return wrong_arity("mset");
+    }
+    for pair in args[1..].chunks_exact(2) {
+        ctx.ks.set(&pair[0], Value::String(pair[1].clone()), Expiry::Clear, ctx.now);
+    }
+    Frame::ok()
+}
+
+fn strlen(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
+    match ctx.ks.read(&args[1], ctx.now) {
+        None => Frame::Integer(0),
+        Some(entry) => Frame::Integer(try_reply!(string_of(entry)).len() as i64),
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Condition {
+    Always,
+    IfAbsent,
+    IfPresent,
+}
+
+/// SET key value [NX | XX] [GET] [EX s | PX ms | EXAT s | PXAT ms | KEEPTTL]
+fn set(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
+    let (key, value) = (&args[1], &args[2]);
+    let mut condition = Condition::Always;
+    let mut return_old = false;
+    let mut expiry = Expiry::Clear;
+    let mut expiry_given = false;
+    let mut i = 3;
+    while i < args.len() {
+        let option = &args[i];
+        let has_value = i + 1 < args.len();
+        if is(option, "NX") && condition == Condition::Always {
+            condition = Condition::IfAbsent;
+        } else if is(option, "XX") && condition == Condition::Always {
+            condition = Condition::IfPresent;
+        } else if is(option, "GET") && !return_old {
+            return_old = true;
+        } else if is(option, "KEEPTTL") && !expiry_given {
+            expiry = Expiry::Keep;
+            expiry_given = true;
+        } else if has_value && !expiry_given && ["EX", "PX", "EXAT", "PXAT"].iter().any(|o| is(option, o)) {
+            let amount = try_reply!(int_arg(&args[i + 1]));
+            expiry = Expiry::At(try_reply!(deadline(option, amount, ctx.now, "set")));
+            expiry_given = true;
+            i += 1;
+        } else {
+            return syntax_error();
+        }
+        i += 1;
+    }
+
+    let old = match ctx.ks.get(key, ctx.now) {
+        None => None,
+        Some(entry) if return_old => Some(try_reply!(string_of(entry)).clone()),
+        Some(_) => Some(Bytes::new()),
+    };
+    let allowed = match condition {
+        Condition::Always => true,
+        Condition::IfAbsent => old.is_none(),
+        Condition::IfPresent => old.is_some(),
+    };
+    if allowed {
+        match expiry {
+            // A deadline already passed: the key is written and expires at
+            // once, as in Redis.
+            Expiry::At(at) if at <= ctx.now => {
+                ctx.ks.remove(key, ctx.now);
+            }
+            _ => {
+                ctx.ks.set(key, Value::String(value.clone()), expiry, ctx.now);
+            }
+        }
+    }
+    match (return_old, allowed) {
+        (true, _) => old.map_or(Frame::Null, Frame::Bulk),
+        (false, true) => Frame::ok(),
+        (false, false) => Frame::Null,
+    }
+}
+
+/// Converts an EX/PX/EXAT/PXAT amount to an absolute Unix ms deadline, with
+/// Redis's `invalid expire time` error for non-positive or overflowing input.
+pub fn deadline(unit: &[u8], amount: i64, now: u64, command: &str) -> Result<u64, Frame> {
+    let invalid = || Frame::error(format!("ERR invalid expire time in '{command}' command"));
+    if amount <= 0 {
+        return Err(invalid());
+    }
+    let amount = amount as u64;
+    let at = if is(unit, "EX") {
+        amount.checked_mul(1000).and_then(|ms| ms.checked_add(now))
+    } else if is(unit, "PX") {
+        amount.checked_add(now)
+    } else if is(unit, "EXAT") {
+        amount.checked_mul(1000)
+    } else {
+        Some(amount)
+    };
+    at.filter(|&at| at <= i64::MAX as u64).ok_or_else(invalid)
+}

@@ -1,0 +1,227 @@
+//! Command semantics against a real store, through the same dispatch the
+//! broker's connections use.
+
+use bytes::Bytes;
+
+use super::{execute, Ctx, Session};
+use crate::resp::Frame;
+use crate::store::{Db, Keyspace};
+
+struct Harness {
+    db: Db,
+    session: Session,
+    now: u64,
+}
+
+impl Harness {
+    fn new() -> Harness {
+        Harness { db: Db::new(), session: Session::new(1), now: 1_000_000 }
+    }
+
+    fn run(&mut self, line: &str) -> Frame {
+        let args: Vec<Bytes> = crate::resp::split_args(line.as_bytes()).expect("valid test command");
+        let mut ks = self.db.lock();
+        let mut ctx = Ctx { db: &self.db, ks: &mut ks, session: &mut self.session, now: self.now };
+        execute(&mut ctx, &args)
+    }
+
+    fn keyspace(&self) -> parking_lot::MutexGuard<'_, Keyspace> {
+        self.db.lock()
+    }
+}
+
+fn bulk(text: &str) -> Frame {
+    Frame::bulk_str(text)
+}
+
+fn int(n: i64) -> Frame {
+    Frame::Integer(n)
+}
+
+fn err(text: &str) -> Frame {
+    Frame::error(text)
+}
+
+fn bulks(items: &[&str]) -> Frame {
+    Frame::Array(items.iter().map(|s| bulk(s)).collect())
+}
+
+#[test]
+fn get_set_and_conditions() {
+    let mut h = Harness::new();
+    assert_eq!(h.run("GET a"), Frame::Null);
+    assert_eq!(h.run("SET a 1"), Frame::ok());
+    assert_eq!(h.run("get a"), bulk("1"));
+    assert_eq!(h.run("SET a 2 NX"), Frame::Null);
+    assert_eq!(h.run("SET b 2 XX"), Frame::Null);
+    assert_eq!(h.run("SET a 3 XX GET"), bulk("1"));
+    assert_eq!(h.run("SET c 1 NX GET"), Frame::Null);
+    assert_eq!(h.run("SET c 2 NX GET"), bulk("1"));
+    assert_eq!(h.run("GET c"), bulk("1"));
+    assert_eq!(h.run("SET a 1 NX XX"), err("ERR syntax error"));
+    assert_eq!(h.run("SET a 1 EX 1 PX 5"), err("ERR syntax error"));
+    assert_eq!(h.run("SET a 1 EX"), err("ERR syntax error"));
+    assert_eq!(h.run("SET a 1 EX x"), err("ERR value is not an integer or out of range"));
+    assert_eq!(h.run("SET a 1 EX 0"), err("ERR invalid expire time in 'set' command"));
+    assert_eq!(h.run("SET a 1 EX 9223372036854775807"), err("ERR invalid expire time in 'set' command"));
+    assert_eq!(h.run("SET a"), err("ERR wrong number of arguments for 'set' command"));
+}
+
+#[test]
+fn set_with_expiry_options() {
+    let mut h = Harness::new();
+    h.run("SET a v PX 1500");
+    assert_eq!(h.run("PTTL a"), int(1500));
+    assert_eq!(h.run("TTL a"), int(2));
+    h.run("SET a w KEEPTTL");
+    assert_eq!(h.run("PTTL a"), int(1500));
+    h.run("SET a w");
+    assert_eq!(h.run("TTL a"), int(-1));
+    h.run("SET a v EXAT 2000");
+    assert_eq!(h.run("EXPIRETIME a"), int(2000));
+    assert_eq!(h.run("SET a v PXAT 5"), Frame::ok());
+    assert_eq!(h.run("EXISTS a"), int(0));
+    h.run("SET a v EX 10");
+    h.now += 10_000;
+    assert_eq!(h.run("GET a"), Frame::Null);
+    assert_eq!(h.run("TTL a"), int(-2));
+}
+
+#[test]
+fn expire_family() {
+    let mut h = Harness::new();
+    assert_eq!(h.run("EXPIRE missing 10"), int(0));
+    h.run("SET k v");
+    assert_eq!(h.run("EXPIRE k 10 XX"), int(0));
+    assert_eq!(h.run("EXPIRE k 10 NX"), int(1));
+    assert_eq!(h.run("EXPIRE k 20 NX"), int(0));
+    assert_eq!(h.run("EXPIRE k 5 GT"), int(0));
+    assert_eq!(h.run("EXPIRE k 50 GT"), int(1));
+    assert_eq!(h.run("PEXPIRE k 100 LT"), int(1));
+    assert_eq!(h.run("PTTL k"), int(100));
+    assert_eq!(h.run("PERSIST k"), int(1));
+    assert_eq!(h.run("PERSIST k"), int(0));
+    assert_eq!(h.run("EXPIRE k 1 NX XX"), err("ERR NX and XX, GT or LT options at the same time are not compatible"));
+    assert_eq!(h.run("PEXPIREAT k 1"), int(1));
+    assert_eq!(h.run("EXISTS k"), int(0));
+    h.run("SET k v");
+    assert_eq!(h.run("EXPIRE k -1"), int(1));
+    assert_eq!(h.run("GET k"), Frame::Null);
+}
+
+#[test]
+fn multi_key_commands() {
+    let mut h = Harness::new();
+    assert_eq!(h.run("MSET a 1 b 2 c 3"), Frame::ok());
+    assert_eq!(h.run("MSET a 1 b"), err("ERR wrong number of arguments for 'mset' command"));
+    assert_eq!(h.run("MGET a x c"), Frame::Array(vec![bulk("1"), Frame::Null, bulk("3")]));
+    assert_eq!(h.run("EXISTS a a x"), int(2));
+    assert_eq!(h.run("DBSIZE"), int(3));
+    assert_eq!(h.run("DEL a x b"), int(2));
+    assert_eq!(h.run("TYPE c"), Frame::Simple("string".into()));
+    assert_eq!(h.run("TYPE a"), Frame::Simple("none".into()));
+    assert_eq!(h.run("FLUSHDB"), Frame::ok());
+    assert_eq!(h.run("DBSIZE"), int(0));
+    assert_eq!(h.run("FLUSHDB LATER"), err("ERR syntax error"));
+}
+
+#[test]
+fn keys_and_scan() {
+    let mut h = Harness::new();
+    for i in 0..25 {
+        h.run(&format!("SET user:{i} x"));
+        h.run(&format!("SET post:{i} x"));
+    }
+    let Frame::Array(keys) = h.run("KEYS user:1*") else { panic!("KEYS must return an array") };
+    assert_eq!(keys.len(), 11); // user:1, user:10..19
+    let mut seen = std::collections::BTreeSet::new();
+    let mut cursor = "0".to_string();
+    loop {
+        let Frame::Array(reply) = h.run(&format!("SCAN {cursor} MATCH user:* COUNT 7")) else { panic!() };
+        let (Frame::Bulk(next), Frame::Array(found)) = (&reply[0], &reply[1]) else { panic!() };
+        for key in found {
+            let Frame::Bulk(key) = key else { panic!() };
+            assert!(key.starts_with(b"user:"));
+            seen.insert(key.clone());
+        }
+        cursor = String::from_utf8(next.to_vec()).unwrap();
+        if cursor == "0" {
+            break;
+        }
+    }
+    assert_eq!(seen.len(), 25);
+    assert_eq!(h.run("SCAN x"), err("ERR invalid cursor"));
+    assert_eq!(h.run("SCAN 0 COUNT 0"), err("ERR syntax error"));
+    assert_eq!(h.run("SCAN 0 TYPE hash"), Frame::Array(vec![bulk("40"), Frame::Array(vec![])]));
+}
+
+#[test]
+fn connection_commands() {
+    let mut h = Harness::new();
+    assert_eq!(h.run("PING"), Frame::Simple("PONG".into()));
+    assert_eq!(h.run("ping hi"), bulk("hi"));
+    assert_eq!(h.run("ECHO x"), bulk("x"));
+    assert_eq!(h.run("SELECT 0"), Frame::ok());
+    assert_eq!(h.run("SELECT 1"), err("ERR DB index is out of range"));
+    assert_eq!(h.run("HELLO 3"), err("NOPROTO unsupported protocol version"));
+    assert_eq!(h.run("HELLO x"), err("ERR Protocol version is not an integer or out of range"));
+    let Frame::Array(hello) = h.run("HELLO 2 SETNAME app") else { panic!() };
+    assert_eq!(hello[4..6], [bulk("proto"), int(2)]);
+    assert_eq!(h.run("CLIENT GETNAME"), bulk("app"));
+    assert_eq!(h.run("CLIENT SETNAME \"a b\""), err("ERR Client names cannot contain spaces, newlines or special characters."));
+    assert_eq!(h.run("CLIENT ID"), int(1));
+    assert_eq!(h.run("CLIENT SETINFO LIB-NAME ioredis"), Frame::ok());
+    assert_eq!(h.run("CLIENT SETINFO LIB-COLOR x"), err("ERR Unrecognized option 'LIB-COLOR'"));
+    assert_eq!(h.run("CLIENT NOPE"), err("ERR unknown subcommand 'NOPE'. Try CLIENT HELP."));
+    assert_eq!(h.run("QUIT"), Frame::ok());
+    assert!(h.session.closing);
+}
+
+#[test]
+fn unknown_commands_and_arity() {
+    let mut h = Harness::new();
+    assert_eq!(h.run("NOPE a b"), err("ERR unknown command 'NOPE', with args beginning with: 'a' 'b' "));
+    assert_eq!(h.run("GET"), err("ERR wrong number of arguments for 'get' command"));
+    assert_eq!(h.run("GET a b"), err("ERR wrong number of arguments for 'get' command"));
+}
+
+#[test]
+fn server_commands() {
+    let mut h = Harness::new();
+    h.run("SET a 1 EX 100");
+    h.run("GET a");
+    h.run("GET b");
+    let Frame::Bulk(info) = h.run("INFO") else { panic!() };
+    let info = String::from_utf8(info.to_vec()).unwrap();
+    for line in ["redis_version:7.0.15", "arch_bits:64", "cluster_enabled:0", "loading:0", "keyspace_hits:1", "keyspace_misses:1", "db0:keys=1,expires=1"] {
+        assert!(info.contains(line), "INFO lacks {line}:\n{info}");
+    }
+    assert!(info.contains("cluster_shm_version:"));
+    let Frame::Bulk(server) = h.run("INFO server") else { panic!() };
+    assert!(!String::from_utf8_lossy(&server).contains("# Keyspace"));
+    assert_eq!(h.run("CONFIG GET save"), bulks(&["save", ""]));
+    assert_eq!(h.run("CONFIG GET appendonly"), bulks(&["appendonly", "no"]));
+    assert_eq!(h.run("CONFIG GET nothing*"), Frame::Array(vec![]));
+    let Frame::Integer(count) = h.run("COMMAND COUNT") else { panic!() };
+    let Frame::Array(all) = h.run("COMMAND") else { panic!() };
+    assert_eq!(all.len() as i64, count);
+    let Frame::Array(docs) = h.run("COMMAND DOCS get") else { panic!() };
+    assert_eq!(docs[0], bulk("get"));
+    assert_eq!(h.run("COMMAND INFO nope"), Frame::Array(vec![Frame::NullArray]));
+}
+
+#[test]
+fn stored_values_do_not_pin_the_read_buffer() {
+    let mut h = Harness::new();
+    let big = Bytes::from(vec![b'x'; 1 << 20]);
+    let args = vec![Bytes::from_static(b"SET"), big.slice(0..3), big.slice(3..10)];
+    {
+        let mut ks = h.db.lock();
+        let mut ctx = Ctx { db: &h.db, ks: &mut ks, session: &mut h.session, now: 0 };
+        execute(&mut ctx, &args);
+    }
+    drop(args);
+    // The only remaining handle on the 1 MiB buffer is ours.
+    assert!(big.is_unique());
+    assert_eq!(h.keyspace().len(), 1);
+}

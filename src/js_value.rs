@@ -1,0 +1,116 @@
+//! Conversions between JavaScript values and commands or replies.
+
+use std::ptr;
+
+use bytes::Bytes;
+use napi::bindgen_prelude::{FromNapiValue, ToNapiValue, TypeName, ValidateNapiValue};
+use napi::{check_status, sys, ValueType};
+
+use crate::resp::Frame;
+
+/// A command from JS: an array of strings and Buffers.
+pub struct Args(pub Vec<Bytes>);
+
+impl TypeName for Args {
+    fn type_name() -> &'static str {
+        "Array<string | Buffer>"
+    }
+
+    fn value_type() -> ValueType {
+        ValueType::Object
+    }
+}
+
+impl ValidateNapiValue for Args {}
+
+impl FromNapiValue for Args {
+    unsafe fn from_napi_value(env: sys::napi_env, value: sys::napi_value) -> napi::Result<Self> {
+        let mut length = 0u32;
+        check_status!(sys::napi_get_array_length(env, value, &mut length), "command must be an array")?;
+        let mut args = Vec::with_capacity(length as usize);
+        for index in 0..length {
+            let mut item = ptr::null_mut();
+            check_status!(sys::napi_get_element(env, value, index, &mut item))?;
+            args.push(arg_bytes(env, item)?);
+        }
+        Ok(Args(args))
+    }
+}
+
+unsafe fn arg_bytes(env: sys::napi_env, value: sys::napi_value) -> napi::Result<Bytes> {
+    let mut kind = 0;
+    check_status!(sys::napi_typeof(env, value, &mut kind))?;
+    if kind == sys::ValueType::napi_string {
+        let mut length = 0usize;
+        check_status!(sys::napi_get_value_string_utf8(env, value, ptr::null_mut(), 0, &mut length))?;
+        let mut buf = vec![0u8; length + 1];
+        check_status!(sys::napi_get_value_string_utf8(env, value, buf.as_mut_ptr().cast(), buf.len(), &mut length))?;
+        buf.truncate(length);
+        return Ok(Bytes::from(buf));
+    }
+    let mut is_buffer = false;
+    check_status!(sys::napi_is_buffer(env, value, &mut is_buffer))?;
+    if !is_buffer {
+        return Err(napi::Error::new(napi::Status::InvalidArg, "ERR_SHM_BAD_ARGUMENT command arguments must be strings or Buffers"));
+    }
+    let mut data = ptr::null_mut();
+    let mut length = 0usize;
+    check_status!(sys::napi_get_buffer_info(env, value, &mut data, &mut length))?;
+    if length == 0 {
+        return Ok(Bytes::new());
+    }
+    Ok(Bytes::copy_from_slice(std::slice::from_raw_parts(data as *const u8, length)))
+}
+
+/// A reply on its way to JS. An error reply at the top level becomes a
+/// rejection (see [`Reply::into_result`]); nested ones become Error objects.
+pub struct Reply(pub Frame);
+
+impl Reply {
+    pub fn into_result(self) -> napi::Result<Reply> {
+        match self.0 {
+            Frame::Error(text) => Err(crate::error::ShmError::Server(text).into()),
+            frame => Ok(Reply(frame)),
+        }
+    }
+}
+
+impl ToNapiValue for Reply {
+    unsafe fn to_napi_value(env: sys::napi_env, reply: Self) -> napi::Result<sys::napi_value> {
+        frame_to_js(env, &reply.0)
+    }
+}
+
+unsafe fn frame_to_js(env: sys::napi_env, frame: &Frame) -> napi::Result<sys::napi_value> {
+    let mut out = ptr::null_mut();
+    match frame {
+        Frame::Simple(text) => {
+            check_status!(sys::napi_create_string_utf8(env, text.as_ptr().cast(), text.len() as isize, &mut out))?;
+        }
+        Frame::Integer(n) => {
+            check_status!(sys::napi_create_int64(env, *n, &mut out))?;
+        }
+        Frame::Bulk(data) => {
+            let mut copy = ptr::null_mut();
+            check_status!(sys::napi_create_buffer_copy(env, data.len(), data.as_ptr().cast(), &mut copy, &mut out))?;
+        }
+        Frame::Null | Frame::NullArray => {
+            check_status!(sys::napi_get_null(env, &mut out))?;
+        }
+        Frame::Array(items) => {
+            check_status!(sys::napi_create_array_with_length(env, items.len(), &mut out))?;
+            for (index, item) in items.iter().enumerate() {
+                let value = frame_to_js(env, item)?;
+                check_status!(sys::napi_set_element(env, out, index as u32, value))?;
+            }
+        }
+        Frame::Error(text) => {
+            let (mut code, mut message) = (ptr::null_mut(), ptr::null_mut());
+            let code_text = "ERR_SHM_SERVER";
+            check_status!(sys::napi_create_string_utf8(env, code_text.as_ptr().cast(), code_text.len() as isize, &mut code))?;
+            check_status!(sys::napi_create_string_utf8(env, text.as_ptr().cast(), text.len() as isize, &mut message))?;
+            check_status!(sys::napi_create_error(env, code, message, &mut out))?;
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,418 @@
+//! The keyspace: entries, their expiry times and the statistics INFO reports.
+//!
+//! Pure data structure: every time-dependent call takes `now` in Unix
+//! milliseconds, so tests drive the clock and the broker passes real time.
+
+use std::collections::BTreeSet;
+
+use bytes::Bytes;
+use indexmap::IndexMap;
+
+use super::glob::glob_match;
+
+/// A stored value. Only Redis's string type exists so far; the enum keeps
+/// room for other types without touching the callers that match on it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Value {
+    String(Bytes),
+}
+
+impl Value {
+    /// Redis's name for the type, as TYPE reports it.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Value::String(_) => "string",
+        }
+    }
+
+    fn heap_size(&self) -> usize {
+        match self {
+            Value::String(b) => b.len(),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Entry {
+    pub value: Value,
+    /// Unix ms when the key expires; `None` for a persistent key.
+    pub expires_at: Option<u64>,
+}
+
+/// Estimated bytes a key costs beyond its key and value bytes: the index
+/// slot and hash, the entry with its two `Bytes` handles, and the allocator
+/// headers of the two copies.
+pub const ENTRY_OVERHEAD: usize = 96;
+/// Extra cost of a key with a TTL: its node in the expiry index.
+pub const EXPIRY_OVERHEAD: usize = 48;
+
+#[derive(Clone, Debug, Default)]
+pub struct Stats {
+    pub expired_keys: u64,
+    pub evicted_keys: u64,
+    pub keyspace_hits: u64,
+    pub keyspace_misses: u64,
+}
+
+/// How a write changes the expiry of the key it writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Expiry {
+    /// The key becomes persistent.
+    Clear,
+    /// The key keeps whatever expiry it had (SET ... KEEPTTL).
+    Keep,
+    /// The key expires at this Unix ms time.
+    At(u64),
+}
+
+type Map = IndexMap<Bytes, Entry, ahash::RandomState>;
+
+#[derive(Default)]
+pub struct Keyspace {
+    entries: Map,
+    /// Keys with a TTL ordered by deadline, so expired keys are reclaimed in
+    /// order without scanning the whole keyspace.
+    expiries: BTreeSet<(u64, Bytes)>,
+    used_memory: usize,
+    peak_memory: usize,
+    pub stats: Stats,
+}
+
+impl Keyspace {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Live and not-yet-reclaimed keys; expired keys disappear from this
+    /// count when they are next touched or swept.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    pub fn volatile_len(&self) -> usize {
+        self.expiries.len()
+    }
+
+    /// Estimated bytes held by keys, values and their bookkeeping.
+    pub fn used_memory(&self) -> usize {
+        self.used_memory
+    }
+
+    /// The highest [`Keyspace::used_memory`] seen.
+    pub fn peak_memory(&self) -> usize {
+        self.peak_memory.max(self.used_memory)
+    }
+
+    /// Looks a key up for a read command, counting a hit or a miss.
+    pub fn read(&mut self, key: &[u8], now: u64) -> Option<&Entry> {
+        let found = self.live_index(key, now);
+        if found.is_some() {
+            self.stats.keyspace_hits += 1;
+        } else {
+            self.stats.keyspace_misses += 1;
+        }
+        found.map(|i| &self.entries[i])
+    }
+
+    /// Looks a key up without touching the hit/miss statistics.
+    pub fn get(&mut self, key: &[u8], now: u64) -> Option<&Entry> {
+        self.live_index(key, now).map(|i| &self.entries[i])
+    }
+
+    pub fn contains(&mut self, key: &[u8], now: u64) -> bool {
+        self.live_index(key, now).is_some()
+    }
+
+    /// Index of a live entry; an expired one is removed on the way.
+    fn live_index(&mut self, key: &[u8], now: u64) -> Option<usize> {
+        let (index, _, entry) = self.entries.get_full(key)?;
+        if entry.expires_at.is_some_and(|at| at <= now) {
+            self.remove_index(index);
+            self.stats.expired_keys += 1;
+            return None;
+        }
+        Some(index)
+    }
+
+    /// Stores `value` under `key`; returns the previous live value.
+    pub fn set(&mut self, key: &[u8], value: Value, expiry: Expiry, now: u64) -> Option<Value> {
+        let previous = self.live_index(key, now);
+        let expires_at = match (expiry, previous) {
+            (Expiry::Clear, _) | (Expiry::Keep, None) => None,
+            (Expiry::Keep, Some(i)) => self.entries[i].expires_at,
+            (Expiry::At(at), _) => Some(at),
+        };
+        // Stored bytes are copied out of the connection's read buffer so a
+        // small value never pins a large shared buffer.
+        let value = match value {
+            Value::String(b) => Value::String(Bytes::copy_from_slice(&b)),
+        };
+        let new_size = value.heap_size();
+        match previous {
+            Some(i) => {
+                let (stored_key, entry) = self.entries.get_index_mut(i).expect("live index");
+                let old_expiry = entry.expires_at;
+                let old = std::mem::replace(&mut entry.value, value);
+                entry.expires_at = expires_at;
+                let stored_key = stored_key.clone();
+                self.used_memory = self.used_memory - old.heap_size() + new_size;
+                self.peak_memory = self.peak_memory.max(self.used_memory);
+                self.reindex_expiry(&stored_key, old_expiry, expires_at);
+                Some(old)
+            }
+            None => {
+                let key = Bytes::copy_from_slice(key);
+                self.used_memory += key.len() + new_size + ENTRY_OVERHEAD;
+                if let Some(at) = expires_at {
+                    self.expiries.insert((at, key.clone()));
+                    self.used_memory += EXPIRY_OVERHEAD + key.len();
+                }
+                self.entries.insert(key, Entry { value, expires_at });
+                self.peak_memory = self.peak_memory.max(self.used_memory);
+                None
+            }
+        }
+    }
+
+    /// Changes the expiry of a live key; false when the key does not exist.
+    pub fn set_expiry(&mut self, key: &[u8], expires_at: Option<u64>, now: u64) -> bool {
+        let Some(i) = self.live_index(key, now) else {
+            return false;
+        };
+        let (stored_key, entry) = self.entries.get_index_mut(i).expect("live index");
+        let old = std::mem::replace(&mut entry.expires_at, expires_at);
+        let stored_key = stored_key.clone();
+        self.reindex_expiry(&stored_key, old, expires_at);
+        true
+    }
+
+    fn reindex_expiry(&mut self, key: &Bytes, old: Option<u64>, new: Option<u64>) {
+        if old == new {
+            return;
+        }
+        if let Some(at) = old {
+            self.expiries.remove(&(at, key.clone()));
+            self.used_memory -= EXPIRY_OVERHEAD + key.len();
+        }
+        if let Some(at) = new {
+            self.expiries.insert((at, key.clone()));
+            self.used_memory += EXPIRY_OVERHEAD + key.len();
+        }
+    }
+
+    /// Removes a live key; returns its value.
+    pub fn remove(&mut self, key: &[u8], now: u64) -> Option<Value> {
+        let index = self.live_index(key, now)?;
+        Some(self.remove_index(index).value)
+    }
+
+    fn remove_index(&mut self, index: usize) -> Entry {
+        let (key, entry) = self.entries.swap_remove_index(index).expect("valid index");
+        self.used_memory -= key.len() + entry.value.heap_size() + ENTRY_OVERHEAD;
+        if let Some(at) = entry.expires_at {
+            self.expiries.remove(&(at, key.clone()));
+            self.used_memory -= EXPIRY_OVERHEAD + key.len();
+        }
+        entry
+    }
+
+    pub fn clear(&mut self) {
+        self.entries = Map::default();
+        self.expiries.clear();
+        self.used_memory = 0;
+    }
+
+    /// Every live key matching `pattern` (KEYS).
+    pub fn keys(&self, pattern: &[u8], now: u64) -> Vec<Bytes> {
+        let all = pattern == b"*";
+        self.entries
+            .iter()
+            .filter(|(k, e)| !e.expires_at.is_some_and(|at| at <= now) && (all || glob_match(pattern, k)))
+            .map(|(k, _)| k.clone())
+            .collect()
+    }
+
+    /// One SCAN step. Cursor 0 starts; a returned 0 means done.
+    ///
+    /// The cursor is the number of slots still to visit, walked from the top
+    /// down. Removal moves the last slot into the hole, so a key that stays
+    /// in the keyspace for the whole scan is never skipped (it can only move
+    /// down into the part still to visit).
+    pub fn scan(&self, cursor: u64, count: usize, mut keep: impl FnMut(&Bytes, &Entry) -> bool, now: u64) -> (u64, Vec<Bytes>) {
+        let mut remaining = if cursor == 0 { self.entries.len() } else { (cursor as usize).min(self.entries.len()) };
+        let mut found = Vec::new();
+        let mut visited = 0;
+        while remaining > 0 && visited < count.max(1) {
+            remaining -= 1;
+            visited += 1;
+            let (key, entry) = self.entries.get_index(remaining).expect("in range");
+            if !entry.expires_at.is_some_and(|at| at <= now) && keep(key, entry) {
+                found.push(key.clone());
+            }
+        }
+        (remaining as u64, found)
+    }
+
+    /// Reclaims up to `budget` keys whose deadline has passed; returns how
+    /// many went. Called from the background sweep.
+    pub fn purge_expired(&mut self, now: u64, budget: usize) -> usize {
+        let mut purged = 0;
+        while purged < budget {
+            let Some((at, key)) = self.expiries.first().cloned() else {
+                break;
+            };
+            if at > now {
+                break;
+            }
+            let index = self.entries.get_index_of(&key).expect("expiry index matches entries");
+            self.remove_index(index);
+            self.stats.expired_keys += 1;
+            purged += 1;
+        }
+        if purged > 0 {
+            self.shrink_if_sparse();
+        }
+        purged
+    }
+
+    /// Milliseconds until the next key expires, if any key has a TTL.
+    pub fn next_deadline(&self) -> Option<u64> {
+        self.expiries.first().map(|(at, _)| *at)
+    }
+
+    /// Gives memory back after mass deletion or expiry.
+    fn shrink_if_sparse(&mut self) {
+        let capacity = self.entries.capacity();
+        if capacity > 1024 && self.entries.len() < capacity / 4 {
+            self.entries.shrink_to(self.entries.len() * 2);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(text: &str) -> Value {
+        Value::String(Bytes::copy_from_slice(text.as_bytes()))
+    }
+
+    #[test]
+    fn set_get_overwrite_remove() {
+        let mut ks = Keyspace::new();
+        assert_eq!(ks.set(b"a", s("1"), Expiry::Clear, 0), None);
+        assert_eq!(ks.set(b"a", s("2"), Expiry::Clear, 0), Some(s("1")));
+        assert_eq!(ks.read(b"a", 0).map(|e| e.value.clone()), Some(s("2")));
+        assert_eq!(ks.read(b"b", 0).map(|e| e.value.clone()), None);
+        assert_eq!((ks.stats.keyspace_hits, ks.stats.keyspace_misses), (1, 1));
+        assert_eq!(ks.remove(b"a", 0), Some(s("2")));
+        assert!(ks.is_empty());
+        assert_eq!(ks.used_memory(), 0);
+    }
+
+    #[test]
+    fn expired_keys_are_never_returned() {
+        let mut ks = Keyspace::new();
+        ks.set(b"k", s("v"), Expiry::At(100), 0);
+        assert!(ks.contains(b"k", 99));
+        assert!(!ks.contains(b"k", 100));
+        assert_eq!(ks.len(), 0);
+        assert_eq!(ks.stats.expired_keys, 1);
+        assert_eq!(ks.volatile_len(), 0);
+        assert_eq!(ks.used_memory(), 0);
+    }
+
+    #[test]
+    fn keep_ttl_and_clear_ttl() {
+        let mut ks = Keyspace::new();
+        ks.set(b"k", s("v"), Expiry::At(100), 0);
+        ks.set(b"k", s("w"), Expiry::Keep, 0);
+        assert_eq!(ks.get(b"k", 0).unwrap().expires_at, Some(100));
+        ks.set(b"k", s("x"), Expiry::Clear, 0);
+        assert_eq!(ks.get(b"k", 0).unwrap().expires_at, None);
+        assert_eq!(ks.volatile_len(), 0);
+        assert!(ks.set_expiry(b"k", Some(50), 0));
+        assert_eq!(ks.next_deadline(), Some(50));
+        assert!(ks.set_expiry(b"k", None, 0));
+        assert_eq!(ks.next_deadline(), None);
+        assert!(!ks.set_expiry(b"missing", Some(5), 0));
+    }
+
+    #[test]
+    fn purge_reclaims_in_deadline_order_within_budget() {
+        let mut ks = Keyspace::new();
+        for i in 0..10u64 {
+            ks.set(format!("k{i}").as_bytes(), s("v"), Expiry::At(10 + i), 0);
+        }
+        ks.set(b"forever", s("v"), Expiry::Clear, 0);
+        assert_eq!(ks.purge_expired(14, 3), 3);
+        assert!(!ks.contains(b"k2", 0) && ks.contains(b"k3", 0));
+        assert_eq!(ks.purge_expired(14, 100), 2);
+        assert_eq!(ks.purge_expired(1000, 100), 5);
+        assert_eq!(ks.len(), 1);
+        assert_eq!(ks.stats.expired_keys, 10);
+    }
+
+    #[test]
+    fn memory_accounting_returns_to_zero() {
+        let mut ks = Keyspace::new();
+        for i in 0..1000 {
+            let expiry = if i % 2 == 0 { Expiry::At(1_000 + i) } else { Expiry::Clear };
+            ks.set(format!("key:{i}").as_bytes(), s(&"x".repeat(i as usize % 50)), expiry, 0);
+        }
+        assert!(ks.used_memory() > 1000 * ENTRY_OVERHEAD);
+        for i in 0..1000 {
+            if i % 3 == 0 {
+                ks.set(format!("key:{i}").as_bytes(), s("changed"), Expiry::At(5), 0);
+            }
+        }
+        ks.purge_expired(10_000, usize::MAX);
+        for i in 0..1000 {
+            ks.remove(format!("key:{i}").as_bytes(), 0);
+        }
+        assert_eq!(ks.used_memory(), 0);
+    }
+
+    #[test]
+    fn scan_visits_every_stable_key_despite_removals() {
+        let mut ks = Keyspace::new();
+        for i in 0..100 {
+            ks.set(format!("k{i}").as_bytes(), s("v"), Expiry::Clear, 0);
+        }
+        let mut seen = std::collections::HashSet::new();
+        let mut cursor = 0;
+        let mut step = 0;
+        loop {
+            let (next, keys) = ks.scan(cursor, 7, |_, _| true, 0);
+            seen.extend(keys);
+            // Remove odd keys as the scan goes; the even ones must all be seen.
+            for _ in 0..3 {
+                step += 2;
+                ks.remove(format!("k{}", step % 100 | 1).as_bytes(), 0);
+            }
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+        for i in (0..100).step_by(2) {
+            assert!(seen.contains(format!("k{i}").as_bytes()), "k{i} skipped");
+        }
+    }
+
+    #[test]
+    fn keys_filters_by_pattern_and_expiry() {
+        let mut ks = Keyspace::new();
+        ks.set(b"user:1", s("a"), Expiry::Clear, 0);
+        ks.set(b"user:2", s("b"), Expiry::At(5), 0);
+        ks.set(b"post:1", s("c"), Expiry::Clear, 0);
+        let mut keys = ks.keys(b"user:*", 10);
+        keys.sort();
+        assert_eq!(keys, vec![Bytes::from_static(b"user:1")]);
+        assert_eq!(ks.keys(b"*", 0).len(), 3);
+    }
+}

@@ -1,0 +1,146 @@
+//! The shared store: the keyspace behind a lock, server-wide counters and
+//! the background sweep that reclaims expired keys.
+
+mod glob;
+mod keyspace;
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use parking_lot::{Mutex, MutexGuard, RwLock};
+
+pub use glob::glob_match;
+pub use keyspace::{Entry, Expiry, Keyspace, Stats, Value, ENTRY_OVERHEAD, EXPIRY_OVERHEAD};
+
+/// Keys reclaimed per lock hold by the sweep, so a mass expiry never stalls
+/// the commands of the workers for long.
+const SWEEP_BATCH: usize = 2_000;
+const SWEEP_INTERVAL: Duration = Duration::from_millis(100);
+
+/// Counters that live outside the keyspace lock.
+#[derive(Default)]
+pub struct Counters {
+    pub connected_clients: AtomicUsize,
+    pub total_connections_received: AtomicU64,
+    pub total_commands_processed: AtomicU64,
+    pub rejected_connections: AtomicU64,
+    next_client_id: AtomicU64,
+}
+
+impl Counters {
+    pub fn next_client_id(&self) -> u64 {
+        self.next_client_id.fetch_add(1, Ordering::Relaxed) + 1
+    }
+}
+
+/// Settings CONFIG GET reports; the broker fills in where it listens.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub unixsocket: String,
+    pub proto_max_bulk_len: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config { unixsocket: String::new(), proto_max_bulk_len: 512 * 1024 * 1024 }
+    }
+}
+
+struct Shared {
+    keyspace: Mutex<Keyspace>,
+    config: RwLock<Config>,
+    counters: Counters,
+    started: Instant,
+    run_id: String,
+}
+
+/// Cheap to clone handle on the one store of a broker. Commands from sockets
+/// and from the primary's own JS thread all go through [`Db::lock`], which is
+/// what makes each command atomic with respect to every other.
+#[derive(Clone)]
+pub struct Db {
+    shared: Arc<Shared>,
+}
+
+impl Default for Db {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Db {
+    pub fn new() -> Db {
+        Db {
+            shared: Arc::new(Shared {
+                keyspace: Mutex::new(Keyspace::new()),
+                config: RwLock::new(Config::default()),
+                counters: Counters::default(),
+                started: Instant::now(),
+                run_id: random_hex(20),
+            }),
+        }
+    }
+
+    pub fn lock(&self) -> MutexGuard<'_, Keyspace> {
+        self.shared.keyspace.lock()
+    }
+
+    pub fn config(&self) -> Config {
+        self.shared.config.read().clone()
+    }
+
+    pub fn update_config(&self, change: impl FnOnce(&mut Config)) {
+        change(&mut self.shared.config.write());
+    }
+
+    pub fn counters(&self) -> &Counters {
+        &self.shared.counters
+    }
+
+    pub fn uptime(&self) -> Duration {
+        self.shared.started.elapsed()
+    }
+
+    pub fn run_id(&self) -> &str {
+        &self.shared.run_id
+    }
+
+    /// Reclaims expired keys in the background until `stop` resolves.
+    pub async fn sweep_expired(self, mut stop: tokio::sync::watch::Receiver<bool>) {
+        loop {
+            let full_batch = self.lock().purge_expired(now_ms(), SWEEP_BATCH) == SWEEP_BATCH;
+            if full_batch {
+                // More are due: let other tasks take the lock, then go on.
+                tokio::task::yield_now().await;
+                continue;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(SWEEP_INTERVAL) => {}
+                _ = stop.changed() => return,
+            }
+        }
+    }
+}
+
+/// Wall-clock Unix time in milliseconds, the unit of every expiry.
+pub fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+/// Hex digits from the OS's random source (run ids, secrets).
+pub fn random_hex(bytes: usize) -> String {
+    use std::io::Read;
+    let mut buf = vec![0u8; bytes];
+    let filled = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut buf)).is_ok();
+    if !filled {
+        // No /dev/urandom (Windows): fall back to std's randomly keyed hasher.
+        use std::hash::{BuildHasher, Hasher};
+        for chunk in buf.chunks_mut(8) {
+            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+            h.write_u128(Instant::now().elapsed().as_nanos());
+            chunk.copy_from_slice(&h.finish().to_le_bytes()[..chunk.len()]);
+        }
+    }
+    buf.iter().map(|b| format!("{b:02x}")).collect()
+}
