@@ -1,0 +1,153 @@
+'use strict';
+
+/**
+ * How values are stored in the broker.
+ *
+ * - JSON-representable values are stored as JSON text, so `redis-cli` shows
+ *   them readably and any Redis client can read them.
+ * - A Buffer or Uint8Array is stored as its bytes behind a 5-byte tag.
+ * - With `serialization: 'advanced'`, anything else structured clone keeps
+ *   (Date, Map, Set, BigInt, RegExp, typed arrays, cycles) is stored as
+ *   v8-serialized bytes behind another tag.
+ *
+ * Reading never needs to know the mode: the stored bytes say what they are.
+ * Bytes written by other clients that are neither tagged nor JSON read back
+ * as a string (valid UTF-8) or a Buffer.
+ */
+
+const v8 = require('node:v8');
+const { isUtf8 } = require('node:buffer');
+const { types } = require('node:util');
+const { typeError, CODES } = require('./errors');
+
+// 0xFF never starts JSON text or valid UTF-8.
+const MAGIC = [0xff, 0x53, 0x48, 0x4d]; // "\xFFSHM"
+const KIND_BYTES = 0x01;
+const KIND_V8 = 0x02;
+const HEADER_LENGTH = MAGIC.length + 1;
+
+function header(kind) {
+  return Buffer.from([...MAGIC, kind]);
+}
+const BYTES_HEADER = header(KIND_BYTES);
+const V8_HEADER = header(KIND_V8);
+
+/** Thrown inside the JSON replacer when a value is not plain JSON. */
+class NotJson extends Error {}
+
+function describe(value) {
+  if (typeof value !== 'object') return typeof value === 'number' ? String(value) : typeof value;
+  return (value.constructor && value.constructor.name) || 'object';
+}
+
+/**
+ * JSON.stringify replacers: refuse what JSON would silently change or drop,
+ * instead of storing something other than what the caller passed. In
+ * 'advanced' mode a Date is not JSON either (it would come back a string).
+ */
+function replacer(advanced) {
+  return function strict(key, value) {
+    const where = key ? ` (at "${key}")` : '';
+    switch (typeof value) {
+      case 'function':
+      case 'symbol':
+        throw typeError(`cannot store a ${typeof value}${where}: functions and symbols are not data`, CODES.INVALID_ARG_VALUE);
+      case 'bigint':
+        throw new NotJson(`a BigInt${where}`);
+      case 'number':
+        if (!Number.isFinite(value)) throw new NotJson(`${value}${where}`);
+        return value;
+      default: {
+        // toJSON (Buffer, Date) has already run: look at the original.
+        const original = this[key];
+        if (original !== null && typeof original === 'object' && !Array.isArray(original)) {
+          if (ArrayBuffer.isView(original) || types.isAnyArrayBuffer(original) || types.isMap(original) || types.isSet(original) || types.isRegExp(original)) {
+            throw new NotJson(`a ${describe(original)}${where}`);
+          }
+          if (advanced && types.isDate(original)) throw new NotJson(`a Date${where}`);
+        }
+        return value;
+      }
+    }
+  };
+}
+const REPLACERS = { json: replacer(false), advanced: replacer(true) };
+
+/**
+ * Encodes a value for storage: a string (JSON text) or a Buffer (tagged).
+ * Throws TypeError for values the chosen mode cannot keep.
+ */
+function encode(value, serialization) {
+  switch (typeof value) {
+    case 'string':
+      return JSON.stringify(value);
+    case 'boolean':
+      return value ? 'true' : 'false';
+    case 'number':
+      if (Number.isFinite(value)) return JSON.stringify(value);
+      break;
+    case 'undefined':
+      throw typeError('cannot store undefined: use delete(key) to remove a key', CODES.INVALID_ARG_VALUE);
+    case 'function':
+    case 'symbol':
+      throw typeError(`cannot store a ${typeof value}: functions and symbols are not data`, CODES.INVALID_ARG_VALUE);
+    default:
+      if (value === null) return 'null';
+      if (types.isUint8Array(value)) {
+        return Buffer.concat([BYTES_HEADER, toBuffer(value)]);
+      }
+  }
+  try {
+    return JSON.stringify(value, REPLACERS[serialization] || REPLACERS.json);
+  } catch (error) {
+    const notJson = error instanceof NotJson || isCycleError(error);
+    if (!notJson) throw error;
+    if (serialization === 'advanced') return encodeV8(value);
+    const what = error instanceof NotJson ? error.message : 'a circular structure';
+    throw typeError(
+      `cannot store ${what} with serialization 'json' without changing it; use serialization: 'advanced'`,
+      CODES.INVALID_ARG_VALUE,
+    );
+  }
+}
+
+function isCycleError(error) {
+  return error instanceof TypeError && /circular/i.test(error.message);
+}
+
+function encodeV8(value) {
+  try {
+    return Buffer.concat([V8_HEADER, v8.serialize(value)]);
+  } catch (error) {
+    throw typeError(`cannot store this value: ${error.message}`, CODES.INVALID_ARG_VALUE);
+  }
+}
+
+function toBuffer(view) {
+  return Buffer.isBuffer(view) ? view : Buffer.from(view.buffer, view.byteOffset, view.byteLength);
+}
+
+/** Decodes a stored value; a missing value (null reply) is `undefined`. */
+function decode(stored) {
+  if (stored === null || stored === undefined) return undefined;
+  if (typeof stored === 'number') return stored;
+  if (stored.length >= HEADER_LENGTH && stored[0] === 0xff && stored[1] === MAGIC[1] && stored[2] === MAGIC[2] && stored[3] === MAGIC[3]) {
+    const body = stored.subarray(HEADER_LENGTH);
+    if (stored[4] === KIND_BYTES) return Buffer.from(body);
+    if (stored[4] === KIND_V8) return v8.deserialize(body);
+  }
+  const text = stored.toString('utf8');
+  try {
+    return JSON.parse(text);
+  } catch {
+    // Written by another client: not ours to reinterpret.
+    return isUtf8(stored) ? text : Buffer.from(stored);
+  }
+}
+
+/** Byte length of an encoded value, for the size limit. */
+function encodedLength(encoded) {
+  return typeof encoded === 'string' ? Buffer.byteLength(encoded) : encoded.length;
+}
+
+module.exports = { encode, decode, encodedLength };

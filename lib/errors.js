@@ -1,0 +1,55 @@
+'use strict';
+
+/**
+ * Every error cluster-shm raises is created here, in the caller's realm, with
+ * a stable `code`. Native errors arrive as "<CODE> <message>" and are rebuilt.
+ */
+
+const CODES = Object.freeze({
+  UNREACHABLE: 'ERR_SHM_UNREACHABLE',
+  TIMEOUT: 'ERR_SHM_TIMEOUT',
+  SERVER: 'ERR_SHM_SERVER',
+  CLOSED: 'ERR_SHM_CLOSED',
+  NO_BROKER: 'ERR_SHM_NO_BROKER',
+  BROKER_START: 'ERR_SHM_BROKER_START',
+  VALUE_TOO_LARGE: 'ERR_SHM_VALUE_TOO_LARGE',
+  BAD_ARGUMENT: 'ERR_SHM_BAD_ARGUMENT',
+  INVALID_ARG_TYPE: 'ERR_INVALID_ARG_TYPE',
+  INVALID_ARG_VALUE: 'ERR_INVALID_ARG_VALUE',
+  UNKNOWN_OPTION: 'ERR_SHM_UNKNOWN_OPTION',
+  OUT_OF_RANGE: 'ERR_OUT_OF_RANGE',
+});
+
+function withCode(error, code, extra) {
+  error.code = code;
+  if (extra) Object.assign(error, extra);
+  return error;
+}
+
+function shmError(code, message, extra) {
+  return withCode(new Error(message), code, extra);
+}
+
+function typeError(message, code = CODES.INVALID_ARG_TYPE) {
+  return withCode(new TypeError(message), code);
+}
+
+function rangeError(message, code = CODES.OUT_OF_RANGE) {
+  return withCode(new RangeError(message), code);
+}
+
+const NATIVE_MESSAGE = /^(ERR_SHM_[A-Z_]+) ([\s\S]*)$/;
+
+/** Rebuilds an error thrown by the native addon. */
+function fromNative(error) {
+  const match = NATIVE_MESSAGE.exec(error && error.message);
+  if (!match) return shmError(CODES.BAD_ARGUMENT, String(error && error.message));
+  const [, code, message] = match;
+  if (code === CODES.SERVER) {
+    // Keep the broker's (or Redis's) own error prefix, e.g. WRONGTYPE.
+    return shmError(code, message, { reply: message.split(' ', 1)[0] });
+  }
+  return shmError(code, message);
+}
+
+module.exports = { CODES, shmError, typeError, rangeError, fromNative };

@@ -1,0 +1,86 @@
+'use strict';
+
+const { typeError, rangeError, CODES } = require('./errors');
+
+/** Environment variables a primary sets before forking, read by workers. */
+const ENV = Object.freeze({
+  SOCKET: 'CLUSTER_SHM_SOCKET',
+  OPTIONS: 'CLUSTER_SHM_OPTIONS',
+});
+
+const DEFAULTS = Object.freeze({
+  serialization: 'json',
+  connectTimeout: 5_000,
+  commandTimeout: 10_000,
+  maxValueBytes: 64 * 1024 * 1024,
+});
+
+const VALIDATORS = {
+  serialization(value) {
+    if (value !== 'json' && value !== 'advanced') {
+      throw typeError(`serialization must be 'json' or 'advanced', got ${JSON.stringify(value)}`, CODES.INVALID_ARG_VALUE);
+    }
+  },
+  connectTimeout: positiveMilliseconds,
+  commandTimeout: positiveMilliseconds,
+  maxValueBytes(value, name) {
+    if (!Number.isSafeInteger(value) || value < 1) throw rangeError(`${name} must be a positive integer number of bytes, got ${value}`);
+  },
+};
+
+function positiveMilliseconds(value, name) {
+  if (typeof value !== 'number') throw typeError(`${name} must be a number of milliseconds, got ${typeof value}`);
+  if (!Number.isFinite(value) || value <= 0 || value > 2 ** 31 - 1) {
+    throw rangeError(`${name} must be a positive, finite number of milliseconds below 2^31, got ${value}`);
+  }
+}
+
+/** Checks a partial options object; unknown keys are an error, not ignored. */
+function validateOptions(options) {
+  if (options === null || typeof options !== 'object' || Array.isArray(options)) {
+    throw typeError('options must be an object');
+  }
+  for (const [name, value] of Object.entries(options)) {
+    const check = VALIDATORS[name];
+    if (!check) {
+      throw typeError(`unknown option "${name}" (known: ${Object.keys(VALIDATORS).join(', ')})`, CODES.UNKNOWN_OPTION);
+    }
+    if (value !== undefined) check(value, name);
+  }
+  return options;
+}
+
+/** Options handed down by the primary through the environment. */
+function inheritedOptions(env = process.env) {
+  const text = env[ENV.OPTIONS];
+  if (!text) return {};
+  try {
+    return validateOptions(JSON.parse(text));
+  } catch {
+    return {};
+  }
+}
+
+/** Validates per-call options against the names a function accepts. */
+function callOptions(options, allowed, fn) {
+  if (options === undefined) return {};
+  if (options === null || typeof options !== 'object' || Array.isArray(options)) {
+    throw typeError(`${fn}: options must be an object`);
+  }
+  for (const name of Object.keys(options)) {
+    if (!allowed.includes(name)) {
+      throw typeError(`${fn}: unknown option "${name}" (known: ${allowed.join(', ')})`, CODES.UNKNOWN_OPTION);
+    }
+  }
+  return options;
+}
+
+/** A ttl in milliseconds: a positive finite number, or undefined for none. */
+function checkTtl(ttl, fn) {
+  if (ttl === undefined) return undefined;
+  if (typeof ttl !== 'number') throw typeError(`${fn}: ttl must be a number of milliseconds, got ${typeof ttl}`);
+  if (!Number.isFinite(ttl) || ttl <= 0) throw rangeError(`${fn}: ttl must be a positive, finite number of milliseconds, got ${ttl}`);
+  return Math.max(1, Math.round(ttl));
+}
+
+module.exports = { ENV, DEFAULTS, validateOptions, inheritedOptions, callOptions, checkTtl };
