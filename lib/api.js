@@ -190,6 +190,34 @@ class SharedMemory {
     await this.#backend.call(args);
   }
 
+  /**
+   * Adds `by` to the number at `key` atomically (a missing key counts as 0)
+   * and resolves with the result. An integer `by` works on integers
+   * (INCRBY, with Redis's overflow and not-an-integer errors); a fractional
+   * one on any number (INCRBYFLOAT). The key keeps its ttl.
+   */
+  async incr(key, by = 1) {
+    checkKey(key, 'incr');
+    return this.#increment(key, by, 'incr');
+  }
+
+  /** `incr(key, -by)`. */
+  async decr(key, by = 1) {
+    checkKey(key, 'decr');
+    if (typeof by !== 'number') throw typeError(`decr: by must be a number, got ${typeof by}`);
+    return this.#increment(key, -by, 'decr');
+  }
+
+  async #increment(key, by, fn) {
+    if (typeof by !== 'number') throw typeError(`${fn}: by must be a number, got ${typeof by}`);
+    if (!Number.isFinite(by)) throw rangeError(`${fn}: by must be finite, got ${by}`);
+    if (Number.isInteger(by)) {
+      if (!Number.isSafeInteger(by)) throw rangeError(`${fn}: by must be a safe integer, got ${by}`);
+      return this.#backend.call(['INCRBY', key, String(by)]);
+    }
+    return Number(toText(await this.#backend.call(['INCRBYFLOAT', key, String(by)])));
+  }
+
   /** Sets a key's time to live; false when the key does not exist. */
   async expire(key, ttl) {
     checkKey(key, 'expire');

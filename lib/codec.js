@@ -56,6 +56,7 @@ function replacer(advanced) {
         throw new NotJson(`a BigInt${where}`);
       case 'number':
         if (!Number.isFinite(value)) throw new NotJson(`${value}${where}`);
+        if (advanced && Object.is(value, -0)) throw new NotJson(`-0${where}`);
         return value;
       default: {
         // toJSON (Buffer, Date) has already run: look at the original.
@@ -84,7 +85,7 @@ function encode(value, serialization) {
     case 'boolean':
       return value ? 'true' : 'false';
     case 'number':
-      if (Number.isFinite(value)) return JSON.stringify(value);
+      if (Number.isFinite(value) && !(serialization === 'advanced' && Object.is(value, -0))) return JSON.stringify(value);
       break;
     case 'undefined':
       throw typeError('cannot store undefined: use delete(key) to remove a key', CODES.INVALID_ARG_VALUE);

@@ -11,6 +11,11 @@ pub static COMMANDS: &[CommandSpec] = &[
     CommandSpec { name: "set", arity: -3, flags: &["write", "denyoom"], keys: (1, 1, 1), group: "string", since: "1.0.0", summary: "Sets the string value of a key, with optional expiry and conditions.", run: set },
     CommandSpec { name: "mget", arity: -2, flags: &["readonly", "fast"], keys: (1, -1, 1), group: "string", since: "1.0.0", summary: "Atomically returns the string values of one or more keys.", run: mget },
     CommandSpec { name: "mset", arity: -3, flags: &["write", "denyoom"], keys: (1, -1, 2), group: "string", since: "1.0.1", summary: "Atomically creates or modifies the string values of one or more keys.", run: mset },
+    CommandSpec { name: "incr", arity: 2, flags: &["write", "denyoom", "fast"], keys: (1, 1, 1), group: "string", since: "1.0.0", summary: "Increments the integer value of a key by one.", run: incr },
+    CommandSpec { name: "decr", arity: 2, flags: &["write", "denyoom", "fast"], keys: (1, 1, 1), group: "string", since: "1.0.0", summary: "Decrements the integer value of a key by one.", run: incr },
+    CommandSpec { name: "incrby", arity: 3, flags: &["write", "denyoom", "fast"], keys: (1, 1, 1), group: "string", since: "1.0.0", summary: "Increments the integer value of a key by a number.", run: incr },
+    CommandSpec { name: "decrby", arity: 3, flags: &["write", "denyoom", "fast"], keys: (1, 1, 1), group: "string", since: "1.0.0", summary: "Decrements the integer value of a key by a number.", run: incr },
+    CommandSpec { name: "incrbyfloat", arity: 3, flags: &["write", "denyoom", "fast"], keys: (1, 1, 1), group: "string", since: "2.6.0", summary: "Increments the floating point value of a key by a number.", run: incr_by_float },
     CommandSpec { name: "strlen", arity: 2, flags: &["readonly", "fast"], keys: (1, 1, 1), group: "string", since: "2.2.0", summary: "Returns the length of a string value.", run: strlen },
 ];
 
@@ -148,4 +153,49 @@ pub fn deadline(unit: &[u8], amount: i64, now: u64, command: &str) -> Result<u64
         Some(amount)
     };
     at.filter(|&at| at <= i64::MAX as u64).ok_or_else(invalid)
+}
+
+/// INCR, DECR, INCRBY, DECRBY: integer arithmetic on a string value, keeping
+/// the key's expiry, with Redis's errors for non-integers and overflow.
+fn incr(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
+    let name = &args[0];
+    let amount = if args.len() == 3 { try_reply!(int_arg(&args[2])) } else { 1 };
+    let delta = if is(name, "DECR") || is(name, "DECRBY") {
+        match amount.checked_neg() {
+            Some(d) => d,
+            None => return Frame::error("ERR decrement would overflow"),
+        }
+    } else {
+        amount
+    };
+    let current = match ctx.ks.get(&args[1], ctx.now) {
+        None => 0,
+        Some(entry) => try_reply!(crate::resp::parse_i64(try_reply!(string_of(entry))).ok_or_else(super::not_an_integer)),
+    };
+    let Some(next) = current.checked_add(delta) else {
+        return Frame::error("ERR increment or decrement would overflow");
+    };
+    let mut text = itoa::Buffer::new();
+    let text = Bytes::copy_from_slice(text.format(next).as_bytes());
+    ctx.ks.set(&args[1], Value::String(text), Expiry::Keep, ctx.now);
+    Frame::Integer(next)
+}
+
+/// INCRBYFLOAT: the result is stored and returned as its shortest decimal
+/// form, without exponent (Redis's human-friendly format).
+fn incr_by_float(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
+    let not_float = || Frame::error("ERR value is not a valid float");
+    let parse = |b: &[u8]| std::str::from_utf8(b).ok().filter(|s| !s.is_empty() && s.trim() == *s).and_then(|s| s.parse::<f64>().ok()).filter(|x| x.is_finite());
+    let delta = try_reply!(parse(&args[2]).ok_or_else(not_float));
+    let current = match ctx.ks.get(&args[1], ctx.now) {
+        None => 0.0,
+        Some(entry) => try_reply!(parse(try_reply!(string_of(entry))).ok_or_else(not_float)),
+    };
+    let next = current + delta;
+    if !next.is_finite() {
+        return Frame::error("ERR increment would produce NaN or Infinity");
+    }
+    let text = Bytes::from(format!("{next}"));
+    ctx.ks.set(&args[1], Value::String(text.clone()), Expiry::Keep, ctx.now);
+    Frame::Bulk(text)
 }

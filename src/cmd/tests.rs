@@ -225,3 +225,30 @@ fn stored_values_do_not_pin_the_read_buffer() {
     assert!(big.is_unique());
     assert_eq!(h.keyspace().len(), 1);
 }
+
+#[test]
+fn counters() {
+    let mut h = Harness::new();
+    assert_eq!(h.run("INCR n"), int(1));
+    assert_eq!(h.run("INCRBY n 41"), int(42));
+    assert_eq!(h.run("DECR n"), int(41));
+    assert_eq!(h.run("DECRBY n -9"), int(50));
+    assert_eq!(h.run("GET n"), bulk("50"));
+    h.run("SET n 9223372036854775807");
+    assert_eq!(h.run("INCR n"), err("ERR increment or decrement would overflow"));
+    assert_eq!(h.run("DECRBY n -9223372036854775808"), err("ERR decrement would overflow"));
+    h.run("SET s abc");
+    assert_eq!(h.run("INCR s"), err("ERR value is not an integer or out of range"));
+    h.run("SET s \" 1\"");
+    assert_eq!(h.run("INCR s"), err("ERR value is not an integer or out of range"));
+    h.run("SET t 5 PX 1000");
+    h.run("INCR t");
+    assert_eq!(h.run("PTTL t"), int(1000));
+    assert_eq!(h.run("INCRBYFLOAT f 10.5"), bulk("10.5"));
+    assert_eq!(h.run("INCRBYFLOAT f 0.1"), bulk("10.6"));
+    assert_eq!(h.run("INCRBYFLOAT f -10.6"), bulk("0"));
+    assert_eq!(h.run("INCRBYFLOAT f 1e3"), bulk("1000"));
+    assert_eq!(h.run("INCRBYFLOAT f x"), err("ERR value is not a valid float"));
+    assert_eq!(h.run("INCRBYFLOAT f 1e308"), bulk(&format!("{}", 1e308 + 1000.0)));
+    assert_eq!(h.run("INCRBYFLOAT f 1e308"), err("ERR increment would produce NaN or Infinity"));
+}

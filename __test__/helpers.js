@@ -1,0 +1,106 @@
+'use strict';
+
+const { spawn } = require('node:child_process');
+const fs = require('node:fs');
+const path = require('node:path');
+
+const FIXTURES = path.join(__dirname, 'fixtures');
+
+/** The environment of a fresh process: no broker inherited from the test runner. */
+function cleanEnv(extra = {}) {
+  const env = { ...process.env };
+  for (const name of Object.keys(env)) if (name.startsWith('CLUSTER_SHM_')) delete env[name];
+  return { ...env, ...extra };
+}
+
+/**
+ * Starts `node <fixture> ...args`. Each line a fixture prints that parses as
+ * JSON is collected in `messages`; `waitFor(predicate)` resolves with the
+ * first message that matches, `done` when the process exits.
+ */
+function start(fixture, args = [], { env = {}, timeout = 45_000 } = {}) {
+  const file = path.isAbsolute(fixture) ? fixture : path.join(FIXTURES, fixture);
+  const child = spawn(process.execPath, [file, ...args], { env: cleanEnv(env), stdio: ['ignore', 'pipe', 'pipe'] });
+  const messages = [];
+  const waiters = [];
+  let stdout = '';
+  let stderr = '';
+  let pending = '';
+  child.stdout.on('data', (chunk) => {
+    stdout += chunk;
+    pending += chunk;
+    let newline;
+    while ((newline = pending.indexOf('\n')) >= 0) {
+      const line = pending.slice(0, newline);
+      pending = pending.slice(newline + 1);
+      let message;
+      try {
+        message = JSON.parse(line);
+      } catch {
+        continue;
+      }
+      messages.push(message);
+      for (const waiter of [...waiters]) {
+        if (waiter.predicate(message)) {
+          waiters.splice(waiters.indexOf(waiter), 1);
+          waiter.resolve(message);
+        }
+      }
+    }
+  });
+  child.stderr.on('data', (chunk) => {
+    stderr += chunk;
+  });
+  const timer = setTimeout(() => child.kill('SIGKILL'), timeout);
+  const done = new Promise((resolve) => {
+    child.on('exit', (code, signal) => {
+      clearTimeout(timer);
+      for (const waiter of waiters.splice(0)) {
+        waiter.reject(new Error(`${fixture} exited (${code ?? signal}) before the awaited message\nstdout:\n${stdout}\nstderr:\n${stderr}`));
+      }
+      resolve({ code, signal, messages, stdout, stderr });
+    });
+  });
+  return {
+    child,
+    messages,
+    done,
+    waitFor(predicate) {
+      const found = messages.find(predicate);
+      if (found) return Promise.resolve(found);
+      return new Promise((resolve, reject) => waiters.push({ predicate, resolve, reject }));
+    },
+  };
+}
+
+/** Runs a fixture to the end; fails with its output if it did not exit 0. */
+async function run(fixture, args, options) {
+  const result = await start(fixture, args, options).done;
+  if (result.code !== 0) {
+    throw new Error(`${fixture} exited with ${result.code ?? result.signal}\nstdout:\n${result.stdout}\nstderr:\n${result.stderr}`);
+  }
+  return result;
+}
+
+/** Where a command-line tool lives, or null. */
+function which(tool) {
+  for (const dir of (process.env.PATH || '').split(path.delimiter)) {
+    const candidate = path.join(dir, tool);
+    try {
+      fs.accessSync(candidate, fs.constants.X_OK);
+      return candidate;
+    } catch {}
+  }
+  return null;
+}
+
+/**
+ * `test` when `tool` is installed; otherwise a skipped test that says why.
+ * In CI (CI=true) a missing tool fails instead, so a broken install shows.
+ */
+function testWithTool(tool, name, fn, timeout) {
+  if (which(tool) || process.env.CI === 'true') return test(name, fn, timeout);
+  return test.skip(`${name} [skipped: ${tool} is not installed; .ci/run installs it]`, fn);
+}
+
+module.exports = { start, run, cleanEnv, which, testWithTool, FIXTURES };
