@@ -20,7 +20,7 @@ function cleanEnv(extra = {}) {
  */
 function start(fixture, args = [], { env = {}, timeout = 45_000 } = {}) {
   const file = path.isAbsolute(fixture) ? fixture : path.join(FIXTURES, fixture);
-  const child = spawn(process.execPath, [file, ...args], { env: cleanEnv(env), stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [file, ...args], { env: cleanEnv(env), stdio: ['pipe', 'pipe', 'pipe'] });
   const messages = [];
   const waiters = [];
   let stdout = '';

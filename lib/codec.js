@@ -54,6 +54,10 @@ function replacer(advanced) {
         throw typeError(`cannot store a ${typeof value}${where}: functions and symbols are not data`, CODES.INVALID_ARG_VALUE);
       case 'bigint':
         throw new NotJson(`a BigInt${where}`);
+      case 'undefined':
+        // JSON drops it (or makes it null in an array); structured clone keeps it.
+        if (advanced) throw new NotJson(`undefined${where}`);
+        return value;
       case 'number':
         if (!Number.isFinite(value)) throw new NotJson(`${value}${where}`);
         if (advanced && Object.is(value, -0)) throw new NotJson(`-0${where}`);

@@ -1,7 +1,8 @@
 //! The client a process uses to reach a broker it does not host: one
-//! multiplexed connection from the `redis` crate, opened on first use,
-//! reconnected with backoff, with automatic pipelining (requests issued while
-//! a write is in flight leave together).
+//! multiplexed connection from the `redis` crate, with automatic pipelining
+//! (requests issued while a write is in flight leave together). It connects
+//! on first use; a connection that fails is dropped and the next call
+//! connects again, retrying with backoff for at most the connect timeout.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -9,7 +10,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use parking_lot::Mutex;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::MultiplexedConnection;
+use redis::AsyncConnectionConfig;
 use redis::{ConnectionAddr, IntoConnectionInfo};
 
 use crate::error::ShmError;
@@ -27,7 +29,7 @@ pub struct ClientOptions {
 pub struct Client {
     redis: redis::Client,
     options: ClientOptions,
-    connection: Mutex<Option<ConnectionManager>>,
+    connection: Mutex<Option<MultiplexedConnection>>,
     /// Serialises connection attempts so concurrent first calls share one.
     connecting: tokio::sync::Mutex<()>,
     closed: AtomicBool,
@@ -57,16 +59,20 @@ impl Client {
         }
         let reply = tokio::time::timeout(self.options.command_timeout, connection.send_packed_command(&command)).await;
         match reply {
-            Err(_) => Err(ShmError::Timeout(format!(
-                "no reply from the broker within {} ms",
-                self.options.command_timeout.as_millis()
-            ))),
+            Err(_) => Err(self.timeout()),
             Ok(Ok(value)) => Ok(frame_from_value(value)),
-            Ok(Err(error)) => Err(self.map_error(error)),
+            Ok(Err(error)) => {
+                let error = self.map_error(error);
+                if !matches!(error, ShmError::Server(_)) {
+                    // The connection is unusable; the next call opens a new one.
+                    self.connection.lock().take();
+                }
+                Err(error)
+            }
         }
     }
 
-    async fn connection(&self) -> Result<ConnectionManager, ShmError> {
+    async fn connection(&self) -> Result<MultiplexedConnection, ShmError> {
         if self.closed.load(Ordering::Acquire) {
             return Err(ShmError::Closed);
         }
@@ -77,22 +83,31 @@ impl Client {
         if let Some(existing) = self.connection.lock().clone() {
             return Ok(existing);
         }
-        let config = ConnectionManagerConfig::new()
+        let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(self.options.connect_timeout))
             .set_response_timeout(Some(self.options.command_timeout))
-            .set_min_delay(Duration::from_millis(20))
-            .set_max_delay(Duration::from_millis(1000))
-            .set_exponent_base(2.0)
-            .set_number_of_retries(usize::MAX)
             .set_pipeline_buffer_size(4096);
-        let attempt = ConnectionManager::new_with_config(self.redis.clone(), config);
-        let manager = match tokio::time::timeout(self.options.connect_timeout, attempt).await {
-            Ok(Ok(manager)) => manager,
-            Ok(Err(error)) => return Err(self.unreachable(&error.to_string())),
-            Err(_) => return Err(self.unreachable("connect timeout")),
+        let mut last_error = String::from("connect timeout");
+        let attempts = async {
+            let mut delay = Duration::from_millis(10);
+            loop {
+                match self.redis.get_multiplexed_async_connection_with_config(&config).await {
+                    Ok(connection) => return connection,
+                    Err(error) => last_error = error.to_string(),
+                }
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_millis(500));
+            }
         };
-        *self.connection.lock() = Some(manager.clone());
-        Ok(manager)
+        let connection = match tokio::time::timeout(self.options.connect_timeout, attempts).await {
+            Ok(connection) => connection,
+            Err(_) => return Err(self.unreachable(&last_error)),
+        };
+        if self.closed.load(Ordering::Acquire) {
+            return Err(ShmError::Closed);
+        }
+        *self.connection.lock() = Some(connection.clone());
+        Ok(connection)
     }
 
     fn unreachable(&self, why: &str) -> ShmError {
@@ -103,6 +118,10 @@ impl Client {
         ))
     }
 
+    fn timeout(&self) -> ShmError {
+        ShmError::Timeout(format!("no reply from the broker within {} ms", self.options.command_timeout.as_millis()))
+    }
+
     fn map_error(&self, error: redis::RedisError) -> ShmError {
         if let Some(code) = error.code() {
             return ShmError::Server(match error.detail() {
@@ -111,9 +130,9 @@ impl Client {
             });
         }
         if error.is_timeout() {
-            return ShmError::Timeout(format!("no reply from the broker within {} ms", self.options.command_timeout.as_millis()));
+            return self.timeout();
         }
-        self.unreachable(&error.to_string())
+        ShmError::Unreachable(format!("lost the connection to the cluster-shm broker at {}: {error}", self.options.socket.display()))
     }
 
     /// Drops the connection; later calls fail with [`ShmError::Closed`].

@@ -1,0 +1,62 @@
+'use strict';
+
+const { run } = require('./helpers');
+
+describe('sharing state across a real cluster', () => {
+  test('the README scenario: every worker and the primary read the same array', async () => {
+    const { messages } = await run('scenario.js');
+    const [{ workers, primary, role }] = messages;
+    expect(workers).toHaveLength(4);
+    for (const worker of workers) expect(worker).toEqual({ value: [0, 1, 2, 3], role: 'worker' });
+    expect(primary).toEqual([0, 1, 2, 3]);
+    expect(role).toBe('primary');
+  });
+
+  test('4 workers write 1,000 keys each and every worker reads all 4,000 back', async () => {
+    const { messages } = await run('many-keys.js');
+    const [{ results, size }] = messages;
+    expect(size).toBe(4000);
+    expect(results).toHaveLength(4);
+    for (const result of results) {
+      expect(result.wrong).toBe(0);
+      expect(result.read).toBe(4000);
+    }
+  });
+
+  test('a plain script without cluster is served in-process, with the whole API', async () => {
+    const { messages } = await run('in-process.js');
+    expect(messages[0]).toEqual({
+      role: 'primary',
+      get: { n: 1 },
+      missing: true,
+      has: [true, false],
+      mget: [{ n: 1 }, 2, [3], null, 'four', false],
+      keys: ['a', 'b', 'c', 'd', 'e'],
+      keysPattern: ['a', 'b', 'c'],
+      size: 5,
+      deleted: [true, false],
+      incr: [1, 42, 40, 40.5],
+      counterReadsAsNumber: 40.5,
+      ttlCounts: true,
+      ttlOfPersistentIsInfinity: true,
+      ttlOfMissing: true,
+      expire: [true, false],
+      persist: [true, false],
+      expired: true,
+      // In-process calls do not go through the socket.
+      stats: { connectedClients: 0, keys: 6, hasMemory: true, version: 'string' },
+      rawPing: 'PONG',
+      sizeAfterClear: 0,
+    });
+  });
+
+  test('a worker that is done exits by itself, and so does a plain client process', async () => {
+    const { messages } = await run('exit-by-itself.js');
+    const [{ worker, client, fromClient }] = messages;
+    expect(worker).toEqual({ code: 0, signal: null });
+    expect(client.code).toBe(0);
+    expect(client.lines[0].role).toBe('client');
+    expect(client.lines[2]).toMatchObject({ step: 'get:from-worker', ok: true, value: 'done' });
+    expect(fromClient).toBe(7);
+  });
+});

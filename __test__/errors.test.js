@@ -1,0 +1,127 @@
+'use strict';
+
+const fs = require('node:fs');
+const os = require('node:os');
+const path = require('node:path');
+const { run, start } = require('./helpers');
+
+const expected = {
+  'get(1)': ['TypeError', 'ERR_INVALID_ARG_TYPE'],
+  'get()': ['TypeError', 'ERR_INVALID_ARG_TYPE'],
+  'set(null, 1)': ['TypeError', 'ERR_INVALID_ARG_TYPE'],
+  'has({})': ['TypeError', 'ERR_INVALID_ARG_TYPE'],
+  'delete(Symbol)': ['TypeError', 'ERR_INVALID_ARG_TYPE'],
+  'keys(5)': ['TypeError', 'ERR_INVALID_ARG_TYPE'],
+  'mget("a")': ['TypeError', 'ERR_INVALID_ARG_TYPE'],
+  'mget([1])': ['TypeError', 'ERR_INVALID_ARG_TYPE'],
+  'mset(5)': ['TypeError', 'ERR_INVALID_ARG_TYPE'],
+  'mset([["a"]])': ['TypeError', 'ERR_INVALID_ARG_TYPE'],
+  'mset([[1, 2]])': ['TypeError', 'ERR_INVALID_ARG_TYPE'],
+  'incr("k", "1")': ['TypeError', 'ERR_INVALID_ARG_TYPE'],
+  'incr("k", NaN)': ['RangeError', 'ERR_OUT_OF_RANGE'],
+  'set undefined': ['TypeError', 'ERR_INVALID_ARG_VALUE'],
+  'set function': ['TypeError', 'ERR_INVALID_ARG_VALUE'],
+  'set with unknown option': ['TypeError', 'ERR_SHM_UNKNOWN_OPTION'],
+  'set with non-object options': ['TypeError', 'ERR_INVALID_ARG_TYPE'],
+  'set ttl -1': ['RangeError', 'ERR_OUT_OF_RANGE'],
+  'set ttl 0': ['RangeError', 'ERR_OUT_OF_RANGE'],
+  'set ttl NaN': ['RangeError', 'ERR_OUT_OF_RANGE'],
+  'set ttl Infinity': ['RangeError', 'ERR_OUT_OF_RANGE'],
+  'set ttl "5"': ['TypeError', 'ERR_INVALID_ARG_TYPE'],
+  'expire ttl missing': ['TypeError', 'ERR_INVALID_ARG_TYPE'],
+  'server error: unknown command': ['Error', 'ERR_SHM_SERVER'],
+  'server error: incr on a string': ['Error', 'ERR_SHM_SERVER'],
+  'value too large': ['RangeError', 'ERR_SHM_VALUE_TOO_LARGE'],
+  'configure unknown option': ['TypeError', 'ERR_SHM_UNKNOWN_OPTION'],
+  'configure bad serialization': ['TypeError', 'ERR_INVALID_ARG_VALUE'],
+  'configure negative timeout': ['RangeError', 'ERR_OUT_OF_RANGE'],
+};
+
+describe('argument and usage errors', () => {
+  let report;
+  beforeAll(async () => {
+    ({ messages: [report] } = await run('errors.js'));
+  });
+
+  test.each(['primary', 'worker'])('in the %s: each bad call rejects its Promise with the right class and code', (side) => {
+    const got = {};
+    for (const [name, error] of Object.entries(report[side])) {
+      if (name === 'falsy values are values') continue;
+      got[name] = error && [error.name, error.code];
+      // Never a synchronous throw: every API call returns a Promise.
+      expect({ name, promise: error && error.returnedPromise }).toEqual({ name, promise: true });
+    }
+    expect(got).toEqual(expected);
+  });
+
+  test.each(['primary', 'worker'])('in the %s: 0, "", false and null are stored and read back as themselves', (side) => {
+    expect(report[side]['falsy values are values']).toBeNull();
+  });
+
+  test('server errors keep the broker text', () => {
+    expect(report.worker['server error: unknown command'].message).toBe("ERR unknown command 'NOPE', with args beginning with: 'x' ");
+    expect(report.primary['server error: incr on a string'].message).toBe('ERR value is not an integer or out of range');
+  });
+
+  test('after close(), calls reject with ERR_SHM_CLOSED in the primary and in a worker', () => {
+    expect(report.workerAfterClose).toMatchObject({ code: 'ERR_SHM_CLOSED', returnedPromise: true });
+    expect(report.primaryAfterClose).toMatchObject({ code: 'ERR_SHM_CLOSED', returnedPromise: true });
+  });
+});
+
+describe('failures reaching the broker', () => {
+  test('a worker whose primary never loaded cluster-shm gets ERR_SHM_NO_BROKER at once, saying how to fix it', async () => {
+    const { messages } = await run('no-broker.js');
+    const [{ error, role }] = messages;
+    expect(role).toBe('worker');
+    expect(error.code).toBe('ERR_SHM_NO_BROKER');
+    expect(error.message).toMatch(/require\('cluster-shm'\) to the primary before cluster\.fork\(\)/);
+    expect(error.message).toMatch(/CLUSTER_SHM_SOCKET/);
+  });
+
+  test('a socket nobody listens on is ERR_SHM_UNREACHABLE after the connect timeout', async () => {
+    const { messages } = await run('client.js', ['get:k'], {
+      env: { CLUSTER_SHM_SOCKET: path.join(os.tmpdir(), 'cluster-shm-test-missing', 'broker.sock'), CLUSTER_SHM_OPTIONS: '{"connectTimeout":300}' },
+    });
+    expect(messages[0].role).toBe('client');
+    expect(messages[1]).toMatchObject({ ok: false, error: { code: 'ERR_SHM_UNREACHABLE' } });
+    expect(messages[1].error.message).toMatch(/within 300 ms/);
+  });
+
+  test('calls of a connected worker reject with ERR_SHM_UNREACHABLE once the broker is gone', async () => {
+    const { messages } = await run('broker-gone.js');
+    const [{ before, first, second }] = messages;
+    expect(before).toBe(1);
+    expect(first.code).toBe('ERR_SHM_UNREACHABLE');
+    expect(second.code).toBe('ERR_SHM_UNREACHABLE');
+  });
+
+  test('a broker that stops answering makes calls reject with ERR_SHM_TIMEOUT', async () => {
+    const holder = start('hold.js');
+    const { socket } = await holder.waitFor((m) => m.socket);
+    const client = start('client.js', ['set:k=1', 'stdin', 'get:k'], {
+      env: { CLUSTER_SHM_SOCKET: socket, CLUSTER_SHM_OPTIONS: '{"commandTimeout":300}' },
+    });
+    try {
+      await client.waitFor((m) => m.waiting);
+      expect(client.messages[1]).toMatchObject({ step: 'set:k=1', ok: true });
+      holder.child.kill('SIGSTOP');
+      client.child.stdin.write('go\n');
+      const result = await client.waitFor((m) => m.step === 'get:k');
+      expect(result.error).toMatchObject({ code: 'ERR_SHM_TIMEOUT', message: 'no reply from the broker within 300 ms' });
+    } finally {
+      holder.child.kill('SIGCONT');
+      holder.child.kill('SIGTERM');
+      client.child.kill('SIGTERM');
+      await Promise.all([holder.done, client.done]);
+    }
+  });
+
+  test('a primary that cannot start its broker rejects calls with ERR_SHM_BROKER_START', async () => {
+    const missing = path.join(os.tmpdir(), 'cluster-shm-test-no-such-dir', 'deeper');
+    expect(fs.existsSync(missing)).toBe(false);
+    const { messages } = await run('client.js', ['get:k'], { env: { TMPDIR: missing } });
+    expect(messages[0].role).toBe('primary');
+    expect(messages[1]).toMatchObject({ ok: false, error: { code: 'ERR_SHM_BROKER_START' } });
+  });
+});
