@@ -132,7 +132,10 @@ impl Client {
         if error.is_timeout() {
             return self.timeout();
         }
-        ShmError::Unreachable(format!("lost the connection to the cluster-shm broker at {}: {error}", self.options.socket.display()))
+        ShmError::Unreachable(format!(
+            "lost the connection to the cluster-shm broker at {}: {error}",
+            self.options.socket.display()
+        ))
     }
 
     /// Drops the connection; later calls fail with [`ShmError::Closed`].
@@ -150,9 +153,9 @@ fn frame_from_value(value: redis::Value) -> Frame {
         Value::BulkString(bytes) => Frame::Bulk(Bytes::from(bytes)),
         Value::Array(items) | Value::Set(items) => Frame::Array(items.into_iter().map(frame_from_value).collect()),
         Value::Push { data, .. } => Frame::Array(data.into_iter().map(frame_from_value).collect()),
-        Value::Map(pairs) => Frame::Array(
-            pairs.into_iter().flat_map(|(k, v)| [frame_from_value(k), frame_from_value(v)]).collect(),
-        ),
+        Value::Map(pairs) => {
+            Frame::Array(pairs.into_iter().flat_map(|(k, v)| [frame_from_value(k), frame_from_value(v)]).collect())
+        }
         Value::Attribute { data, .. } => frame_from_value(*data),
         Value::SimpleString(text) => Frame::Simple(text),
         Value::Okay => Frame::ok(),

@@ -51,7 +51,10 @@ unsafe fn arg_bytes(env: sys::napi_env, value: sys::napi_value) -> napi::Result<
     let mut is_buffer = false;
     check_status!(sys::napi_is_buffer(env, value, &mut is_buffer))?;
     if !is_buffer {
-        return Err(napi::Error::new(napi::Status::InvalidArg, "ERR_SHM_BAD_ARGUMENT command arguments must be strings or Buffers"));
+        return Err(napi::Error::new(
+            napi::Status::InvalidArg,
+            "ERR_SHM_BAD_ARGUMENT command arguments must be strings or Buffers",
+        ));
     }
     let mut data = ptr::null_mut();
     let mut length = 0usize;
@@ -107,7 +110,12 @@ unsafe fn frame_to_js(env: sys::napi_env, frame: &Frame) -> napi::Result<sys::na
         Frame::Error(text) => {
             let (mut code, mut message) = (ptr::null_mut(), ptr::null_mut());
             let code_text = "ERR_SHM_SERVER";
-            check_status!(sys::napi_create_string_utf8(env, code_text.as_ptr().cast(), code_text.len() as isize, &mut code))?;
+            check_status!(sys::napi_create_string_utf8(
+                env,
+                code_text.as_ptr().cast(),
+                code_text.len() as isize,
+                &mut code
+            ))?;
             check_status!(sys::napi_create_string_utf8(env, text.as_ptr().cast(), text.len() as isize, &mut message))?;
             check_status!(sys::napi_create_error(env, code, message, &mut out))?;
         }

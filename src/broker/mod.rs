@@ -101,7 +101,8 @@ impl Broker {
         };
         let _ = self.shutdown.send(true);
         if let Some(server) = self.server.take() {
-            let _ = runtime.block_on(async { tokio::time::timeout(DRAIN_TIMEOUT + Duration::from_millis(500), server).await });
+            let _ = runtime
+                .block_on(async { tokio::time::timeout(DRAIN_TIMEOUT + Duration::from_millis(500), server).await });
         }
         let _ = std::fs::remove_file(&self.socket);
         if let Some(dir) = &self.owned_dir {
@@ -183,7 +184,10 @@ fn remove_stale_socket(path: &Path) -> io::Result<()> {
         return Ok(());
     }
     match std::os::unix::net::UnixStream::connect(path) {
-        Ok(_) => Err(io::Error::new(io::ErrorKind::AddrInUse, format!("a broker is already listening on {}", path.display()))),
+        Ok(_) => Err(io::Error::new(
+            io::ErrorKind::AddrInUse,
+            format!("a broker is already listening on {}", path.display()),
+        )),
         Err(_) => std::fs::remove_file(path),
     }
 }

@@ -2,9 +2,13 @@
 
 use bytes::Bytes;
 
-use super::{int_arg, is, syntax_error, try_reply, unknown_subcommand, wrong_arity, CommandSpec, Ctx, BROKER_VERSION, REDIS_VERSION};
+use super::{
+    int_arg, is, syntax_error, try_reply, unknown_subcommand, wrong_arity, CommandSpec, Ctx, BROKER_VERSION,
+    REDIS_VERSION,
+};
 use crate::resp::Frame;
 
+#[rustfmt::skip]
 pub static COMMANDS: &[CommandSpec] = &[
     CommandSpec { name: "ping", arity: -1, flags: &["fast", "stale"], keys: (0, 0, 0), group: "connection", since: "1.0.0", summary: "Returns the server's liveliness response.", run: ping },
     CommandSpec { name: "echo", arity: 2, flags: &["fast"], keys: (0, 0, 0), group: "connection", since: "1.0.0", summary: "Returns the given string.", run: echo },
@@ -143,19 +147,27 @@ fn client(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
         Frame::Array(
             [
                 "CLIENT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
-                "ID", "    Return the ID of the current connection.",
-                "GETNAME", "    Return the name of the current connection.",
-                "SETNAME <name>", "    Assign the name <name> to the current connection.",
-                "SETINFO <LIB-NAME|LIB-VER> <value>", "    Set client library name or version.",
-                "INFO", "    Return information about the current client connection.",
-                "NO-EVICT (ON|OFF)", "    Accepted for compatibility.",
-                "NO-TOUCH (ON|OFF)", "    Accepted for compatibility.",
+                "ID",
+                "    Return the ID of the current connection.",
+                "GETNAME",
+                "    Return the name of the current connection.",
+                "SETNAME <name>",
+                "    Assign the name <name> to the current connection.",
+                "SETINFO <LIB-NAME|LIB-VER> <value>",
+                "    Set client library name or version.",
+                "INFO",
+                "    Return information about the current client connection.",
+                "NO-EVICT (ON|OFF)",
+                "    Accepted for compatibility.",
+                "NO-TOUCH (ON|OFF)",
+                "    Accepted for compatibility.",
             ]
             .iter()
             .map(|line| Frame::Simple((*line).into()))
             .collect(),
         )
-    } else if ["ID", "SETNAME", "GETNAME", "SETINFO", "INFO", "NO-EVICT", "NO-TOUCH", "HELP"].iter().any(|s| is(sub, s)) {
+    } else if ["ID", "SETNAME", "GETNAME", "SETINFO", "INFO", "NO-EVICT", "NO-TOUCH", "HELP"].iter().any(|s| is(sub, s))
+    {
         Frame::error(format!(
             "ERR wrong number of arguments for 'client|{}' command",
             String::from_utf8_lossy(sub).to_ascii_lowercase()

@@ -8,6 +8,7 @@ use super::{int_arg, is, syntax_error, try_reply, CommandSpec, Ctx};
 use crate::resp::Frame;
 use crate::store::glob_match;
 
+#[rustfmt::skip]
 pub static COMMANDS: &[CommandSpec] = &[
     CommandSpec { name: "del", arity: -2, flags: &["write"], keys: (1, -1, 1), group: "generic", since: "1.0.0", summary: "Deletes one or more keys.", run: del },
     CommandSpec { name: "unlink", arity: -2, flags: &["write", "fast"], keys: (1, -1, 1), group: "generic", since: "4.0.0", summary: "Deletes one or more keys.", run: del },

@@ -5,10 +5,13 @@ use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
 
-use super::{all_commands, is, lookup, unknown_subcommand, wrong_arity, CommandSpec, Ctx, BROKER_VERSION, REDIS_VERSION};
+use super::{
+    all_commands, is, lookup, unknown_subcommand, wrong_arity, CommandSpec, Ctx, BROKER_VERSION, REDIS_VERSION,
+};
 use crate::resp::Frame;
 use crate::store::glob_match;
 
+#[rustfmt::skip]
 pub static COMMANDS: &[CommandSpec] = &[
     CommandSpec { name: "info", arity: -1, flags: &["loading", "stale"], keys: (0, 0, 0), group: "server", since: "1.0.0", summary: "Returns information and statistics about the server.", run: info },
     CommandSpec { name: "config", arity: -2, flags: &["admin", "noscript", "loading", "stale"], keys: (0, 0, 0), group: "server", since: "2.0.0", summary: "Reads settings (CONFIG GET) and resets statistics (CONFIG RESETSTAT).", run: config },
@@ -16,7 +19,8 @@ pub static COMMANDS: &[CommandSpec] = &[
     CommandSpec { name: "time", arity: 1, flags: &["loading", "stale", "fast"], keys: (0, 0, 0), group: "server", since: "2.6.0", summary: "Returns the server time.", run: time },
 ];
 
-const DEFAULT_SECTIONS: &[&str] = &["server", "clients", "memory", "persistence", "stats", "replication", "cpu", "cluster", "keyspace"];
+const DEFAULT_SECTIONS: &[&str] =
+    &["server", "clients", "memory", "persistence", "stats", "replication", "cpu", "cluster", "keyspace"];
 
 fn info(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
     let wanted: Vec<String> = args[1..].iter().map(|a| String::from_utf8_lossy(a).to_ascii_lowercase()).collect();
@@ -180,10 +184,8 @@ fn config(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
 }
 
 fn time(ctx: &mut Ctx<'_>, _: &[Bytes]) -> Frame {
-    let micros = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_micros())
-        .unwrap_or(0);
+    let micros =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_micros()).unwrap_or(0);
     Frame::Array(vec![Frame::bulk((ctx.now / 1000).to_string()), Frame::bulk(micros.to_string())])
 }
 
@@ -203,7 +205,8 @@ fn command(_: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
         }
         Frame::Array(named().into_iter().map(|c| c.map_or(Frame::NullArray, command_info)).collect())
     } else if is(sub, "DOCS") {
-        let specs: Vec<&CommandSpec> = if args.len() == 2 { all_commands().collect() } else { named().into_iter().flatten().collect() };
+        let specs: Vec<&CommandSpec> =
+            if args.len() == 2 { all_commands().collect() } else { named().into_iter().flatten().collect() };
         let mut reply = Vec::with_capacity(specs.len() * 2);
         for spec in specs {
             reply.push(Frame::bulk_str(spec.name));

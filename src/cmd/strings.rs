@@ -6,6 +6,7 @@ use super::{int_arg, is, syntax_error, try_reply, wrong_arity, CommandSpec, Ctx}
 use crate::resp::Frame;
 use crate::store::{Entry, Expiry, Value};
 
+#[rustfmt::skip]
 pub static COMMANDS: &[CommandSpec] = &[
     CommandSpec { name: "get", arity: 2, flags: &["readonly", "fast"], keys: (1, 1, 1), group: "string", since: "1.0.0", summary: "Returns the string value of a key.", run: get },
     CommandSpec { name: "set", arity: -3, flags: &["write", "denyoom"], keys: (1, 1, 1), group: "string", since: "1.0.0", summary: "Sets the string value of a key, with optional expiry and conditions.", run: set },
@@ -52,7 +53,7 @@ fn mget(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
 }
 
 fn mset(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
-    if args.len() % 2 == 0 {
+    if args.len().is_multiple_of(2) {
         return wrong_arity("mset");
     }
     for pair in args[1..].chunks_exact(2) {
@@ -170,7 +171,9 @@ fn incr(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
     };
     let current = match ctx.ks.get(&args[1], ctx.now) {
         None => 0,
-        Some(entry) => try_reply!(crate::resp::parse_i64(try_reply!(string_of(entry))).ok_or_else(super::not_an_integer)),
+        Some(entry) => {
+            try_reply!(crate::resp::parse_i64(try_reply!(string_of(entry))).ok_or_else(super::not_an_integer))
+        }
     };
     let Some(next) = current.checked_add(delta) else {
         return Frame::error("ERR increment or decrement would overflow");
@@ -185,7 +188,13 @@ fn incr(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
 /// form, without exponent (Redis's human-friendly format).
 fn incr_by_float(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
     let not_float = || Frame::error("ERR value is not a valid float");
-    let parse = |b: &[u8]| std::str::from_utf8(b).ok().filter(|s| !s.is_empty() && s.trim() == *s).and_then(|s| s.parse::<f64>().ok()).filter(|x| x.is_finite());
+    let parse = |b: &[u8]| {
+        std::str::from_utf8(b)
+            .ok()
+            .filter(|s| !s.is_empty() && s.trim() == *s)
+            .and_then(|s| s.parse::<f64>().ok())
+            .filter(|x| x.is_finite())
+    };
     let delta = try_reply!(parse(&args[2]).ok_or_else(not_float));
     let current = match ctx.ks.get(&args[1], ctx.now) {
         None => 0.0,

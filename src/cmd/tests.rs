@@ -168,7 +168,10 @@ fn connection_commands() {
     let Frame::Array(hello) = h.run("HELLO 2 SETNAME app") else { panic!() };
     assert_eq!(hello[4..6], [bulk("proto"), int(2)]);
     assert_eq!(h.run("CLIENT GETNAME"), bulk("app"));
-    assert_eq!(h.run("CLIENT SETNAME \"a b\""), err("ERR Client names cannot contain spaces, newlines or special characters."));
+    assert_eq!(
+        h.run("CLIENT SETNAME \"a b\""),
+        err("ERR Client names cannot contain spaces, newlines or special characters.")
+    );
     assert_eq!(h.run("CLIENT ID"), int(1));
     assert_eq!(h.run("CLIENT SETINFO LIB-NAME ioredis"), Frame::ok());
     assert_eq!(h.run("CLIENT SETINFO LIB-COLOR x"), err("ERR Unrecognized option 'LIB-COLOR'"));
@@ -193,7 +196,15 @@ fn server_commands() {
     h.run("GET b");
     let Frame::Bulk(info) = h.run("INFO") else { panic!() };
     let info = String::from_utf8(info.to_vec()).unwrap();
-    for line in ["redis_version:7.0.15", "arch_bits:64", "cluster_enabled:0", "loading:0", "keyspace_hits:1", "keyspace_misses:1", "db0:keys=1,expires=1"] {
+    for line in [
+        "redis_version:7.0.15",
+        "arch_bits:64",
+        "cluster_enabled:0",
+        "loading:0",
+        "keyspace_hits:1",
+        "keyspace_misses:1",
+        "db0:keys=1,expires=1",
+    ] {
         assert!(info.contains(line), "INFO lacks {line}:\n{info}");
     }
     assert!(info.contains("cluster_shm_version:"));

@@ -24,12 +24,7 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits {
-            max_bulk_len: 512 * 1024 * 1024,
-            max_array_len: 1024 * 1024,
-            max_inline_len: 64 * 1024,
-            max_depth: 64,
-        }
+        Limits { max_bulk_len: 512 * 1024 * 1024, max_array_len: 1024 * 1024, max_inline_len: 64 * 1024, max_depth: 64 }
     }
 }
 
@@ -180,7 +175,11 @@ pub fn split_args(line: &[u8]) -> Option<Vec<Bytes>> {
             if in_double {
                 match c {
                     None => return None,
-                    Some(b'\\') if line.get(i + 1) == Some(&b'x') && i + 3 < line.len() && hex_pair(line[i + 2], line[i + 3]).is_some() => {
+                    Some(b'\\')
+                        if line.get(i + 1) == Some(&b'x')
+                            && i + 3 < line.len()
+                            && hex_pair(line[i + 2], line[i + 3]).is_some() =>
+                    {
                         current.push(hex_pair(line[i + 2], line[i + 3]).unwrap_or(0));
                         i += 3;
                     }
@@ -252,7 +251,11 @@ fn parse_frame_at(buf: &[u8], pos: usize, limits: &Limits, depth: usize) -> Pars
     match tag {
         b'+' | b'-' | b':' => {
             let Some(cr) = find_byte(buf, pos + 1, b'\r') else {
-                return if buf.len() - pos > limits.max_inline_len { Err(ProtocolError::TooBigInline) } else { Ok(None) };
+                return if buf.len() - pos > limits.max_inline_len {
+                    Err(ProtocolError::TooBigInline)
+                } else {
+                    Ok(None)
+                };
             };
             if cr + 1 >= buf.len() {
                 return Ok(None);
@@ -285,7 +288,8 @@ fn parse_frame_at(buf: &[u8], pos: usize, limits: &Limits, depth: usize) -> Pars
             Ok(Some((Frame::Bulk(Bytes::copy_from_slice(&buf[body..end])), end + 2)))
         }
         b'*' => {
-            let Some((count, mut next)) = header_line(buf, pos + 1, limits, ProtocolError::InvalidMultibulkLength)? else {
+            let Some((count, mut next)) = header_line(buf, pos + 1, limits, ProtocolError::InvalidMultibulkLength)?
+            else {
                 return Ok(None);
             };
             if count == -1 {

@@ -135,10 +135,7 @@ fn malformed_input_is_a_protocol_error() {
         let mut buf = BytesMut::from(*input);
         assert_eq!(parse_command(&mut buf, &Limits::default()).as_ref(), Err(expected), "{input:?}");
     }
-    assert_eq!(
-        ProtocolError::ExpectedBulk(b':').reply(),
-        Frame::error("ERR Protocol error: expected '$', got ':'")
-    );
+    assert_eq!(ProtocolError::ExpectedBulk(b':').reply(), Frame::error("ERR Protocol error: expected '$', got ':'"));
 }
 
 #[test]

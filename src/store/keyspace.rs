@@ -39,6 +39,12 @@ pub struct Entry {
     pub expires_at: Option<u64>,
 }
 
+impl Entry {
+    pub fn is_expired(&self, now: u64) -> bool {
+        self.expires_at.is_some_and(|at| at <= now)
+    }
+}
+
 /// Estimated bytes a key costs beyond its key and value bytes: the index
 /// slot and hash, the entry with its two `Bytes` handles, and the allocator
 /// headers of the two copies.
@@ -130,7 +136,7 @@ impl Keyspace {
     /// Index of a live entry; an expired one is removed on the way.
     fn live_index(&mut self, key: &[u8], now: u64) -> Option<usize> {
         let (index, _, entry) = self.entries.get_full(key)?;
-        if entry.expires_at.is_some_and(|at| at <= now) {
+        if entry.is_expired(now) {
             self.remove_index(index);
             self.stats.expired_keys += 1;
             return None;
@@ -231,7 +237,7 @@ impl Keyspace {
         let all = pattern == b"*";
         self.entries
             .iter()
-            .filter(|(k, e)| !e.expires_at.is_some_and(|at| at <= now) && (all || glob_match(pattern, k)))
+            .filter(|(k, e)| !e.is_expired(now) && (all || glob_match(pattern, k)))
             .map(|(k, _)| k.clone())
             .collect()
     }
@@ -242,7 +248,13 @@ impl Keyspace {
     /// down. Removal moves the last slot into the hole, so a key that stays
     /// in the keyspace for the whole scan is never skipped (it can only move
     /// down into the part still to visit).
-    pub fn scan(&self, cursor: u64, count: usize, mut keep: impl FnMut(&Bytes, &Entry) -> bool, now: u64) -> (u64, Vec<Bytes>) {
+    pub fn scan(
+        &self,
+        cursor: u64,
+        count: usize,
+        mut keep: impl FnMut(&Bytes, &Entry) -> bool,
+        now: u64,
+    ) -> (u64, Vec<Bytes>) {
         let mut remaining = if cursor == 0 { self.entries.len() } else { (cursor as usize).min(self.entries.len()) };
         let mut found = Vec::new();
         let mut visited = 0;
@@ -250,7 +262,7 @@ impl Keyspace {
             remaining -= 1;
             visited += 1;
             let (key, entry) = self.entries.get_index(remaining).expect("in range");
-            if !entry.expires_at.is_some_and(|at| at <= now) && keep(key, entry) {
+            if !entry.is_expired(now) && keep(key, entry) {
                 found.push(key.clone());
             }
         }
@@ -392,7 +404,7 @@ mod tests {
             // Remove odd keys as the scan goes; the even ones must all be seen.
             for _ in 0..3 {
                 step += 2;
-                ks.remove(format!("k{}", step % 100 | 1).as_bytes(), 0);
+                ks.remove(format!("k{}", (step % 100) | 1).as_bytes(), 0);
             }
             if next == 0 {
                 break;
