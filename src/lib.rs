@@ -16,11 +16,12 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use napi::bindgen_prelude::PromiseRaw;
+use napi::bindgen_prelude::{Either, PromiseRaw};
 use napi::Env;
 use napi_derive::napi;
 use parking_lot::Mutex;
 
+use crate::broker::LocalReply;
 use crate::cmd::Session;
 use crate::error::ShmError;
 use crate::js_value::{Args, Reply};
@@ -61,16 +62,23 @@ impl NativeBroker {
         self.broker.lock().socket_path().display().to_string()
     }
 
-    /// Runs a command against the store on the calling thread.
+    /// Runs a command against the store on the calling thread. A blocking
+    /// command (a lock wait) returns a Promise of its reply instead.
     #[napi(ts_args_type = "args: Array<string | Buffer>", ts_return_type = "unknown")]
-    pub fn call(&self, args: Args) -> napi::Result<Reply> {
+    pub fn call<'env>(&self, env: &'env Env, args: Args) -> napi::Result<Either<Reply, PromiseRaw<'env, Reply>>> {
         let broker = self.broker.lock();
         if !broker.is_running() {
             return Err(ShmError::Closed.into());
         }
         let db = broker.db().clone();
         drop(broker);
-        Reply(broker::execute_local(&db, &mut self.session.lock(), &args.0)).into_result()
+        let reply = broker::execute_local(&db, &mut self.session.lock(), &args.0);
+        match reply {
+            LocalReply::Ready(frame) => Ok(Either::A(Reply(frame).into_result()?)),
+            LocalReply::Blocked(blocked) => {
+                Ok(Either::B(env.spawn_future(async move { Reply(blocked.reply(&db).await).into_result() })?))
+            }
+        }
     }
 
     /// Stops the broker and removes its socket. Idempotent.

@@ -14,7 +14,7 @@ use tokio::runtime::Runtime;
 use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
 
-pub use connection::execute_local;
+pub use connection::{execute_local, LocalReply};
 
 use crate::resp::Limits;
 use crate::store::{random_hex, Db};

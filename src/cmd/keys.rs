@@ -11,6 +11,7 @@ use crate::store::glob_match;
 #[rustfmt::skip]
 pub static COMMANDS: &[CommandSpec] = &[
     CommandSpec { name: "del", arity: -2, flags: &["write"], keys: (1, -1, 1), group: "generic", since: "1.0.0", summary: "Deletes one or more keys.", run: del },
+    CommandSpec { name: "delex", arity: -2, flags: &["write", "fast"], keys: (1, 1, 1), group: "generic", since: "8.4.0", summary: "Deletes a key if its value matches (IFEQ) or differs (IFNE).", run: delex },
     CommandSpec { name: "unlink", arity: -2, flags: &["write", "fast"], keys: (1, -1, 1), group: "generic", since: "4.0.0", summary: "Deletes one or more keys.", run: del },
     CommandSpec { name: "exists", arity: -2, flags: &["readonly", "fast"], keys: (1, -1, 1), group: "generic", since: "1.0.0", summary: "Determines whether one or more keys exist.", run: exists },
     CommandSpec { name: "keys", arity: 2, flags: &["readonly"], keys: (0, 0, 0), group: "generic", since: "1.0.0", summary: "Returns all key names that match a pattern.", run: keys },
@@ -33,6 +34,26 @@ pub static COMMANDS: &[CommandSpec] = &[
 fn del(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
     let removed = args[1..].iter().filter(|key| ctx.ks.remove(key, ctx.now).is_some()).count();
     Frame::Integer(removed as i64)
+}
+
+/// DELEX key [IFEQ value | IFNE value]: a conditional delete.
+fn delex(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
+    let current = match ctx.ks.get(&args[1], ctx.now) {
+        None => return Frame::Integer(0),
+        Some(entry) => match &entry.value {
+            crate::store::Value::String(bytes) => bytes.clone(),
+        },
+    };
+    let matches = match &args[2..] {
+        [] => true,
+        [option, value] if is(option, "IFEQ") => current == value,
+        [option, value] if is(option, "IFNE") => current != value,
+        _ => return syntax_error(),
+    };
+    if matches {
+        ctx.ks.remove(&args[1], ctx.now);
+    }
+    Frame::Integer(matches as i64)
 }
 
 fn exists(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {

@@ -4,8 +4,10 @@
 
 mod connection;
 mod keys;
+mod locks;
 mod server;
 mod strings;
+mod transactions;
 
 use std::collections::HashMap;
 use std::sync::LazyLock;
@@ -14,6 +16,8 @@ use bytes::Bytes;
 
 use crate::resp::{parse_i64, Frame};
 use crate::store::{Db, Keyspace};
+
+pub use locks::Blocked;
 
 /// The Redis version whose semantics the broker follows. Clients and test
 /// suites gate features on it, so it names Redis, not this package.
@@ -31,6 +35,12 @@ pub struct Session {
     pub lib_ver: Option<Bytes>,
     /// Set by QUIT: the connection closes once this reply is written.
     pub closing: bool,
+    /// Commands queued since MULTI.
+    pub multi: Option<Vec<Vec<Bytes>>>,
+    /// A command was refused while queueing: EXEC will abort.
+    pub multi_failed: bool,
+    /// Keys under WATCH with the version each had then.
+    pub watched: Vec<(Bytes, Option<u64>)>,
 }
 
 impl Session {
@@ -46,6 +56,16 @@ pub struct Ctx<'a> {
     pub session: &'a mut Session,
     /// Unix ms, read once per batch of commands.
     pub now: u64,
+    /// Set by a blocking command whose reply must be awaited.
+    pub blocked: Option<Blocked>,
+    /// True while EXEC runs the queued commands.
+    pub in_transaction: bool,
+}
+
+impl<'a> Ctx<'a> {
+    pub fn new(db: &'a Db, ks: &'a mut Keyspace, session: &'a mut Session, now: u64) -> Ctx<'a> {
+        Ctx { db, ks, session, now, blocked: None, in_transaction: false }
+    }
 }
 
 type Handler = fn(&mut Ctx<'_>, &[Bytes]) -> Frame;
@@ -68,7 +88,9 @@ pub struct CommandSpec {
 
 /// Every command the broker implements, one slice per family.
 pub fn all_commands() -> impl Iterator<Item = &'static CommandSpec> {
-    [connection::COMMANDS, strings::COMMANDS, keys::COMMANDS, server::COMMANDS].into_iter().flatten()
+    [connection::COMMANDS, strings::COMMANDS, keys::COMMANDS, transactions::COMMANDS, locks::COMMANDS, server::COMMANDS]
+        .into_iter()
+        .flatten()
 }
 
 static TABLE: LazyLock<HashMap<&'static str, &'static CommandSpec>> =
@@ -88,14 +110,71 @@ pub fn execute(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
     let Some(name) = args.first() else {
         return Frame::error("ERR empty command");
     };
-    let Some(spec) = lookup(name) else {
-        return unknown_command(args);
+    let checked = match lookup(name) {
+        None => Err(unknown_command(args)),
+        Some(spec) => {
+            let argc = args.len() as i32;
+            if (spec.arity > 0 && argc != spec.arity) || argc < -spec.arity {
+                Err(wrong_arity(spec.name))
+            } else {
+                Ok(spec)
+            }
+        }
     };
-    let argc = args.len() as i32;
-    if (spec.arity > 0 && argc != spec.arity) || argc < -spec.arity {
-        return wrong_arity(spec.name);
+    let queueing = ctx.session.multi.is_some() && !ctx.in_transaction;
+    let spec = match checked {
+        Ok(spec) => spec,
+        Err(error) => {
+            if queueing {
+                ctx.session.multi_failed = true;
+            }
+            return error;
+        }
+    };
+    if queueing && !transactions::controls_transaction(spec.name) {
+        ctx.session.multi.as_mut().expect("queueing").push(args.to_vec());
+        return Frame::Simple("QUEUED".into());
+    }
+    if spec.flags.contains(&"denyoom") {
+        try_reply!(make_room(ctx, spec, args));
+    }
+    if spec.name == "exec" {
+        ctx.in_transaction = true;
+        let reply = (spec.run)(ctx, args);
+        ctx.in_transaction = false;
+        return reply;
     }
     (spec.run)(ctx, args)
+}
+
+/// Under a memory bound, evicts (or refuses with OOM) before a write that
+/// may need room: about the size of its arguments, and a slot for each key
+/// it would create.
+fn make_room(ctx: &mut Ctx<'_>, spec: &CommandSpec, args: &[Bytes]) -> Result<(), Frame> {
+    let limits = ctx.ks.limits;
+    if limits.max_memory == 0 && limits.max_keys == 0 {
+        return Ok(());
+    }
+    let (first, last, step) = spec.keys;
+    let mut new_keys = 0;
+    if first > 0 {
+        let last = if last < 0 { args.len() as i32 + last } else { last };
+        let mut i = first;
+        while i <= last && (i as usize) < args.len() {
+            if !ctx.ks.contains(&args[i as usize], ctx.now) {
+                new_keys += 1;
+            }
+            i += step.max(1);
+        }
+    }
+    let incoming: usize = args[1..].iter().map(|a| a.len()).sum::<usize>() + new_keys * crate::store::ENTRY_OVERHEAD;
+    ctx.ks.make_room(incoming, new_keys, ctx.now).map_err(|_| {
+        if limits.max_memory > 0 && ctx.ks.used_memory() + incoming > limits.max_memory {
+            Frame::error("OOM command not allowed when used memory > 'maxmemory'.")
+        } else {
+            Frame::error("OOM command not allowed when the number of keys >= 'maxkeys'.")
+        }
+    })
 }
 
 /// `ERR unknown command 'x', with args beginning with: 'a' 'b' `, as Redis 7.

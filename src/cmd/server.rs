@@ -9,12 +9,12 @@ use super::{
     all_commands, is, lookup, unknown_subcommand, wrong_arity, CommandSpec, Ctx, BROKER_VERSION, REDIS_VERSION,
 };
 use crate::resp::Frame;
-use crate::store::glob_match;
+use crate::store::{glob_match, EvictionPolicy};
 
 #[rustfmt::skip]
 pub static COMMANDS: &[CommandSpec] = &[
     CommandSpec { name: "info", arity: -1, flags: &["loading", "stale"], keys: (0, 0, 0), group: "server", since: "1.0.0", summary: "Returns information and statistics about the server.", run: info },
-    CommandSpec { name: "config", arity: -2, flags: &["admin", "noscript", "loading", "stale"], keys: (0, 0, 0), group: "server", since: "2.0.0", summary: "Reads settings (CONFIG GET) and resets statistics (CONFIG RESETSTAT).", run: config },
+    CommandSpec { name: "config", arity: -2, flags: &["admin", "noscript", "loading", "stale"], keys: (0, 0, 0), group: "server", since: "2.0.0", summary: "Reads (GET) and changes (SET maxmemory, maxmemory-policy, maxkeys) settings; resets statistics (RESETSTAT).", run: config },
     CommandSpec { name: "command", arity: -1, flags: &["loading", "stale"], keys: (0, 0, 0), group: "server", since: "2.8.13", summary: "Returns detailed information about commands: COUNT, INFO, DOCS, LIST.", run: command },
     CommandSpec { name: "time", arity: 1, flags: &["loading", "stale", "fast"], keys: (0, 0, 0), group: "server", since: "2.6.0", summary: "Returns the server time.", run: time },
 ];
@@ -59,7 +59,8 @@ fn info_section(ctx: &Ctx<'_>, section: &str, out: &mut String) {
         "clients" => {
             out.push_str("# Clients\r\n");
             field(out, "connected_clients", &counters.connected_clients.load(Ordering::Relaxed));
-            field(out, "blocked_clients", &0);
+            field(out, "blocked_clients", &ctx.ks.locks.waiting());
+            field(out, "locks_held", &ctx.ks.locks.held());
             field(out, "maxclients", &10_000);
         }
         "memory" => {
@@ -70,9 +71,11 @@ fn info_section(ctx: &Ctx<'_>, section: &str, out: &mut String) {
             field(out, "used_memory_rss", &resident_bytes());
             field(out, "used_memory_peak", &ctx.ks.peak_memory());
             field(out, "used_memory_peak_human", &human_bytes(ctx.ks.peak_memory() as u64));
-            field(out, "maxmemory", &0);
-            field(out, "maxmemory_human", &"0B");
-            field(out, "maxmemory_policy", &"noeviction");
+            let limits = ctx.ks.limits;
+            field(out, "maxmemory", &limits.max_memory);
+            field(out, "maxmemory_human", &human_bytes(limits.max_memory as u64));
+            field(out, "maxmemory_policy", &limits.policy.name());
+            field(out, "maxkeys", &limits.max_keys);
         }
         "persistence" => {
             out.push_str("# Persistence\r\n");
@@ -147,12 +150,14 @@ fn config(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
             return Frame::error("ERR wrong number of arguments for 'config|get' command");
         }
         let config = ctx.db.config();
-        let params: [(&str, String); 12] = [
+        let limits = ctx.ks.limits;
+        let params: [(&str, String); 13] = [
             ("save", String::new()),
             ("appendonly", "no".into()),
             ("databases", "1".into()),
-            ("maxmemory", "0".into()),
-            ("maxmemory-policy", "noeviction".into()),
+            ("maxmemory", limits.max_memory.to_string()),
+            ("maxmemory-policy", limits.policy.name().into()),
+            ("maxkeys", limits.max_keys.to_string()),
             ("proto-max-bulk-len", config.proto_max_bulk_len.to_string()),
             ("timeout", "0".into()),
             ("port", "0".into()),
@@ -174,13 +179,62 @@ fn config(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
         ctx.db.counters().total_commands_processed.store(0, Ordering::Relaxed);
         Frame::ok()
     } else if is(sub, "SET") {
-        Frame::error(format!(
-            "ERR Unknown option or number of arguments for CONFIG SET - '{}'",
-            args.get(2).map(|a| String::from_utf8_lossy(a).into_owned()).unwrap_or_default()
-        ))
+        config_set(ctx, &args[2..])
     } else {
         unknown_subcommand(sub, "config")
     }
+}
+
+/// CONFIG SET name value [name value ...]: all or nothing, as in Redis 7.
+fn config_set(ctx: &mut Ctx<'_>, pairs: &[Bytes]) -> Frame {
+    if pairs.is_empty() || pairs.len() % 2 != 0 {
+        return Frame::error("ERR wrong number of arguments for 'config|set' command");
+    }
+    let mut limits = ctx.ks.limits;
+    for pair in pairs.chunks_exact(2) {
+        let (name, value) = (String::from_utf8_lossy(&pair[0]).to_ascii_lowercase(), &pair[1]);
+        let invalid = |why: &str| {
+            Frame::error(format!(
+                "ERR CONFIG SET failed (possibly related to argument '{name}') - {why}: '{}'",
+                String::from_utf8_lossy(value)
+            ))
+        };
+        match name.as_str() {
+            "maxmemory" => match parse_memory(value) {
+                Some(bytes) => limits.max_memory = bytes,
+                None => return invalid("argument must be a memory value"),
+            },
+            "maxkeys" => match std::str::from_utf8(value).ok().and_then(|v| v.parse::<usize>().ok()) {
+                Some(n) => limits.max_keys = n,
+                None => return invalid("argument must be a non-negative integer"),
+            },
+            "maxmemory-policy" => match EvictionPolicy::parse(value) {
+                Some(policy) => limits.policy = policy,
+                None => return invalid("argument must be one of noeviction, allkeys-lru, volatile-ttl"),
+            },
+            _ => return Frame::error(format!("ERR Unknown option or number of arguments for CONFIG SET - '{name}'")),
+        }
+    }
+    ctx.ks.limits = limits;
+    Frame::ok()
+}
+
+/// Redis memory notation: bytes, or a number with k, kb, m, mb, g, gb.
+fn parse_memory(value: &[u8]) -> Option<usize> {
+    let text = std::str::from_utf8(value).ok()?.to_ascii_lowercase();
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (digits, unit) = text.split_at(split);
+    let multiplier: usize = match unit {
+        "" | "b" => 1,
+        "k" => 1000,
+        "kb" => 1024,
+        "m" => 1000 * 1000,
+        "mb" => 1024 * 1024,
+        "g" => 1000 * 1000 * 1000,
+        "gb" => 1024 * 1024 * 1024,
+        _ => return None,
+    };
+    digits.parse::<usize>().ok()?.checked_mul(multiplier)
 }
 
 fn time(ctx: &mut Ctx<'_>, _: &[Bytes]) -> Frame {

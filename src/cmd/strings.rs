@@ -10,6 +10,8 @@ use crate::store::{Entry, Expiry, Value};
 pub static COMMANDS: &[CommandSpec] = &[
     CommandSpec { name: "get", arity: 2, flags: &["readonly", "fast"], keys: (1, 1, 1), group: "string", since: "1.0.0", summary: "Returns the string value of a key.", run: get },
     CommandSpec { name: "set", arity: -3, flags: &["write", "denyoom"], keys: (1, 1, 1), group: "string", since: "1.0.0", summary: "Sets the string value of a key, with optional expiry and conditions.", run: set },
+    CommandSpec { name: "getdel", arity: 2, flags: &["write", "fast"], keys: (1, 1, 1), group: "string", since: "6.2.0", summary: "Returns the string value of a key after deleting the key.", run: getdel },
+    CommandSpec { name: "getset", arity: 3, flags: &["write", "denyoom", "fast"], keys: (1, 1, 1), group: "string", since: "1.0.0", summary: "Returns the previous string value of a key after setting it to a new value.", run: getset },
     CommandSpec { name: "mget", arity: -2, flags: &["readonly", "fast"], keys: (1, -1, 1), group: "string", since: "1.0.0", summary: "Atomically returns the string values of one or more keys.", run: mget },
     CommandSpec { name: "mset", arity: -3, flags: &["write", "denyoom"], keys: (1, -1, 2), group: "string", since: "1.0.1", summary: "Atomically creates or modifies the string values of one or more keys.", run: mset },
     CommandSpec { name: "incr", arity: 2, flags: &["write", "denyoom", "fast"], keys: (1, 1, 1), group: "string", since: "1.0.0", summary: "Increments the integer value of a key by one.", run: incr },
@@ -69,14 +71,35 @@ fn strlen(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
     }
 }
 
+fn getdel(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
+    let reply = read_string(ctx, &args[1]);
+    if let Frame::Bulk(_) = reply {
+        ctx.ks.remove(&args[1], ctx.now);
+    }
+    reply
+}
+
+fn getset(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
+    let reply = read_string(ctx, &args[1]);
+    if !reply.is_error() {
+        ctx.ks.set(&args[1], Value::String(args[2].clone()), Expiry::Clear, ctx.now);
+    }
+    reply
+}
+
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Condition {
+enum Condition<'a> {
     Always,
     IfAbsent,
     IfPresent,
+    /// The current value equals this one (Redis 8.4's IFEQ): compare-and-set.
+    IfEqual(&'a Bytes),
+    /// The key is missing or its value differs (IFNE).
+    IfNotEqual(&'a Bytes),
 }
 
-/// SET key value [NX | XX] [GET] [EX s | PX ms | EXAT s | PXAT ms | KEEPTTL]
+/// SET key value [NX | XX | IFEQ v | IFNE v] [GET]
+///     [EX s | PX ms | EXAT s | PXAT ms | KEEPTTL]
 fn set(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
     let (key, value) = (&args[1], &args[2]);
     let mut condition = Condition::Always;
@@ -91,6 +114,12 @@ fn set(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
             condition = Condition::IfAbsent;
         } else if is(option, "XX") && condition == Condition::Always {
             condition = Condition::IfPresent;
+        } else if has_value && is(option, "IFEQ") && condition == Condition::Always {
+            condition = Condition::IfEqual(&args[i + 1]);
+            i += 1;
+        } else if has_value && is(option, "IFNE") && condition == Condition::Always {
+            condition = Condition::IfNotEqual(&args[i + 1]);
+            i += 1;
         } else if is(option, "GET") && !return_old {
             return_old = true;
         } else if is(option, "KEEPTTL") && !expiry_given {
@@ -109,13 +138,14 @@ fn set(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
 
     let old = match ctx.ks.get(key, ctx.now) {
         None => None,
-        Some(entry) if return_old => Some(try_reply!(string_of(entry)).clone()),
-        Some(_) => Some(Bytes::new()),
+        Some(entry) => Some(try_reply!(string_of(entry)).clone()),
     };
     let allowed = match condition {
         Condition::Always => true,
         Condition::IfAbsent => old.is_none(),
         Condition::IfPresent => old.is_some(),
+        Condition::IfEqual(expected) => old.as_ref() == Some(expected),
+        Condition::IfNotEqual(unexpected) => old.as_ref() != Some(unexpected),
     };
     if allowed {
         match expiry {

@@ -21,7 +21,7 @@ impl Harness {
     fn run(&mut self, line: &str) -> Frame {
         let args: Vec<Bytes> = crate::resp::split_args(line.as_bytes()).expect("valid test command");
         let mut ks = self.db.lock();
-        let mut ctx = Ctx { db: &self.db, ks: &mut ks, session: &mut self.session, now: self.now };
+        let mut ctx = Ctx::new(&self.db, &mut ks, &mut self.session, self.now);
         execute(&mut ctx, &args)
     }
 
@@ -228,7 +228,7 @@ fn stored_values_do_not_pin_the_read_buffer() {
     let args = vec![Bytes::from_static(b"SET"), big.slice(0..3), big.slice(3..10)];
     {
         let mut ks = h.db.lock();
-        let mut ctx = Ctx { db: &h.db, ks: &mut ks, session: &mut h.session, now: 0 };
+        let mut ctx = Ctx::new(&h.db, &mut ks, &mut h.session, 0);
         execute(&mut ctx, &args);
     }
     drop(args);
@@ -262,4 +262,184 @@ fn counters() {
     assert_eq!(h.run("INCRBYFLOAT f x"), err("ERR value is not a valid float"));
     assert_eq!(h.run("INCRBYFLOAT f 1e308"), bulk(&format!("{}", 1e308 + 1000.0)));
     assert_eq!(h.run("INCRBYFLOAT f 1e308"), err("ERR increment would produce NaN or Infinity"));
+}
+
+#[test]
+fn conditional_writes() {
+    let mut h = Harness::new();
+    assert_eq!(h.run("SET k v1 IFEQ v0"), Frame::Null);
+    assert_eq!(h.run("EXISTS k"), int(0));
+    h.run("SET k v1");
+    assert_eq!(h.run("SET k v2 IFEQ nope"), Frame::Null);
+    assert_eq!(h.run("SET k v2 IFEQ v1"), Frame::ok());
+    assert_eq!(h.run("SET k v3 IFEQ v2 GET"), bulk("v2"));
+    assert_eq!(h.run("SET k v4 IFNE v3"), Frame::Null);
+    assert_eq!(h.run("SET k v4 IFNE x"), Frame::ok());
+    assert_eq!(h.run("SET k v5 NX IFEQ v4"), err("ERR syntax error"));
+    assert_eq!(h.run("DELEX k IFEQ nope"), int(0));
+    assert_eq!(h.run("DELEX k IFEQ v4"), int(1));
+    assert_eq!(h.run("DELEX k"), int(0));
+    h.run("SET g old");
+    assert_eq!(h.run("GETSET g new"), bulk("old"));
+    assert_eq!(h.run("GETDEL g"), bulk("new"));
+    assert_eq!(h.run("GETDEL g"), Frame::Null);
+}
+
+#[test]
+fn transactions_run_atomically_and_watch_detects_changes() {
+    let mut h = Harness::new();
+    assert_eq!(h.run("EXEC"), err("ERR EXEC without MULTI"));
+    assert_eq!(h.run("MULTI"), Frame::ok());
+    assert_eq!(h.run("MULTI"), err("ERR MULTI calls can not be nested"));
+    assert_eq!(h.run("SET a 1"), Frame::Simple("QUEUED".into()));
+    assert_eq!(h.run("INCR a"), Frame::Simple("QUEUED".into()));
+    assert_eq!(h.run("WATCH a"), err("ERR WATCH inside MULTI is not allowed"));
+    assert_eq!(h.run("EXEC"), Frame::Array(vec![Frame::ok(), int(2)]));
+
+    // A queueing error aborts the transaction.
+    h.run("MULTI");
+    h.run("SET a 5");
+    assert_eq!(h.run("GET"), err("ERR wrong number of arguments for 'get' command"));
+    assert_eq!(h.run("EXEC"), err("EXECABORT Transaction discarded because of previous errors."));
+    assert_eq!(h.run("GET a"), bulk("2"));
+
+    // Runtime errors do not abort: each command has its own reply.
+    h.run("MULTI");
+    h.run("INCR a");
+    h.run("INCRBYFLOAT a x");
+    assert_eq!(h.run("EXEC"), Frame::Array(vec![int(3), err("ERR value is not a valid float")]));
+
+    // WATCH: a change by anyone (here another session) makes EXEC return nil.
+    assert_eq!(h.run("WATCH a missing"), Frame::ok());
+    {
+        let mut other = Session::new(2);
+        let mut ks = h.db.lock();
+        let mut ctx = Ctx::new(&h.db, &mut ks, &mut other, h.now);
+        execute(&mut ctx, &[Bytes::from_static(b"SET"), Bytes::from_static(b"a"), Bytes::from_static(b"9")]);
+    }
+    h.run("MULTI");
+    h.run("SET a 100");
+    assert_eq!(h.run("EXEC"), Frame::NullArray);
+    assert_eq!(h.run("GET a"), bulk("9"));
+    // EXEC unwatched everything: the next transaction goes through.
+    h.run("MULTI");
+    h.run("SET a 100");
+    assert_eq!(h.run("EXEC"), Frame::Array(vec![Frame::ok()]));
+    // An unchanged watched key lets EXEC run; a key that expired counts as changed.
+    h.run("SET t x PX 10");
+    h.run("WATCH a t");
+    h.now += 20;
+    h.run("MULTI");
+    h.run("GET a");
+    assert_eq!(h.run("EXEC"), Frame::NullArray);
+    h.run("WATCH a");
+    assert_eq!(h.run("DISCARD"), err("ERR DISCARD without MULTI"));
+    h.run("MULTI");
+    assert_eq!(h.run("DISCARD"), Frame::ok());
+    assert!(h.session.watched.is_empty());
+}
+
+#[test]
+fn memory_bounds_evict_or_refuse() {
+    let mut h = Harness::new();
+    assert_eq!(h.run("CONFIG SET maxkeys 10 maxmemory-policy noeviction"), Frame::ok());
+    for i in 0..10 {
+        assert_eq!(h.run(&format!("SET k{i} v")), Frame::ok());
+    }
+    assert_eq!(h.run("SET k10 v"), err("OOM command not allowed when the number of keys >= 'maxkeys'."));
+    // Overwriting needs no new slot; reads and deletes always work.
+    assert_eq!(h.run("SET k3 w"), Frame::ok());
+    assert_eq!(h.run("GET k3"), bulk("w"));
+    assert_eq!(h.run("DEL k3"), int(1));
+    assert_eq!(h.run("SET k10 v"), Frame::ok());
+
+    assert_eq!(h.run("CONFIG SET maxmemory-policy allkeys-lru"), Frame::ok());
+    // Touch k4..k8 later than the rest: they are the most recently used.
+    h.now += 10;
+    for i in 4..9 {
+        h.run(&format!("GET k{i}"));
+    }
+    h.now += 10;
+    for i in 100..105 {
+        assert_eq!(h.run(&format!("SET k{i} v")), Frame::ok());
+    }
+    assert_eq!(h.run("DBSIZE"), int(10));
+    for i in 4..9 {
+        assert_eq!(h.run(&format!("EXISTS k{i}")), int(1), "recently used k{i} was evicted");
+    }
+    for i in [0, 1, 2, 9, 10] {
+        assert_eq!(h.run(&format!("EXISTS k{i}")), int(0), "least recently used k{i} was kept");
+    }
+    let Frame::Bulk(info) = h.run("INFO stats") else { panic!() };
+    assert!(String::from_utf8_lossy(&info).contains("evicted_keys:5"));
+
+    assert_eq!(h.run("FLUSHDB"), Frame::ok());
+    assert_eq!(h.run("CONFIG SET maxkeys 3 maxmemory-policy volatile-ttl"), Frame::ok());
+    h.run("SET p1 v");
+    h.run("SET soon v PX 100");
+    h.run("SET later v PX 5000");
+    assert_eq!(h.run("SET new v"), Frame::ok());
+    assert_eq!(h.run("EXISTS soon"), int(0));
+    assert_eq!(h.run("EXISTS later"), int(1));
+    h.run("SET new2 v");
+    assert_eq!(h.run("EXISTS later"), int(0));
+    // Nothing volatile left to evict: refused.
+    assert_eq!(h.run("SET new3 v"), err("OOM command not allowed when the number of keys >= 'maxkeys'."));
+
+    assert_eq!(h.run("CONFIG SET maxkeys 0 maxmemory 2kb maxmemory-policy allkeys-lru"), Frame::ok());
+    for i in 0..200 {
+        assert_eq!(h.run(&format!("SET m{i} {}", "x".repeat(50))), Frame::ok());
+        assert!(h.keyspace().used_memory() <= 2048);
+    }
+    assert_eq!(h.run("CONFIG GET maxmemory*"), bulks(&["maxmemory", "2048", "maxmemory-policy", "allkeys-lru"]));
+    assert!(matches!(h.run("CONFIG SET maxmemory-policy lfu"), Frame::Error(_)));
+    assert!(matches!(h.run("CONFIG SET maxmemory lots"), Frame::Error(_)));
+    assert_eq!(h.run("CONFIG SET maxmemory 1gb"), Frame::ok());
+    assert_eq!(h.run("CONFIG GET maxmemory"), bulks(&["maxmemory", "1073741824"]));
+}
+
+#[test]
+fn lock_commands_without_waiting() {
+    let mut h = Harness::new();
+    assert_eq!(h.run("SHM.LOCK l tokA 1000"), int(1));
+    assert_eq!(h.run("SHM.LOCK l tokB 1000"), Frame::Null);
+    assert_eq!(h.run("SHM.EXTEND l tokB 1000"), int(0));
+    assert_eq!(h.run("SHM.EXTEND l tokA 5000"), int(1));
+    assert_eq!(h.run("SHM.UNLOCK l tokB"), int(0));
+    assert_eq!(h.run("SHM.UNLOCK l tokA"), int(1));
+    assert_eq!(h.run("SHM.LOCK l tokB 1000"), int(2));
+    assert_eq!(h.run("SHM.LOCK l tokC 0"), err("ERR invalid expire time in 'shm.lock' command"));
+    assert_eq!(h.run("SHM.LOCK l tokC 10 WAIT -1"), err("ERR timeout is negative"));
+    assert_eq!(h.run("SHM.LOCK l tokC 10 LATER 5"), err("ERR syntax error"));
+    // Locks are not keys.
+    assert_eq!(h.run("DBSIZE"), int(0));
+    h.run("FLUSHDB");
+    assert_eq!(h.run("SHM.UNLOCK l tokB"), int(1));
+}
+
+#[tokio::test]
+async fn a_waiting_lock_is_handed_over_on_release_and_times_out_otherwise() {
+    let db = Db::new();
+    let run = |session: &mut Session, line: &str| {
+        let args = crate::resp::split_args(line.as_bytes()).unwrap();
+        let mut ks = db.lock();
+        let mut ctx = Ctx::new(&db, &mut ks, session, crate::store::now_ms());
+        let reply = execute(&mut ctx, &args);
+        (reply, ctx.blocked.take())
+    };
+    let (mut a, mut b, mut c) = (Session::new(1), Session::new(2), Session::new(3));
+    assert_eq!(run(&mut a, "SHM.LOCK l ta 60000").0, int(1));
+    let (_, waiting) = run(&mut b, "SHM.LOCK l tb 60000 WAIT 5000");
+    let waiting = waiting.expect("b blocks");
+    let (_, timing_out) = run(&mut c, "SHM.LOCK l tc 60000 WAIT 50");
+    assert_eq!(timing_out.expect("c blocks").reply(&db).await, Frame::Null);
+    let handle = tokio::spawn({
+        let db = db.clone();
+        async move { waiting.reply(&db).await }
+    });
+    assert_eq!(run(&mut a, "SHM.UNLOCK l ta").0, int(1));
+    assert_eq!(handle.await.unwrap(), int(2));
+    // b holds it now; a cannot take it, and the timed-out c left no waiter.
+    assert_eq!(run(&mut a, "SHM.LOCK l ta 60000").0, Frame::Null);
+    assert_eq!(db.lock().locks.waiting(), 0);
 }

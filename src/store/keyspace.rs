@@ -9,6 +9,7 @@ use bytes::Bytes;
 use indexmap::IndexMap;
 
 use super::glob::glob_match;
+use super::locks::LockTable;
 
 /// A stored value. Only Redis's string type exists so far; the enum keeps
 /// room for other types without touching the callers that match on it.
@@ -37,6 +38,10 @@ pub struct Entry {
     pub value: Value,
     /// Unix ms when the key expires; `None` for a persistent key.
     pub expires_at: Option<u64>,
+    /// Changes on every write to the key (WATCH compares it).
+    pub version: u64,
+    /// Unix ms of the last read or write, for LRU eviction.
+    pub last_access: u64,
 }
 
 impl Entry {
@@ -51,6 +56,49 @@ impl Entry {
 pub const ENTRY_OVERHEAD: usize = 96;
 /// Extra cost of a key with a TTL: its node in the expiry index.
 pub const EXPIRY_OVERHEAD: usize = 48;
+
+/// Which keys make room when a memory bound is reached.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum EvictionPolicy {
+    /// Writes that need room are refused with an OOM error.
+    #[default]
+    NoEviction,
+    /// The least recently used keys go first (approximated by sampling).
+    AllKeysLru,
+    /// Keys with a ttl go first, soonest to expire first.
+    VolatileTtl,
+}
+
+impl EvictionPolicy {
+    pub fn name(self) -> &'static str {
+        match self {
+            EvictionPolicy::NoEviction => "noeviction",
+            EvictionPolicy::AllKeysLru => "allkeys-lru",
+            EvictionPolicy::VolatileTtl => "volatile-ttl",
+        }
+    }
+
+    pub fn parse(name: &[u8]) -> Option<EvictionPolicy> {
+        [EvictionPolicy::NoEviction, EvictionPolicy::AllKeysLru, EvictionPolicy::VolatileTtl]
+            .into_iter()
+            .find(|p| name.eq_ignore_ascii_case(p.name().as_bytes()))
+    }
+}
+
+/// Bounds on the keyspace; 0 means unbounded.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct MemoryLimits {
+    pub max_memory: usize,
+    pub max_keys: usize,
+    pub policy: EvictionPolicy,
+}
+
+/// A write could not get the room it needs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OutOfMemory;
+
+/// Keys looked at per eviction; more samples approximate true LRU better.
+const EVICTION_SAMPLES: usize = 16;
 
 #[derive(Clone, Debug, Default)]
 pub struct Stats {
@@ -81,7 +129,13 @@ pub struct Keyspace {
     expiries: BTreeSet<(u64, Bytes)>,
     used_memory: usize,
     peak_memory: usize,
+    next_version: u64,
+    rng: u64,
+    pub limits: MemoryLimits,
     pub stats: Stats,
+    /// Named locks live beside the keys, under the same store lock, but
+    /// outside the keyspace: KEYS, FLUSHDB and eviction never touch them.
+    pub locks: LockTable,
 }
 
 impl Keyspace {
@@ -115,13 +169,24 @@ impl Keyspace {
 
     /// Looks a key up for a read command, counting a hit or a miss.
     pub fn read(&mut self, key: &[u8], now: u64) -> Option<&Entry> {
-        let found = self.live_index(key, now);
-        if found.is_some() {
-            self.stats.keyspace_hits += 1;
-        } else {
+        let Some(index) = self.live_index(key, now) else {
             self.stats.keyspace_misses += 1;
-        }
-        found.map(|i| &self.entries[i])
+            return None;
+        };
+        self.stats.keyspace_hits += 1;
+        let entry = &mut self.entries[index];
+        entry.last_access = now;
+        Some(entry)
+    }
+
+    /// The version of a live key, `None` when it does not exist.
+    pub fn version(&mut self, key: &[u8], now: u64) -> Option<u64> {
+        self.get(key, now).map(|e| e.version)
+    }
+
+    fn bump_version(&mut self) -> u64 {
+        self.next_version += 1;
+        self.next_version
     }
 
     /// Looks a key up without touching the hit/miss statistics.
@@ -158,12 +223,15 @@ impl Keyspace {
             Value::String(b) => Value::String(Bytes::copy_from_slice(&b)),
         };
         let new_size = value.heap_size();
+        let version = self.bump_version();
         match previous {
             Some(i) => {
                 let (stored_key, entry) = self.entries.get_index_mut(i).expect("live index");
                 let old_expiry = entry.expires_at;
                 let old = std::mem::replace(&mut entry.value, value);
                 entry.expires_at = expires_at;
+                entry.version = version;
+                entry.last_access = now;
                 let stored_key = stored_key.clone();
                 self.used_memory = self.used_memory - old.heap_size() + new_size;
                 self.peak_memory = self.peak_memory.max(self.used_memory);
@@ -177,7 +245,7 @@ impl Keyspace {
                     self.expiries.insert((at, key.clone()));
                     self.used_memory += EXPIRY_OVERHEAD + key.len();
                 }
-                self.entries.insert(key, Entry { value, expires_at });
+                self.entries.insert(key, Entry { value, expires_at, version, last_access: now });
                 self.peak_memory = self.peak_memory.max(self.used_memory);
                 None
             }
@@ -189,8 +257,10 @@ impl Keyspace {
         let Some(i) = self.live_index(key, now) else {
             return false;
         };
+        let version = self.bump_version();
         let (stored_key, entry) = self.entries.get_index_mut(i).expect("live index");
         let old = std::mem::replace(&mut entry.expires_at, expires_at);
+        entry.version = version;
         let stored_key = stored_key.clone();
         self.reindex_expiry(&stored_key, old, expires_at);
         true
@@ -230,6 +300,64 @@ impl Keyspace {
         self.entries = Map::default();
         self.expiries.clear();
         self.used_memory = 0;
+    }
+
+    /// Whether the memory bound leaves room for a write of about `incoming`
+    /// bytes that may add `new_keys` keys; evicts by the policy to make room.
+    pub fn make_room(&mut self, incoming: usize, new_keys: usize, now: u64) -> Result<(), OutOfMemory> {
+        let MemoryLimits { max_memory, max_keys, policy } = self.limits;
+        let over = |ks: &Keyspace| {
+            (max_memory > 0 && ks.used_memory + incoming > max_memory)
+                || (max_keys > 0 && ks.entries.len() + new_keys > max_keys)
+        };
+        while over(self) {
+            let victim = match policy {
+                EvictionPolicy::NoEviction => None,
+                EvictionPolicy::AllKeysLru => self.lru_victim(),
+                EvictionPolicy::VolatileTtl => self.expiries.first().map(|(_, key)| key.clone()),
+            };
+            let Some(index) = victim.and_then(|key| self.entries.get_index_of(&key)) else {
+                return Err(OutOfMemory);
+            };
+            let expired = self.entries[index].is_expired(now);
+            self.remove_index(index);
+            if expired {
+                self.stats.expired_keys += 1;
+            } else {
+                self.stats.evicted_keys += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// The least recently used of a random sample of keys.
+    fn lru_victim(&mut self) -> Option<Bytes> {
+        let len = self.entries.len();
+        if len == 0 {
+            return None;
+        }
+        let mut best: Option<(u64, usize)> = None;
+        // A small keyspace is searched exactly; a large one by sampling.
+        let exact = len <= EVICTION_SAMPLES * 4;
+        for n in 0..if exact { len } else { EVICTION_SAMPLES } {
+            let index = if exact { n } else { (self.next_random() % len as u64) as usize };
+            let access = self.entries[index].last_access;
+            if best.is_none_or(|(oldest, _)| access < oldest) {
+                best = Some((access, index));
+            }
+        }
+        best.map(|(_, index)| self.entries.get_index(index).expect("sampled index").0.clone())
+    }
+
+    /// xorshift64*: cheap sampling, no need for quality randomness.
+    fn next_random(&mut self) -> u64 {
+        if self.rng == 0 {
+            self.rng = 0x9E37_79B9_7F4A_7C15;
+        }
+        self.rng ^= self.rng >> 12;
+        self.rng ^= self.rng << 25;
+        self.rng ^= self.rng >> 27;
+        self.rng.wrapping_mul(0x2545_F491_4F6C_DD1D)
     }
 
     /// Every live key matching `pattern` (KEYS).

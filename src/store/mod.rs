@@ -3,6 +3,7 @@
 
 mod glob;
 mod keyspace;
+mod locks;
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -11,12 +12,16 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use parking_lot::{Mutex, MutexGuard, RwLock};
 
 pub use glob::glob_match;
-pub use keyspace::{Entry, Expiry, Keyspace, Stats, Value, ENTRY_OVERHEAD, EXPIRY_OVERHEAD};
+pub use keyspace::{
+    Entry, EvictionPolicy, Expiry, Keyspace, MemoryLimits, OutOfMemory, Stats, Value, ENTRY_OVERHEAD, EXPIRY_OVERHEAD,
+};
+pub use locks::{Acquire, Grant, LockTable};
 
 /// Keys reclaimed per lock hold by the sweep, so a mass expiry never stalls
 /// the commands of the workers for long.
 const SWEEP_BATCH: usize = 2_000;
-const SWEEP_INTERVAL: Duration = Duration::from_millis(100);
+/// Also bounds how late a lock whose ttl passed is handed over.
+const SWEEP_INTERVAL: Duration = Duration::from_millis(50);
 
 /// Counters that live outside the keyspace lock.
 #[derive(Default)]
@@ -106,10 +111,16 @@ impl Db {
         &self.shared.run_id
     }
 
-    /// Reclaims expired keys in the background until `stop` resolves.
+    /// Reclaims expired keys and releases locks whose ttl passed, in the
+    /// background, until `stop` resolves.
     pub async fn sweep_expired(self, mut stop: tokio::sync::watch::Receiver<bool>) {
         loop {
-            let full_batch = self.lock().purge_expired(now_ms(), SWEEP_BATCH) == SWEEP_BATCH;
+            let full_batch = {
+                let now = now_ms();
+                let mut ks = self.lock();
+                ks.locks.expire(now);
+                ks.purge_expired(now, SWEEP_BATCH) == SWEEP_BATCH
+            };
             if full_batch {
                 // More are due: let other tasks take the lock, then go on.
                 tokio::task::yield_now().await;

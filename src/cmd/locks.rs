@@ -1,0 +1,98 @@
+//! Lock commands (this broker's own, in the `SHM.` namespace):
+//!
+//! - `SHM.LOCK name token ttl-ms [WAIT timeout-ms]`: the fencing token
+//!   (integer) once held, nil if not acquired. With WAIT the connection
+//!   blocks, first come first served, until the lock is handed over or the
+//!   timeout passes; without it the call never waits.
+//! - `SHM.UNLOCK name token`: 1 if `token` held the lock (it passes to the
+//!   next waiter), else 0.
+//! - `SHM.EXTEND name token ttl-ms`: 1 if `token` holds the lock, else 0.
+//!
+//! A lock belongs to the connection that took it: when that connection
+//! closes, its locks are handed over at once.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use super::{int_arg, is, syntax_error, try_reply, CommandSpec, Ctx};
+use crate::resp::Frame;
+use crate::store::{Acquire, Db, Grant};
+
+#[rustfmt::skip]
+pub static COMMANDS: &[CommandSpec] = &[
+    CommandSpec { name: "shm.lock", arity: -4, flags: &["write", "blocking"], keys: (0, 0, 0), group: "cluster-shm", since: "0.1.0", summary: "Acquires a named lock, optionally waiting in line for it.", run: lock },
+    CommandSpec { name: "shm.unlock", arity: 3, flags: &["write", "fast"], keys: (0, 0, 0), group: "cluster-shm", since: "0.1.0", summary: "Releases a named lock held with a token.", run: unlock },
+    CommandSpec { name: "shm.extend", arity: 4, flags: &["write", "fast"], keys: (0, 0, 0), group: "cluster-shm", since: "0.1.0", summary: "Extends the ttl of a named lock held with a token.", run: extend },
+];
+
+/// A reply that comes later: the connection that sent the command waits for
+/// it (as a Redis client blocked in BLPOP does) without holding the store.
+pub struct Blocked {
+    name: Bytes,
+    waiter: u64,
+    grant: Grant,
+    timeout: Duration,
+}
+
+impl Blocked {
+    /// Waits for the hand-over or the timeout, and gives the reply. If the
+    /// caller goes away first, the future is dropped and the end of its
+    /// connection withdraws the wait (or passes the lock on).
+    pub async fn reply(self, db: &Db) -> Frame {
+        let Blocked { name, waiter, mut grant, timeout } = self;
+        match tokio::time::timeout(timeout, &mut grant).await {
+            Ok(Ok(fence)) => Frame::Integer(fence as i64),
+            Ok(Err(_)) => Frame::Null,
+            Err(_) => {
+                // Withdraw; if the lock was handed over meanwhile, it is ours.
+                let withdrawn = db.lock().locks.cancel(&name, waiter);
+                match grant.try_recv() {
+                    Ok(fence) if !withdrawn => Frame::Integer(fence as i64),
+                    _ => Frame::Null,
+                }
+            }
+        }
+    }
+}
+
+fn positive_ms(arg: &[u8]) -> Result<u64, Frame> {
+    match int_arg(arg)? {
+        n if n > 0 => Ok(n as u64),
+        _ => Err(Frame::error("ERR invalid expire time in 'shm.lock' command")),
+    }
+}
+
+fn lock(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
+    let (name, token) = (&args[1], &args[2]);
+    let ttl = try_reply!(positive_ms(&args[3]));
+    let wait = match &args[4..] {
+        [] => 0,
+        [option, timeout] if is(option, "WAIT") => match int_arg(timeout) {
+            Ok(ms) if ms >= 0 => ms as u64,
+            Ok(_) => return Frame::error("ERR timeout is negative"),
+            Err(e) => return e,
+        },
+        _ => return syntax_error(),
+    };
+    let client = ctx.session.id;
+    match ctx.ks.locks.try_acquire(name, client, token, ttl, ctx.now) {
+        Acquire::Granted(fence) => Frame::Integer(fence as i64),
+        // Inside MULTI a blocking command never blocks, as in Redis.
+        Acquire::Busy if wait == 0 || ctx.in_transaction => Frame::Null,
+        Acquire::Busy => {
+            let (waiter, grant) = ctx.ks.locks.enqueue(name, client, token, ttl);
+            ctx.blocked = Some(Blocked { name: name.clone(), waiter, grant, timeout: Duration::from_millis(wait) });
+            Frame::Null
+        }
+    }
+}
+
+fn unlock(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
+    Frame::Integer(ctx.ks.locks.release(&args[1], &args[2], ctx.now) as i64)
+}
+
+fn extend(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
+    let ttl = try_reply!(positive_ms(&args[3]));
+    Frame::Integer(ctx.ks.locks.extend(&args[1], &args[2], ttl, ctx.now) as i64)
+}
