@@ -187,7 +187,7 @@ fn config(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
 
 /// CONFIG SET name value [name value ...]: all or nothing, as in Redis 7.
 fn config_set(ctx: &mut Ctx<'_>, pairs: &[Bytes]) -> Frame {
-    if pairs.is_empty() || pairs.len() % 2 != 0 {
+    if pairs.is_empty() || !pairs.len().is_multiple_of(2) {
         return Frame::error("ERR wrong number of arguments for 'config|set' command");
     }
     let mut limits = ctx.ks.limits;

@@ -110,7 +110,7 @@ impl LockTable {
     /// Releases the lock if `token` holds it, handing it to the next waiter.
     pub fn release(&mut self, name: &[u8], token: &[u8], now: u64) -> bool {
         let Some(lock) = self.locks.get_mut(name) else { return false };
-        if !lock.holder.as_ref().is_some_and(|h| h.token == token) {
+        if lock.holder.as_ref().is_none_or(|h| h.token != token) {
             return false;
         }
         lock.holder = None;
