@@ -30,6 +30,52 @@ declare namespace shm {
     commandTimeout?: number;
     /** Largest encoded value accepted, in bytes. Default 64 MiB. */
     maxValueBytes?: number;
+    /**
+     * Broker memory bound in bytes (keys, values and bookkeeping); 0 for none.
+     * Set in the primary before forking; workers see it in `options`.
+     */
+    maxMemory?: number;
+    /** Broker bound on the number of keys; 0 for none. Primary only. */
+    maxKeys?: number;
+    /**
+     * What happens at a bound: evict least recently used keys
+     * (`'allkeys-lru'`, the default once a bound is set), evict the keys
+     * closest to expiring (`'volatile-ttl'`), or refuse writes with
+     * ERR_SHM_OOM (`'noeviction'`). Primary only.
+     */
+    evictionPolicy?: 'noeviction' | 'allkeys-lru' | 'volatile-ttl';
+  }
+
+  interface UpdateOptions {
+    /** How many times `fn` runs again after a conflicting change. Default 1000. */
+    retries?: number;
+    /** A ttl for the written value; without it the key keeps its ttl. */
+    ttl?: number;
+  }
+
+  interface GetOrSetOptions {
+    /** Time to live of the fetched value, in ms. */
+    ttl?: number;
+    /** Longest wait for another process's fetch, in ms. Default 30000. */
+    timeout?: number;
+  }
+
+  interface LockOptions {
+    /** How long the lock lasts unless released or extended, in ms. Default 30000. */
+    ttl?: number;
+    /** Longest wait in line for the lock, in ms; 0 only tries. Default 10000. */
+    timeout?: number;
+  }
+
+  /** A held lock. */
+  interface Lock {
+    readonly name: string;
+    /** Strictly increasing across grants of any lock: a fencing token. */
+    readonly fence: number;
+    /** Releases the lock; false when it was no longer held by this handle. */
+    release(): Promise<boolean>;
+    /** Sets the lock's ttl to `ttl` ms from now; false when no longer held. */
+    extend(ttl: number): Promise<boolean>;
   }
 
   interface SetOptions {
@@ -45,6 +91,12 @@ declare namespace shm {
     peakMemory: number;
     /** Resident memory of the broker's process. */
     residentMemory: number;
+    maxMemory: number;
+    maxKeys: number;
+    evictionPolicy: 'noeviction' | 'allkeys-lru' | 'volatile-ttl';
+    locksHeld: number;
+    /** Callers waiting in line for a lock. */
+    lockWaiters: number;
     expiredKeys: number;
     evictedKeys: number;
     keyspaceHits: number;
@@ -83,6 +135,14 @@ declare namespace shm {
     readonly UNKNOWN_OPTION: 'ERR_SHM_UNKNOWN_OPTION';
     /** A number out of its range, such as a negative ttl (a RangeError). */
     readonly OUT_OF_RANGE: 'ERR_OUT_OF_RANGE';
+    /** A write refused at the memory bound under `evictionPolicy: 'noeviction'`. */
+    readonly OOM: 'ERR_SHM_OOM';
+    /** `lock()` did not get the lock within its timeout. */
+    readonly LOCK_TIMEOUT: 'ERR_SHM_LOCK_TIMEOUT';
+    /** `update()` ran out of retries because the value kept changing. */
+    readonly CONFLICT: 'ERR_SHM_CONFLICT';
+    /** A `getOrSet()` fetch in another process failed with an error that had no code. */
+    readonly FETCH_FAILED: 'ERR_SHM_FETCH_FAILED';
   }
 
   interface SharedMemory {
@@ -127,6 +187,37 @@ declare namespace shm {
     incr(key: string, by?: number): Promise<number>;
     /** `incr(key, -by)`. */
     decr(key: string, by?: number): Promise<number>;
+    /** Stores the value only if `key` does not exist; true when stored. */
+    setIfAbsent(key: string, value: Value, options?: SetOptions): Promise<boolean>;
+    /** Stores the value and resolves with the one it replaced. */
+    getAndSet<T = Value>(key: string, value: Value, options?: SetOptions): Promise<T | undefined>;
+    /** Deletes `key` and resolves with the value it held. */
+    getAndDelete<T = Value>(key: string): Promise<T | undefined>;
+    /**
+     * Replaces the value with `next` only if it equals `expected` (compared
+     * by stored encoding; `undefined` means "the key does not exist").
+     * The key keeps its ttl unless `ttl` is given. True when replaced.
+     */
+    compareAndSet(key: string, expected: Value | undefined, next: Value, options?: SetOptions): Promise<boolean>;
+    /**
+     * Atomic read-modify-write: writes `fn(current)` only if nobody changed
+     * the value meanwhile, running `fn` again on conflict. Returning
+     * `undefined` deletes the key. Resolves with the value written.
+     */
+    update<T = Value>(key: string, fn: (current: T | undefined) => T | undefined | Promise<T | undefined>, options?: UpdateOptions): Promise<T | undefined>;
+    /**
+     * The value of `key`; when missing, one caller across all processes runs
+     * `fetcher` and stores its result, and every caller waiting meanwhile
+     * gets that result or its error.
+     */
+    getOrSet<T = Value>(key: string, fetcher: () => T | Promise<T>, options?: GetOrSetOptions): Promise<T>;
+    /**
+     * Acquires a named lock, waiting first come first served. Released on
+     * `release()`, when its ttl passes, or at once when this process exits.
+     */
+    lock(name: string, options?: LockOptions): Promise<Lock>;
+    /** Runs `fn` holding the named lock and always releases it. */
+    withLock<R>(name: string, fn: (lock: Lock) => R | Promise<R>, options?: LockOptions): Promise<R>;
     /** Sets the time to live of `key` in milliseconds; false when it does not exist. */
     expire(key: string, ttl: number): Promise<boolean>;
     /** Milliseconds left to live: `Infinity` without expiry, `undefined` for a missing key. */

@@ -1,8 +1,17 @@
 'use strict';
 
+const { randomBytes } = require('node:crypto');
 const { encode, decode, encodedLength } = require('./codec');
 const { CODES, shmError, typeError, rangeError, fromNative } = require('./errors');
-const { DEFAULTS, validateOptions, callOptions, checkTtl } = require('./options');
+const { DEFAULTS, BROKER_OPTIONS, validateOptions, callOptions, checkTtl, checkTimeout } = require('./options');
+const { Lock, lockTimeout } = require('./lock');
+
+/** How long a single-flight leader's lock lives without renewal. */
+const FLIGHT_LEASE = 15_000;
+/** How long a failed fetch's error is kept for the callers that waited on it. */
+const FLIGHT_ERROR_TTL = 60_000;
+/** How long the failure count of a key outlives its last failure. */
+const FLIGHT_COUNTER_TTL = 3_600_000;
 
 /** Runs commands against the store in this process (the primary). */
 class InProcessBackend {
@@ -10,9 +19,22 @@ class InProcessBackend {
     this.broker = broker;
   }
 
+  get hostsBroker() {
+    return true;
+  }
+
   call(args) {
     try {
       return this.broker.call(args);
+    } catch (error) {
+      throw fromNative(error);
+    }
+  }
+
+  /** A blocking command comes back as a Promise from the broker's threads. */
+  async callBlocking(args) {
+    try {
+      return await this.broker.call(args);
     } catch (error) {
       throw fromNative(error);
     }
@@ -30,9 +52,22 @@ class RemoteBackend {
     this.client = null;
   }
 
-  call(args) {
+  get hostsBroker() {
+    return false;
+  }
+
+  #client() {
     if (this.client === null) this.client = this.createClient();
-    return this.client.call(args).catch(rethrowNative);
+    return this.client;
+  }
+
+  call(args) {
+    return this.#client().call(args).catch(rethrowNative);
+  }
+
+  /** On a connection of its own, so that the shared one keeps flowing. */
+  callBlocking(args, waitMs) {
+    return this.#client().callBlocking(args, waitMs).catch(rethrowNative);
   }
 
   /** New timeouts apply to the next connection; calls in flight finish on the old one. */
@@ -59,7 +94,15 @@ class FailedBackend {
     this.error = error;
   }
 
+  get hostsBroker() {
+    return false;
+  }
+
   call() {
+    throw this.error;
+  }
+
+  callBlocking() {
     throw this.error;
   }
 
@@ -91,6 +134,10 @@ class SharedMemory {
   #role;
   #socket;
   #onConfigure;
+  /** Tail of the queue of update() calls per key in this process. */
+  #updates = new Map();
+  /** getOrSet() calls in flight in this process, per key. */
+  #flights = new Map();
 
   constructor({ backend, role, socket, options = {}, onConfigure = () => {} }) {
     this.#backend = backend;
@@ -98,6 +145,7 @@ class SharedMemory {
     this.#socket = socket;
     this.#options = { ...DEFAULTS, ...options };
     this.#onConfigure = onConfigure;
+    if (backend.hostsBroker) this.#applyBrokerOptions();
   }
 
   /** 'primary' (hosts the broker), 'worker' (cluster worker) or 'client'. */
@@ -118,10 +166,27 @@ class SharedMemory {
   configure(options) {
     validateOptions(options);
     const defined = Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined));
+    const brokerOptions = BROKER_OPTIONS.filter((name) => name in defined);
+    if (brokerOptions.length && !this.#backend.hostsBroker) {
+      throw typeError(
+        `${brokerOptions.join(', ')}: broker options are set in the process that hosts the broker (the primary), before forking`,
+        CODES.INVALID_ARG_VALUE,
+      );
+    }
+    // A bound without a policy evicts least recently used keys.
+    if ((defined.maxMemory || defined.maxKeys) && !defined.evictionPolicy && this.#options.evictionPolicy === 'noeviction') {
+      defined.evictionPolicy = 'allkeys-lru';
+    }
     this.#options = { ...this.#options, ...defined };
+    if (brokerOptions.length) this.#applyBrokerOptions();
     if (this.#backend.reset) this.#backend.reset();
     this.#onConfigure(this.options);
     return this;
+  }
+
+  #applyBrokerOptions() {
+    const { maxMemory, maxKeys, evictionPolicy } = this.#options;
+    this.#backend.call(['CONFIG', 'SET', 'maxmemory', String(maxMemory), 'maxkeys', String(maxKeys), 'maxmemory-policy', evictionPolicy]);
   }
 
   #encode(value, fn) {
@@ -218,6 +283,192 @@ class SharedMemory {
     return Number(toText(await this.#backend.call(['INCRBYFLOAT', key, String(by)])));
   }
 
+  /** Stores the value only if the key does not exist; true when stored. */
+  async setIfAbsent(key, value, options) {
+    checkKey(key, 'setIfAbsent');
+    const { ttl } = callOptions(options, ['ttl'], 'setIfAbsent');
+    const args = ['SET', key, this.#encode(value, 'setIfAbsent'), 'NX'];
+    const ms = checkTtl(ttl, 'setIfAbsent');
+    if (ms !== undefined) args.push('PX', String(ms));
+    return (await this.#backend.call(args)) === 'OK';
+  }
+
+  /** Stores the value and resolves with the one it replaced (or undefined). */
+  async getAndSet(key, value, options) {
+    checkKey(key, 'getAndSet');
+    const { ttl } = callOptions(options, ['ttl'], 'getAndSet');
+    const args = ['SET', key, this.#encode(value, 'getAndSet'), 'GET'];
+    const ms = checkTtl(ttl, 'getAndSet');
+    if (ms !== undefined) args.push('PX', String(ms));
+    return decode(await this.#backend.call(args));
+  }
+
+  /** Deletes the key and resolves with the value it held (or undefined). */
+  async getAndDelete(key) {
+    checkKey(key, 'getAndDelete');
+    return decode(await this.#backend.call(['GETDEL', key]));
+  }
+
+  /**
+   * Replaces the value with `next` only if it currently equals `expected`
+   * (`undefined`: only if the key does not exist). Values are compared by
+   * their stored encoding, so objects compare by JSON text, key order
+   * included. Resolves true when replaced. The key keeps its ttl unless
+   * `ttl` is given.
+   */
+  async compareAndSet(key, expected, next, options) {
+    checkKey(key, 'compareAndSet');
+    const { ttl } = callOptions(options, ['ttl'], 'compareAndSet');
+    const ms = checkTtl(ttl, 'compareAndSet');
+    const args = ['SET', key, this.#encode(next, 'compareAndSet')];
+    if (expected === undefined) args.push('NX');
+    else args.push('IFEQ', this.#encode(expected, 'compareAndSet'));
+    args.push(...(ms === undefined ? ['KEEPTTL'] : ['PX', String(ms)]));
+    return (await this.#backend.call(args)) === 'OK';
+  }
+
+  /**
+   * Atomic read-modify-write: `fn(current)` (sync or async) gets the value
+   * (undefined when missing) and returns the new one (undefined deletes the
+   * key). The write only happens if nobody changed the value meanwhile;
+   * otherwise `fn` runs again on the fresh value, up to `retries` times
+   * (default 1000), then ERR_SHM_CONFLICT. Resolves with the value written.
+   * Updates of one key from the same process queue up locally, so they do
+   * not compete with each other.
+   */
+  async update(key, fn, options) {
+    checkKey(key, 'update');
+    if (typeof fn !== 'function') throw typeError('update: fn must be a function');
+    const { retries = 1000, ttl } = callOptions(options, ['retries', 'ttl'], 'update');
+    if (!Number.isSafeInteger(retries) || retries < 0) throw rangeError(`update: retries must be a non-negative integer, got ${retries}`);
+    const ms = checkTtl(ttl, 'update');
+    return this.#serialized(key, () => this.#updateLoop(key, fn, retries, ms));
+  }
+
+  async #updateLoop(key, fn, retries, ttl) {
+    for (let attempt = 0; ; attempt++) {
+      const stored = await this.#backend.call(['GET', key]);
+      const next = await fn(decode(stored));
+      let written;
+      if (next === undefined) {
+        written = stored === null || (await this.#backend.call(['DELEX', key, 'IFEQ', stored])) === 1;
+      } else {
+        const args = ['SET', key, this.#encode(next, 'update')];
+        args.push(...(stored === null ? ['NX'] : ['IFEQ', stored]));
+        args.push(...(ttl === undefined ? ['KEEPTTL'] : ['PX', String(ttl)]));
+        written = (await this.#backend.call(args)) === 'OK';
+      }
+      if (written) return next;
+      if (attempt >= retries) {
+        throw shmError(CODES.CONFLICT, `update: "${key}" kept changing; gave up after ${retries + 1} attempts`);
+      }
+    }
+  }
+
+  /** Runs `task` after every earlier task queued for `key` in this process. */
+  #serialized(key, task) {
+    const previous = this.#updates.get(key) || Promise.resolve();
+    const result = previous.then(task, task);
+    const tail = result.then(
+      () => {},
+      () => {},
+    );
+    this.#updates.set(key, tail);
+    tail.then(() => {
+      if (this.#updates.get(key) === tail) this.#updates.delete(key);
+    });
+    return result;
+  }
+
+  /**
+   * The value of `key`; when it is missing, exactly one caller across all
+   * processes runs `fetcher()` and stores its result (with `ttl`), and every
+   * other caller waiting meanwhile gets that result, or its error. If the
+   * fetching process dies, the next waiter fetches instead.
+   */
+  async getOrSet(key, fetcher, options) {
+    checkKey(key, 'getOrSet');
+    if (typeof fetcher !== 'function') throw typeError('getOrSet: fetcher must be a function');
+    const { ttl, timeout = 30_000 } = callOptions(options, ['ttl', 'timeout'], 'getOrSet');
+    const ms = checkTtl(ttl, 'getOrSet');
+    const wait = checkTimeout(timeout, 'getOrSet');
+    const joined = this.#flights.get(key);
+    if (joined) return joined;
+    const flight = this.#fetchOnce(key, fetcher, ms, wait).finally(() => this.#flights.delete(key));
+    this.#flights.set(key, flight);
+    return flight;
+  }
+
+  async #fetchOnce(key, fetcher, ttl, timeout) {
+    // Failures of the fetch for `key` are counted; a caller shares a
+    // failure's error only if it looked before that failure was counted,
+    // i.e. it was waiting on that very fetch.
+    const failuresKey = `__shm:flight:${key}:failures`;
+    const errorKey = `__shm:flight:${key}:error`;
+    const [stored, failures] = await this.#backend.call(['MGET', key, failuresKey]);
+    if (stored !== null) return decode(stored);
+    const seen = failures === null ? 0 : Number(failures);
+    const lock = await this.lock(`__shm:flight:${key}`, { ttl: FLIGHT_LEASE, timeout });
+    let renew;
+    try {
+      const [now, failure] = await this.#backend.call(['MGET', key, errorKey]);
+      if (now !== null) return decode(now);
+      if (failure !== null) {
+        const { failed, error } = JSON.parse(failure.toString());
+        if (failed > seen) throw Object.assign(new Error(error.message), { name: error.name, code: error.code || CODES.FETCH_FAILED });
+      }
+      renew = setInterval(() => lock.extend(FLIGHT_LEASE).catch(() => {}), FLIGHT_LEASE / 3);
+      renew.unref();
+      let value;
+      try {
+        value = await fetcher();
+        if (value === undefined) throw typeError('getOrSet: fetcher resolved with undefined, which cannot be stored', CODES.INVALID_ARG_VALUE);
+      } catch (error) {
+        const failed = await this.#backend.call(['INCR', failuresKey]);
+        await this.#backend.call(['PEXPIRE', failuresKey, String(FLIGHT_COUNTER_TTL)]);
+        const record = { failed, error: { message: String(error && error.message), name: error && error.name, code: error && error.code } };
+        await this.#backend.call(['SET', errorKey, JSON.stringify(record), 'PX', String(FLIGHT_ERROR_TTL)]);
+        throw error;
+      }
+      await this.set(key, value, ttl === undefined ? undefined : { ttl });
+      return value;
+    } finally {
+      clearInterval(renew);
+      await lock.release().catch(() => {});
+    }
+  }
+
+  /**
+   * Acquires the named lock, waiting in line (first come, first served) up
+   * to `timeout` ms (default 10000; 0 only tries), then ERR_SHM_LOCK_TIMEOUT.
+   * The lock lasts `ttl` ms (default 30000) unless extended or released, and
+   * is released at once if this process exits or disconnects.
+   */
+  async lock(name, options) {
+    if (typeof name !== 'string') throw typeError(`lock: name must be a string, got ${name === null ? 'null' : typeof name}`);
+    const { ttl = 30_000, timeout = 10_000 } = callOptions(options, ['ttl', 'timeout'], 'lock');
+    const ms = String(checkTtl(ttl, 'lock'));
+    const wait = checkTimeout(timeout, 'lock');
+    const token = randomBytes(16).toString('hex');
+    let fence = await this.#backend.call(['SHM.LOCK', name, token, ms]);
+    if (fence === null && wait > 0) {
+      fence = await this.#backend.callBlocking(['SHM.LOCK', name, token, ms, 'WAIT', String(wait)], wait);
+    }
+    if (fence === null) throw lockTimeout(name, wait);
+    return new Lock((args) => this.#backend.call(args), name, token, fence);
+  }
+
+  /** Runs `fn(lock)` holding the named lock, and always releases it. */
+  async withLock(name, fn, options) {
+    if (typeof fn !== 'function') throw typeError('withLock: fn must be a function');
+    const lock = await this.lock(name, options);
+    try {
+      return await fn(lock);
+    } finally {
+      await lock.release().catch(() => {});
+    }
+  }
+
   /** Sets a key's time to live; false when the key does not exist. */
   async expire(key, ttl) {
     checkKey(key, 'expire');
@@ -260,6 +511,11 @@ class SharedMemory {
       keyspaceHits: number('keyspace_hits'),
       keyspaceMisses: number('keyspace_misses'),
       connectedClients: number('connected_clients'),
+      maxMemory: number('maxmemory'),
+      maxKeys: number('maxkeys'),
+      evictionPolicy: fields.maxmemory_policy,
+      locksHeld: number('locks_held'),
+      lockWaiters: number('blocked_clients'),
       totalCommands: number('total_commands_processed'),
       uptimeSeconds: number('uptime_in_seconds'),
       version: fields.cluster_shm_version,

@@ -18,6 +18,10 @@ const CODES = Object.freeze({
   INVALID_ARG_VALUE: 'ERR_INVALID_ARG_VALUE',
   UNKNOWN_OPTION: 'ERR_SHM_UNKNOWN_OPTION',
   OUT_OF_RANGE: 'ERR_OUT_OF_RANGE',
+  OOM: 'ERR_SHM_OOM',
+  LOCK_TIMEOUT: 'ERR_SHM_LOCK_TIMEOUT',
+  CONFLICT: 'ERR_SHM_CONFLICT',
+  FETCH_FAILED: 'ERR_SHM_FETCH_FAILED',
 });
 
 function withCode(error, code, extra) {
@@ -47,7 +51,8 @@ function fromNative(error) {
   const [, code, message] = match;
   if (code === CODES.SERVER) {
     // Keep the broker's (or Redis's) own error prefix, e.g. WRONGTYPE.
-    return shmError(code, message, { reply: message.split(' ', 1)[0] });
+    const reply = message.split(' ', 1)[0];
+    return shmError(reply === 'OOM' ? CODES.OOM : code, message, { reply });
   }
   return shmError(code, message);
 }

@@ -13,7 +13,14 @@ const DEFAULTS = Object.freeze({
   connectTimeout: 5_000,
   commandTimeout: 10_000,
   maxValueBytes: 64 * 1024 * 1024,
+  maxMemory: 0,
+  maxKeys: 0,
+  evictionPolicy: 'noeviction',
 });
+
+/** Options of the broker itself: set where it runs, seen everywhere. */
+const BROKER_OPTIONS = ['maxMemory', 'maxKeys', 'evictionPolicy'];
+const POLICIES = ['noeviction', 'allkeys-lru', 'volatile-ttl'];
 
 const VALIDATORS = {
   serialization(value) {
@@ -26,7 +33,19 @@ const VALIDATORS = {
   maxValueBytes(value, name) {
     if (!Number.isSafeInteger(value) || value < 1) throw rangeError(`${name} must be a positive integer number of bytes, got ${value}`);
   },
+  maxMemory: nonNegativeInteger,
+  maxKeys: nonNegativeInteger,
+  evictionPolicy(value) {
+    if (!POLICIES.includes(value)) {
+      throw typeError(`evictionPolicy must be one of ${POLICIES.join(', ')}, got ${JSON.stringify(value)}`, CODES.INVALID_ARG_VALUE);
+    }
+  },
 };
+
+function nonNegativeInteger(value, name) {
+  if (typeof value !== 'number') throw typeError(`${name} must be a number, got ${typeof value}`);
+  if (!Number.isSafeInteger(value) || value < 0) throw rangeError(`${name} must be a non-negative integer (0 for no bound), got ${value}`);
+}
 
 function positiveMilliseconds(value, name) {
   if (typeof value !== 'number') throw typeError(`${name} must be a number of milliseconds, got ${typeof value}`);
@@ -75,6 +94,15 @@ function callOptions(options, allowed, fn) {
   return options;
 }
 
+/** A wait in milliseconds: zero or more, finite. */
+function checkTimeout(timeout, fn) {
+  if (typeof timeout !== 'number') throw typeError(`${fn}: timeout must be a number of milliseconds, got ${typeof timeout}`);
+  if (!Number.isFinite(timeout) || timeout < 0 || timeout > 2 ** 31 - 1) {
+    throw rangeError(`${fn}: timeout must be a finite number of milliseconds from 0 to 2^31-1, got ${timeout}`);
+  }
+  return Math.round(timeout);
+}
+
 /** A ttl in milliseconds: a positive finite number, or undefined for none. */
 function checkTtl(ttl, fn) {
   if (ttl === undefined) return undefined;
@@ -83,4 +111,4 @@ function checkTtl(ttl, fn) {
   return Math.max(1, Math.round(ttl));
 }
 
-module.exports = { ENV, DEFAULTS, validateOptions, inheritedOptions, callOptions, checkTtl };
+module.exports = { ENV, DEFAULTS, BROKER_OPTIONS, validateOptions, inheritedOptions, callOptions, checkTtl, checkTimeout };

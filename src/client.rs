@@ -30,6 +30,10 @@ pub struct Client {
     redis: redis::Client,
     options: ClientOptions,
     connection: Mutex<Option<MultiplexedConnection>>,
+    /// Idle connections for blocking commands (lock waits), which must not
+    /// hold up the replies of the shared connection. Never closed while
+    /// idle: locks taken on one belong to it.
+    blocking: Mutex<Vec<MultiplexedConnection>>,
     /// Serialises connection attempts so concurrent first calls share one.
     connecting: tokio::sync::Mutex<()>,
     closed: AtomicBool,
@@ -45,6 +49,7 @@ impl Client {
             redis,
             options,
             connection: Mutex::new(None),
+            blocking: Mutex::new(Vec::new()),
             connecting: tokio::sync::Mutex::new(()),
             closed: AtomicBool::new(false),
         })
@@ -53,10 +58,7 @@ impl Client {
     /// Sends one command and waits for its reply.
     pub async fn call(&self, args: Vec<Bytes>) -> Result<Frame, ShmError> {
         let mut connection = self.connection().await?;
-        let mut command = redis::Cmd::new();
-        for arg in &args {
-            command.arg(arg.as_ref());
-        }
+        let command = packed(&args);
         let reply = tokio::time::timeout(self.options.command_timeout, connection.send_packed_command(&command)).await;
         match reply {
             Err(_) => Err(self.timeout()),
@@ -72,10 +74,35 @@ impl Client {
         }
     }
 
-    async fn connection(&self) -> Result<MultiplexedConnection, ShmError> {
-        if self.closed.load(Ordering::Acquire) {
-            return Err(ShmError::Closed);
+    /// Sends a command that may block for up to `wait` (a lock wait) on a
+    /// connection of its own.
+    pub async fn call_blocking(&self, args: Vec<Bytes>, wait: Duration) -> Result<Frame, ShmError> {
+        let idle = self.blocking.lock().pop();
+        let mut connection = match idle {
+            Some(connection) => connection,
+            None => self.open(None).await?,
+        };
+        let command = packed(&args);
+        let limit = wait + self.options.command_timeout;
+        match tokio::time::timeout(limit, connection.send_packed_command(&command)).await {
+            Ok(Ok(value)) => {
+                self.blocking.lock().push(connection);
+                Ok(frame_from_value(value))
+            }
+            Ok(Err(error)) => {
+                let error = self.map_error(error);
+                if matches!(error, ShmError::Server(_)) {
+                    self.blocking.lock().push(connection);
+                }
+                Err(error)
+            }
+            // Dropping the connection withdraws the wait in the broker (and
+            // passes on a lock that was handed over too late).
+            Err(_) => Err(self.timeout()),
         }
+    }
+
+    async fn connection(&self) -> Result<MultiplexedConnection, ShmError> {
         if let Some(existing) = self.connection.lock().clone() {
             return Ok(existing);
         }
@@ -83,9 +110,19 @@ impl Client {
         if let Some(existing) = self.connection.lock().clone() {
             return Ok(existing);
         }
+        let connection = self.open(Some(self.options.command_timeout)).await?;
+        *self.connection.lock() = Some(connection.clone());
+        Ok(connection)
+    }
+
+    /// Opens a connection, retrying with backoff for up to the connect timeout.
+    async fn open(&self, response_timeout: Option<Duration>) -> Result<MultiplexedConnection, ShmError> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(ShmError::Closed);
+        }
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(self.options.connect_timeout))
-            .set_response_timeout(Some(self.options.command_timeout))
+            .set_response_timeout(response_timeout)
             .set_pipeline_buffer_size(4096);
         let mut last_error = String::from("connect timeout");
         let attempts = async {
@@ -106,7 +143,6 @@ impl Client {
         if self.closed.load(Ordering::Acquire) {
             return Err(ShmError::Closed);
         }
-        *self.connection.lock() = Some(connection.clone());
         Ok(connection)
     }
 
@@ -142,7 +178,16 @@ impl Client {
     pub fn close(&self) {
         self.closed.store(true, Ordering::Release);
         self.connection.lock().take();
+        self.blocking.lock().clear();
     }
+}
+
+fn packed(args: &[Bytes]) -> redis::Cmd {
+    let mut command = redis::Cmd::new();
+    for arg in args {
+        command.arg(arg.as_ref());
+    }
+    command
 }
 
 fn frame_from_value(value: redis::Value) -> Frame {

@@ -126,6 +126,24 @@ impl NativeClient {
         })
     }
 
+    /// Sends a command that may block for up to `waitMs` on a connection of
+    /// its own, so the replies of the shared connection keep flowing.
+    #[napi(ts_args_type = "args: Array<string | Buffer>, waitMs: number", ts_return_type = "Promise<unknown>")]
+    pub fn call_blocking<'env>(
+        &self,
+        env: &'env Env,
+        args: Args,
+        wait_ms: u32,
+    ) -> napi::Result<PromiseRaw<'env, Reply>> {
+        let client = self.inner.clone();
+        env.spawn_future(async move {
+            match client.call_blocking(args.0, Duration::from_millis(wait_ms as u64)).await {
+                Ok(frame) => Reply(frame).into_result(),
+                Err(error) => Err(error.into()),
+            }
+        })
+    }
+
     #[napi]
     pub fn close(&self) {
         self.inner.close();
