@@ -100,7 +100,7 @@ unsafe fn frame_to_js(env: sys::napi_env, frame: &Frame) -> napi::Result<sys::na
         Frame::Null | Frame::NullArray => {
             check_status!(sys::napi_get_null(env, &mut out))?;
         }
-        Frame::Array(items) => {
+        Frame::Array(items) | Frame::Many(items) => {
             check_status!(sys::napi_create_array_with_length(env, items.len(), &mut out))?;
             for (index, item) in items.iter().enumerate() {
                 let value = frame_to_js(env, item)?;

@@ -8,7 +8,7 @@
 //! replies not yet taken by the client pass a high-water mark.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
@@ -17,7 +17,7 @@ use tokio::sync::{mpsc, watch, Notify};
 
 use crate::cmd::{self, Blocked, Ctx, Session};
 use crate::resp::{parse_command, Frame, Limits};
-use crate::store::{now_ms, Db};
+use crate::store::{now_ms, Db, Mailbox, Message};
 
 /// Replies waiting for the client above which the broker stops reading
 /// from it until the client catches up.
@@ -26,11 +26,51 @@ const READ_CHUNK: usize = 16 * 1024;
 /// Input read ahead while a command is blocked, before reading pauses.
 const MAX_INPUT_WHILE_BLOCKED: usize = 1024 * 1024;
 
-/// Bytes handed to the writer and not yet written, shared by both halves.
+/// Bytes handed to the writer and not yet written, shared by both halves
+/// and by the connection's pub/sub mailbox.
 #[derive(Default)]
 struct Backlog {
     bytes: AtomicUsize,
     drained: Notify,
+    /// Set when a subscriber fell too far behind: the connection closes.
+    killed: AtomicBool,
+    kill: Notify,
+}
+
+/// Where messages for a subscribed connection go: straight into its reply
+/// queue, in order with its replies.
+struct ConnectionMailbox {
+    replies: mpsc::UnboundedSender<Bytes>,
+    backlog: Arc<Backlog>,
+}
+
+impl Mailbox for ConnectionMailbox {
+    fn deliver(&self, message: &Message<'_>, output_limit: usize) -> bool {
+        if self.backlog.killed.load(Ordering::Acquire) {
+            return false;
+        }
+        let frame = match message.pattern {
+            Some(pattern) => Frame::Array(vec![
+                Frame::bulk_str("pmessage"),
+                Frame::Bulk(pattern.clone()),
+                Frame::Bulk(message.channel.clone()),
+                Frame::Bulk(message.payload.clone()),
+            ]),
+            None => Frame::Array(vec![
+                Frame::bulk_str("message"),
+                Frame::Bulk(message.channel.clone()),
+                Frame::Bulk(message.payload.clone()),
+            ]),
+        };
+        let bytes = frame.to_bytes();
+        if output_limit > 0 && self.backlog.bytes.load(Ordering::Acquire) + bytes.len() > output_limit {
+            self.backlog.killed.store(true, Ordering::Release);
+            self.backlog.kill.notify_one();
+            return false;
+        }
+        self.backlog.bytes.fetch_add(bytes.len(), Ordering::AcqRel);
+        self.replies.send(bytes).is_ok()
+    }
 }
 
 pub async fn serve<S>(stream: S, db: Db, limits: Limits, mut shutdown: watch::Receiver<bool>)
@@ -42,6 +82,7 @@ where
     let (replies, queue) = mpsc::unbounded_channel::<Bytes>();
     let writer_task = tokio::spawn(write_replies(writer, queue, backlog.clone()));
 
+    let mailbox: Arc<dyn Mailbox> = Arc::new(ConnectionMailbox { replies: replies.clone(), backlog: backlog.clone() });
     let mut session = Session::new(db.counters().next_client_id());
     let mut input = BytesMut::with_capacity(READ_CHUNK);
     let mut output = BytesMut::new();
@@ -51,12 +92,14 @@ where
         while backlog.bytes.load(Ordering::Acquire) > OUTPUT_HIGH_WATER {
             tokio::select! {
                 _ = backlog.drained.notified() => {}
+                _ = backlog.kill.notified() => break 'serve,
                 _ = shutdown.changed() => break 'serve,
             }
         }
         input.reserve(READ_CHUNK);
         let read = tokio::select! {
             read = reader.read_buf(&mut input) => read,
+            _ = backlog.kill.notified() => break,
             _ = shutdown.changed() => break,
         };
         match read {
@@ -68,10 +111,10 @@ where
         // Run what has arrived; a blocking command parks the rest (as in
         // Redis) until its reply is ready.
         loop {
-            let blocked = run_batch(&db, &mut session, &mut pending, &mut output);
-            if !send(&replies, &backlog, &mut output) {
+            let batch = Batch { db: &db, mailbox: &mailbox, replies: &replies, backlog: &backlog };
+            let Ok(blocked) = batch.run(&mut session, &mut pending, &mut output) else {
                 break 'serve;
-            }
+            };
             let Some(blocked) = blocked else { break };
             let reply = tokio::select! {
                 reply = blocked.reply(&db) => reply,
@@ -90,11 +133,22 @@ where
             break;
         }
     }
-    // The client is gone or done: its locks pass on and its waits end.
-    db.lock().locks.release_client(session.id, now_ms());
-    // Dropping the sender lets the writer flush what is queued, then close.
+    // The client is gone or done: its locks pass on, its waits and its
+    // subscriptions end.
+    {
+        let mut ks = db.lock();
+        ks.locks.release_client(session.id, now_ms());
+        ks.pubsub.remove_client(session.id);
+    }
+    drop(mailbox);
     drop(replies);
-    let _ = writer_task.await;
+    if backlog.killed.load(Ordering::Acquire) {
+        // Too far behind to wait for: drop what it never read.
+        writer_task.abort();
+    } else {
+        // Dropping the sender lets the writer flush what is queued, then close.
+        let _ = writer_task.await;
+    }
 }
 
 /// Moves every complete command from `input` to `pending`; a protocol error
@@ -140,39 +194,59 @@ async fn watch_for_eof<R: AsyncRead + Unpin>(reader: &mut R, input: &mut BytesMu
     }
 }
 
-/// Runs queued commands in arrival order under one store lock and encodes
-/// their replies. Stops at a blocking command (returned, its reply to be
-/// awaited) and after QUIT.
-fn run_batch(
-    db: &Db,
-    session: &mut Session,
-    pending: &mut VecDeque<Vec<Bytes>>,
-    output: &mut BytesMut,
-) -> Option<Blocked> {
-    if pending.is_empty() {
-        return None;
-    }
-    let mut ks = db.lock();
-    let mut ctx = Ctx::new(db, &mut ks, session, now_ms());
-    let mut ran = 0u64;
-    let mut blocked = None;
-    while let Some(args) = pending.pop_front() {
-        let reply = cmd::execute(&mut ctx, &args);
-        ran += 1;
-        if let Some(parked) = ctx.blocked.take() {
-            blocked = Some(parked);
-            break;
-        }
-        reply.encode(output);
-        if ctx.session.closing {
-            pending.clear();
-            break;
-        }
-    }
-    drop(ks);
-    db.counters().total_commands_processed.fetch_add(ran, Ordering::Relaxed);
-    blocked
+/// What running a batch of commands needs from its connection.
+struct Batch<'a> {
+    db: &'a Db,
+    mailbox: &'a Arc<dyn Mailbox>,
+    replies: &'a mpsc::UnboundedSender<Bytes>,
+    backlog: &'a Backlog,
 }
+
+impl Batch<'_> {
+    /// Runs queued commands in arrival order under one store lock and
+    /// queues their replies before releasing it, so that a SUBSCRIBE
+    /// confirmation always precedes the messages that follow it. Stops at a
+    /// blocking command (returned, its reply to be awaited) and after QUIT.
+    /// Err when the writer is gone.
+    fn run(
+        &self,
+        session: &mut Session,
+        pending: &mut VecDeque<Vec<Bytes>>,
+        output: &mut BytesMut,
+    ) -> Result<Option<Blocked>, ()> {
+        if pending.is_empty() {
+            return if send(self.replies, self.backlog, output) { Ok(None) } else { Err(()) };
+        }
+        let db = self.db;
+        let mut ks = db.lock();
+        let mut ctx = Ctx::new(db, &mut ks, session, now_ms());
+        ctx.mailbox = Some(self.mailbox.clone());
+        let mut ran = 0u64;
+        let mut blocked = None;
+        while let Some(args) = pending.pop_front() {
+            let reply = cmd::execute(&mut ctx, &args);
+            ran += 1;
+            if let Some(parked) = ctx.blocked.take() {
+                blocked = Some(parked);
+                break;
+            }
+            reply.encode(output);
+            if ctx.session.closing {
+                pending.clear();
+                break;
+            }
+        }
+        let sent = send(self.replies, self.backlog, output);
+        drop(ks);
+        db.counters().total_commands_processed.fetch_add(ran, Ordering::Relaxed);
+        if sent {
+            Ok(blocked)
+        } else {
+            Err(())
+        }
+    }
+}
+
 async fn write_replies<W: AsyncWrite>(writer: W, mut queue: mpsc::UnboundedReceiver<Bytes>, backlog: Arc<Backlog>) {
     tokio::pin!(writer);
     while let Some(mut chunk) = queue.recv().await {

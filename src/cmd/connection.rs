@@ -19,7 +19,12 @@ pub static COMMANDS: &[CommandSpec] = &[
     CommandSpec { name: "auth", arity: -2, flags: &["noscript", "loading", "stale", "fast", "no_auth"], keys: (0, 0, 0), group: "connection", since: "1.0.0", summary: "Authenticates the connection.", run: auth },
 ];
 
-fn ping(_: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
+fn ping(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
+    if !ctx.ks.pubsub.is_empty() && ctx.ks.pubsub.count(ctx.session.id) > 0 {
+        // In subscribed mode PING answers in the shape of a message.
+        let message = args.get(1).cloned().unwrap_or_default();
+        return Frame::Array(vec![Frame::bulk_str("pong"), Frame::Bulk(message)]);
+    }
     match args.len() {
         1 => Frame::Simple("PONG".into()),
         2 => Frame::Bulk(args[1].clone()),

@@ -6,7 +6,7 @@ use bytes::Bytes;
 
 use super::{int_arg, is, syntax_error, try_reply, CommandSpec, Ctx};
 use crate::resp::Frame;
-use crate::store::glob_match;
+use crate::store::{glob_match, notify};
 
 #[rustfmt::skip]
 pub static COMMANDS: &[CommandSpec] = &[
@@ -32,7 +32,13 @@ pub static COMMANDS: &[CommandSpec] = &[
 ];
 
 fn del(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
-    let removed = args[1..].iter().filter(|key| ctx.ks.remove(key, ctx.now).is_some()).count();
+    let mut removed = 0;
+    for key in &args[1..] {
+        if ctx.ks.remove(key, ctx.now).is_some() {
+            ctx.ks.notify(notify::GENERIC, "del", key);
+            removed += 1;
+        }
+    }
     Frame::Integer(removed as i64)
 }
 
@@ -52,6 +58,7 @@ fn delex(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
     };
     if matches {
         ctx.ks.remove(&args[1], ctx.now);
+        ctx.ks.notify(notify::GENERIC, "del", &args[1]);
     }
     Frame::Integer(matches as i64)
 }
@@ -171,8 +178,10 @@ fn expire(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
     }
     if at <= ctx.now as i64 {
         ctx.ks.remove(&args[1], ctx.now);
+        ctx.ks.notify(notify::GENERIC, "del", &args[1]);
     } else {
         ctx.ks.set_expiry(&args[1], Some(at as u64), ctx.now);
+        ctx.ks.notify(notify::GENERIC, "expire", &args[1]);
     }
     Frame::Integer(1)
 }
@@ -203,6 +212,7 @@ fn persist(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
     match ctx.ks.get(&args[1], ctx.now) {
         Some(entry) if entry.expires_at.is_some() => {
             ctx.ks.set_expiry(&args[1], None, ctx.now);
+            ctx.ks.notify(notify::GENERIC, "persist", &args[1]);
             Frame::Integer(1)
         }
         _ => Frame::Integer(0),

@@ -5,6 +5,7 @@
 mod connection;
 mod keys;
 mod locks;
+mod pubsub;
 mod server;
 mod strings;
 mod transactions;
@@ -15,7 +16,8 @@ use std::sync::LazyLock;
 use bytes::Bytes;
 
 use crate::resp::{parse_i64, Frame};
-use crate::store::{Db, Keyspace};
+use crate::store::{Db, Keyspace, Mailbox};
+use std::sync::Arc;
 
 pub use locks::Blocked;
 
@@ -60,11 +62,13 @@ pub struct Ctx<'a> {
     pub blocked: Option<Blocked>,
     /// True while EXEC runs the queued commands.
     pub in_transaction: bool,
+    /// Where this connection's pub/sub messages go (None in-process).
+    pub mailbox: Option<Arc<dyn Mailbox>>,
 }
 
 impl<'a> Ctx<'a> {
     pub fn new(db: &'a Db, ks: &'a mut Keyspace, session: &'a mut Session, now: u64) -> Ctx<'a> {
-        Ctx { db, ks, session, now, blocked: None, in_transaction: false }
+        Ctx { db, ks, session, now, blocked: None, in_transaction: false, mailbox: None }
     }
 }
 
@@ -88,9 +92,17 @@ pub struct CommandSpec {
 
 /// Every command the broker implements, one slice per family.
 pub fn all_commands() -> impl Iterator<Item = &'static CommandSpec> {
-    [connection::COMMANDS, strings::COMMANDS, keys::COMMANDS, transactions::COMMANDS, locks::COMMANDS, server::COMMANDS]
-        .into_iter()
-        .flatten()
+    [
+        connection::COMMANDS,
+        strings::COMMANDS,
+        keys::COMMANDS,
+        transactions::COMMANDS,
+        locks::COMMANDS,
+        pubsub::COMMANDS,
+        server::COMMANDS,
+    ]
+    .into_iter()
+    .flatten()
 }
 
 static TABLE: LazyLock<HashMap<&'static str, &'static CommandSpec>> =
@@ -131,6 +143,15 @@ pub fn execute(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
             return error;
         }
     };
+    if !ctx.ks.pubsub.is_empty()
+        && ctx.ks.pubsub.count(ctx.session.id) > 0
+        && !pubsub::allowed_while_subscribed(spec.name)
+    {
+        return Frame::error(format!(
+            "ERR Can't execute '{}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context",
+            spec.name
+        ));
+    }
     if queueing && !transactions::controls_transaction(spec.name) {
         ctx.session.multi.as_mut().expect("queueing").push(args.to_vec());
         return Frame::Simple("QUEUED".into());

@@ -9,7 +9,7 @@ use super::{
     all_commands, is, lookup, unknown_subcommand, wrong_arity, CommandSpec, Ctx, BROKER_VERSION, REDIS_VERSION,
 };
 use crate::resp::Frame;
-use crate::store::{glob_match, EvictionPolicy};
+use crate::store::{glob_match, notify, EvictionPolicy};
 
 #[rustfmt::skip]
 pub static COMMANDS: &[CommandSpec] = &[
@@ -93,6 +93,8 @@ fn info_section(ctx: &Ctx<'_>, section: &str, out: &mut String) {
             field(out, "evicted_keys", &stats.evicted_keys);
             field(out, "keyspace_hits", &stats.keyspace_hits);
             field(out, "keyspace_misses", &stats.keyspace_misses);
+            field(out, "pubsub_channels", &ctx.ks.pubsub.active_channels(None).len());
+            field(out, "pubsub_patterns", &ctx.ks.pubsub.pattern_count());
         }
         "replication" => {
             out.push_str("# Replication\r\n");
@@ -151,7 +153,8 @@ fn config(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
         }
         let config = ctx.db.config();
         let limits = ctx.ks.limits;
-        let params: [(&str, String); 13] = [
+        let output_limit = ctx.ks.pubsub.output_limit;
+        let params: [(&str, String); 14] = [
             ("save", String::new()),
             ("appendonly", "no".into()),
             ("databases", "1".into()),
@@ -164,7 +167,8 @@ fn config(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
             ("unixsocket", config.unixsocket.clone()),
             ("unixsocketperm", "600".into()),
             ("maxclients", "10000".into()),
-            ("notify-keyspace-events", String::new()),
+            ("notify-keyspace-events", notify::format(ctx.ks.notify_flags)),
+            ("client-output-buffer-limit", format!("normal 0 0 0 replica 0 0 0 pubsub {output_limit} 0 0")),
         ];
         let mut reply = Vec::new();
         for (name, value) in params {
@@ -191,6 +195,8 @@ fn config_set(ctx: &mut Ctx<'_>, pairs: &[Bytes]) -> Frame {
         return Frame::error("ERR wrong number of arguments for 'config|set' command");
     }
     let mut limits = ctx.ks.limits;
+    let mut notify_flags = ctx.ks.notify_flags;
+    let mut output_limit = ctx.ks.pubsub.output_limit;
     for pair in pairs.chunks_exact(2) {
         let (name, value) = (String::from_utf8_lossy(&pair[0]).to_ascii_lowercase(), &pair[1]);
         let invalid = |why: &str| {
@@ -212,11 +218,48 @@ fn config_set(ctx: &mut Ctx<'_>, pairs: &[Bytes]) -> Frame {
                 Some(policy) => limits.policy = policy,
                 None => return invalid("argument must be one of noeviction, allkeys-lru, volatile-ttl"),
             },
+            "notify-keyspace-events" => match notify::parse(value) {
+                Some(flags) => notify_flags = flags,
+                None => return invalid("argument(s) must be one or more of KEg$lshzxetmdnA"),
+            },
+            "client-output-buffer-limit" => match parse_output_limits(value) {
+                Some(Some(limit)) => output_limit = limit,
+                Some(None) => {}
+                None => {
+                    return invalid(
+                        "argument must be 'class hard soft seconds' groups; only the pubsub hard limit can be set",
+                    )
+                }
+            },
             _ => return Frame::error(format!("ERR Unknown option or number of arguments for CONFIG SET - '{name}'")),
         }
     }
     ctx.ks.limits = limits;
+    ctx.ks.notify_flags = notify_flags;
+    ctx.ks.pubsub.output_limit = output_limit;
     Frame::ok()
+}
+
+/// `class hard soft seconds` groups; returns the pubsub hard limit if one is
+/// given. Limits that are not enforced here (soft limits, other classes) must
+/// be 0, so nothing set is silently ignored.
+fn parse_output_limits(value: &[u8]) -> Option<Option<usize>> {
+    let text = std::str::from_utf8(value).ok()?;
+    let words: Vec<&str> = text.split_whitespace().collect();
+    if words.is_empty() || words.len() % 4 != 0 {
+        return None;
+    }
+    let mut pubsub = None;
+    for group in words.chunks_exact(4) {
+        let hard = parse_memory(group[1].as_bytes())?;
+        let (soft, seconds) = (parse_memory(group[2].as_bytes())?, group[3].parse::<u64>().ok()?);
+        match group[0].to_ascii_lowercase().as_str() {
+            "pubsub" if soft == 0 && seconds == 0 => pubsub = Some(hard),
+            "normal" | "replica" | "slave" if hard == 0 && soft == 0 && seconds == 0 => {}
+            _ => return None,
+        }
+    }
+    Some(pubsub)
 }
 
 /// Redis memory notation: bytes, or a number with k, kb, m, mb, g, gb.

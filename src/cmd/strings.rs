@@ -4,7 +4,7 @@ use bytes::Bytes;
 
 use super::{int_arg, is, syntax_error, try_reply, wrong_arity, CommandSpec, Ctx};
 use crate::resp::Frame;
-use crate::store::{Entry, Expiry, Value};
+use crate::store::{notify, Entry, Expiry, Value};
 
 #[rustfmt::skip]
 pub static COMMANDS: &[CommandSpec] = &[
@@ -60,6 +60,7 @@ fn mset(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
     }
     for pair in args[1..].chunks_exact(2) {
         ctx.ks.set(&pair[0], Value::String(pair[1].clone()), Expiry::Clear, ctx.now);
+        ctx.ks.notify(notify::STRING, "set", &pair[0]);
     }
     Frame::ok()
 }
@@ -75,6 +76,7 @@ fn getdel(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
     let reply = read_string(ctx, &args[1]);
     if let Frame::Bulk(_) = reply {
         ctx.ks.remove(&args[1], ctx.now);
+        ctx.ks.notify(notify::GENERIC, "del", &args[1]);
     }
     reply
 }
@@ -83,6 +85,7 @@ fn getset(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
     let reply = read_string(ctx, &args[1]);
     if !reply.is_error() {
         ctx.ks.set(&args[1], Value::String(args[2].clone()), Expiry::Clear, ctx.now);
+        ctx.ks.notify(notify::STRING, "set", &args[1]);
     }
     reply
 }
@@ -153,9 +156,14 @@ fn set(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
             // once, as in Redis.
             Expiry::At(at) if at <= ctx.now => {
                 ctx.ks.remove(key, ctx.now);
+                ctx.ks.notify(notify::GENERIC, "del", key);
             }
             _ => {
                 ctx.ks.set(key, Value::String(value.clone()), expiry, ctx.now);
+                ctx.ks.notify(notify::STRING, "set", key);
+                if let Expiry::At(_) = expiry {
+                    ctx.ks.notify(notify::GENERIC, "expire", key);
+                }
             }
         }
     }
@@ -211,6 +219,7 @@ fn incr(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
     let mut text = itoa::Buffer::new();
     let text = Bytes::copy_from_slice(text.format(next).as_bytes());
     ctx.ks.set(&args[1], Value::String(text), Expiry::Keep, ctx.now);
+    ctx.ks.notify(notify::STRING, "incrby", &args[1]);
     Frame::Integer(next)
 }
 
@@ -236,5 +245,6 @@ fn incr_by_float(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
     }
     let text = Bytes::from(format!("{next}"));
     ctx.ks.set(&args[1], Value::String(text.clone()), Expiry::Keep, ctx.now);
+    ctx.ks.notify(notify::STRING, "incrbyfloat", &args[1]);
     Frame::Bulk(text)
 }

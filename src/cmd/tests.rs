@@ -443,3 +443,95 @@ async fn a_waiting_lock_is_handed_over_on_release_and_times_out_otherwise() {
     assert_eq!(run(&mut a, "SHM.LOCK l ta 60000").0, Frame::Null);
     assert_eq!(db.lock().locks.waiting(), 0);
 }
+
+/// Collects the messages a subscribed session receives.
+#[derive(Default)]
+struct Inbox(parking_lot::Mutex<Vec<Frame>>);
+
+impl crate::store::Mailbox for Inbox {
+    fn deliver(&self, m: &crate::store::Message<'_>, _: usize) -> bool {
+        let mut frame = vec![Frame::Bulk(m.channel.clone()), Frame::Bulk(m.payload.clone())];
+        if let Some(p) = m.pattern {
+            frame.insert(0, Frame::Bulk(p.clone()));
+        }
+        self.0.lock().push(Frame::Array(frame));
+        true
+    }
+}
+
+#[test]
+fn pubsub_commands_and_keyspace_events() {
+    let db = Db::new();
+    let inbox = std::sync::Arc::new(Inbox::default());
+    let mut subscriber = Session::new(1);
+    let mut other = Session::new(2);
+    let run = |session: &mut Session, line: &str, now: u64| {
+        let args = crate::resp::split_args(line.as_bytes()).unwrap();
+        let mut ks = db.lock();
+        let mut ctx = Ctx::new(&db, &mut ks, session, now);
+        ctx.mailbox = Some(inbox.clone());
+        execute(&mut ctx, &args)
+    };
+    let confirm = |verb: &str, name: &str, n: i64| Frame::Array(vec![bulk(verb), bulk(name), int(n)]);
+    assert_eq!(
+        run(&mut subscriber, "SUBSCRIBE news sport", 0),
+        Frame::Many(vec![confirm("subscribe", "news", 1), confirm("subscribe", "sport", 2)])
+    );
+    assert_eq!(
+        run(&mut subscriber, "PSUBSCRIBE __keyspace@0__:user:*", 0),
+        Frame::Many(vec![confirm("psubscribe", "__keyspace@0__:user:*", 3)])
+    );
+    assert_eq!(
+        run(&mut subscriber, "GET x", 0),
+        err("ERR Can't execute 'get': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context")
+    );
+    assert_eq!(run(&mut subscriber, "PING", 0), Frame::Array(vec![bulk("pong"), bulk("")]));
+    assert_eq!(run(&mut other, "PUBLISH news hello", 0), int(1));
+    assert_eq!(run(&mut other, "PUBLISH nobody hello", 0), int(0));
+    assert_eq!(run(&mut other, "PUBSUB CHANNELS", 0), bulks(&["news", "sport"]));
+    assert_eq!(run(&mut other, "PUBSUB NUMSUB news x", 0), Frame::Array(vec![bulk("news"), int(1), bulk("x"), int(0)]));
+    assert_eq!(run(&mut other, "PUBSUB NUMPAT", 0), int(1));
+
+    // Keyspace events are off until configured.
+    run(&mut other, "SET user:1 a", 0);
+    assert_eq!(inbox.0.lock().len(), 1);
+    assert_eq!(run(&mut other, "CONFIG SET notify-keyspace-events KEA", 0), Frame::ok());
+    assert_eq!(run(&mut other, "CONFIG GET notify-keyspace-events", 0), bulks(&["notify-keyspace-events", "AKE"]));
+    run(&mut other, "SET user:1 b PX 100", 0);
+    run(&mut other, "INCR user:2", 0);
+    run(&mut other, "DEL user:2", 0);
+    run(&mut other, "GET user:1", 500); // expired on access
+    let events: Vec<Frame> = inbox.0.lock()[1..].to_vec();
+    let event = |key: &str, what: &str| {
+        Frame::Array(vec![bulk("__keyspace@0__:user:*"), bulk(&format!("__keyspace@0__:{key}")), bulk(what)])
+    };
+    assert_eq!(
+        events,
+        vec![
+            event("user:1", "set"),
+            event("user:1", "expire"),
+            event("user:2", "incrby"),
+            event("user:2", "del"),
+            event("user:1", "expired")
+        ]
+    );
+
+    assert_eq!(
+        run(&mut subscriber, "UNSUBSCRIBE", 0),
+        Frame::Many(vec![confirm("unsubscribe", "news", 2), confirm("unsubscribe", "sport", 1)])
+    );
+    assert_eq!(
+        run(&mut subscriber, "PUNSUBSCRIBE", 0),
+        Frame::Many(vec![confirm("punsubscribe", "__keyspace@0__:user:*", 0)])
+    );
+    assert_eq!(run(&mut subscriber, "GET user:1", 0), Frame::Null);
+    assert_eq!(
+        run(&mut subscriber, "UNSUBSCRIBE", 0),
+        Frame::Many(vec![Frame::Array(vec![bulk("unsubscribe"), Frame::Null, int(0)])])
+    );
+    assert_eq!(run(&mut other, "CONFIG SET client-output-buffer-limit \"pubsub 1mb 0 0\"", 0), Frame::ok());
+    assert!(matches!(
+        run(&mut other, "CONFIG SET client-output-buffer-limit \"pubsub 1mb 1mb 60\"", 0),
+        Frame::Error(_)
+    ));
+}

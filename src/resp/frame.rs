@@ -19,6 +19,9 @@ pub enum Frame {
     NullArray,
     /// `*2\r\n...`, possibly nested.
     Array(Vec<Frame>),
+    /// Several replies to one command, written one after another (SUBSCRIBE
+    /// confirms each channel separately). Never read off the wire.
+    Many(Vec<Frame>),
 }
 
 impl Frame {
@@ -64,6 +67,11 @@ impl Frame {
                 encode_len(out, b'*', items.len());
                 for item in items {
                     item.encode(out);
+                }
+            }
+            Frame::Many(replies) => {
+                for reply in replies {
+                    reply.encode(out);
                 }
             }
         }

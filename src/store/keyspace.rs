@@ -10,6 +10,8 @@ use indexmap::IndexMap;
 
 use super::glob::glob_match;
 use super::locks::LockTable;
+use super::notify;
+use super::pubsub::PubSub;
 
 /// A stored value. Only Redis's string type exists so far; the enum keeps
 /// room for other types without touching the callers that match on it.
@@ -136,6 +138,11 @@ pub struct Keyspace {
     /// Named locks live beside the keys, under the same store lock, but
     /// outside the keyspace: KEYS, FLUSHDB and eviction never touch them.
     pub locks: LockTable,
+    /// Subscriptions live here too, so that keyspace events are published
+    /// under the same lock as the change they describe.
+    pub pubsub: PubSub,
+    /// Classes of keyspace events published (see [`notify`]); 0 is off.
+    pub notify_flags: u32,
 }
 
 impl Keyspace {
@@ -202,11 +209,34 @@ impl Keyspace {
     fn live_index(&mut self, key: &[u8], now: u64) -> Option<usize> {
         let (index, _, entry) = self.entries.get_full(key)?;
         if entry.is_expired(now) {
-            self.remove_index(index);
-            self.stats.expired_keys += 1;
+            self.expire_index(index);
             return None;
         }
         Some(index)
+    }
+
+    fn expire_index(&mut self, index: usize) {
+        let key = self.entries.get_index(index).expect("valid index").0.clone();
+        self.remove_index(index);
+        self.stats.expired_keys += 1;
+        self.notify(notify::EXPIRED, "expired", &key);
+    }
+
+    /// Publishes a keyspace event of `class` for `key`, if such events are
+    /// enabled and anyone subscribes to anything.
+    pub fn notify(&mut self, class: u32, event: &str, key: &[u8]) {
+        if self.notify_flags & class == 0 || self.pubsub.is_empty() {
+            return;
+        }
+        if self.notify_flags & notify::KEYSPACE != 0 {
+            let mut channel = b"__keyspace@0__:".to_vec();
+            channel.extend_from_slice(key);
+            self.pubsub.publish(&Bytes::from(channel), &Bytes::copy_from_slice(event.as_bytes()));
+        }
+        if self.notify_flags & notify::KEYEVENT != 0 {
+            let channel = Bytes::from(format!("__keyevent@0__:{event}"));
+            self.pubsub.publish(&channel, &Bytes::copy_from_slice(key));
+        }
     }
 
     /// Stores `value` under `key`; returns the previous live value.
@@ -319,12 +349,13 @@ impl Keyspace {
             let Some(index) = victim.and_then(|key| self.entries.get_index_of(&key)) else {
                 return Err(OutOfMemory);
             };
-            let expired = self.entries[index].is_expired(now);
-            self.remove_index(index);
-            if expired {
-                self.stats.expired_keys += 1;
+            if self.entries[index].is_expired(now) {
+                self.expire_index(index);
             } else {
+                let key = self.entries.get_index(index).expect("valid index").0.clone();
+                self.remove_index(index);
                 self.stats.evicted_keys += 1;
+                self.notify(notify::EVICTED, "evicted", &key);
             }
         }
         Ok(())
@@ -409,8 +440,7 @@ impl Keyspace {
                 break;
             }
             let index = self.entries.get_index_of(&key).expect("expiry index matches entries");
-            self.remove_index(index);
-            self.stats.expired_keys += 1;
+            self.expire_index(index);
             purged += 1;
         }
         if purged > 0 {

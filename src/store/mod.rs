@@ -4,6 +4,8 @@
 mod glob;
 mod keyspace;
 mod locks;
+pub mod notify;
+mod pubsub;
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -16,6 +18,7 @@ pub use keyspace::{
     Entry, EvictionPolicy, Expiry, Keyspace, MemoryLimits, OutOfMemory, Stats, Value, ENTRY_OVERHEAD, EXPIRY_OVERHEAD,
 };
 pub use locks::{Acquire, Grant, LockTable};
+pub use pubsub::{Kind, Mailbox, Message, PubSub};
 
 /// Keys reclaimed per lock hold by the sweep, so a mass expiry never stalls
 /// the commands of the workers for long.

@@ -1,0 +1,94 @@
+//! Pub/sub commands: SUBSCRIBE, UNSUBSCRIBE, PSUBSCRIBE, PUNSUBSCRIBE,
+//! PUBLISH, PUBSUB CHANNELS/NUMSUB/NUMPAT, with Redis's RESP2 replies.
+
+use bytes::Bytes;
+
+use super::{is, unknown_subcommand, CommandSpec, Ctx};
+use crate::resp::Frame;
+use crate::store::Kind;
+
+#[rustfmt::skip]
+pub static COMMANDS: &[CommandSpec] = &[
+    CommandSpec { name: "subscribe", arity: -2, flags: &["pubsub", "noscript", "loading", "stale"], keys: (0, 0, 0), group: "pubsub", since: "2.0.0", summary: "Listens for messages published to channels.", run: subscribe },
+    CommandSpec { name: "unsubscribe", arity: -1, flags: &["pubsub", "noscript", "loading", "stale"], keys: (0, 0, 0), group: "pubsub", since: "2.0.0", summary: "Stops listening to messages posted to channels.", run: unsubscribe },
+    CommandSpec { name: "psubscribe", arity: -2, flags: &["pubsub", "noscript", "loading", "stale"], keys: (0, 0, 0), group: "pubsub", since: "2.0.0", summary: "Listens for messages published to channels that match patterns.", run: subscribe },
+    CommandSpec { name: "punsubscribe", arity: -1, flags: &["pubsub", "noscript", "loading", "stale"], keys: (0, 0, 0), group: "pubsub", since: "2.0.0", summary: "Stops listening to messages published to channels that match patterns.", run: unsubscribe },
+    CommandSpec { name: "publish", arity: 3, flags: &["pubsub", "loading", "stale", "fast"], keys: (0, 0, 0), group: "pubsub", since: "2.0.0", summary: "Posts a message to a channel.", run: publish },
+    CommandSpec { name: "pubsub", arity: -2, flags: &["pubsub", "loading", "stale"], keys: (0, 0, 0), group: "pubsub", since: "2.8.0", summary: "Inspects pub/sub state: CHANNELS, NUMSUB, NUMPAT.", run: pubsub },
+];
+
+/// What a connection in subscribed mode may still send (RESP2).
+pub fn allowed_while_subscribed(name: &str) -> bool {
+    matches!(name, "subscribe" | "unsubscribe" | "psubscribe" | "punsubscribe" | "ping" | "quit" | "reset")
+}
+
+fn kind_of(command: &[u8]) -> (Kind, &'static str) {
+    if command[0].eq_ignore_ascii_case(&b'p') {
+        (Kind::Pattern, "p")
+    } else {
+        (Kind::Channel, "")
+    }
+}
+
+fn confirmation(verb: String, name: Option<Bytes>, count: usize) -> Frame {
+    Frame::Array(vec![Frame::bulk(verb), name.map_or(Frame::Null, Frame::Bulk), Frame::Integer(count as i64)])
+}
+
+fn subscribe(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
+    let (kind, prefix) = kind_of(&args[0]);
+    let Some(mailbox) = ctx.mailbox.clone() else {
+        return Frame::error("ERR SUBSCRIBE is only available on a socket connection");
+    };
+    if ctx.in_transaction {
+        return Frame::error(format!("ERR Command not allowed inside a transaction: {prefix}subscribe"));
+    }
+    let client = ctx.session.id;
+    let replies = args[1..]
+        .iter()
+        .map(|name| {
+            let count = ctx.ks.pubsub.subscribe(client, &mailbox, kind, name);
+            confirmation(format!("{prefix}subscribe"), Some(name.clone()), count)
+        })
+        .collect();
+    Frame::Many(replies)
+}
+
+fn unsubscribe(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
+    let (kind, prefix) = kind_of(&args[0]);
+    let client = ctx.session.id;
+    let names = if args.len() > 1 { args[1..].to_vec() } else { ctx.ks.pubsub.subscriptions(client, kind) };
+    if names.is_empty() {
+        return Frame::Many(vec![confirmation(format!("{prefix}unsubscribe"), None, ctx.ks.pubsub.count(client))]);
+    }
+    let replies = names
+        .into_iter()
+        .map(|name| {
+            let count = ctx.ks.pubsub.unsubscribe(client, kind, &name);
+            confirmation(format!("{prefix}unsubscribe"), Some(name), count)
+        })
+        .collect();
+    Frame::Many(replies)
+}
+
+fn publish(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
+    Frame::Integer(ctx.ks.pubsub.publish(&args[1], &args[2]) as i64)
+}
+
+fn pubsub(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
+    let sub = &args[1];
+    if is(sub, "CHANNELS") && args.len() <= 3 {
+        let pattern = args.get(2).map(|p| p.as_ref());
+        Frame::Array(ctx.ks.pubsub.active_channels(pattern).into_iter().map(Frame::Bulk).collect())
+    } else if is(sub, "NUMSUB") {
+        let mut reply = Vec::new();
+        for channel in &args[2..] {
+            reply.push(Frame::Bulk(channel.clone()));
+            reply.push(Frame::Integer(ctx.ks.pubsub.subscriber_count(channel) as i64));
+        }
+        Frame::Array(reply)
+    } else if is(sub, "NUMPAT") && args.len() == 2 {
+        Frame::Integer(ctx.ks.pubsub.pattern_count() as i64)
+    } else {
+        unknown_subcommand(sub, "pubsub")
+    }
+}
