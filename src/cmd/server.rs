@@ -246,7 +246,7 @@ fn config_set(ctx: &mut Ctx<'_>, pairs: &[Bytes]) -> Frame {
 fn parse_output_limits(value: &[u8]) -> Option<Option<usize>> {
     let text = std::str::from_utf8(value).ok()?;
     let words: Vec<&str> = text.split_whitespace().collect();
-    if words.is_empty() || words.len() % 4 != 0 {
+    if words.is_empty() || !words.len().is_multiple_of(4) {
         return None;
     }
     let mut pubsub = None;
