@@ -67,6 +67,30 @@ declare namespace shm {
     timeout?: number;
   }
 
+  interface SubscribeOptions {
+    /**
+     * Treat `channel` as a glob pattern. By default it is one when it holds
+     * `*`, `?` or `[`.
+     */
+    pattern?: boolean;
+    /**
+     * Called when messages may have been lost: the connection was reopened
+     * after the broker cut this subscriber off for falling behind
+     * (`reason: 'reconnected'`), or the listener's queue overflowed
+     * (`reason: 'overflow'`). Subscriptions are restored by themselves.
+     */
+    onMissed?: (info: { reason: 'reconnected' | 'overflow' }) => void;
+  }
+
+  interface KeyEvent {
+    key: string;
+    /** 'set', 'del', 'expire', 'expired', 'evicted', 'incrby', 'incrbyfloat', 'persist', ... */
+    event: string;
+  }
+
+  /** Resolves once the listener is removed (and the broker subscription, if it was the last). */
+  type Unsubscribe = () => Promise<void>;
+
   /** A held lock. */
   interface Lock {
     readonly name: string;
@@ -97,6 +121,8 @@ declare namespace shm {
     locksHeld: number;
     /** Callers waiting in line for a lock. */
     lockWaiters: number;
+    /** Replies and messages queued for clients and not yet read by them. */
+    outputBufferBytes: number;
     expiredKeys: number;
     evictedKeys: number;
     keyspaceHits: number;
@@ -218,6 +244,25 @@ declare namespace shm {
     lock(name: string, options?: LockOptions): Promise<Lock>;
     /** Runs `fn` holding the named lock and always releases it. */
     withLock<R>(name: string, fn: (lock: Lock) => R | Promise<R>, options?: LockOptions): Promise<R>;
+    /**
+     * Publishes `message` (any value `set` accepts, type kept) to every
+     * subscriber in every process; resolves with how many received it.
+     */
+    publish(channel: string, message: Value): Promise<number>;
+    /**
+     * Calls `listener(message, channel)` for messages on `channel` (or on
+     * channels matching it, when it is a pattern). Resolves, once the
+     * broker delivers to it, with a function that unsubscribes.
+     * Subscriptions use a connection of their own and do not keep the
+     * process alive.
+     */
+    subscribe<T = Value>(channel: string, listener: (message: T, channel: string) => void, options?: SubscribeOptions): Promise<Unsubscribe>;
+    /**
+     * Calls `listener({ key, event })` when a key matching `keyOrPattern`
+     * changes in any process (Redis keyspace notifications, turned on by the
+     * first watcher).
+     */
+    watch(keyOrPattern: string, listener: (event: KeyEvent) => void, options?: Pick<SubscribeOptions, 'onMissed'>): Promise<Unsubscribe>;
     /** Sets the time to live of `key` in milliseconds; false when it does not exist. */
     expire(key: string, ttl: number): Promise<boolean>;
     /** Milliseconds left to live: `Infinity` without expiry, `undefined` for a missing key. */

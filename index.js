@@ -21,10 +21,14 @@ const { ENV, inheritedOptions } = require('./lib/options');
 function remote(socket, options) {
   const role = cluster.isWorker ? 'worker' : 'client';
   let shm;
-  const backend = new RemoteBackend(() => {
+  const connection = () => {
     const { connectTimeout, commandTimeout } = shm.options;
-    return new native.Client({ socket, connectTimeout, commandTimeout });
-  });
+    return { socket, connectTimeout, commandTimeout };
+  };
+  const backend = new RemoteBackend(
+    () => new native.Client(connection()),
+    (onEvent) => native.Subscriber.connect(connection(), onEvent),
+  );
   shm = new SharedMemory({ backend, role, socket, options });
   return shm;
 }

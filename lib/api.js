@@ -5,6 +5,7 @@ const { encode, decode, encodedLength } = require('./codec');
 const { CODES, shmError, typeError, rangeError, fromNative } = require('./errors');
 const { DEFAULTS, BROKER_OPTIONS, validateOptions, callOptions, checkTtl, checkTimeout } = require('./options');
 const { Lock, lockTimeout } = require('./lock');
+const { PubSubHub, KEYSPACE_PREFIX } = require('./pubsub');
 
 /** How long a single-flight leader's lock lives without renewal. */
 const FLIGHT_LEASE = 15_000;
@@ -31,6 +32,10 @@ class InProcessBackend {
     }
   }
 
+  createSubscriber(onEvent) {
+    return this.broker.subscriber(onEvent);
+  }
+
   /** A blocking command comes back as a Promise from the broker's threads. */
   async callBlocking(args) {
     try {
@@ -47,8 +52,9 @@ class InProcessBackend {
 
 /** Sends commands over the broker's socket (workers, other processes). */
 class RemoteBackend {
-  constructor(createClient) {
+  constructor(createClient, createSubscriber) {
     this.createClient = createClient;
+    this.createSubscriber = createSubscriber;
     this.client = null;
   }
 
@@ -106,6 +112,10 @@ class FailedBackend {
     throw this.error;
   }
 
+  createSubscriber() {
+    throw this.error;
+  }
+
   close() {}
 }
 
@@ -138,6 +148,7 @@ class SharedMemory {
   #updates = new Map();
   /** getOrSet() calls in flight in this process, per key. */
   #flights = new Map();
+  #hub;
 
   constructor({ backend, role, socket, options = {}, onConfigure = () => {} }) {
     this.#backend = backend;
@@ -145,6 +156,7 @@ class SharedMemory {
     this.#socket = socket;
     this.#options = { ...DEFAULTS, ...options };
     this.#onConfigure = onConfigure;
+    this.#hub = new PubSubHub((onEvent) => this.#backend.createSubscriber(onEvent));
     if (backend.hostsBroker) this.#applyBrokerOptions();
   }
 
@@ -515,6 +527,7 @@ class SharedMemory {
       maxKeys: number('maxkeys'),
       evictionPolicy: fields.maxmemory_policy,
       locksHeld: number('locks_held'),
+      outputBufferBytes: number('client_output_buffer_bytes'),
       lockWaiters: number('blocked_clients'),
       totalCommands: number('total_commands_processed'),
       uptimeSeconds: number('uptime_in_seconds'),
@@ -537,8 +550,60 @@ class SharedMemory {
     return this.#backend.call(argv);
   }
 
-  /** Closes this process's connection, or in the primary, the broker. */
+  /**
+   * Publishes a message (any value `set` accepts, with its type kept) to
+   * every subscriber of the channel in every process; resolves with how
+   * many subscriptions received it.
+   */
+  async publish(channel, message) {
+    if (typeof channel !== 'string') throw typeError('publish: channel must be a string');
+    return this.#backend.call(['PUBLISH', channel, this.#encode(message, 'publish')]);
+  }
+
+  /**
+   * Calls `listener(message, channel)` for every message published to
+   * `channel`, or to any channel matching it when it is a glob pattern
+   * (contains `*`, `?` or `[`; pass `{ pattern: false }` for a literal
+   * name). Resolves, once the broker delivers to it, with an async function
+   * that unsubscribes. `onMissed({ reason })` is called when messages may
+   * have been lost (the connection was reopened after the broker cut off
+   * this subscriber for falling behind, or the listener's queue
+   * overflowed); subscriptions are restored by themselves.
+   */
+  async subscribe(channel, listener, options) {
+    if (typeof channel !== 'string') throw typeError('subscribe: channel must be a string');
+    if (typeof listener !== 'function') throw typeError('subscribe: listener must be a function');
+    const { pattern, onMissed } = callOptions(options, ['pattern', 'onMissed'], 'subscribe');
+    if (onMissed !== undefined && typeof onMissed !== 'function') throw typeError('subscribe: onMissed must be a function');
+    const isPattern = pattern === undefined ? /[*?[]/.test(channel) : Boolean(pattern);
+    return this.#hub.add(isPattern ? 'pattern' : 'channel', channel, { listener, onMissed });
+  }
+
+  /**
+   * Calls `listener({ key, event })` when a key matching `keyOrPattern` (a
+   * key or a glob pattern) changes in any process: events such as 'set',
+   * 'del', 'expire', 'expired', 'evicted', 'incrby', 'persist'. Turns on the
+   * broker's keyspace notifications (they cost nothing while nobody
+   * listens). Resolves with an async unsubscribe function.
+   */
+  async watch(keyOrPattern, listener, options) {
+    if (typeof keyOrPattern !== 'string') throw typeError('watch: keyOrPattern must be a string');
+    if (typeof listener !== 'function') throw typeError('watch: listener must be a function');
+    const { onMissed } = callOptions(options, ['onMissed'], 'watch');
+    await this.#enableKeyspaceEvents();
+    return this.#hub.add('pattern', KEYSPACE_PREFIX + keyOrPattern, { listener, onMissed, keyEvents: true });
+  }
+
+  async #enableKeyspaceEvents() {
+    const [, current] = await this.#backend.call(['CONFIG', 'GET', 'notify-keyspace-events']);
+    const flags = toText(current);
+    const needed = ['K', 'g', '$', 'x', 'e'].filter((f) => !flags.includes(f) && !(flags.includes('A') && f !== 'K'));
+    if (needed.length) await this.#backend.call(['CONFIG', 'SET', 'notify-keyspace-events', flags + needed.join('')]);
+  }
+
+  /** Closes this process's connections, or in the primary, the broker. */
   async close() {
+    this.#hub.close();
     this.#backend.close();
   }
 }

@@ -41,10 +41,7 @@ pub struct Client {
 
 impl Client {
     pub fn new(options: ClientOptions) -> Result<Client, ShmError> {
-        let info = ConnectionAddr::Unix(options.socket.clone())
-            .into_connection_info()
-            .map_err(|e| ShmError::BadArgument(format!("invalid broker address: {e}")))?;
-        let redis = redis::Client::open(info).map_err(|e| ShmError::BadArgument(e.to_string()))?;
+        let redis = redis_client(&options)?;
         Ok(Client {
             redis,
             options,
@@ -180,6 +177,14 @@ impl Client {
         self.connection.lock().take();
         self.blocking.lock().clear();
     }
+}
+
+/// A `redis` crate client for the broker these options name.
+pub fn redis_client(options: &ClientOptions) -> Result<redis::Client, ShmError> {
+    let info = ConnectionAddr::Unix(options.socket.clone())
+        .into_connection_info()
+        .map_err(|e| ShmError::BadArgument(format!("invalid broker address: {e}")))?;
+    redis::Client::open(info).map_err(|e| ShmError::BadArgument(e.to_string()))
 }
 
 fn packed(args: &[Bytes]) -> redis::Cmd {

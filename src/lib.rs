@@ -11,12 +11,14 @@ pub mod error;
 mod js_value;
 pub mod resp;
 pub mod store;
+pub mod subscriber;
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use napi::bindgen_prelude::{Either, PromiseRaw};
+use napi::bindgen_prelude::{Buffer, Either, Function, PromiseRaw};
+use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi::Env;
 use napi_derive::napi;
 use parking_lot::Mutex;
@@ -26,6 +28,7 @@ use crate::cmd::Session;
 use crate::error::ShmError;
 use crate::js_value::{Args, Reply};
 use crate::resp::Limits;
+use crate::store::Kind;
 
 #[napi(object)]
 pub struct BrokerOptions {
@@ -86,6 +89,117 @@ impl NativeBroker {
     pub fn close(&self) {
         self.broker.lock().close();
     }
+
+    /// Subscriptions served in-process; messages go to `onEvent`.
+    #[napi(ts_args_type = "onEvent: (event: PubSubEvent) => void")]
+    pub fn subscriber(&self, on_event: Function<'_, PubSubEvent, ()>) -> napi::Result<NativeSubscriber> {
+        let db = self.broker.lock().db().clone();
+        Ok(NativeSubscriber { inner: Arc::new(subscriber::Subscriber::local(db, emitter(on_event)?)) })
+    }
+}
+
+/// An event for a subscription listener: `kind` is 'message', 'pmessage'
+/// or 'missed' (messages may have been lost; `reason` says why).
+#[napi(object)]
+pub struct PubSubEvent {
+    pub kind: String,
+    pub channel: Option<Buffer>,
+    pub payload: Option<Buffer>,
+    pub pattern: Option<Buffer>,
+    pub reason: Option<String>,
+}
+
+/// Events queued for the JS thread before new ones count as overflow.
+const EVENT_QUEUE: usize = 100_000;
+
+type EventFn = ThreadsafeFunction<PubSubEvent, (), PubSubEvent, napi::Status, false, true, EVENT_QUEUE>;
+
+/// Wraps a JS callback so native threads can hand it events. It does not keep
+/// the event loop alive: an idle subscriber lets its process exit.
+fn emitter(on_event: Function<'_, PubSubEvent, ()>) -> napi::Result<subscriber::Emit> {
+    let callback: EventFn = on_event
+        .build_threadsafe_function()
+        .callee_handled::<false>()
+        .weak::<true>()
+        .max_queue_size::<EVENT_QUEUE>()
+        .build()?;
+    Ok(Arc::new(move |event: subscriber::Event| {
+        let event = match event {
+            subscriber::Event::Message { channel, payload, pattern } => PubSubEvent {
+                kind: if pattern.is_some() { "pmessage" } else { "message" }.into(),
+                channel: Some(Buffer::from(channel.to_vec())),
+                payload: Some(Buffer::from(payload.to_vec())),
+                pattern: pattern.map(|p| Buffer::from(p.to_vec())),
+                reason: None,
+            },
+            subscriber::Event::Missed { reason } => PubSubEvent {
+                kind: "missed".into(),
+                channel: None,
+                payload: None,
+                pattern: None,
+                reason: Some(reason.into()),
+            },
+        };
+        callback.call(event, ThreadsafeFunctionCallMode::NonBlocking) == napi::Status::Ok
+    }))
+}
+
+/// The subscriptions of this process.
+#[napi(js_name = "Subscriber")]
+pub struct NativeSubscriber {
+    inner: Arc<subscriber::Subscriber>,
+}
+
+fn pubsub_kind(kind: &str) -> napi::Result<Kind> {
+    match kind {
+        "channel" => Ok(Kind::Channel),
+        "pattern" => Ok(Kind::Pattern),
+        _ => Err(ShmError::BadArgument(format!("unknown subscription kind {kind}")).into()),
+    }
+}
+
+#[napi]
+impl NativeSubscriber {
+    /// Subscriptions over the socket of a broker in another process.
+    #[napi(factory, ts_args_type = "options: ClientOptions, onEvent: (event: PubSubEvent) => void")]
+    pub fn connect(options: ClientOptions, on_event: Function<'_, PubSubEvent, ()>) -> napi::Result<NativeSubscriber> {
+        let inner = subscriber::Subscriber::remote(client_options(options), emitter(on_event)?)?;
+        Ok(NativeSubscriber { inner: Arc::new(inner) })
+    }
+
+    /// Resolves once the subscription is active in the broker.
+    #[napi(ts_args_type = "kind: 'channel' | 'pattern', name: [string | Buffer]", ts_return_type = "Promise<void>")]
+    pub fn subscribe<'env>(&self, env: &'env Env, kind: String, name: Args) -> napi::Result<PromiseRaw<'env, ()>> {
+        let (kind, name, inner) = (pubsub_kind(&kind)?, one_arg(name)?, self.inner.clone());
+        env.spawn_future(async move { inner.subscribe(kind, name).await.map_err(napi::Error::from) })
+    }
+
+    #[napi(ts_args_type = "kind: 'channel' | 'pattern', name: [string | Buffer]", ts_return_type = "Promise<void>")]
+    pub fn unsubscribe<'env>(&self, env: &'env Env, kind: String, name: Args) -> napi::Result<PromiseRaw<'env, ()>> {
+        let (kind, name, inner) = (pubsub_kind(&kind)?, one_arg(name)?, self.inner.clone());
+        env.spawn_future(async move { inner.unsubscribe(kind, name).await.map_err(napi::Error::from) })
+    }
+
+    #[napi]
+    pub fn close(&self) {
+        self.inner.close();
+    }
+}
+
+fn one_arg(args: Args) -> napi::Result<bytes::Bytes> {
+    let mut args = args.0;
+    match args.len() {
+        1 => Ok(args.remove(0)),
+        _ => Err(ShmError::BadArgument("expected exactly one name".into()).into()),
+    }
+}
+
+fn client_options(options: ClientOptions) -> client::ClientOptions {
+    client::ClientOptions {
+        socket: PathBuf::from(options.socket),
+        connect_timeout: Duration::from_millis(options.connect_timeout.unwrap_or(5_000) as u64),
+        command_timeout: Duration::from_millis(options.command_timeout.unwrap_or(10_000) as u64),
+    }
 }
 
 #[napi(object)]
@@ -107,11 +221,7 @@ pub struct NativeClient {
 impl NativeClient {
     #[napi(constructor)]
     pub fn new(options: ClientOptions) -> napi::Result<NativeClient> {
-        let inner = client::Client::new(client::ClientOptions {
-            socket: PathBuf::from(options.socket),
-            connect_timeout: Duration::from_millis(options.connect_timeout.unwrap_or(5_000) as u64),
-            command_timeout: Duration::from_millis(options.command_timeout.unwrap_or(10_000) as u64),
-        })?;
+        let inner = client::Client::new(client_options(options))?;
         Ok(NativeClient { inner: Arc::new(inner) })
     }
 

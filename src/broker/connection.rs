@@ -28,13 +28,36 @@ const MAX_INPUT_WHILE_BLOCKED: usize = 1024 * 1024;
 
 /// Bytes handed to the writer and not yet written, shared by both halves
 /// and by the connection's pub/sub mailbox.
-#[derive(Default)]
 struct Backlog {
     bytes: AtomicUsize,
+    /// The broker-wide total, for INFO.
+    total: Arc<AtomicUsize>,
     drained: Notify,
     /// Set when a subscriber fell too far behind: the connection closes.
     killed: AtomicBool,
     kill: Notify,
+}
+
+impl Backlog {
+    fn new(total: Arc<AtomicUsize>) -> Backlog {
+        Backlog {
+            bytes: AtomicUsize::new(0),
+            total,
+            drained: Notify::new(),
+            killed: AtomicBool::new(false),
+            kill: Notify::new(),
+        }
+    }
+
+    fn add(&self, n: usize) {
+        self.bytes.fetch_add(n, Ordering::AcqRel);
+        self.total.fetch_add(n, Ordering::Relaxed);
+    }
+
+    fn sub(&self, n: usize) {
+        self.bytes.fetch_sub(n, Ordering::AcqRel);
+        self.total.fetch_sub(n, Ordering::Relaxed);
+    }
 }
 
 /// Where messages for a subscribed connection go: straight into its reply
@@ -68,7 +91,7 @@ impl Mailbox for ConnectionMailbox {
             self.backlog.kill.notify_one();
             return false;
         }
-        self.backlog.bytes.fetch_add(bytes.len(), Ordering::AcqRel);
+        self.backlog.add(bytes.len());
         self.replies.send(bytes).is_ok()
     }
 }
@@ -78,7 +101,7 @@ where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
     let (mut reader, writer) = tokio::io::split(stream);
-    let backlog = Arc::new(Backlog::default());
+    let backlog = Arc::new(Backlog::new(db.counters().output_buffer_bytes.clone()));
     let (replies, queue) = mpsc::unbounded_channel::<Bytes>();
     let writer_task = tokio::spawn(write_replies(writer, queue, backlog.clone()));
 
@@ -145,6 +168,8 @@ where
     if backlog.killed.load(Ordering::Acquire) {
         // Too far behind to wait for: drop what it never read.
         writer_task.abort();
+        let _ = writer_task.await;
+        backlog.sub(backlog.bytes.load(Ordering::Acquire));
     } else {
         // Dropping the sender lets the writer flush what is queued, then close.
         let _ = writer_task.await;
@@ -175,7 +200,7 @@ fn send(replies: &mpsc::UnboundedSender<Bytes>, backlog: &Backlog, output: &mut 
         return true;
     }
     let chunk = output.split().freeze();
-    backlog.bytes.fetch_add(chunk.len(), Ordering::AcqRel);
+    backlog.add(chunk.len());
     replies.send(chunk).is_ok()
 }
 
@@ -264,13 +289,13 @@ async fn write_replies<W: AsyncWrite>(writer: W, mut queue: mpsc::UnboundedRecei
         }
         let len = chunk.len();
         let written = writer.write_all(&chunk).await;
-        backlog.bytes.fetch_sub(len, Ordering::AcqRel);
+        backlog.sub(len);
         backlog.drained.notify_one();
         if written.is_err() {
             // The client is gone; keep draining so the reader is never parked.
             queue.close();
             while let Some(rest) = queue.recv().await {
-                backlog.bytes.fetch_sub(rest.len(), Ordering::AcqRel);
+                backlog.sub(rest.len());
             }
             backlog.drained.notify_one();
             return;

@@ -60,6 +60,7 @@ fn info_section(ctx: &Ctx<'_>, section: &str, out: &mut String) {
             out.push_str("# Clients\r\n");
             field(out, "connected_clients", &counters.connected_clients.load(Ordering::Relaxed));
             field(out, "blocked_clients", &ctx.ks.locks.waiting());
+            field(out, "client_output_buffer_bytes", &counters.output_buffer_bytes.load(Ordering::Relaxed));
             field(out, "locks_held", &ctx.ks.locks.held());
             field(out, "maxclients", &10_000);
         }

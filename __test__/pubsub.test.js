@@ -1,0 +1,105 @@
+'use strict';
+
+const { spawn } = require('node:child_process');
+const { run, start, testWithTool } = require('./helpers');
+
+describe('pub/sub across a real cluster', () => {
+  test('every listener gets every message exactly once, in publish order per publisher', async () => {
+    const { messages } = await run('pubsub.js', ['fanout']);
+    const [{ perListener }] = messages;
+    expect(perListener).toHaveLength(5);
+    const publishers = ['primary', 'worker 1', 'worker 2', 'worker 3', 'worker 4'];
+    for (const received of perListener) {
+      expect(received).toHaveLength(100);
+      for (const from of publishers) {
+        expect(received.filter((m) => m.from === from).map((m) => m.i)).toEqual([...Array(20).keys()]);
+      }
+    }
+  });
+
+  test('pattern subscriptions match, a literal name with * stays literal, and unsubscribe stops delivery', async () => {
+    const { messages } = await run('pubsub.js', ['patterns']);
+    const [{ counts, got }] = messages;
+    // orders:eu, orders:us match orders:*; ordersX does not; alerts is literal; then unsubscribed.
+    expect(counts).toEqual([1, 1, 0, 1, 0]);
+    expect(got).toEqual([
+      { via: 'orders:*', message: 'eu-1', channel: 'orders:eu' },
+      { via: 'orders:*', message: { n: 2 }, channel: 'orders:us' },
+      { via: 'alerts', message: 'literal *', channel: 'alerts' },
+    ]);
+  });
+
+  test('key events for set, delete, expire and evict reach a watcher in another worker', async () => {
+    const { messages } = await run('pubsub.js', ['keyevents']);
+    expect(messages[0].events).toEqual([
+      { key: 'item:a', event: 'set' },
+      { key: 'item:a', event: 'del' },
+      { key: 'item:t', event: 'set' },
+      { key: 'item:t', event: 'expire' },
+      { key: 'item:t', event: 'expired' },
+      { key: 'item:old', event: 'set' },
+      { key: 'item:old', event: 'evicted' },
+    ]);
+  });
+
+  test('a subscriber that stops reading is cut off at the output limit; others are unaffected; it resubscribes and is told', async () => {
+    const { messages } = await run('pubsub.js', ['slow']);
+    const [r] = messages;
+    expect(r.receiversFirst).toBe(2);
+    // The stopped subscriber was dropped, the reading one still receives.
+    expect(r.receiversLast).toBe(1);
+    expect(r.healthyReceived).toBe(3000);
+    // Unread output, summed over the broker's clients, stayed within the
+    // 512 KiB limit of each of the two subscribers, and was freed on cut-off.
+    expect(r.maxOutput).toBeLessThanOrEqual(2 * 512 * 1024);
+    expect(r.outputAfterFlood).toBe(0);
+    expect(r.missed).toEqual({ missed: { reason: 'reconnected' } });
+    expect(r.after.gotAfter).toBe(true);
+  });
+});
+
+describe('pub/sub with redis-cli', () => {
+  let holder;
+  let socket;
+  beforeAll(async () => {
+    holder = start('hold.js');
+    ({ socket } = await holder.waitFor((m) => m.socket));
+  });
+  afterAll(async () => {
+    holder.child.kill('SIGTERM');
+    await holder.done;
+  });
+
+  testWithTool('redis-cli', 'redis-cli subscribe receives what the app publishes', async () => {
+    const cli = spawn('redis-cli', ['-s', socket, 'subscribe', 'from-app'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let output = '';
+    const seen = (text) =>
+      new Promise((resolve) => {
+        const check = () => (output.includes(text) ? resolve() : setTimeout(check, 10));
+        check();
+      });
+    cli.stdout.on('data', (chunk) => (output += chunk));
+    try {
+      await seen('from-app');
+      holder.child.stdin.write('publish from-app {"hello":"cli"}\n');
+      await holder.waitFor((m) => m.published === 'from-app');
+      await seen('{"hello":"cli"}');
+      expect(output.split('\n').filter(Boolean)).toEqual(['subscribe', 'from-app', '1', 'message', 'from-app', '{"hello":"cli"}']);
+    } finally {
+      cli.kill();
+    }
+  });
+
+  testWithTool('redis-cli', 'the app receives what redis-cli publishes', async () => {
+    holder.child.stdin.write('subscribe from-cli\n');
+    await holder.waitFor((m) => m.subscribed === 'from-cli');
+    const published = await new Promise((resolve) => {
+      const cli = spawn('redis-cli', ['-s', socket, 'publish', 'from-cli', 'plain words'], { stdio: ['ignore', 'pipe', 'inherit'] });
+      let out = '';
+      cli.stdout.on('data', (c) => (out += c));
+      cli.on('exit', () => resolve(out.trim()));
+    });
+    expect(published).toBe('1');
+    expect(await holder.waitFor((m) => m.channel === 'from-cli')).toEqual({ channel: 'from-cli', message: 'plain words' });
+  });
+});

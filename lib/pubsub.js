@@ -1,0 +1,103 @@
+'use strict';
+
+const { decode } = require('./codec');
+const { fromNative } = require('./errors');
+
+const KEYSPACE_PREFIX = '__keyspace@0__:';
+
+/**
+ * The listeners of one process, multiplexed over one native subscriber:
+ * the broker sees one subscription per channel or pattern however many
+ * listeners share it.
+ */
+class PubSubHub {
+  #createSubscriber;
+  #subscriber = null;
+  /** kind -> name -> { listeners: Set, ready: Promise } */
+  #subscriptions = { channel: new Map(), pattern: new Map() };
+
+  constructor(createSubscriber) {
+    this.#createSubscriber = createSubscriber;
+  }
+
+  #native() {
+    if (this.#subscriber === null) this.#subscriber = this.#createSubscriber((event) => this.#dispatch(event));
+    return this.#subscriber;
+  }
+
+  /** Adds a listener; resolves with its unsubscribe function once the broker delivers to it. */
+  async add(kind, name, entry) {
+    const table = this.#subscriptions[kind];
+    let subscription = table.get(name);
+    if (!subscription) {
+      subscription = { listeners: new Set(), ready: null };
+      subscription.ready = this.#native()
+        .subscribe(kind, [name])
+        .catch((error) => {
+          if (table.get(name) === subscription) table.delete(name);
+          throw fromNative(error);
+        });
+      table.set(name, subscription);
+    }
+    await subscription.ready;
+    subscription.listeners.add(entry);
+    let removed = false;
+    return async () => {
+      if (removed) return;
+      removed = true;
+      subscription.listeners.delete(entry);
+      if (subscription.listeners.size === 0 && table.get(name) === subscription) {
+        table.delete(name);
+        await this.#native()
+          .unsubscribe(kind, [name])
+          .catch((error) => {
+            throw fromNative(error);
+          });
+      }
+    };
+  }
+
+  #dispatch(event) {
+    if (event.kind === 'missed') {
+      for (const table of Object.values(this.#subscriptions)) {
+        for (const { listeners } of table.values()) {
+          for (const entry of listeners) if (entry.onMissed) call(entry.onMissed, { reason: event.reason });
+        }
+      }
+      return;
+    }
+    const channel = event.channel.toString();
+    const subscription =
+      event.kind === 'pmessage' ? this.#subscriptions.pattern.get(event.pattern.toString()) : this.#subscriptions.channel.get(channel);
+    if (!subscription) return;
+    let message;
+    for (const entry of subscription.listeners) {
+      if (entry.keyEvents) {
+        call(entry.listener, { key: channel.slice(KEYSPACE_PREFIX.length), event: event.payload.toString() });
+      } else {
+        if (message === undefined) message = decode(event.payload);
+        call(entry.listener, message, channel);
+      }
+    }
+  }
+
+  close() {
+    if (this.#subscriber) this.#subscriber.close();
+    this.#subscriber = null;
+    this.#subscriptions.channel.clear();
+    this.#subscriptions.pattern.clear();
+  }
+}
+
+/** A listener that throws does not stop the others; its error surfaces as an uncaught exception, as with EventEmitter. */
+function call(fn, ...args) {
+  try {
+    fn(...args);
+  } catch (error) {
+    process.nextTick(() => {
+      throw error;
+    });
+  }
+}
+
+module.exports = { PubSubHub, KEYSPACE_PREFIX };

@@ -1,0 +1,262 @@
+//! Subscriptions of one process, on a connection of their own so that
+//! commands keep flowing on the shared one.
+//!
+//! In the process that hosts the broker, subscriptions are registered in the
+//! store directly with a mailbox that hands messages over; elsewhere they
+//! go over a RESP2 pub/sub connection, which is reopened after it fails (for
+//! instance when the broker cut off a subscriber that fell too far behind)
+//! with every subscription restored, and the listeners told they may have
+//! missed messages.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::future::BoxFuture;
+use futures_util::StreamExt;
+use parking_lot::Mutex;
+use redis::aio::PubSubSink;
+
+use crate::client::ClientOptions;
+use crate::error::ShmError;
+use crate::store::{Db, Kind, Mailbox, Message};
+
+/// What a subscriber reports to its listener.
+pub enum Event {
+    Message {
+        channel: Bytes,
+        payload: Bytes,
+        pattern: Option<Bytes>,
+    },
+    /// Messages may have been lost: the connection was reopened, or the
+    /// listener's queue overflowed.
+    Missed {
+        reason: &'static str,
+    },
+}
+
+/// Hands an event to the listener; false when its queue is full.
+pub type Emit = Arc<dyn Fn(Event) -> bool + Send + Sync>;
+
+/// Delivers to an in-process listener, remembering overflow so the next
+/// delivered message is preceded by a `Missed` event.
+struct LocalMailbox {
+    emit: Emit,
+    overflowed: AtomicBool,
+}
+
+impl Mailbox for LocalMailbox {
+    fn deliver(&self, message: &Message<'_>, _: usize) -> bool {
+        if self.overflowed.load(Ordering::Acquire) && (self.emit)(Event::Missed { reason: "overflow" }) {
+            self.overflowed.store(false, Ordering::Release);
+        }
+        let event = Event::Message {
+            channel: message.channel.clone(),
+            payload: message.payload.clone(),
+            pattern: message.pattern.cloned(),
+        };
+        if !(self.emit)(event) {
+            self.overflowed.store(true, Ordering::Release);
+        }
+        // An in-process listener is never cut off.
+        true
+    }
+}
+
+pub enum Subscriber {
+    Local { db: Db, client: u64, mailbox: Arc<dyn Mailbox> },
+    Remote(Arc<Remote>),
+}
+
+impl Subscriber {
+    pub fn local(db: Db, emit: Emit) -> Subscriber {
+        let client = db.counters().next_client_id();
+        Subscriber::Local { db, client, mailbox: Arc::new(LocalMailbox { emit, overflowed: AtomicBool::new(false) }) }
+    }
+
+    pub fn remote(options: ClientOptions, emit: Emit) -> Result<Subscriber, ShmError> {
+        let redis = crate::client::redis_client(&options)?;
+        Ok(Subscriber::Remote(Arc::new(Remote {
+            redis,
+            options,
+            emit,
+            sink: tokio::sync::Mutex::new(None),
+            wanted: Mutex::new(Wanted::default()),
+            forwarder: Mutex::new(None),
+            closed: AtomicBool::new(false),
+        })))
+    }
+
+    pub async fn subscribe(&self, kind: Kind, name: Bytes) -> Result<(), ShmError> {
+        match self {
+            Subscriber::Local { db, client, mailbox } => {
+                db.lock().pubsub.subscribe(*client, mailbox, kind, &name);
+                Ok(())
+            }
+            Subscriber::Remote(remote) => remote.clone().subscribe(kind, name).await,
+        }
+    }
+
+    pub async fn unsubscribe(&self, kind: Kind, name: Bytes) -> Result<(), ShmError> {
+        match self {
+            Subscriber::Local { db, client, .. } => {
+                db.lock().pubsub.unsubscribe(*client, kind, &name);
+                Ok(())
+            }
+            Subscriber::Remote(remote) => remote.unsubscribe(kind, name).await,
+        }
+    }
+
+    pub fn close(&self) {
+        match self {
+            Subscriber::Local { db, client, .. } => db.lock().pubsub.remove_client(*client),
+            Subscriber::Remote(remote) => remote.close(),
+        }
+    }
+}
+
+#[derive(Default)]
+struct Wanted {
+    channels: HashSet<Bytes>,
+    patterns: HashSet<Bytes>,
+}
+
+pub struct Remote {
+    redis: redis::Client,
+    options: ClientOptions,
+    emit: Emit,
+    /// The open pub/sub connection's command side, if any.
+    sink: tokio::sync::Mutex<Option<PubSubSink>>,
+    /// What should be subscribed, restored after a reconnect.
+    wanted: Mutex<Wanted>,
+    /// The task forwarding messages of the open connection.
+    forwarder: Mutex<Option<tokio::task::AbortHandle>>,
+    closed: AtomicBool,
+}
+
+impl Remote {
+    async fn subscribe(self: Arc<Self>, kind: Kind, name: Bytes) -> Result<(), ShmError> {
+        {
+            let mut wanted = self.wanted.lock();
+            match kind {
+                Kind::Channel => wanted.channels.insert(name.clone()),
+                Kind::Pattern => wanted.patterns.insert(name.clone()),
+            };
+        }
+        let mut sink = self.sink.lock().await;
+        if sink.is_none() {
+            // Connecting subscribes to everything wanted, this name included.
+            *sink = Some(self.clone().connect().await?);
+            return Ok(());
+        }
+        let sink = sink.as_mut().expect("connected");
+        let sent = match kind {
+            Kind::Channel => sink.subscribe(name.as_ref()).await,
+            Kind::Pattern => sink.psubscribe(name.as_ref()).await,
+        };
+        sent.map_err(|e| ShmError::Unreachable(format!("subscribe failed: {e}")))
+    }
+
+    async fn unsubscribe(&self, kind: Kind, name: Bytes) -> Result<(), ShmError> {
+        {
+            let mut wanted = self.wanted.lock();
+            match kind {
+                Kind::Channel => wanted.channels.remove(&name),
+                Kind::Pattern => wanted.patterns.remove(&name),
+            };
+        }
+        let mut sink = self.sink.lock().await;
+        let Some(sink) = sink.as_mut() else { return Ok(()) };
+        let sent = match kind {
+            Kind::Channel => sink.unsubscribe(name.as_ref()).await,
+            Kind::Pattern => sink.punsubscribe(name.as_ref()).await,
+        };
+        sent.map_err(|e| ShmError::Unreachable(format!("unsubscribe failed: {e}")))
+    }
+
+    /// Opens the pub/sub connection, subscribes to everything wanted and
+    /// starts the task that forwards messages (and reconnects).
+    /// (Boxed: the forwarding task it starts calls it again to reconnect.)
+    fn connect(self: Arc<Self>) -> BoxFuture<'static, Result<PubSubSink, ShmError>> {
+        Box::pin(async move {
+            if self.closed.load(Ordering::Acquire) {
+                return Err(ShmError::Closed);
+            }
+            let unreachable = |why: String| {
+                ShmError::Unreachable(format!(
+                    "cannot reach the cluster-shm broker at {} to subscribe: {why}",
+                    self.options.socket.display()
+                ))
+            };
+            let opened = tokio::time::timeout(self.options.connect_timeout, self.redis.get_async_pubsub()).await;
+            let pubsub = match opened {
+                Ok(Ok(pubsub)) => pubsub,
+                Ok(Err(error)) => return Err(unreachable(error.to_string())),
+                Err(_) => return Err(unreachable("connect timeout".into())),
+            };
+            let (mut sink, stream) = pubsub.split();
+            let (channels, patterns): (Vec<Bytes>, Vec<Bytes>) = {
+                let wanted = self.wanted.lock();
+                (wanted.channels.iter().cloned().collect(), wanted.patterns.iter().cloned().collect())
+            };
+            for channel in &channels {
+                sink.subscribe(channel.as_ref()).await.map_err(|e| unreachable(e.to_string()))?;
+            }
+            for pattern in &patterns {
+                sink.psubscribe(pattern.as_ref()).await.map_err(|e| unreachable(e.to_string()))?;
+            }
+            let task = tokio::spawn(self.clone().forward(stream));
+            *self.forwarder.lock() = Some(task.abort_handle());
+            Ok(sink)
+        })
+    }
+
+    async fn forward(self: Arc<Self>, mut stream: redis::aio::PubSubStream) {
+        while let Some(message) = stream.next().await {
+            let channel: Vec<u8> = message.get_channel().unwrap_or_default();
+            let pattern: Option<Vec<u8>> = message.get_pattern().unwrap_or(None);
+            let event = Event::Message {
+                channel: Bytes::from(channel),
+                payload: Bytes::copy_from_slice(message.get_payload_bytes()),
+                pattern: pattern.map(Bytes::from),
+            };
+            if !(self.emit)(event) {
+                (self.emit)(Event::Missed { reason: "overflow" });
+            }
+        }
+        // The connection is gone: reopen it unless we were closed.
+        let mut delay = Duration::from_millis(20);
+        loop {
+            if self.closed.load(Ordering::Acquire) {
+                return;
+            }
+            let mut sink = self.sink.lock().await;
+            *sink = None;
+            match self.clone().connect().await {
+                Ok(fresh) => {
+                    *sink = Some(fresh);
+                    drop(sink);
+                    (self.emit)(Event::Missed { reason: "reconnected" });
+                    return;
+                }
+                Err(_) => {
+                    drop(sink);
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(1));
+                }
+            }
+        }
+    }
+
+    fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        if let Some(task) = self.forwarder.lock().take() {
+            task.abort();
+        }
+        if let Ok(mut sink) = self.sink.try_lock() {
+            *sink = None;
+        }
+    }
+}
