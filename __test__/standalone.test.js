@@ -1,0 +1,104 @@
+'use strict';
+
+const fs = require('node:fs');
+const os = require('node:os');
+const path = require('node:path');
+const { spawn } = require('node:child_process');
+const { run, cleanEnv } = require('./helpers');
+
+const CLI = path.join(__dirname, '..', 'bin', 'cluster-shm.js');
+
+/** Starts `cluster-shm serve`; resolves once it listens. */
+function serve(args) {
+  const child = spawn(process.execPath, [CLI, 'serve', ...args], { env: cleanEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
+  let stderr = '';
+  child.stderr.on('data', (chunk) => (stderr += chunk));
+  const exited = new Promise((resolve) => child.on('exit', (code, signal) => resolve({ code, signal, stderr })));
+  const listening = new Promise((resolve, reject) => {
+    const check = setInterval(() => {
+      if (stderr.includes('listening on')) {
+        clearInterval(check);
+        resolve();
+      }
+    }, 10);
+    exited.then((result) => {
+      clearInterval(check);
+      reject(new Error(`serve exited early: ${JSON.stringify(result)}`));
+    });
+  });
+  // Callers that expect an early exit never await this.
+  listening.catch(() => {});
+  return { child, listening, exited, output: () => stderr };
+}
+
+describe('cluster-shm serve: a standalone broker', () => {
+  let dir;
+  let socket;
+  let broker;
+  beforeAll(async () => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'shm-serve-'));
+    socket = path.join(dir, 'broker.sock');
+    broker = serve(['--socket', socket, '--max-keys', '1000']);
+    await broker.listening;
+  });
+  afterAll(async () => {
+    broker.child.kill('SIGTERM');
+    await broker.exited;
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  test('two separate node processes share state through it', async () => {
+    const env = { CLUSTER_SHM_SOCKET: socket };
+    const writer = await run('client.js', ['set:shared={"from":"process A","n":[1,2]}'], { env });
+    expect(writer.messages[0]).toEqual({ role: 'client', socket });
+    expect(writer.messages[1]).toMatchObject({ ok: true });
+    const reader = await run('client.js', ['get:shared'], { env });
+    expect(reader.messages[1]).toMatchObject({ ok: true, value: { from: 'process A', n: [1, 2] } });
+  });
+
+  test('a cluster primary pointed at it starts no broker of its own; its workers use the standalone one', async () => {
+    const { messages } = await run('scenario.js', [], { env: { CLUSTER_SHM_SOCKET: socket } });
+    const [{ workers, primary, role }] = messages;
+    expect(role).toBe('client');
+    expect(primary).toEqual([0, 1, 2, 3]);
+    expect(workers.map((w) => w.value)).toEqual([[0, 1, 2, 3], [0, 1, 2, 3], [0, 1, 2, 3], [0, 1, 2, 3]]);
+    const reader = await run('client.js', ['get:a'], { env: { CLUSTER_SHM_SOCKET: socket } });
+    expect(reader.messages[1].value).toEqual([0, 1, 2, 3]);
+  });
+
+  test('its options are applied and the socket is private', async () => {
+    expect(broker.output()).toMatch(/max keys 1000, eviction allkeys-lru/);
+    expect(fs.statSync(socket).mode & 0o777).toBe(0o600);
+  });
+
+  test('a second broker on the same socket is refused', async () => {
+    const second = serve(['--socket', socket]);
+    const result = await second.exited;
+    expect(result.code).toBe(2);
+    expect(result.stderr).toMatch(/already listening/);
+  });
+});
+
+describe('cluster-shm serve lifecycle', () => {
+  test.each(['SIGTERM', 'SIGINT'])('%s stops it cleanly and removes the socket', async (signal) => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'shm-serve-'));
+    const socket = path.join(dir, 'broker.sock');
+    const broker = serve(['--socket', socket]);
+    await broker.listening;
+    expect(fs.existsSync(socket)).toBe(true);
+    broker.child.kill(signal);
+    const result = await broker.exited;
+    expect(result.code).toBe(0);
+    expect(result.stderr).toMatch(/removed/);
+    expect(fs.existsSync(socket)).toBe(false);
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  test('bad flags exit with status 2 and the usage', async () => {
+    for (const args of [['--bogus', '1'], ['--max-memory', 'lots'], ['--eviction-policy', 'random']]) {
+      const result = await serve(args).exited;
+      expect({ args, code: result.code }).toEqual({ args, code: 2 });
+      expect(result.stderr).toMatch(/usage: cluster-shm serve/);
+    }
+  });
+});
