@@ -145,6 +145,8 @@ declare namespace shm {
     readonly SERVER: 'ERR_SHM_SERVER';
     /** `close()` was called. */
     readonly CLOSED: 'ERR_SHM_CLOSED';
+    /** The broker refused this process: no secret, or a wrong one, in CLUSTER_SHM_AUTH. */
+    readonly AUTH: 'ERR_SHM_AUTH';
     /** A cluster worker whose primary never loaded cluster-shm. */
     readonly NO_BROKER: 'ERR_SHM_NO_BROKER';
     /** The primary could not start its broker. */

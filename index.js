@@ -5,7 +5,8 @@
  *
  * - In a process with CLUSTER_SHM_SOCKET set (cluster workers forked by a
  *   primary that required this module, or any process pointed at a
- *   standalone broker), calls go over the socket to that broker.
+ *   standalone broker), calls go over the socket to that broker,
+ *   authenticated with CLUSTER_SHM_AUTH.
  * - In a cluster worker without it, every call rejects with
  *   ERR_SHM_NO_BROKER: the primary never required cluster-shm.
  * - Anywhere else (a cluster primary, a plain script), this process starts
@@ -13,6 +14,7 @@
  */
 
 const cluster = require('node:cluster');
+const { randomBytes } = require('node:crypto');
 const native = require('./binding.js');
 const { SharedMemory, InProcessBackend, RemoteBackend, FailedBackend } = require('./lib/api');
 const { CODES, shmError, fromNative } = require('./lib/errors');
@@ -21,9 +23,10 @@ const { ENV, inheritedOptions } = require('./lib/options');
 function remote(socket, options) {
   const role = cluster.isWorker ? 'worker' : 'client';
   let shm;
+  const authSecret = process.env[ENV.AUTH] || undefined;
   const connection = () => {
     const { connectTimeout, commandTimeout } = shm.options;
-    return { socket, connectTimeout, commandTimeout };
+    return { socket, connectTimeout, commandTimeout, authSecret };
   };
   const backend = new RemoteBackend(
     () => new native.Client(connection()),
@@ -60,9 +63,12 @@ function cleanUpOnExit(broker) {
 }
 
 function primary(options) {
+  // Every connection must present this secret: a process of the same user
+  // that was not given it cannot read or write.
+  const authSecret = randomBytes(32).toString('hex');
   let broker;
   try {
-    broker = native.Broker.start();
+    broker = native.Broker.start({ authSecret });
   } catch (error) {
     return new SharedMemory({ backend: new FailedBackend(fromNative(error)), role: 'primary', options });
   }
@@ -70,6 +76,7 @@ function primary(options) {
   // Everything forked from here on (cluster workers, child processes) finds
   // the broker through the environment.
   process.env[ENV.SOCKET] = broker.socket;
+  process.env[ENV.AUTH] = authSecret;
   return new SharedMemory({
     backend: new InProcessBackend(broker),
     role: 'primary',

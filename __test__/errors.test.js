@@ -98,9 +98,9 @@ describe('failures reaching the broker', () => {
 
   test('a broker that stops answering makes calls reject with ERR_SHM_TIMEOUT', async () => {
     const holder = start('hold.js');
-    const { socket } = await holder.waitFor((m) => m.socket);
+    const { socket, secret } = await holder.waitFor((m) => m.socket);
     const client = start('client.js', ['set:k=1', 'stdin', 'get:k'], {
-      env: { CLUSTER_SHM_SOCKET: socket, CLUSTER_SHM_OPTIONS: '{"commandTimeout":300}' },
+      env: { CLUSTER_SHM_SOCKET: socket, CLUSTER_SHM_AUTH: secret, CLUSTER_SHM_OPTIONS: '{"commandTimeout":300}' },
     });
     try {
       await client.waitFor((m) => m.waiting);
@@ -114,6 +114,25 @@ describe('failures reaching the broker', () => {
       holder.child.kill('SIGTERM');
       client.child.kill('SIGTERM');
       await Promise.all([holder.done, client.done]);
+    }
+  });
+
+  test('a process of the same user without the secret, or with a wrong one, can neither read nor write', async () => {
+    const holder = start('hold.js');
+    const { socket, secret } = await holder.waitFor((m) => m.socket);
+    try {
+      for (const env of [{ CLUSTER_SHM_SOCKET: socket }, { CLUSTER_SHM_SOCKET: socket, CLUSTER_SHM_AUTH: 'not-the-secret' }]) {
+        const { messages } = await run('client.js', ['get:app:text', 'set:app:text="overwritten"'], { env });
+        for (const step of messages.slice(1)) {
+          expect(step).toMatchObject({ ok: false, error: { code: 'ERR_SHM_AUTH' } });
+          expect(step.error.message).not.toContain(secret);
+        }
+      }
+      holder.child.stdin.write('get app:text\n');
+      expect((await holder.waitFor((m) => m.key === 'app:text')).value).toBe('plain text');
+    } finally {
+      holder.child.kill('SIGTERM');
+      await holder.done;
     }
   });
 

@@ -61,9 +61,10 @@ describe('pub/sub across a real cluster', () => {
 describe('pub/sub with redis-cli', () => {
   let holder;
   let socket;
+  let secret;
   beforeAll(async () => {
     holder = start('hold.js');
-    ({ socket } = await holder.waitFor((m) => m.socket));
+    ({ socket, secret } = await holder.waitFor((m) => m.socket));
   });
   afterAll(async () => {
     holder.child.kill('SIGTERM');
@@ -71,7 +72,7 @@ describe('pub/sub with redis-cli', () => {
   });
 
   testWithTool('redis-cli', 'redis-cli subscribe receives what the app publishes', async () => {
-    const cli = spawn('redis-cli', ['-s', socket, 'subscribe', 'from-app'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const cli = spawn('redis-cli', ['-s', socket, '-a', secret, '--no-auth-warning', 'subscribe', 'from-app'], { stdio: ['ignore', 'pipe', 'pipe'] });
     let output = '';
     const seen = (text) =>
       new Promise((resolve) => {
@@ -94,7 +95,7 @@ describe('pub/sub with redis-cli', () => {
     holder.child.stdin.write('subscribe from-cli\n');
     await holder.waitFor((m) => m.subscribed === 'from-cli');
     const published = await new Promise((resolve) => {
-      const cli = spawn('redis-cli', ['-s', socket, 'publish', 'from-cli', 'plain words'], { stdio: ['ignore', 'pipe', 'inherit'] });
+      const cli = spawn('redis-cli', ['-s', socket, '-a', secret, '--no-auth-warning', 'publish', 'from-cli', 'plain words'], { stdio: ['ignore', 'pipe', 'inherit'] });
       let out = '';
       cli.stdout.on('data', (c) => (out += c));
       cli.on('exit', () => resolve(out.trim()));

@@ -13,7 +13,10 @@ function exec(file, args, input) {
   });
 }
 
-/** Writes raw bytes to the socket and collects the reply bytes until `enough` says so or the peer closes. */
+/**
+ * Writes raw bytes to the socket and collects the reply bytes until `enough`
+ * says so or the peer closes.
+ */
 function raw(socket, payload, enough = () => false) {
   return new Promise((resolve, reject) => {
     const chunks = [];
@@ -36,14 +39,20 @@ function command(...args) {
 describe('Redis clients against a running app', () => {
   let holder;
   let socket;
+  let secret;
+  // redis-cli / redis-benchmark arguments that reach the app's broker.
+  const to = (...args) => ['-s', socket, '-a', secret, '--no-auth-warning', ...args];
   beforeAll(async () => {
     holder = start('hold.js');
-    ({ socket } = await holder.waitFor((m) => m.socket));
+    ({ socket, secret } = await holder.waitFor((m) => m.socket));
   });
   afterAll(async () => {
     holder.child.kill('SIGTERM');
     await holder.done;
   });
+
+  // A raw connection's first command: AUTH, answered +OK.
+  const authed = (payload) => command('AUTH', secret) + payload;
 
   // Asks the app (the primary, in-process) for a key's value.
   const askApp = async (key) => {
@@ -53,23 +62,23 @@ describe('Redis clients against a running app', () => {
   };
 
   testWithTool('redis-cli', 'redis-cli -s reads what the app stored, and the app reads what redis-cli stores', async () => {
-    const get = await exec('redis-cli', ['-s', socket, 'GET', 'app:json']);
+    const get = await exec('redis-cli', to('GET', 'app:json'));
     expect(get.stdout.trim()).toBe('{"hello":"world","list":[1,2,3]}');
-    expect((await exec('redis-cli', ['-s', socket, 'GET', 'app:count'])).stdout.trim()).toBe('41');
-    expect((await exec('redis-cli', ['-s', socket, 'SET', 'from:cli', '{"via":"redis-cli"}'])).stdout.trim()).toBe('OK');
-    expect((await exec('redis-cli', ['-s', socket, 'INCR', 'app:count'])).stdout.trim()).toBe('42');
+    expect((await exec('redis-cli', to('GET', 'app:count'))).stdout.trim()).toBe('41');
+    expect((await exec('redis-cli', to('SET', 'from:cli', '{"via":"redis-cli"}'))).stdout.trim()).toBe('OK');
+    expect((await exec('redis-cli', to('INCR', 'app:count'))).stdout.trim()).toBe('42');
     expect(await askApp('from:cli')).toEqual({ via: 'redis-cli' });
     expect(await askApp('app:count')).toBe(42);
-    const keys = (await exec('redis-cli', ['-s', socket, 'KEYS', 'app:*'])).stdout.trim().split('\n').sort();
+    const keys = (await exec('redis-cli', to('KEYS', 'app:*'))).stdout.trim().split('\n').sort();
     expect(keys).toEqual(['app:count', 'app:json', 'app:text']);
-    const info = (await exec('redis-cli', ['-s', socket, 'INFO'])).stdout;
+    const info = (await exec('redis-cli', to('INFO'))).stdout;
     expect(info).toMatch(/^redis_version:7\.0\.\d+\r?$/m);
     expect(info).toMatch(/^cluster_shm_version:\S+/m);
     expect(info).toMatch(/^db0:keys=4,expires=0/m);
   });
 
   testWithTool('redis-cli', 'redis-cli in interactive-style input: inline commands, errors keep the connection usable', async () => {
-    const session = await exec('redis-cli', ['-s', socket], 'PING\nNOSUCH a b\nSET "spaced key" "a b"\nGET "spaced key"\nDBSIZE\n');
+    const session = await exec('redis-cli', to(), 'PING\nNOSUCH a b\nSET "spaced key" "a b"\nGET "spaced key"\nDBSIZE\n');
     expect(session.stdout.split('\n').filter(Boolean)).toEqual([
       'PONG',
       "ERR unknown command 'NOSUCH', with args beginning with: 'a' 'b' ",
@@ -77,13 +86,13 @@ describe('Redis clients against a running app', () => {
       'a b',
       '5',
     ]);
-    const raw = await exec('redis-cli', ['-s', socket, 'COMMAND', 'COUNT']);
+    const raw = await exec('redis-cli', to('COMMAND', 'COUNT'));
     expect(Number(raw.stdout)).toBeGreaterThan(30);
   });
 
   test('ioredis connects with { path } (HELLO 3 falls back to RESP2, INFO ready check) and pipelines', async () => {
     const Redis = require('ioredis');
-    const redis = new Redis({ path: socket, lazyConnect: true, maxRetriesPerRequest: 1 });
+    const redis = new Redis({ path: socket, password: secret, lazyConnect: true, maxRetriesPerRequest: 1 });
     try {
       await redis.connect();
       expect(await redis.get('app:text')).toBe('"plain text"');
@@ -106,7 +115,7 @@ describe('Redis clients against a running app', () => {
 
   testWithTool('redis-benchmark', 'redis-benchmark -s runs its default handshake and pipelined GET/SET/PING to the end', async () => {
     for (const pipeline of ['1', '16']) {
-      const result = await exec('redis-benchmark', ['-s', socket, '-n', '2000', '-c', '4', '-P', pipeline, '-t', 'ping,set,get', '-q']);
+      const result = await exec('redis-benchmark', ['-s', socket, '-a', secret, '-n', '2000', '-c', '4', '-P', pipeline, '-t', 'ping,set,get', '-q']);
       expect({ pipeline, code: result.code, stderr: result.stderr }).toEqual({ pipeline, code: 0, stderr: '' });
       for (const test of ['PING_INLINE', 'PING_MBULK', 'SET', 'GET']) expect(result.stdout).toMatch(new RegExp(`${test}: [\\d.]+ requests per second`));
     }
@@ -118,11 +127,11 @@ describe('Redis clients against a running app', () => {
     const value = Buffer.alloc(size, 'v').toString();
     let payload = '';
     for (let i = 0; i < count; i++) payload += command('SET', `big:${i}`, value) + command('GET', `big:${i}`);
-    const expectedLength = count * (5 + `$${size}\r\n`.length + size + 2);
-    const reply = await raw(socket, payload, (length) => length >= expectedLength);
+    const expectedLength = 5 + count * (5 + `$${size}\r\n`.length + size + 2);
+    const reply = await raw(socket, authed(payload), (length) => length >= expectedLength);
     expect(reply.length).toBe(expectedLength);
     const one = `+OK\r\n$${size}\r\n${value}\r\n`;
-    expect(reply.subarray(0, one.length).toString()).toBe(one);
+    expect(reply.subarray(5, 5 + one.length).toString()).toBe(one);
     expect(reply.subarray(reply.length - one.length).toString()).toBe(one);
   });
 
@@ -131,13 +140,26 @@ describe('Redis clients against a running app', () => {
     expect(reply.toString()).toBe("-ERR Protocol error: expected '$', got ':'\r\n");
     const bad = await raw(socket, '*abc\r\n');
     expect(bad.toString()).toBe('-ERR Protocol error: invalid multibulk length\r\n');
-    const fine = await raw(socket, command('GET', 'app:count') + 'PING\r\n', (length) => length >= 11);
-    expect(fine.toString()).toMatch(/^\$2\r\n4[12]\r\n\+PONG\r\n$/);
+    const fine = await raw(socket, authed(command('GET', 'app:count') + 'PING\r\n'), (length) => length >= 16);
+    expect(fine.toString()).toMatch(/^\+OK\r\n\$2\r\n4[12]\r\n\+PONG\r\n$/);
   });
 
   test('QUIT answers OK and closes; commands after it are not run', async () => {
-    const reply = await raw(socket, command('QUIT') + command('SET', 'after-quit', '1'));
-    expect(reply.toString()).toBe('+OK\r\n');
+    const reply = await raw(socket, authed(command('QUIT') + command('SET', 'after-quit', '1')));
+    expect(reply.toString()).toBe('+OK\r\n+OK\r\n');
     expect(await askApp('after-quit')).toBeUndefined();
+  });
+
+  test('a connection without the secret gets NOAUTH for everything but AUTH, and a wrong secret WRONGPASS', async () => {
+    const reply = await raw(socket, command('GET', 'app:count') + command('SET', 'intruder', '1') + 'PING\r\n' + command('AUTH', 'guess') + command('QUIT'));
+    expect(reply.toString()).toBe(
+      '-NOAUTH Authentication required.\r\n'.repeat(3) + '-WRONGPASS invalid username-password pair or user is disabled.\r\n+OK\r\n',
+    );
+    expect(await askApp('intruder')).toBeUndefined();
+  });
+
+  testWithTool('redis-cli', 'redis-cli without the secret is refused', async () => {
+    const result = await exec('redis-cli', ['-s', socket, 'GET', 'app:count']);
+    expect(result.stdout.trim()).toBe('NOAUTH Authentication required.');
   });
 });

@@ -94,6 +94,27 @@ describe('cluster-shm serve lifecycle', () => {
     fs.rmSync(dir, { recursive: true, force: true });
   });
 
+  test('--auth-file makes connections authenticate with its secret', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'shm-serve-'));
+    const socket = path.join(dir, 'broker.sock');
+    const secretFile = path.join(dir, 'secret');
+    fs.writeFileSync(secretFile, 'file-secret-123\n', { mode: 0o600 });
+    const broker = serve(['--socket', socket, '--auth-file', secretFile]);
+    await broker.listening;
+    try {
+      expect(broker.output()).not.toContain('file-secret-123');
+      const refused = await run('client.js', ['set:k=1'], { env: { CLUSTER_SHM_SOCKET: socket } });
+      expect(refused.messages[1]).toMatchObject({ ok: false, error: { code: 'ERR_SHM_AUTH' } });
+      const env = { CLUSTER_SHM_SOCKET: socket, CLUSTER_SHM_AUTH: 'file-secret-123' };
+      await run('client.js', ['set:k=1'], { env });
+      expect((await run('client.js', ['get:k'], { env })).messages[1]).toMatchObject({ ok: true, value: 1 });
+    } finally {
+      broker.child.kill('SIGTERM');
+      await broker.exited;
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   test('bad flags exit with status 2 and the usage', async () => {
     for (const args of [['--bogus', '1'], ['--max-memory', 'lots'], ['--eviction-policy', 'random']]) {
       const result = await serve(args).exited;

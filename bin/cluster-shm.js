@@ -6,6 +6,7 @@
  *
  *   cluster-shm serve [--socket PATH] [--max-memory BYTES] [--max-keys N]
  *                     [--eviction-policy noeviction|allkeys-lru|volatile-ttl]
+ *                     [--auth-file PATH]
  *
  * `serve` runs the broker as a process of its own, in the foreground, for
  * processes that have no cluster primary to host it (PM2 cluster mode,
@@ -16,12 +17,15 @@ const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
 
-const USAGE = `usage: cluster-shm serve [--socket PATH] [--max-memory BYTES] [--max-keys N] [--eviction-policy POLICY]
+const USAGE = `usage: cluster-shm serve [--socket PATH] [--max-memory BYTES] [--max-keys N] [--eviction-policy POLICY] [--auth-file PATH]
 
   --socket PATH            where to listen (default: <tmp>/cluster-shm-<uid>/broker.sock)
   --max-memory BYTES       memory bound of the store (0: none); k, kb, m, mb, g, gb suffixes allowed
   --max-keys N             bound on the number of keys (0: none)
   --eviction-policy NAME   noeviction, allkeys-lru (default once a bound is set) or volatile-ttl
+  --auth-file PATH         connections must AUTH with the secret in this file (first line);
+                           CLUSTER_SHM_AUTH in the environment does the same. Clients
+                           pass the secret in CLUSTER_SHM_AUTH.
 `;
 
 function fail(message) {
@@ -48,6 +52,20 @@ function parseBytes(text, name) {
   return Number(match[1]) * units[(match[2] || 'b').toLowerCase()];
 }
 
+/** The secret from --auth-file, else CLUSTER_SHM_AUTH, else none. Never printed. */
+function readSecret(file) {
+  if (file === undefined) return process.env.CLUSTER_SHM_AUTH || undefined;
+  let text;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (error) {
+    fail(`cannot read --auth-file: ${error.code || error.message}`);
+  }
+  const secret = text.split(/\r?\n/, 1)[0].trim();
+  if (!secret) fail('--auth-file holds no secret');
+  return secret;
+}
+
 /** The default socket: in a directory of this user's that nobody else may enter. */
 function defaultSocket() {
   const uid = typeof process.getuid === 'function' ? process.getuid() : 'user';
@@ -61,7 +79,7 @@ function defaultSocket() {
 }
 
 function serve(args) {
-  const flags = parseFlags(args, ['--socket', '--max-memory', '--max-keys', '--eviction-policy']);
+  const flags = parseFlags(args, ['--socket', '--max-memory', '--max-keys', '--eviction-policy', '--auth-file']);
   const native = require('../binding.js');
   const { SharedMemory, InProcessBackend } = require('../lib/api');
   const { validateOptions } = require('../lib/options');
@@ -76,11 +94,12 @@ function serve(args) {
   } catch (error) {
     fail(error.message);
   }
+  const authSecret = readSecret(flags['auth-file']);
   const socket = path.resolve(flags.socket || defaultSocket());
 
   let broker;
   try {
-    broker = native.Broker.start({ socket });
+    broker = native.Broker.start({ socket, authSecret });
   } catch (error) {
     fail(error.message.replace(/^ERR_SHM_[A-Z_]+ /, ''));
   }
@@ -102,6 +121,7 @@ function serve(args) {
   process.stderr.write(
     `cluster-shm broker ${require('../package.json').version} listening on ${broker.socket}\n` +
       `  max memory ${maxMemory || 'unbounded'}, max keys ${maxKeys || 'unbounded'}, eviction ${evictionPolicy}\n` +
+      `  ${authSecret ? 'connections must authenticate (CLUSTER_SHM_AUTH)' : 'no secret: anyone who can open the socket may connect'}\n` +
       `  use it with: CLUSTER_SHM_SOCKET=${broker.socket}\n`,
   );
 }

@@ -22,6 +22,7 @@ const CODES = Object.freeze({
   LOCK_TIMEOUT: 'ERR_SHM_LOCK_TIMEOUT',
   CONFLICT: 'ERR_SHM_CONFLICT',
   FETCH_FAILED: 'ERR_SHM_FETCH_FAILED',
+  AUTH: 'ERR_SHM_AUTH',
 });
 
 function withCode(error, code, extra) {

@@ -6,6 +6,8 @@ const { typeError, rangeError, CODES } = require('./errors');
 const ENV = Object.freeze({
   SOCKET: 'CLUSTER_SHM_SOCKET',
   OPTIONS: 'CLUSTER_SHM_OPTIONS',
+  /** The broker's secret: a connection must AUTH with it first. */
+  AUTH: 'CLUSTER_SHM_AUTH',
 });
 
 const DEFAULTS = Object.freeze({

@@ -24,6 +24,8 @@ pub struct ClientOptions {
     pub connect_timeout: Duration,
     /// How long a call waits for its reply once sent.
     pub command_timeout: Duration,
+    /// The broker's secret, sent with AUTH on every new connection.
+    pub secret: Option<String>,
 }
 
 pub struct Client {
@@ -59,7 +61,7 @@ impl Client {
         let reply = tokio::time::timeout(self.options.command_timeout, connection.send_packed_command(&command)).await;
         match reply {
             Err(_) => Err(self.timeout()),
-            Ok(Ok(value)) => Ok(frame_from_value(value)),
+            Ok(Ok(value)) => self.checked(frame_from_value(value)),
             Ok(Err(error)) => {
                 let error = self.map_error(error);
                 if !matches!(error, ShmError::Server(_)) {
@@ -84,7 +86,7 @@ impl Client {
         match tokio::time::timeout(limit, connection.send_packed_command(&command)).await {
             Ok(Ok(value)) => {
                 self.blocking.lock().push(connection);
-                Ok(frame_from_value(value))
+                self.checked(frame_from_value(value))
             }
             Ok(Err(error)) => {
                 let error = self.map_error(error);
@@ -126,7 +128,9 @@ impl Client {
             let mut delay = Duration::from_millis(10);
             loop {
                 match self.redis.get_multiplexed_async_connection_with_config(&config).await {
-                    Ok(connection) => return connection,
+                    Ok(connection) => return Ok(connection),
+                    // A refused secret will not get better by retrying.
+                    Err(error) if is_auth_error(&error) => return Err(auth_error(&self.options)),
                     Err(error) => last_error = error.to_string(),
                 }
                 tokio::time::sleep(delay).await;
@@ -134,7 +138,8 @@ impl Client {
             }
         };
         let connection = match tokio::time::timeout(self.options.connect_timeout, attempts).await {
-            Ok(connection) => connection,
+            Ok(Ok(connection)) => connection,
+            Ok(Err(error)) => return Err(error),
             Err(_) => return Err(self.unreachable(&last_error)),
         };
         if self.closed.load(Ordering::Acquire) {
@@ -151,11 +156,25 @@ impl Client {
         ))
     }
 
+    /// A reply refusing this connection for want of the secret is an
+    /// authentication failure, not an ordinary server error.
+    fn checked(&self, reply: Frame) -> Result<Frame, ShmError> {
+        match &reply {
+            Frame::Error(text) if text.starts_with("NOAUTH ") || text.starts_with("WRONGPASS ") => {
+                Err(auth_error(&self.options))
+            }
+            _ => Ok(reply),
+        }
+    }
+
     fn timeout(&self) -> ShmError {
         ShmError::Timeout(format!("no reply from the broker within {} ms", self.options.command_timeout.as_millis()))
     }
 
     fn map_error(&self, error: redis::RedisError) -> ShmError {
+        if is_auth_error(&error) {
+            return auth_error(&self.options);
+        }
         if let Some(code) = error.code() {
             return ShmError::Server(match error.detail() {
                 Some(detail) => format!("{code} {detail}"),
@@ -181,10 +200,31 @@ impl Client {
 
 /// A `redis` crate client for the broker these options name.
 pub fn redis_client(options: &ClientOptions) -> Result<redis::Client, ShmError> {
-    let info = ConnectionAddr::Unix(options.socket.clone())
+    let mut info = ConnectionAddr::Unix(options.socket.clone())
         .into_connection_info()
         .map_err(|e| ShmError::BadArgument(format!("invalid broker address: {e}")))?;
+    if let Some(secret) = &options.secret {
+        let settings = info.redis_settings().clone().set_password(secret);
+        info = info.set_redis_settings(settings);
+    }
     redis::Client::open(info).map_err(|e| ShmError::BadArgument(e.to_string()))
+}
+
+pub fn is_auth_error(error: &redis::RedisError) -> bool {
+    matches!(error.code(), Some("NOAUTH" | "WRONGPASS")) || error.kind() == redis::ErrorKind::AuthenticationFailed
+}
+
+/// The error for a refused secret; it never contains the secret.
+pub fn auth_error(options: &ClientOptions) -> ShmError {
+    ShmError::Auth(format!(
+        "the cluster-shm broker at {} refused this process: {}",
+        options.socket.display(),
+        if options.secret.is_some() {
+            "wrong secret (CLUSTER_SHM_AUTH)"
+        } else {
+            "it requires a secret (CLUSTER_SHM_AUTH)"
+        }
+    ))
 }
 
 fn packed(args: &[Bytes]) -> redis::Cmd {

@@ -17,6 +17,8 @@ pub enum ShmError {
     BadArgument(String),
     /// The broker could not start (socket directory, bind).
     BrokerStart(String),
+    /// The broker refused this process's secret (or it has none).
+    Auth(String),
 }
 
 impl ShmError {
@@ -28,6 +30,7 @@ impl ShmError {
             ShmError::Closed => "ERR_SHM_CLOSED",
             ShmError::BadArgument(_) => "ERR_SHM_BAD_ARGUMENT",
             ShmError::BrokerStart(_) => "ERR_SHM_BROKER_START",
+            ShmError::Auth(_) => "ERR_SHM_AUTH",
         }
     }
 }
@@ -40,7 +43,8 @@ impl fmt::Display for ShmError {
             | ShmError::Timeout(m)
             | ShmError::Server(m)
             | ShmError::BadArgument(m)
-            | ShmError::BrokerStart(m) => f.write_str(m),
+            | ShmError::BrokerStart(m)
+            | ShmError::Auth(m) => f.write_str(m),
         }
     }
 }

@@ -36,6 +36,8 @@ pub struct BrokerOptions {
     pub socket: Option<String>,
     /// Largest bulk string accepted from a client, in bytes.
     pub max_bulk_len: Option<u32>,
+    /// Connections must AUTH with this secret before anything else.
+    pub auth_secret: Option<String>,
 }
 
 /// The broker hosted by this process, and in-process access to its store.
@@ -49,13 +51,17 @@ pub struct NativeBroker {
 impl NativeBroker {
     #[napi(factory)]
     pub fn start(options: Option<BrokerOptions>) -> napi::Result<NativeBroker> {
-        let options = options.unwrap_or(BrokerOptions { socket: None, max_bulk_len: None });
+        let options = options.unwrap_or(BrokerOptions { socket: None, max_bulk_len: None, auth_secret: None });
         let mut limits = Limits::default();
         if let Some(max) = options.max_bulk_len {
             limits.max_bulk_len = max as usize;
         }
-        let broker = broker::Broker::start(broker::BrokerOptions { socket: options.socket.map(PathBuf::from), limits })
-            .map_err(|e| ShmError::BrokerStart(format!("cannot start the cluster-shm broker: {e}")))?;
+        let broker = broker::Broker::start(broker::BrokerOptions {
+            socket: options.socket.map(PathBuf::from),
+            limits,
+            secret: options.auth_secret,
+        })
+        .map_err(|e| ShmError::BrokerStart(format!("cannot start the cluster-shm broker: {e}")))?;
         let session = Session::new(broker.db().counters().next_client_id());
         Ok(NativeBroker { broker: Mutex::new(broker), session: Mutex::new(session) })
     }
@@ -199,6 +205,7 @@ fn client_options(options: ClientOptions) -> client::ClientOptions {
         socket: PathBuf::from(options.socket),
         connect_timeout: Duration::from_millis(options.connect_timeout.unwrap_or(5_000) as u64),
         command_timeout: Duration::from_millis(options.command_timeout.unwrap_or(10_000) as u64),
+        secret: options.auth_secret,
     }
 }
 
@@ -209,6 +216,8 @@ pub struct ClientOptions {
     pub connect_timeout: Option<u32>,
     /// Milliseconds a call waits for its reply.
     pub command_timeout: Option<u32>,
+    /// The broker's secret.
+    pub auth_secret: Option<String>,
 }
 
 /// A connection to a broker in another process.

@@ -193,6 +193,9 @@ impl Remote {
             let opened = tokio::time::timeout(self.options.connect_timeout, self.redis.get_async_pubsub()).await;
             let pubsub = match opened {
                 Ok(Ok(pubsub)) => pubsub,
+                Ok(Err(error)) if crate::client::is_auth_error(&error) => {
+                    return Err(crate::client::auth_error(&self.options))
+                }
                 Ok(Err(error)) => return Err(unreachable(error.to_string())),
                 Err(_) => return Err(unreachable("connect timeout".into())),
             };

@@ -106,7 +106,7 @@ where
     let writer_task = tokio::spawn(write_replies(writer, queue, backlog.clone()));
 
     let mailbox: Arc<dyn Mailbox> = Arc::new(ConnectionMailbox { replies: replies.clone(), backlog: backlog.clone() });
-    let mut session = Session::new(db.counters().next_client_id());
+    let mut session = Session::for_client(db.counters().next_client_id(), &db);
     let mut input = BytesMut::with_capacity(READ_CHUNK);
     let mut output = BytesMut::new();
     let mut pending: VecDeque<Vec<Bytes>> = VecDeque::new();

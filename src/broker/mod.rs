@@ -29,6 +29,8 @@ pub struct BrokerOptions {
     /// Listen here instead of in a fresh private directory (standalone use).
     pub socket: Option<PathBuf>,
     pub limits: Limits,
+    /// Connections must AUTH with this before anything else.
+    pub secret: Option<String>,
 }
 
 pub struct Broker {
@@ -74,6 +76,7 @@ impl Broker {
         db.update_config(|c| {
             c.unixsocket = socket.display().to_string();
             c.proto_max_bulk_len = options.limits.max_bulk_len as u64;
+            c.requirepass = options.secret.map(bytes::Bytes::from);
         });
         let (shutdown, stop) = watch::channel(false);
         runtime.spawn(db.clone().sweep_expired(stop.clone()));

@@ -48,13 +48,41 @@ fn select(_: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
     }
 }
 
-fn auth(_: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
-    if args.len() > 3 {
-        return syntax_error();
+/// AUTH [username] password: only the `default` user exists.
+fn auth(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
+    let (user, password) = match args {
+        [_, password] => (None, password),
+        [_, user, password] => (Some(user), password),
+        _ => return syntax_error(),
+    };
+    if ctx.db.config().requirepass.is_none() {
+        return Frame::error(
+            "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?",
+        );
     }
-    Frame::error(
-        "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?",
-    )
+    try_reply!(check_credentials(ctx, user, password));
+    Frame::ok()
+}
+
+/// Authenticates the session if the credentials match the broker's secret.
+fn check_credentials(ctx: &mut Ctx<'_>, user: Option<&Bytes>, password: &[u8]) -> Result<(), Frame> {
+    let secret = ctx.db.config().requirepass;
+    let user_ok = user.is_none_or(|u| u.as_ref() == b"default");
+    let password_ok = match &secret {
+        None => true,
+        Some(secret) => constant_time_eq(secret, password),
+    };
+    if user_ok && password_ok {
+        ctx.session.authenticated = true;
+        Ok(())
+    } else {
+        Err(Frame::error("WRONGPASS invalid username-password pair or user is disabled."))
+    }
+}
+
+/// Compares without an early exit, so timing does not reveal the secret.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// HELLO: RESP2 only. `HELLO 3` gets NOPROTO so that clients fall back to
@@ -69,14 +97,19 @@ fn hello(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
         if version != 2 {
             return Frame::error("NOPROTO unsupported protocol version");
         }
+        let authenticating = args.iter().any(|a| is(a, "AUTH"));
+        if !ctx.session.authenticated && !authenticating {
+            return Frame::error(
+                "NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time",
+            );
+        }
         let mut name = None;
         while let Some(option) = rest.next() {
             if is(option, "AUTH") {
-                // No secret is configured: like Redis's nopass default user,
-                // any credentials are accepted.
-                if rest.next().is_none() || rest.next().is_none() {
+                let (Some(user), Some(password)) = (rest.next(), rest.next()) else {
                     return syntax_error();
-                }
+                };
+                try_reply!(check_credentials(ctx, Some(user), password));
             } else if is(option, "SETNAME") {
                 let Some(value) = rest.next() else { return syntax_error() };
                 name = Some(try_reply!(valid_client_name(value)));

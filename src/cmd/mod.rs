@@ -37,6 +37,8 @@ pub struct Session {
     pub lib_ver: Option<Bytes>,
     /// Set by QUIT: the connection closes once this reply is written.
     pub closing: bool,
+    /// False until AUTH succeeds, when the broker has a secret.
+    pub authenticated: bool,
     /// Commands queued since MULTI.
     pub multi: Option<Vec<Vec<Bytes>>>,
     /// A command was refused while queueing: EXEC will abort.
@@ -46,8 +48,14 @@ pub struct Session {
 }
 
 impl Session {
+    /// A session that needs no AUTH (in-process callers, tests).
     pub fn new(id: u64) -> Session {
-        Session { id, ..Session::default() }
+        Session { id, authenticated: true, ..Session::default() }
+    }
+
+    /// A socket client's session: authenticated only if there is no secret.
+    pub fn for_client(id: u64, db: &Db) -> Session {
+        Session { id, authenticated: db.config().requirepass.is_none(), ..Session::default() }
     }
 }
 
@@ -133,6 +141,9 @@ pub fn execute(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
             }
         }
     };
+    if !ctx.session.authenticated && !spec_allows_no_auth(&checked) {
+        return Frame::error("NOAUTH Authentication required.");
+    }
     let queueing = ctx.session.multi.is_some() && !ctx.in_transaction;
     let spec = match checked {
         Ok(spec) => spec,
@@ -166,6 +177,10 @@ pub fn execute(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
         return reply;
     }
     (spec.run)(ctx, args)
+}
+
+fn spec_allows_no_auth(checked: &Result<&'static CommandSpec, Frame>) -> bool {
+    matches!(checked, Ok(spec) if spec.flags.contains(&"no_auth"))
 }
 
 /// Under a memory bound, evicts (or refuses with OOM) before a write that

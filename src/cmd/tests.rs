@@ -535,3 +535,33 @@ fn pubsub_commands_and_keyspace_events() {
         Frame::Error(_)
     ));
 }
+
+#[test]
+fn a_secret_gates_every_command_but_auth() {
+    let db = Db::new();
+    db.update_config(|c| c.requirepass = Some(Bytes::from_static(b"s3cret")));
+    let mut session = Session::for_client(7, &db);
+    let mut run = |line: &str| {
+        let args = crate::resp::split_args(line.as_bytes()).unwrap();
+        let mut ks = db.lock();
+        let mut ctx = Ctx::new(&db, &mut ks, &mut session, 0);
+        execute(&mut ctx, &args)
+    };
+    assert_eq!(run("GET a"), err("NOAUTH Authentication required."));
+    assert_eq!(run("PING"), err("NOAUTH Authentication required."));
+    assert!(matches!(run("HELLO 2"), Frame::Error(e) if e.starts_with("NOAUTH HELLO must be called")));
+    assert_eq!(run("AUTH wrong"), err("WRONGPASS invalid username-password pair or user is disabled."));
+    assert_eq!(run("AUTH other s3cret"), err("WRONGPASS invalid username-password pair or user is disabled."));
+    assert_eq!(run("HELLO 2 AUTH default nope"), err("WRONGPASS invalid username-password pair or user is disabled."));
+    assert_eq!(run("GET a"), err("NOAUTH Authentication required."));
+    assert!(matches!(run("HELLO 2 AUTH default s3cret"), Frame::Array(_)));
+    assert_eq!(run("GET a"), Frame::Null);
+    let mut other = Session::for_client(8, &db);
+    let args = crate::resp::split_args(b"AUTH default s3cret").unwrap();
+    let mut ks = db.lock();
+    assert_eq!(execute(&mut Ctx::new(&db, &mut ks, &mut other, 0), &args), Frame::ok());
+    // The secret is not reported back.
+    let args = crate::resp::split_args(b"CONFIG GET *").unwrap();
+    let Frame::Array(all) = execute(&mut Ctx::new(&db, &mut ks, &mut other, 0), &args) else { panic!() };
+    assert!(!all.contains(&bulk("s3cret")));
+}

@@ -49,11 +49,14 @@ impl Counters {
 pub struct Config {
     pub unixsocket: String,
     pub proto_max_bulk_len: u64,
+    /// The secret a connection must AUTH with first; None lets anyone in
+    /// who can reach the socket. Never reported by CONFIG GET or INFO.
+    pub requirepass: Option<bytes::Bytes>,
 }
 
 impl Default for Config {
     fn default() -> Self {
-        Config { unixsocket: String::new(), proto_max_bulk_len: 512 * 1024 * 1024 }
+        Config { unixsocket: String::new(), proto_max_bulk_len: 512 * 1024 * 1024, requirepass: None }
     }
 }
 
