@@ -23,6 +23,9 @@ use crate::store::{now_ms, Db, Mailbox, Message};
 /// from it until the client catches up.
 const OUTPUT_HIGH_WATER: usize = 16 * 1024 * 1024;
 const READ_CHUNK: usize = 16 * 1024;
+/// Replies encoded by one batch before the rest of the batch waits its turn,
+/// so a few bytes of requests cannot produce an unbounded burst of replies.
+const MAX_BATCH_OUTPUT: usize = 1024 * 1024;
 /// Input read ahead while a command is blocked, before reading pauses.
 const MAX_INPUT_WHILE_BLOCKED: usize = 1024 * 1024;
 
@@ -91,12 +94,17 @@ impl Mailbox for ConnectionMailbox {
             self.backlog.kill.notify_one();
             return false;
         }
-        self.backlog.add(bytes.len());
-        self.replies.send(bytes).is_ok()
+        let len = bytes.len();
+        self.backlog.add(len);
+        if self.replies.send(bytes).is_err() {
+            self.backlog.sub(len);
+            return false;
+        }
+        true
     }
 }
 
-pub async fn serve<S>(stream: S, db: Db, limits: Limits, mut shutdown: watch::Receiver<bool>)
+pub async fn serve<S>(stream: S, db: Db, mut shutdown: watch::Receiver<bool>)
 where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
@@ -129,23 +137,49 @@ where
             Ok(0) | Err(_) => break,
             Ok(_) => {}
         }
-        parse_commands(&mut input, &limits, &mut pending, &mut fatal);
+        let (authenticated_limits, query_buffer_limit) = db.input_limits();
+        if input.len() > query_buffer_limit {
+            // A client piling up an endless command: drop it, not the broker.
+            break;
+        }
 
         // Run what has arrived; a blocking command parks the rest (as in
         // Redis) until its reply is ready.
         loop {
+            // Replies the client has not taken pile up no further: wait.
+            while backlog.bytes.load(Ordering::Acquire) > OUTPUT_HIGH_WATER {
+                tokio::select! {
+                    _ = backlog.drained.notified() => {}
+                    _ = backlog.kill.notified() => break 'serve,
+                    _ = watch_for_eof(&mut reader, &mut input) => break 'serve,
+                    _ = shutdown.changed() => break 'serve,
+                }
+            }
+            // Until it authenticates, a client gets one small command at a time.
+            let (limits, one) =
+                if session.authenticated { (authenticated_limits, false) } else { (Limits::unauthenticated(), true) };
+            parse_commands(&mut input, &limits, one, &mut pending, &mut fatal);
+            if pending.is_empty() {
+                break;
+            }
             let batch = Batch { db: &db, mailbox: &mailbox, replies: &replies, backlog: &backlog };
             let Ok(blocked) = batch.run(&mut session, &mut pending, &mut output) else {
                 break 'serve;
             };
-            let Some(blocked) = blocked else { break };
-            let reply = tokio::select! {
-                reply = blocked.reply(&db) => reply,
-                _ = watch_for_eof(&mut reader, &mut input) => break 'serve,
-                _ = shutdown.changed() => break 'serve,
-            };
-            reply.encode(&mut output);
-            parse_commands(&mut input, &limits, &mut pending, &mut fatal);
+            if let Some(blocked) = blocked {
+                let reply = tokio::select! {
+                    reply = blocked.reply(&db) => reply,
+                    _ = watch_for_eof(&mut reader, &mut input) => break 'serve,
+                    _ = shutdown.changed() => break 'serve,
+                };
+                reply.encode(&mut output);
+            }
+            if session.closing {
+                break;
+            }
+        }
+        if !send(&replies, &backlog, &mut output) {
+            break;
         }
         if let Some(reply) = fatal.take() {
             reply.encode(&mut output);
@@ -168,23 +202,24 @@ where
     if backlog.killed.load(Ordering::Acquire) {
         // Too far behind to wait for: drop what it never read.
         writer_task.abort();
-        let _ = writer_task.await;
-        backlog.sub(backlog.bytes.load(Ordering::Acquire));
-    } else {
-        // Dropping the sender lets the writer flush what is queued, then close.
-        let _ = writer_task.await;
     }
+    // Dropping the senders lets the writer flush what is queued, then close.
+    let _ = writer_task.await;
+    // Whatever the writer could not deliver is no longer held.
+    backlog.sub(backlog.bytes.load(Ordering::Acquire));
 }
 
-/// Moves every complete command from `input` to `pending`; a protocol error
-/// ends parsing (the commands before it still run).
+/// Moves every complete command (or only the first, with `one`) from
+/// `input` to `pending`; a protocol error ends parsing (the commands before
+/// it still run).
 fn parse_commands(
     input: &mut BytesMut,
     limits: &Limits,
+    one: bool,
     pending: &mut VecDeque<Vec<Bytes>>,
     fatal: &mut Option<Frame>,
 ) {
-    while fatal.is_none() {
+    while fatal.is_none() && !(one && !pending.is_empty()) {
         match parse_command(input, limits) {
             Ok(Some(args)) if args.is_empty() => {}
             Ok(Some(args)) => pending.push_back(args),
@@ -200,8 +235,13 @@ fn send(replies: &mpsc::UnboundedSender<Bytes>, backlog: &Backlog, output: &mut 
         return true;
     }
     let chunk = output.split().freeze();
-    backlog.add(chunk.len());
-    replies.send(chunk).is_ok()
+    let len = chunk.len();
+    backlog.add(len);
+    if replies.send(chunk).is_err() {
+        backlog.sub(len);
+        return false;
+    }
+    true
 }
 
 /// While a command is blocked, keeps reading (without running anything) so
@@ -258,6 +298,10 @@ impl Batch<'_> {
             reply.encode(output);
             if ctx.session.closing {
                 pending.clear();
+                break;
+            }
+            if output.len() > MAX_BATCH_OUTPUT {
+                // The rest waits until the client takes these replies.
                 break;
             }
         }

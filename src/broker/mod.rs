@@ -75,12 +75,12 @@ impl Broker {
         let db = Db::new();
         db.update_config(|c| {
             c.unixsocket = socket.display().to_string();
-            c.proto_max_bulk_len = options.limits.max_bulk_len as u64;
+            c.limits = options.limits;
             c.requirepass = options.secret.map(bytes::Bytes::from);
         });
         let (shutdown, stop) = watch::channel(false);
         runtime.spawn(db.clone().sweep_expired(stop.clone()));
-        let server = runtime.spawn(accept_loop(listener, db.clone(), options.limits, stop));
+        let server = runtime.spawn(accept_loop(listener, db.clone(), stop));
         Ok(Broker { db, socket, owned_dir, runtime: Some(runtime), shutdown, server: Some(server) })
     }
 
@@ -121,7 +121,7 @@ impl Drop for Broker {
     }
 }
 
-async fn accept_loop(listener: UnixListener, db: Db, limits: Limits, mut stop: watch::Receiver<bool>) {
+async fn accept_loop(listener: UnixListener, db: Db, mut stop: watch::Receiver<bool>) {
     let mut connections = JoinSet::new();
     loop {
         tokio::select! {
@@ -133,7 +133,7 @@ async fn accept_loop(listener: UnixListener, db: Db, limits: Limits, mut stop: w
                     let db = db.clone();
                     let stop = stop.clone();
                     connections.spawn(async move {
-                        connection::serve(stream, db.clone(), limits, stop).await;
+                        connection::serve(stream, db.clone(), stop).await;
                         db.counters().connected_clients.fetch_sub(1, Ordering::Relaxed);
                     });
                 }

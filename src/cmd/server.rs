@@ -155,14 +155,15 @@ fn config(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
         let config = ctx.db.config();
         let limits = ctx.ks.limits;
         let output_limit = ctx.ks.pubsub.output_limit;
-        let params: [(&str, String); 14] = [
+        let params: [(&str, String); 15] = [
             ("save", String::new()),
             ("appendonly", "no".into()),
             ("databases", "1".into()),
             ("maxmemory", limits.max_memory.to_string()),
             ("maxmemory-policy", limits.policy.name().into()),
             ("maxkeys", limits.max_keys.to_string()),
-            ("proto-max-bulk-len", config.proto_max_bulk_len.to_string()),
+            ("proto-max-bulk-len", config.limits.max_bulk_len.to_string()),
+            ("client-query-buffer-limit", config.query_buffer_limit.to_string()),
             ("timeout", "0".into()),
             ("port", "0".into()),
             ("unixsocket", config.unixsocket.clone()),
@@ -198,6 +199,7 @@ fn config_set(ctx: &mut Ctx<'_>, pairs: &[Bytes]) -> Frame {
     let mut limits = ctx.ks.limits;
     let mut notify_flags = ctx.ks.notify_flags;
     let mut output_limit = ctx.ks.pubsub.output_limit;
+    let mut config = ctx.db.config();
     for pair in pairs.chunks_exact(2) {
         let (name, value) = (String::from_utf8_lossy(&pair[0]).to_ascii_lowercase(), &pair[1]);
         let invalid = |why: &str| {
@@ -219,6 +221,14 @@ fn config_set(ctx: &mut Ctx<'_>, pairs: &[Bytes]) -> Frame {
                 Some(policy) => limits.policy = policy,
                 None => return invalid("argument must be one of noeviction, allkeys-lru, volatile-ttl"),
             },
+            "proto-max-bulk-len" => match parse_memory(value) {
+                Some(bytes) if bytes >= 1024 => config.limits.max_bulk_len = bytes,
+                _ => return invalid("argument must be a memory value of at least 1kb"),
+            },
+            "client-query-buffer-limit" => match parse_memory(value) {
+                Some(bytes) if bytes >= 1024 * 1024 => config.query_buffer_limit = bytes,
+                _ => return invalid("argument must be a memory value of at least 1mb"),
+            },
             "notify-keyspace-events" => match notify::parse(value) {
                 Some(flags) => notify_flags = flags,
                 None => return invalid("argument(s) must be one or more of KEg$lshzxetmdnA"),
@@ -238,6 +248,10 @@ fn config_set(ctx: &mut Ctx<'_>, pairs: &[Bytes]) -> Frame {
     ctx.ks.limits = limits;
     ctx.ks.notify_flags = notify_flags;
     ctx.ks.pubsub.output_limit = output_limit;
+    ctx.db.update_config(|c| {
+        c.limits = config.limits;
+        c.query_buffer_limit = config.query_buffer_limit;
+    });
     Frame::ok()
 }
 

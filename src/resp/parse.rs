@@ -22,6 +22,14 @@ pub struct Limits {
     pub max_depth: usize,
 }
 
+impl Limits {
+    /// Before AUTH a client may send only small commands (as in Redis), so
+    /// a stranger cannot make the broker buffer much.
+    pub fn unauthenticated() -> Limits {
+        Limits { max_bulk_len: 16 * 1024, max_array_len: 10, ..Limits::default() }
+    }
+}
+
 impl Default for Limits {
     fn default() -> Self {
         Limits { max_bulk_len: 512 * 1024 * 1024, max_array_len: 1024 * 1024, max_inline_len: 64 * 1024, max_depth: 64 }

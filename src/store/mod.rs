@@ -13,6 +13,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use parking_lot::{Mutex, MutexGuard, RwLock};
 
+use crate::resp::Limits;
+
 pub use glob::glob_match;
 pub use keyspace::{
     Entry, EvictionPolicy, Expiry, Keyspace, MemoryLimits, OutOfMemory, Stats, Value, ENTRY_OVERHEAD, EXPIRY_OVERHEAD,
@@ -48,7 +50,11 @@ impl Counters {
 #[derive(Clone, Debug)]
 pub struct Config {
     pub unixsocket: String,
-    pub proto_max_bulk_len: u64,
+    /// What the decoder accepts from an authenticated client
+    /// (`proto-max-bulk-len` and friends).
+    pub limits: Limits,
+    /// Unparsed input a client may pile up before it is disconnected.
+    pub query_buffer_limit: usize,
     /// The secret a connection must AUTH with first; None lets anyone in
     /// who can reach the socket. Never reported by CONFIG GET or INFO.
     pub requirepass: Option<bytes::Bytes>,
@@ -56,7 +62,12 @@ pub struct Config {
 
 impl Default for Config {
     fn default() -> Self {
-        Config { unixsocket: String::new(), proto_max_bulk_len: 512 * 1024 * 1024, requirepass: None }
+        Config {
+            unixsocket: String::new(),
+            limits: Limits::default(),
+            query_buffer_limit: 1024 * 1024 * 1024,
+            requirepass: None,
+        }
     }
 }
 
@@ -101,6 +112,13 @@ impl Db {
 
     pub fn config(&self) -> Config {
         self.shared.config.read().clone()
+    }
+
+    /// The decoder limits and query buffer limit, read by connections on
+    /// every read (cheaper than cloning the whole [`Config`]).
+    pub fn input_limits(&self) -> (Limits, usize) {
+        let config = self.shared.config.read();
+        (config.limits, config.query_buffer_limit)
     }
 
     pub fn update_config(&self, change: impl FnOnce(&mut Config)) {
