@@ -219,7 +219,7 @@ fn parse_commands(
     pending: &mut VecDeque<Vec<Bytes>>,
     fatal: &mut Option<Frame>,
 ) {
-    while fatal.is_none() && !(one && !pending.is_empty()) {
+    while fatal.is_none() && (!one || pending.is_empty()) {
         match parse_command(input, limits) {
             Ok(Some(args)) if args.is_empty() => {}
             Ok(Some(args)) => pending.push_back(args),
