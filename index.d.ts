@@ -30,6 +30,8 @@ declare namespace shm {
     commandTimeout?: number;
     /** Largest encoded value accepted, in bytes. Default 64 MiB. */
     maxValueBytes?: number;
+    /** Largest key, lock name or channel, in UTF-8 bytes. Default 64 KiB. */
+    maxKeyBytes?: number;
     /**
      * Broker memory bound in bytes (keys, values and bookkeeping); 0 for none.
      * Set in the primary before forking; workers see it in `options`.
@@ -153,6 +155,8 @@ declare namespace shm {
     readonly BROKER_START: 'ERR_SHM_BROKER_START';
     /** An encoded value over `maxValueBytes` (a RangeError). */
     readonly VALUE_TOO_LARGE: 'ERR_SHM_VALUE_TOO_LARGE';
+    /** A key, lock name or channel over `maxKeyBytes` (a RangeError). */
+    readonly KEY_TOO_LARGE: 'ERR_SHM_KEY_TOO_LARGE';
     /** The native layer refused an argument (a bug if you see it). */
     readonly BAD_ARGUMENT: 'ERR_SHM_BAD_ARGUMENT';
     /** An argument of the wrong type (a TypeError). */

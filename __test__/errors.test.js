@@ -32,6 +32,8 @@ const expected = {
   'server error: unknown command': ['Error', 'ERR_SHM_SERVER'],
   'server error: incr on a string': ['Error', 'ERR_SHM_SERVER'],
   'value too large': ['RangeError', 'ERR_SHM_VALUE_TOO_LARGE'],
+  'key too large': ['RangeError', 'ERR_SHM_KEY_TOO_LARGE'],
+  'lock name too large': ['RangeError', 'ERR_SHM_KEY_TOO_LARGE'],
   'configure unknown option': ['TypeError', 'ERR_SHM_UNKNOWN_OPTION'],
   'configure bad serialization': ['TypeError', 'ERR_INVALID_ARG_VALUE'],
   'configure negative timeout': ['RangeError', 'ERR_OUT_OF_RANGE'],

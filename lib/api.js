@@ -119,15 +119,14 @@ class FailedBackend {
   close() {}
 }
 
-function checkKey(key, fn) {
+function checkKey(key, fn, maxBytes) {
   if (typeof key !== 'string') {
     throw typeError(`${fn}: key must be a string, got ${key === null ? 'null' : typeof key}`);
   }
-}
-
-function checkKeys(keys, fn) {
-  if (!Array.isArray(keys)) throw typeError(`${fn}: keys must be an array of strings`);
-  keys.forEach((key) => checkKey(key, fn));
+  // A UTF-16 unit is at most 3 UTF-8 bytes: only long keys need counting.
+  if (key.length * 3 > maxBytes && Buffer.byteLength(key) > maxBytes) {
+    throw rangeError(`${fn}: the key is ${Buffer.byteLength(key)} bytes, over maxKeyBytes (${maxBytes})`, CODES.KEY_TOO_LARGE);
+  }
 }
 
 function toText(reply) {
@@ -201,6 +200,10 @@ class SharedMemory {
     this.#backend.call(['CONFIG', 'SET', 'maxmemory', String(maxMemory), 'maxkeys', String(maxKeys), 'maxmemory-policy', evictionPolicy]);
   }
 
+  #key(key, fn) {
+    checkKey(key, fn, this.#options.maxKeyBytes);
+  }
+
   #encode(value, fn) {
     const encoded = encode(value, this.#options.serialization);
     const length = encodedLength(encoded);
@@ -214,12 +217,12 @@ class SharedMemory {
   }
 
   async get(key) {
-    checkKey(key, 'get');
+    this.#key(key, 'get');
     return decode(await this.#backend.call(['GET', key]));
   }
 
   async set(key, value, options) {
-    checkKey(key, 'set');
+    this.#key(key, 'set');
     const { ttl } = callOptions(options, ['ttl'], 'set');
     const ms = checkTtl(ttl, 'set');
     const args = ['SET', key, this.#encode(value, 'set')];
@@ -228,12 +231,12 @@ class SharedMemory {
   }
 
   async has(key) {
-    checkKey(key, 'has');
+    this.#key(key, 'has');
     return (await this.#backend.call(['EXISTS', key])) === 1;
   }
 
   async delete(key) {
-    checkKey(key, 'delete');
+    this.#key(key, 'delete');
     return (await this.#backend.call(['DEL', key])) === 1;
   }
 
@@ -251,7 +254,8 @@ class SharedMemory {
   }
 
   async mget(keys) {
-    checkKeys(keys, 'mget');
+    if (!Array.isArray(keys)) throw typeError('mget: keys must be an array of strings');
+    for (const key of keys) this.#key(key, 'mget');
     if (keys.length === 0) return [];
     return (await this.#backend.call(['MGET', ...keys])).map(decode);
   }
@@ -261,7 +265,7 @@ class SharedMemory {
     if (pairs.length === 0) return;
     const args = ['MSET'];
     for (const [key, value] of pairs) {
-      checkKey(key, 'mset');
+      this.#key(key, 'mset');
       args.push(key, this.#encode(value, 'mset'));
     }
     await this.#backend.call(args);
@@ -274,13 +278,13 @@ class SharedMemory {
    * one on any number (INCRBYFLOAT). The key keeps its ttl.
    */
   async incr(key, by = 1) {
-    checkKey(key, 'incr');
+    this.#key(key, 'incr');
     return this.#increment(key, by, 'incr');
   }
 
   /** `incr(key, -by)`. */
   async decr(key, by = 1) {
-    checkKey(key, 'decr');
+    this.#key(key, 'decr');
     if (typeof by !== 'number') throw typeError(`decr: by must be a number, got ${typeof by}`);
     return this.#increment(key, -by, 'decr');
   }
@@ -297,7 +301,7 @@ class SharedMemory {
 
   /** Stores the value only if the key does not exist; true when stored. */
   async setIfAbsent(key, value, options) {
-    checkKey(key, 'setIfAbsent');
+    this.#key(key, 'setIfAbsent');
     const { ttl } = callOptions(options, ['ttl'], 'setIfAbsent');
     const args = ['SET', key, this.#encode(value, 'setIfAbsent'), 'NX'];
     const ms = checkTtl(ttl, 'setIfAbsent');
@@ -307,7 +311,7 @@ class SharedMemory {
 
   /** Stores the value and resolves with the one it replaced (or undefined). */
   async getAndSet(key, value, options) {
-    checkKey(key, 'getAndSet');
+    this.#key(key, 'getAndSet');
     const { ttl } = callOptions(options, ['ttl'], 'getAndSet');
     const args = ['SET', key, this.#encode(value, 'getAndSet'), 'GET'];
     const ms = checkTtl(ttl, 'getAndSet');
@@ -317,7 +321,7 @@ class SharedMemory {
 
   /** Deletes the key and resolves with the value it held (or undefined). */
   async getAndDelete(key) {
-    checkKey(key, 'getAndDelete');
+    this.#key(key, 'getAndDelete');
     return decode(await this.#backend.call(['GETDEL', key]));
   }
 
@@ -329,7 +333,7 @@ class SharedMemory {
    * `ttl` is given.
    */
   async compareAndSet(key, expected, next, options) {
-    checkKey(key, 'compareAndSet');
+    this.#key(key, 'compareAndSet');
     const { ttl } = callOptions(options, ['ttl'], 'compareAndSet');
     const ms = checkTtl(ttl, 'compareAndSet');
     const args = ['SET', key, this.#encode(next, 'compareAndSet')];
@@ -349,7 +353,7 @@ class SharedMemory {
    * not compete with each other.
    */
   async update(key, fn, options) {
-    checkKey(key, 'update');
+    this.#key(key, 'update');
     if (typeof fn !== 'function') throw typeError('update: fn must be a function');
     const { retries = 1000, ttl } = callOptions(options, ['retries', 'ttl'], 'update');
     if (!Number.isSafeInteger(retries) || retries < 0) throw rangeError(`update: retries must be a non-negative integer, got ${retries}`);
@@ -399,7 +403,7 @@ class SharedMemory {
    * fetching process dies, the next waiter fetches instead.
    */
   async getOrSet(key, fetcher, options) {
-    checkKey(key, 'getOrSet');
+    this.#key(key, 'getOrSet');
     if (typeof fetcher !== 'function') throw typeError('getOrSet: fetcher must be a function');
     const { ttl, timeout = 30_000 } = callOptions(options, ['ttl', 'timeout'], 'getOrSet');
     const ms = checkTtl(ttl, 'getOrSet');
@@ -457,7 +461,7 @@ class SharedMemory {
    * is released at once if this process exits or disconnects.
    */
   async lock(name, options) {
-    if (typeof name !== 'string') throw typeError(`lock: name must be a string, got ${name === null ? 'null' : typeof name}`);
+    this.#key(name, 'lock');
     const { ttl = 30_000, timeout = 10_000 } = callOptions(options, ['ttl', 'timeout'], 'lock');
     const ms = String(checkTtl(ttl, 'lock'));
     const wait = checkTimeout(timeout, 'lock');
@@ -483,14 +487,14 @@ class SharedMemory {
 
   /** Sets a key's time to live; false when the key does not exist. */
   async expire(key, ttl) {
-    checkKey(key, 'expire');
+    this.#key(key, 'expire');
     if (ttl === undefined) throw typeError('expire: ttl is required');
     return (await this.#backend.call(['PEXPIRE', key, String(checkTtl(ttl, 'expire'))])) === 1;
   }
 
   /** Milliseconds left: undefined for a missing key, Infinity for no expiry. */
   async ttl(key) {
-    checkKey(key, 'ttl');
+    this.#key(key, 'ttl');
     const left = await this.#backend.call(['PTTL', key]);
     if (left === -2) return undefined;
     return left === -1 ? Infinity : left;
@@ -498,7 +502,7 @@ class SharedMemory {
 
   /** Removes a key's expiry; false when it had none or does not exist. */
   async persist(key) {
-    checkKey(key, 'persist');
+    this.#key(key, 'persist');
     return (await this.#backend.call(['PERSIST', key])) === 1;
   }
 
@@ -556,7 +560,7 @@ class SharedMemory {
    * many subscriptions received it.
    */
   async publish(channel, message) {
-    if (typeof channel !== 'string') throw typeError('publish: channel must be a string');
+    this.#key(channel, 'publish');
     return this.#backend.call(['PUBLISH', channel, this.#encode(message, 'publish')]);
   }
 
@@ -571,7 +575,7 @@ class SharedMemory {
    * overflowed); subscriptions are restored by themselves.
    */
   async subscribe(channel, listener, options) {
-    if (typeof channel !== 'string') throw typeError('subscribe: channel must be a string');
+    this.#key(channel, 'subscribe');
     if (typeof listener !== 'function') throw typeError('subscribe: listener must be a function');
     const { pattern, onMissed } = callOptions(options, ['pattern', 'onMissed'], 'subscribe');
     if (onMissed !== undefined && typeof onMissed !== 'function') throw typeError('subscribe: onMissed must be a function');

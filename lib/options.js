@@ -15,6 +15,7 @@ const DEFAULTS = Object.freeze({
   connectTimeout: 5_000,
   commandTimeout: 10_000,
   maxValueBytes: 64 * 1024 * 1024,
+  maxKeyBytes: 64 * 1024,
   maxMemory: 0,
   maxKeys: 0,
   evictionPolicy: 'noeviction',
@@ -32,9 +33,8 @@ const VALIDATORS = {
   },
   connectTimeout: positiveMilliseconds,
   commandTimeout: positiveMilliseconds,
-  maxValueBytes(value, name) {
-    if (!Number.isSafeInteger(value) || value < 1) throw rangeError(`${name} must be a positive integer number of bytes, got ${value}`);
-  },
+  maxValueBytes: positiveBytes,
+  maxKeyBytes: positiveBytes,
   maxMemory: nonNegativeInteger,
   maxKeys: nonNegativeInteger,
   evictionPolicy(value) {
@@ -43,6 +43,11 @@ const VALIDATORS = {
     }
   },
 };
+
+function positiveBytes(value, name) {
+  if (typeof value !== 'number') throw typeError(`${name} must be a number of bytes, got ${typeof value}`);
+  if (!Number.isSafeInteger(value) || value < 1) throw rangeError(`${name} must be a positive integer number of bytes, got ${value}`);
+}
 
 function nonNegativeInteger(value, name) {
   if (typeof value !== 'number') throw typeError(`${name} must be a number, got ${typeof value}`);
