@@ -46,6 +46,11 @@ declare namespace shm {
      * ERR_SHM_OOM (`'noeviction'`). Primary only.
      */
     evictionPolicy?: 'noeviction' | 'allkeys-lru' | 'volatile-ttl';
+    /**
+     * A snapshot file, loaded when set and written atomically when the
+     * broker stops (normally or on SIGINT/SIGTERM/SIGHUP). Primary only.
+     */
+    persist?: string | null;
   }
 
   interface UpdateOptions {
@@ -157,6 +162,8 @@ declare namespace shm {
     readonly VALUE_TOO_LARGE: 'ERR_SHM_VALUE_TOO_LARGE';
     /** A key, lock name or channel over `maxKeyBytes` (a RangeError). */
     readonly KEY_TOO_LARGE: 'ERR_SHM_KEY_TOO_LARGE';
+    /** The `persist` snapshot could not be read. */
+    readonly SNAPSHOT: 'ERR_SHM_SNAPSHOT';
     /** The native layer refused an argument (a bug if you see it). */
     readonly BAD_ARGUMENT: 'ERR_SHM_BAD_ARGUMENT';
     /** An argument of the wrong type (a TypeError). */

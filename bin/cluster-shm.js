@@ -6,7 +6,7 @@
  *
  *   cluster-shm serve [--socket PATH] [--max-memory BYTES] [--max-keys N]
  *                     [--eviction-policy noeviction|allkeys-lru|volatile-ttl]
- *                     [--auth-file PATH]
+ *                     [--persist PATH] [--auth-file PATH]
  *
  * `serve` runs the broker as a process of its own, in the foreground, for
  * processes that have no cluster primary to host it (PM2 cluster mode,
@@ -17,12 +17,13 @@ const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
 
-const USAGE = `usage: cluster-shm serve [--socket PATH] [--max-memory BYTES] [--max-keys N] [--eviction-policy POLICY] [--auth-file PATH]
+const USAGE = `usage: cluster-shm serve [--socket PATH] [--max-memory BYTES] [--max-keys N] [--eviction-policy POLICY] [--persist PATH] [--auth-file PATH]
 
   --socket PATH            where to listen (default: <tmp>/cluster-shm-<uid>/broker.sock)
   --max-memory BYTES       memory bound of the store (0: none); k, kb, m, mb, g, gb suffixes allowed
   --max-keys N             bound on the number of keys (0: none)
   --eviction-policy NAME   noeviction, allkeys-lru (default once a bound is set) or volatile-ttl
+  --persist PATH           load this snapshot at start and write it on stop (and on SAVE)
   --auth-file PATH         connections must AUTH with the secret in this file (first line);
                            CLUSTER_SHM_AUTH in the environment does the same. Clients
                            pass the secret in CLUSTER_SHM_AUTH.
@@ -79,7 +80,7 @@ function defaultSocket() {
 }
 
 function serve(args) {
-  const flags = parseFlags(args, ['--socket', '--max-memory', '--max-keys', '--eviction-policy', '--auth-file']);
+  const flags = parseFlags(args, ['--socket', '--max-memory', '--max-keys', '--eviction-policy', '--persist', '--auth-file']);
   const native = require('../binding.js');
   const { SharedMemory, InProcessBackend } = require('../lib/api');
   const { validateOptions } = require('../lib/options');
@@ -89,6 +90,7 @@ function serve(args) {
   if (flags['max-memory'] !== undefined) options.maxMemory = parseBytes(flags['max-memory'], '--max-memory');
   if (flags['max-keys'] !== undefined) options.maxKeys = Number(flags['max-keys']);
   if (flags['eviction-policy'] !== undefined) options.evictionPolicy = flags['eviction-policy'];
+  if (flags.persist !== undefined) options.persist = flags.persist;
   try {
     validateOptions(options);
   } catch (error) {
@@ -104,7 +106,12 @@ function serve(args) {
     fail(error.message.replace(/^ERR_SHM_[A-Z_]+ /, ''));
   }
   const shm = new SharedMemory({ backend: new InProcessBackend(broker), role: 'primary', socket: broker.socket });
-  shm.configure(options);
+  try {
+    shm.configure(options);
+  } catch (error) {
+    broker.close();
+    fail(error.message);
+  }
 
   // The broker runs on its own threads; this keeps the process up until a signal.
   const keepAlive = setInterval(() => {}, 1 << 30);
@@ -122,6 +129,7 @@ function serve(args) {
     `cluster-shm broker ${require('../package.json').version} listening on ${broker.socket}\n` +
       `  max memory ${maxMemory || 'unbounded'}, max keys ${maxKeys || 'unbounded'}, eviction ${evictionPolicy}\n` +
       `  ${authSecret ? 'connections must authenticate (CLUSTER_SHM_AUTH)' : 'no secret: anyone who can open the socket may connect'}\n` +
+      (options.persist ? `  snapshot ${path.resolve(options.persist)}: loaded at start, written on stop\n` : '') +
       `  use it with: CLUSTER_SHM_SOCKET=${broker.socket}\n`,
   );
 }

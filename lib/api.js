@@ -36,6 +36,15 @@ class InProcessBackend {
     return this.broker.subscriber(onEvent);
   }
 
+  /** Loads the snapshot at `path` and saves there when the broker closes. */
+  persist(path) {
+    try {
+      return this.broker.persist(path);
+    } catch (error) {
+      throw fromNative(error);
+    }
+  }
+
   /** A blocking command comes back as a Promise from the broker's threads. */
   async callBlocking(args) {
     try {
@@ -148,6 +157,8 @@ class SharedMemory {
   /** getOrSet() calls in flight in this process, per key. */
   #flights = new Map();
   #hub;
+  /** The snapshot file in use, once loaded. */
+  #persisted = null;
 
   constructor({ backend, role, socket, options = {}, onConfigure = () => {} }) {
     this.#backend = backend;
@@ -196,8 +207,12 @@ class SharedMemory {
   }
 
   #applyBrokerOptions() {
-    const { maxMemory, maxKeys, evictionPolicy } = this.#options;
+    const { maxMemory, maxKeys, evictionPolicy, persist } = this.#options;
     this.#backend.call(['CONFIG', 'SET', 'maxmemory', String(maxMemory), 'maxkeys', String(maxKeys), 'maxmemory-policy', evictionPolicy]);
+    if (persist && persist !== this.#persisted) {
+      this.#backend.persist(require('node:path').resolve(persist));
+      this.#persisted = persist;
+    }
   }
 
   #key(key, fn) {

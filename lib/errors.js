@@ -24,6 +24,7 @@ const CODES = Object.freeze({
   CONFLICT: 'ERR_SHM_CONFLICT',
   FETCH_FAILED: 'ERR_SHM_FETCH_FAILED',
   AUTH: 'ERR_SHM_AUTH',
+  SNAPSHOT: 'ERR_SHM_SNAPSHOT',
 });
 
 function withCode(error, code, extra) {

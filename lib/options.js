@@ -19,10 +19,11 @@ const DEFAULTS = Object.freeze({
   maxMemory: 0,
   maxKeys: 0,
   evictionPolicy: 'noeviction',
+  persist: null,
 });
 
 /** Options of the broker itself: set where it runs, seen everywhere. */
-const BROKER_OPTIONS = ['maxMemory', 'maxKeys', 'evictionPolicy'];
+const BROKER_OPTIONS = ['maxMemory', 'maxKeys', 'evictionPolicy', 'persist'];
 const POLICIES = ['noeviction', 'allkeys-lru', 'volatile-ttl'];
 
 const VALIDATORS = {
@@ -37,6 +38,11 @@ const VALIDATORS = {
   maxKeyBytes: positiveBytes,
   maxMemory: nonNegativeInteger,
   maxKeys: nonNegativeInteger,
+  persist(value) {
+    if (value !== null && (typeof value !== 'string' || value === '')) {
+      throw typeError(`persist must be a file path (or null), got ${JSON.stringify(value)}`);
+    }
+  },
   evictionPolicy(value) {
     if (!POLICIES.includes(value)) {
       throw typeError(`evictionPolicy must be one of ${POLICIES.join(', ')}, got ${JSON.stringify(value)}`, CODES.INVALID_ARG_VALUE);

@@ -19,6 +19,8 @@ pub enum ShmError {
     BrokerStart(String),
     /// The broker refused this process's secret (or it has none).
     Auth(String),
+    /// A snapshot file could not be read or written.
+    Snapshot(String),
 }
 
 impl ShmError {
@@ -31,6 +33,7 @@ impl ShmError {
             ShmError::BadArgument(_) => "ERR_SHM_BAD_ARGUMENT",
             ShmError::BrokerStart(_) => "ERR_SHM_BROKER_START",
             ShmError::Auth(_) => "ERR_SHM_AUTH",
+            ShmError::Snapshot(_) => "ERR_SHM_SNAPSHOT",
         }
     }
 }
@@ -44,7 +47,8 @@ impl fmt::Display for ShmError {
             | ShmError::Server(m)
             | ShmError::BadArgument(m)
             | ShmError::BrokerStart(m)
-            | ShmError::Auth(m) => f.write_str(m),
+            | ShmError::Auth(m)
+            | ShmError::Snapshot(m) => f.write_str(m),
         }
     }
 }

@@ -96,6 +96,17 @@ impl NativeBroker {
         self.broker.lock().close();
     }
 
+    /// Loads the snapshot at `path`, if there is one, and writes it there
+    /// when the broker closes. Returns how many keys were loaded.
+    #[napi]
+    pub fn persist(&self, path: String) -> napi::Result<u32> {
+        let broker = self.broker.lock();
+        let loaded = broker
+            .persist_to(PathBuf::from(&path))
+            .map_err(|e| ShmError::Snapshot(format!("cannot use the snapshot {path}: {e}")))?;
+        Ok(loaded as u32)
+    }
+
     /// Subscriptions served in-process; messages go to `onEvent`.
     #[napi(ts_args_type = "onEvent: (event: PubSubEvent) => void")]
     pub fn subscriber(&self, on_event: Function<'_, PubSubEvent, ()>) -> napi::Result<NativeSubscriber> {

@@ -17,7 +17,7 @@ use tokio::task::{JoinHandle, JoinSet};
 pub use connection::{execute_local, LocalReply};
 
 use crate::resp::Limits;
-use crate::store::{random_hex, Db};
+use crate::store::{now_ms, random_hex, snapshot, Db};
 
 /// How long a closing broker waits for connections to flush their replies.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
@@ -92,6 +92,13 @@ impl Broker {
         &self.socket
     }
 
+    /// Loads the snapshot at `path` (if it exists) and saves there on close.
+    pub fn persist_to(&self, path: PathBuf) -> io::Result<usize> {
+        let loaded = snapshot::load(&self.db, &path, now_ms())?;
+        self.db.update_config(|c| c.snapshot = Some(path));
+        Ok(loaded)
+    }
+
     pub fn is_running(&self) -> bool {
         self.runtime.is_some()
     }
@@ -106,6 +113,12 @@ impl Broker {
         if let Some(server) = self.server.take() {
             let _ = runtime
                 .block_on(async { tokio::time::timeout(DRAIN_TIMEOUT + Duration::from_millis(500), server).await });
+        }
+        // Every acknowledged write is in the store now: keep it for the next start.
+        if let Some(path) = self.db.config().snapshot {
+            if let Err(error) = snapshot::save(&self.db, &path, now_ms()) {
+                eprintln!("cluster-shm: could not write the snapshot {}: {error}", path.display());
+            }
         }
         let _ = std::fs::remove_file(&self.socket);
         if let Some(dir) = &self.owned_dir {

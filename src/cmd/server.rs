@@ -9,13 +9,14 @@ use super::{
     all_commands, is, lookup, unknown_subcommand, wrong_arity, CommandSpec, Ctx, BROKER_VERSION, REDIS_VERSION,
 };
 use crate::resp::Frame;
-use crate::store::{glob_match, notify, EvictionPolicy};
+use crate::store::{glob_match, notify, snapshot, EvictionPolicy};
 
 #[rustfmt::skip]
 pub static COMMANDS: &[CommandSpec] = &[
     CommandSpec { name: "info", arity: -1, flags: &["loading", "stale"], keys: (0, 0, 0), group: "server", since: "1.0.0", summary: "Returns information and statistics about the server.", run: info },
     CommandSpec { name: "config", arity: -2, flags: &["admin", "noscript", "loading", "stale"], keys: (0, 0, 0), group: "server", since: "2.0.0", summary: "Reads (GET) and changes (SET maxmemory, maxmemory-policy, maxkeys) settings; resets statistics (RESETSTAT).", run: config },
     CommandSpec { name: "command", arity: -1, flags: &["loading", "stale"], keys: (0, 0, 0), group: "server", since: "2.8.13", summary: "Returns detailed information about commands: COUNT, INFO, DOCS, LIST.", run: command },
+    CommandSpec { name: "save", arity: 1, flags: &["admin", "noscript", "no_async_loading"], keys: (0, 0, 0), group: "server", since: "1.0.0", summary: "Writes the snapshot file now (blocking), when one is configured.", run: save },
     CommandSpec { name: "time", arity: 1, flags: &["loading", "stale", "fast"], keys: (0, 0, 0), group: "server", since: "2.6.0", summary: "Returns the server time.", run: time },
 ];
 
@@ -293,6 +294,16 @@ fn parse_memory(value: &[u8]) -> Option<usize> {
         _ => return None,
     };
     digits.parse::<usize>().ok()?.checked_mul(multiplier)
+}
+
+fn save(ctx: &mut Ctx<'_>, _: &[Bytes]) -> Frame {
+    let Some(path) = ctx.db.config().snapshot else {
+        return Frame::error("ERR no snapshot file is configured (the persist option)");
+    };
+    match snapshot::write(&ctx.ks.entries_snapshot(ctx.now), &path) {
+        Ok(_) => Frame::ok(),
+        Err(error) => Frame::error(format!("ERR snapshot failed: {error}")),
+    }
 }
 
 fn time(ctx: &mut Ctx<'_>, _: &[Bytes]) -> Frame {

@@ -391,6 +391,15 @@ impl Keyspace {
         self.rng.wrapping_mul(0x2545_F491_4F6C_DD1D)
     }
 
+    /// Every live entry as (key, value, expiry): shared handles, no copies.
+    pub fn entries_snapshot(&self, now: u64) -> Vec<(Bytes, Value, Option<u64>)> {
+        self.entries
+            .iter()
+            .filter(|(_, e)| !e.is_expired(now))
+            .map(|(k, e)| (k.clone(), e.value.clone(), e.expires_at))
+            .collect()
+    }
+
     /// Every live key matching `pattern` (KEYS).
     pub fn keys(&self, pattern: &[u8], now: u64) -> Vec<Bytes> {
         let all = pattern == b"*";

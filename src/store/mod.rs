@@ -6,6 +6,7 @@ mod keyspace;
 mod locks;
 pub mod notify;
 mod pubsub;
+pub mod snapshot;
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -58,6 +59,8 @@ pub struct Config {
     /// The secret a connection must AUTH with first; None lets anyone in
     /// who can reach the socket. Never reported by CONFIG GET or INFO.
     pub requirepass: Option<bytes::Bytes>,
+    /// Where the keyspace is saved on shutdown and by SAVE.
+    pub snapshot: Option<std::path::PathBuf>,
 }
 
 impl Default for Config {
@@ -67,6 +70,7 @@ impl Default for Config {
             limits: Limits::default(),
             query_buffer_limit: 1024 * 1024 * 1024,
             requirepass: None,
+            snapshot: None,
         }
     }
 }

@@ -1,0 +1,47 @@
+'use strict';
+
+const fs = require('node:fs');
+const os = require('node:os');
+const path = require('node:path');
+const { run, start } = require('./helpers');
+
+describe('snapshot persistence (persist: path)', () => {
+  let dir;
+  let file;
+  beforeEach(() => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'shm-persist-'));
+    file = path.join(dir, 'store.snapshot');
+  });
+  afterEach(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+  test('data written by the primary and its workers survives a normal restart, ttl included', async () => {
+    const first = await run('persist.js', [file, 'exit']);
+    expect(first.messages[0].found).toEqual({ counter: undefined, doc: undefined, blob: undefined, brief: undefined });
+    expect(fs.existsSync(file)).toBe(true);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    const second = await run('persist.js', [file, 'exit']);
+    const { loadError, found, ttlOfLong } = second.messages[0];
+    expect(loadError).toBeNull();
+    expect(found).toEqual({ counter: 1, doc: { saved: true, at: 0 }, blob: { type: 'Buffer', data: [1, 2, 3] }, brief: undefined });
+    expect(ttlOfLong).toBeGreaterThan(590_000);
+    // The snapshot holds what the worker wrote too.
+    expect(fs.readFileSync(file).includes('from-worker')).toBe(true);
+  });
+
+  test.each(['SIGTERM', 'SIGINT'])('a primary stopped by %s writes its snapshot', async (signal) => {
+    const proc = start('persist.js', [file, 'wait']);
+    await proc.waitFor((m) => 'found' in m);
+    proc.child.kill(signal);
+    await proc.done;
+    const again = await run('persist.js', [file, 'exit']);
+    expect(again.messages[0].found.counter).toBe(1);
+  });
+
+  test('a damaged snapshot is refused with ERR_SHM_SNAPSHOT and nothing is loaded', async () => {
+    fs.writeFileSync(file, 'CLUSTER-SHM-SNAPSHOT 1\n*3\r\n$7\r\ncounter\r\n$');
+    const { messages } = await run('persist.js', [file, 'exit']);
+    expect(messages[0].loadError).toMatchObject({ code: 'ERR_SHM_SNAPSHOT' });
+    expect(messages[0].loadError.message).toMatch(/not a valid snapshot/);
+    expect(messages[0].found.counter).toBeUndefined();
+  });
+});

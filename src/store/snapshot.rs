@@ -1,0 +1,139 @@
+//! Snapshots: the keyspace written to a file and read back at start, so a
+//! planned restart of the broker loses nothing.
+//!
+//! The file is a header line followed by one RESP array per key
+//! (`[key, value, expires-at-ms or -1]`), written with the same encoder the
+//! broker speaks. It is written to a temporary file, synced, then renamed
+//! over the old one, so a crash mid-write never leaves a torn snapshot.
+//! Locks and subscriptions belong to live connections and are not saved.
+
+use std::fs;
+use std::io::{self, Write};
+use std::path::Path;
+
+use bytes::{Bytes, BytesMut};
+
+use super::{Db, Expiry, Value};
+use crate::resp::{parse_frame, Frame, Limits};
+
+const HEADER: &[u8] = b"CLUSTER-SHM-SNAPSHOT 1\n";
+
+/// Writes every live key to `path` atomically; returns how many.
+pub fn save(db: &Db, path: &Path, now: u64) -> io::Result<usize> {
+    // Copy the handles under the lock (cheap: values are shared, not copied)
+    // and encode outside it, so workers are not held up by the write.
+    let entries = db.lock().entries_snapshot(now);
+    write(&entries, path)
+}
+
+/// Writes these entries to `path` atomically; returns how many.
+pub fn write(entries: &[(Bytes, Value, Option<u64>)], path: &Path) -> io::Result<usize> {
+    let mut out = BytesMut::with_capacity(HEADER.len() + entries.len() * 64);
+    out.extend_from_slice(HEADER);
+    for (key, value, expires_at) in entries {
+        let Value::String(bytes) = value;
+        let expires = expires_at.map_or(-1, |at| at as i64);
+        Frame::Array(vec![Frame::Bulk(key.clone()), Frame::Bulk(bytes.clone()), Frame::Integer(expires)])
+            .encode(&mut out);
+    }
+    let temporary = path.with_extension(format!("tmp-{}", std::process::id()));
+    let written = (|| {
+        let mut file = fs::File::create(&temporary)?;
+        file.write_all(&out)?;
+        file.sync_all()?;
+        fs::rename(&temporary, path)
+    })();
+    if written.is_err() {
+        let _ = fs::remove_file(&temporary);
+    }
+    written.map(|_| entries.len())
+}
+
+/// Reads a snapshot into the store; keys that already exist are kept and
+/// keys whose time has passed are skipped. Returns how many were loaded.
+/// A missing file loads nothing.
+pub fn load(db: &Db, path: &Path, now: u64) -> io::Result<usize> {
+    let data = match fs::read(path) {
+        Ok(data) => data,
+        Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(0),
+        Err(error) => return Err(error),
+    };
+    let corrupt = |why: &str| {
+        io::Error::new(io::ErrorKind::InvalidData, format!("{} is not a valid snapshot: {why}", path.display()))
+    };
+    let body = data.strip_prefix(HEADER).ok_or_else(|| corrupt("unknown header"))?;
+    // Parse everything first: a damaged file changes nothing.
+    let limits = Limits { max_bulk_len: usize::MAX, ..Limits::default() };
+    let mut records = Vec::new();
+    let mut at = 0;
+    while at < body.len() {
+        let Ok(Some((frame, used))) = parse_frame(&body[at..], &limits) else {
+            return Err(corrupt("truncated or malformed record"));
+        };
+        at += used;
+        match frame {
+            Frame::Array(fields) => match fields.as_slice() {
+                [Frame::Bulk(key), Frame::Bulk(value), Frame::Integer(expires)] => {
+                    records.push((key.clone(), value.clone(), *expires))
+                }
+                _ => return Err(corrupt("unexpected record shape")),
+            },
+            _ => return Err(corrupt("unexpected record shape")),
+        }
+    }
+    let mut ks = db.lock();
+    let mut loaded = 0;
+    for (key, value, expires) in records {
+        let expiry = match expires {
+            -1 => Expiry::Clear,
+            at if at as u64 <= now => continue,
+            at => Expiry::At(at as u64),
+        };
+        if !ks.contains(&key, now) {
+            ks.set(&key, Value::String(value), expiry, now);
+            loaded += 1;
+        }
+    }
+    Ok(loaded)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_snapshot_round_trips_values_and_expiry() {
+        let dir = std::env::temp_dir().join(format!("shm-snapshot-test-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("store.snapshot");
+        let db = Db::new();
+        {
+            let mut ks = db.lock();
+            ks.set(b"plain", Value::String(Bytes::from_static(b"{\"a\":1}")), Expiry::Clear, 0);
+            ks.set(b"binary", Value::String(Bytes::from_static(b"\xff\x00\r\n")), Expiry::Clear, 0);
+            ks.set(b"later", Value::String(Bytes::from_static(b"x")), Expiry::At(5_000), 0);
+            ks.set(b"sooner", Value::String(Bytes::from_static(b"y")), Expiry::At(1_500), 0);
+        }
+        assert_eq!(save(&db, &path, 1_000).unwrap(), 4);
+
+        let restored = Db::new();
+        restored.lock().set(b"plain", Value::String(Bytes::from_static(b"kept")), Expiry::Clear, 0);
+        // At 2 s, "sooner" has expired and is not brought back.
+        assert_eq!(load(&restored, &path, 2_000).unwrap(), 2);
+        let mut ks = restored.lock();
+        assert_eq!(ks.get(b"plain", 2_000).unwrap().value, Value::String(Bytes::from_static(b"kept")));
+        assert_eq!(ks.get(b"binary", 2_000).unwrap().value, Value::String(Bytes::from_static(b"\xff\x00\r\n")));
+        assert_eq!(ks.get(b"later", 2_000).unwrap().expires_at, Some(5_000));
+        assert!(ks.get(b"sooner", 2_000).is_none());
+        drop(ks);
+
+        assert_eq!(load(&Db::new(), &dir.join("missing"), 0).unwrap(), 0);
+        fs::write(&path, b"CLUSTER-SHM-SNAPSHOT 1\n*3\r\n$1\r\nk").unwrap();
+        let untouched = Db::new();
+        assert_eq!(load(&untouched, &path, 0).unwrap_err().kind(), io::ErrorKind::InvalidData);
+        assert!(untouched.lock().is_empty());
+        fs::write(&path, b"something else").unwrap();
+        assert!(load(&Db::new(), &path, 0).is_err());
+        fs::remove_dir_all(&dir).unwrap();
+    }
+}
