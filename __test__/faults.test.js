@@ -1,0 +1,51 @@
+'use strict';
+
+const fs = require('node:fs');
+const os = require('node:os');
+const path = require('node:path');
+const { spawn } = require('node:child_process');
+const { run, start, cleanEnv } = require('./helpers');
+
+const CLI = path.join(__dirname, '..', 'bin', 'cluster-shm.js');
+
+test('a worker killed mid-pipeline disturbs neither the other workers nor the store', async () => {
+  const { messages } = await run('kill-mid-pipeline.js');
+  const [{ reports, counter, victims, whole, connectedClients }] = messages;
+  expect(reports.map((r) => r.wrong)).toEqual([0, 0]);
+  expect(counter).toBe(2000);
+  expect(victims).toBeGreaterThan(0);
+  expect(whole).toBe(victims);
+  // The killed worker's connections are gone; the two others remain.
+  expect(connectedClients).toBeLessThanOrEqual(2);
+});
+
+test('a client whose standalone broker is killed fails fast, then recovers by itself when it is back', async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'shm-fault-'));
+  const socket = path.join(dir, 'broker.sock');
+  const serve = () => {
+    const child = spawn(process.execPath, [CLI, 'serve', '--socket', socket], { env: cleanEnv(), stdio: ['ignore', 'ignore', 'pipe'] });
+    let err = '';
+    child.stderr.on('data', (c) => (err += c));
+    return new Promise((resolve) => {
+      const check = setInterval(() => err.includes('listening') && (clearInterval(check), resolve(child)), 10);
+    });
+  };
+  let broker = await serve();
+  const client = start('loop-client.js', [], { env: { CLUSTER_SHM_SOCKET: socket, CLUSTER_SHM_OPTIONS: '{"connectTimeout":300}' } });
+  try {
+    await client.waitFor((m) => m.ok);
+    broker.kill('SIGKILL');
+    const failed = await client.waitFor((m) => !m.ok);
+    expect(failed.code).toBe('ERR_SHM_UNREACHABLE');
+    // The killed broker left its socket file behind; a new one replaces it.
+    expect(fs.existsSync(socket)).toBe(true);
+    broker = await serve();
+    const recovered = await client.waitFor((m) => m.ok && m.i > failed.i);
+    expect(recovered.value).toBe(recovered.i);
+  } finally {
+    client.child.stdin.end();
+    broker.kill('SIGTERM');
+    await client.done;
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
