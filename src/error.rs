@@ -57,6 +57,7 @@ impl std::error::Error for ShmError {}
 
 /// Native errors carry their code as the first word of the message; the JS
 /// layer turns that into an `Error` of its own realm with `err.code` set.
+#[cfg(feature = "node")]
 impl From<ShmError> for napi::Error {
     fn from(error: ShmError) -> napi::Error {
         napi::Error::new(napi::Status::GenericFailure, format!("{} {}", error.code(), error))

@@ -1,0 +1,273 @@
+//! The N-API surface: the classes JavaScript sees (`Broker`, `Client`,
+//! `Subscriber`) and their conversions. Everything here is glue; the work
+//! happens in the modules it calls.
+
+mod js_value;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use napi::bindgen_prelude::{Buffer, Either, Function, PromiseRaw};
+use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
+use napi::Env;
+use napi_derive::napi;
+use parking_lot::Mutex;
+
+use crate::broker::{self, LocalReply};
+use crate::cmd::Session;
+use crate::error::ShmError;
+use crate::resp::Limits;
+use crate::store::Kind;
+use crate::{client, subscriber};
+use js_value::{Args, Reply};
+
+#[napi(object)]
+pub struct BrokerOptions {
+    /// Listen on this path instead of a fresh private directory.
+    pub socket: Option<String>,
+    /// Largest bulk string accepted from a client, in bytes.
+    pub max_bulk_len: Option<u32>,
+    /// Connections must AUTH with this secret before anything else.
+    pub auth_secret: Option<String>,
+}
+
+/// The broker hosted by this process, and in-process access to its store.
+#[napi(js_name = "Broker")]
+pub struct NativeBroker {
+    broker: Mutex<broker::Broker>,
+    session: Mutex<Session>,
+}
+
+#[napi]
+impl NativeBroker {
+    #[napi(factory)]
+    pub fn start(options: Option<BrokerOptions>) -> napi::Result<NativeBroker> {
+        let options = options.unwrap_or(BrokerOptions { socket: None, max_bulk_len: None, auth_secret: None });
+        let mut limits = Limits::default();
+        if let Some(max) = options.max_bulk_len {
+            limits.max_bulk_len = max as usize;
+        }
+        let broker = broker::Broker::start(broker::BrokerOptions {
+            socket: options.socket.map(PathBuf::from),
+            limits,
+            secret: options.auth_secret,
+        })
+        .map_err(|e| ShmError::BrokerStart(format!("cannot start the cluster-shm broker: {e}")))?;
+        let session = Session::new(broker.db().counters().next_client_id());
+        Ok(NativeBroker { broker: Mutex::new(broker), session: Mutex::new(session) })
+    }
+
+    #[napi(getter)]
+    pub fn socket(&self) -> String {
+        self.broker.lock().socket_path().display().to_string()
+    }
+
+    /// Runs a command against the store on the calling thread. A blocking
+    /// command (a lock wait) returns a Promise of its reply instead.
+    #[napi(ts_args_type = "args: Array<string | Buffer>", ts_return_type = "unknown")]
+    pub fn call<'env>(&self, env: &'env Env, args: Args) -> napi::Result<Either<Reply, PromiseRaw<'env, Reply>>> {
+        let broker = self.broker.lock();
+        if !broker.is_running() {
+            return Err(ShmError::Closed.into());
+        }
+        let db = broker.db().clone();
+        drop(broker);
+        let reply = broker::execute_local(&db, &mut self.session.lock(), &args.0);
+        match reply {
+            LocalReply::Ready(frame) => Ok(Either::A(Reply(frame).into_result()?)),
+            LocalReply::Blocked(blocked) => {
+                Ok(Either::B(env.spawn_future(async move { Reply(blocked.reply(&db).await).into_result() })?))
+            }
+        }
+    }
+
+    /// Stops the broker and removes its socket. Idempotent.
+    #[napi]
+    pub fn close(&self) {
+        self.broker.lock().close();
+    }
+
+    /// Loads the snapshot at `path`, if there is one, and writes it there
+    /// when the broker closes. Returns how many keys were loaded.
+    #[napi]
+    pub fn persist(&self, path: String) -> napi::Result<u32> {
+        let broker = self.broker.lock();
+        let loaded = broker
+            .persist_to(PathBuf::from(&path))
+            .map_err(|e| ShmError::Snapshot(format!("cannot use the snapshot {path}: {e}")))?;
+        Ok(loaded as u32)
+    }
+
+    /// Subscriptions served in-process; messages go to `onEvent`.
+    #[napi(ts_args_type = "onEvent: (event: PubSubEvent) => void")]
+    pub fn subscriber(&self, on_event: Function<'_, PubSubEvent, ()>) -> napi::Result<NativeSubscriber> {
+        let db = self.broker.lock().db().clone();
+        Ok(NativeSubscriber { inner: Arc::new(subscriber::Subscriber::local(db, emitter(on_event)?)) })
+    }
+}
+
+/// An event for a subscription listener: `kind` is 'message', 'pmessage'
+/// or 'missed' (messages may have been lost; `reason` says why).
+#[napi(object)]
+pub struct PubSubEvent {
+    pub kind: String,
+    pub channel: Option<Buffer>,
+    pub payload: Option<Buffer>,
+    pub pattern: Option<Buffer>,
+    pub reason: Option<String>,
+}
+
+/// Events queued for the JS thread before new ones count as overflow.
+const EVENT_QUEUE: usize = 100_000;
+
+type EventFn = ThreadsafeFunction<PubSubEvent, (), PubSubEvent, napi::Status, false, true, EVENT_QUEUE>;
+
+/// Wraps a JS callback so native threads can hand it events. It does not keep
+/// the event loop alive: an idle subscriber lets its process exit.
+fn emitter(on_event: Function<'_, PubSubEvent, ()>) -> napi::Result<subscriber::Emit> {
+    let callback: EventFn = on_event
+        .build_threadsafe_function()
+        .callee_handled::<false>()
+        .weak::<true>()
+        .max_queue_size::<EVENT_QUEUE>()
+        .build()?;
+    Ok(Arc::new(move |event: subscriber::Event| {
+        let event = match event {
+            subscriber::Event::Message { channel, payload, pattern } => PubSubEvent {
+                kind: if pattern.is_some() { "pmessage" } else { "message" }.into(),
+                channel: Some(Buffer::from(channel.to_vec())),
+                payload: Some(Buffer::from(payload.to_vec())),
+                pattern: pattern.map(|p| Buffer::from(p.to_vec())),
+                reason: None,
+            },
+            subscriber::Event::Missed { reason } => PubSubEvent {
+                kind: "missed".into(),
+                channel: None,
+                payload: None,
+                pattern: None,
+                reason: Some(reason.into()),
+            },
+        };
+        callback.call(event, ThreadsafeFunctionCallMode::NonBlocking) == napi::Status::Ok
+    }))
+}
+
+/// The subscriptions of this process.
+#[napi(js_name = "Subscriber")]
+pub struct NativeSubscriber {
+    inner: Arc<subscriber::Subscriber>,
+}
+
+fn pubsub_kind(kind: &str) -> napi::Result<Kind> {
+    match kind {
+        "channel" => Ok(Kind::Channel),
+        "pattern" => Ok(Kind::Pattern),
+        _ => Err(ShmError::BadArgument(format!("unknown subscription kind {kind}")).into()),
+    }
+}
+
+#[napi]
+impl NativeSubscriber {
+    /// Subscriptions over the socket of a broker in another process.
+    #[napi(factory, ts_args_type = "options: ClientOptions, onEvent: (event: PubSubEvent) => void")]
+    pub fn connect(options: ClientOptions, on_event: Function<'_, PubSubEvent, ()>) -> napi::Result<NativeSubscriber> {
+        let inner = subscriber::Subscriber::remote(client_options(options), emitter(on_event)?)?;
+        Ok(NativeSubscriber { inner: Arc::new(inner) })
+    }
+
+    /// Resolves once the subscription is active in the broker.
+    #[napi(ts_args_type = "kind: 'channel' | 'pattern', name: [string | Buffer]", ts_return_type = "Promise<void>")]
+    pub fn subscribe<'env>(&self, env: &'env Env, kind: String, name: Args) -> napi::Result<PromiseRaw<'env, ()>> {
+        let (kind, name, inner) = (pubsub_kind(&kind)?, one_arg(name)?, self.inner.clone());
+        env.spawn_future(async move { inner.subscribe(kind, name).await.map_err(napi::Error::from) })
+    }
+
+    #[napi(ts_args_type = "kind: 'channel' | 'pattern', name: [string | Buffer]", ts_return_type = "Promise<void>")]
+    pub fn unsubscribe<'env>(&self, env: &'env Env, kind: String, name: Args) -> napi::Result<PromiseRaw<'env, ()>> {
+        let (kind, name, inner) = (pubsub_kind(&kind)?, one_arg(name)?, self.inner.clone());
+        env.spawn_future(async move { inner.unsubscribe(kind, name).await.map_err(napi::Error::from) })
+    }
+
+    #[napi]
+    pub fn close(&self) {
+        self.inner.close();
+    }
+}
+
+fn one_arg(args: Args) -> napi::Result<bytes::Bytes> {
+    let mut args = args.0;
+    match args.len() {
+        1 => Ok(args.remove(0)),
+        _ => Err(ShmError::BadArgument("expected exactly one name".into()).into()),
+    }
+}
+
+fn client_options(options: ClientOptions) -> client::ClientOptions {
+    client::ClientOptions {
+        socket: PathBuf::from(options.socket),
+        connect_timeout: Duration::from_millis(options.connect_timeout.unwrap_or(5_000) as u64),
+        command_timeout: Duration::from_millis(options.command_timeout.unwrap_or(10_000) as u64),
+        secret: options.auth_secret,
+    }
+}
+
+#[napi(object)]
+pub struct ClientOptions {
+    pub socket: String,
+    /// Milliseconds a call waits for a connection before failing.
+    pub connect_timeout: Option<u32>,
+    /// Milliseconds a call waits for its reply.
+    pub command_timeout: Option<u32>,
+    /// The broker's secret.
+    pub auth_secret: Option<String>,
+}
+
+/// A connection to a broker in another process.
+#[napi(js_name = "Client")]
+pub struct NativeClient {
+    inner: Arc<client::Client>,
+}
+
+#[napi]
+impl NativeClient {
+    #[napi(constructor)]
+    pub fn new(options: ClientOptions) -> napi::Result<NativeClient> {
+        let inner = client::Client::new(client_options(options))?;
+        Ok(NativeClient { inner: Arc::new(inner) })
+    }
+
+    #[napi(ts_args_type = "args: Array<string | Buffer>", ts_return_type = "Promise<unknown>")]
+    pub fn call<'env>(&self, env: &'env Env, args: Args) -> napi::Result<PromiseRaw<'env, Reply>> {
+        let client = self.inner.clone();
+        env.spawn_future(async move {
+            match client.call(args.0).await {
+                Ok(frame) => Reply(frame).into_result(),
+                Err(error) => Err(error.into()),
+            }
+        })
+    }
+
+    /// Sends a command that may block for up to `waitMs` on a connection of
+    /// its own, so the replies of the shared connection keep flowing.
+    #[napi(ts_args_type = "args: Array<string | Buffer>, waitMs: number", ts_return_type = "Promise<unknown>")]
+    pub fn call_blocking<'env>(
+        &self,
+        env: &'env Env,
+        args: Args,
+        wait_ms: u32,
+    ) -> napi::Result<PromiseRaw<'env, Reply>> {
+        let client = self.inner.clone();
+        env.spawn_future(async move {
+            match client.call_blocking(args.0, Duration::from_millis(wait_ms as u64)).await {
+                Ok(frame) => Reply(frame).into_result(),
+                Err(error) => Err(error.into()),
+            }
+        })
+    }
+
+    #[napi]
+    pub fn close(&self) {
+        self.inner.close();
+    }
+}
