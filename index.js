@@ -29,7 +29,7 @@ function remote(socket, options) {
     return { socket, connectTimeout, commandTimeout, authSecret };
   };
   const backend = new RemoteBackend(
-    () => new native.Client(connection()),
+    (onReplies) => new native.Client(connection(), onReplies),
     (onEvent) => native.Subscriber.connect(connection(), onEvent),
   );
   shm = new SharedMemory({ backend, role, socket, options });

@@ -59,12 +59,29 @@ class InProcessBackend {
   }
 }
 
-/** Sends commands over the broker's socket (workers, other processes). */
+/**
+ * Sends commands over the broker's socket (workers, other processes).
+ *
+ * Calls made in the same tick leave in one batch, and replies come back in
+ * batches: one crossing into native code per burst each way. Calls are
+ * matched to replies by id.
+ */
 class RemoteBackend {
   constructor(createClient, createSubscriber) {
     this.createClient = createClient;
     this.createSubscriber = createSubscriber;
     this.client = null;
+    this.nextId = 0;
+    /** id -> { resolve, reject } */
+    this.pending = new Map();
+    this.batchIds = [];
+    this.batchCommands = [];
+    this.flushQueued = false;
+    // Holds the event loop open while calls are in flight (and only then):
+    // the native wake-up does not.
+    this.keepAlive = setInterval(() => {}, 2 ** 30);
+    this.keepAlive.unref();
+    this.flush = () => this.#flush();
   }
 
   get hostsBroker() {
@@ -72,12 +89,57 @@ class RemoteBackend {
   }
 
   #client() {
-    if (this.client === null) this.client = this.createClient();
+    if (this.client === null) {
+      // Replies are drained from the client that carried the calls, even
+      // after reset() has moved new calls to a fresh one.
+      const client = this.createClient(() => this.#settle(client));
+      this.client = client;
+    }
     return this.client;
   }
 
   call(args) {
-    return this.#client().call(args).catch(rethrowNative);
+    return new Promise((resolve, reject) => {
+      const id = (this.nextId = (this.nextId + 1) >>> 0);
+      if (this.pending.size === 0) this.keepAlive.ref();
+      this.pending.set(id, { resolve, reject });
+      this.batchIds.push(id);
+      this.batchCommands.push(args);
+      if (!this.flushQueued) {
+        this.flushQueued = true;
+        queueMicrotask(this.flush);
+      }
+    });
+  }
+
+  #flush() {
+    this.flushQueued = false;
+    const ids = this.batchIds;
+    const commands = this.batchCommands;
+    this.batchIds = [];
+    this.batchCommands = [];
+    try {
+      this.#client().submit(ids, commands);
+    } catch (error) {
+      const failure = error && error.code && !/^ERR_SHM_/.test(error.message) ? error : fromNative(error);
+      for (const id of ids) this.#finish(id, false, failure);
+    }
+  }
+
+  #settle(client) {
+    const done = client.drain();
+    for (let i = 0; i < done.length; i += 3) {
+      this.#finish(done[i], done[i + 1], done[i + 1] ? done[i + 2] : fromNative({ message: done[i + 2] }));
+    }
+  }
+
+  #finish(id, ok, value) {
+    const call = this.pending.get(id);
+    if (!call) return;
+    this.pending.delete(id);
+    if (this.pending.size === 0) this.keepAlive.unref();
+    if (ok) call.resolve(value);
+    else call.reject(value);
   }
 
   /** On a connection of its own, so that the shared one keeps flowing. */

@@ -122,3 +122,46 @@ unsafe fn frame_to_js(env: sys::napi_env, frame: &Frame) -> napi::Result<sys::na
     }
     Ok(out)
 }
+
+/// Finished calls handed to JS in one go: a flat array
+/// `[id, ok, value, id, ok, value, ...]` where `value` is the reply when `ok`,
+/// else the error message (`"<CODE> <text>"`).
+pub struct Completions(pub Vec<(u32, Result<Frame, crate::error::ShmError>)>);
+
+impl ToNapiValue for Completions {
+    unsafe fn to_napi_value(env: sys::napi_env, completions: Self) -> napi::Result<sys::napi_value> {
+        let mut out = ptr::null_mut();
+        check_status!(sys::napi_create_array_with_length(env, completions.0.len() * 3, &mut out))?;
+        for (i, (id, result)) in completions.0.into_iter().enumerate() {
+            let mut id_value = ptr::null_mut();
+            check_status!(sys::napi_create_uint32(env, id, &mut id_value))?;
+            let mut ok_value = ptr::null_mut();
+            let value = match result.and_then(|frame| match frame {
+                Frame::Error(text) => Err(crate::error::ShmError::Server(text)),
+                frame => Ok(frame),
+            }) {
+                Ok(frame) => {
+                    check_status!(sys::napi_get_boolean(env, true, &mut ok_value))?;
+                    frame_to_js(env, &frame)?
+                }
+                Err(error) => {
+                    check_status!(sys::napi_get_boolean(env, false, &mut ok_value))?;
+                    let text = format!("{} {}", error.code(), error);
+                    let mut message = ptr::null_mut();
+                    check_status!(sys::napi_create_string_utf8(
+                        env,
+                        text.as_ptr().cast(),
+                        text.len() as isize,
+                        &mut message
+                    ))?;
+                    message
+                }
+            };
+            let base = (i * 3) as u32;
+            check_status!(sys::napi_set_element(env, out, base, id_value))?;
+            check_status!(sys::napi_set_element(env, out, base + 1, ok_value))?;
+            check_status!(sys::napi_set_element(env, out, base + 2, value))?;
+        }
+        Ok(out)
+    }
+}

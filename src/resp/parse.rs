@@ -269,6 +269,11 @@ fn parse_frame_at(buf: &[u8], pos: usize, limits: &Limits, depth: usize) -> Pars
                 return Ok(None);
             }
             let body = &buf[pos + 1..cr];
+            // A line frame ends at its CRLF: a bare LF inside is malformed
+            // (and would not survive being written out again).
+            if body.contains(&b'\n') {
+                return Err(ProtocolError::UnexpectedByte(b'\n'));
+            }
             let frame = match tag {
                 b'+' => Frame::Simple(String::from_utf8_lossy(body).into_owned()),
                 b'-' => Frame::Error(String::from_utf8_lossy(body).into_owned()),

@@ -139,6 +139,13 @@ fn malformed_input_is_a_protocol_error() {
 }
 
 #[test]
+fn a_line_frame_with_a_bare_line_feed_is_malformed() {
+    // Found by the resp_decoder fuzz target: it decoded, but did not encode back.
+    assert_eq!(parse_frame(b"-\nGET\r\n", &Limits::default()), Err(ProtocolError::UnexpectedByte(b'\n')));
+    assert_eq!(parse_frame(b"+OK\nX\r\n", &Limits::default()), Err(ProtocolError::UnexpectedByte(b'\n')));
+}
+
+#[test]
 fn limits_bound_what_a_peer_can_make_us_hold() {
     let limits = Limits { max_bulk_len: 10, max_array_len: 3, max_inline_len: 16, max_depth: 2 };
     let mut buf = BytesMut::from(&b"*1\r\n$11\r\n"[..]);
