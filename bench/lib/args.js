@@ -1,0 +1,93 @@
+'use strict';
+
+/** Command-line flags of `npm run bench` and the plan of runs they give. */
+
+const { SYSTEMS, systemById } = require('../systems');
+
+const USAGE = `usage: npm run bench -- [options]
+
+  --quick              short runs and fewer combinations (warm-up 0.2 s, 0.6 s measured)
+  --warmup SECONDS     warm-up before measuring, per run (default 0.5)
+  --duration SECONDS   measured time per run (default 2)
+  --only IDS           comma-separated systems to run (${SYSTEMS.map((s) => s.id).join(', ')})
+  --workload NAME      json, buffer or all (default all)
+  --workers LIST       worker counts (default 1,2,4 for 100-byte values and 2 for 64 KiB; quick 1,2 and 2)
+  --depths LIST        requests in flight per worker (default 1,64; quick 64 for 64 KiB)
+  --no-raw             skip the redis-benchmark and memory-per-key sections
+  --help               this text
+`;
+
+function list(text, name) {
+  const values = String(text)
+    .split(',')
+    .map((v) => Number(v.trim()));
+  if (values.length === 0 || values.some((v) => !Number.isInteger(v) || v < 1)) {
+    throw new Error(`${name} takes a comma-separated list of positive integers, got ${JSON.stringify(text)}`);
+  }
+  return values;
+}
+
+function seconds(text, name) {
+  const value = Number(text);
+  if (!Number.isFinite(value) || value <= 0) throw new Error(`${name} takes a positive number of seconds`);
+  return value;
+}
+
+function parseArgs(argv) {
+  const options = { quick: false, warmup: null, duration: null, only: null, workload: 'all', workers: null, depths: null, raw: true };
+  for (let i = 0; i < argv.length; i++) {
+    const flag = argv[i];
+    const value = () => {
+      if (i + 1 >= argv.length) throw new Error(`${flag} needs a value`);
+      return argv[++i];
+    };
+    if (flag === '--quick') options.quick = true;
+    else if (flag === '--warmup') options.warmup = seconds(value(), flag);
+    else if (flag === '--duration') options.duration = seconds(value(), flag);
+    else if (flag === '--only') options.only = value().split(',').map((id) => systemById(id.trim()).id);
+    else if (flag === '--workload') {
+      options.workload = value();
+      if (!['json', 'buffer', 'all'].includes(options.workload)) throw new Error('--workload is json, buffer or all');
+    } else if (flag === '--workers') options.workers = list(value(), flag);
+    else if (flag === '--depths') options.depths = list(value(), flag);
+    else if (flag === '--no-raw') options.raw = false;
+    else if (flag === '--help' || flag === '-h') options.help = true;
+    else throw new Error(`unknown option ${JSON.stringify(flag)}\n\n${USAGE}`);
+  }
+  options.warmup ??= options.quick ? 0.2 : 0.5;
+  options.duration ??= options.quick ? 0.6 : 2;
+  // A full run is the default matrix, nothing narrowed: only it is "full".
+  options.full = !options.quick && !options.only && options.workload === 'all' && !options.workers && !options.depths && options.raw;
+  return options;
+}
+
+/**
+ * The runs, ordered workload → workers → depth → system, so the systems of
+ * one combination run back to back under the same machine conditions.
+ * The 64 KiB workload runs 2 workers only, to stay within the time budget.
+ */
+function planRuns(options, { redisAvailable }) {
+  const systems = SYSTEMS.filter((s) => (!options.only || options.only.includes(s.id)) && (redisAvailable || !s.needsRedis));
+  const depths = options.depths ?? [1, 64];
+  const matrix = {
+    json: { workers: options.workers ?? (options.quick ? [1, 2] : [1, 2, 4]), depths },
+    buffer: { workers: options.workers ?? [2], depths: options.depths ?? (options.quick ? [64] : [1, 64]) },
+  };
+  const runs = [];
+  for (const workload of ['json', 'buffer']) {
+    if (options.workload !== 'all' && options.workload !== workload) continue;
+    const { workers: workerCounts, depths: depthList } = matrix[workload];
+    for (const depth of depthList) {
+      // The in-process row has one "worker": the primary itself.
+      for (const system of systems.filter((s) => s.inProcess)) runs.push({ system: system.id, workload, workers: 1, depth });
+    }
+    for (const workers of workerCounts) {
+      for (const depth of depthList) {
+        for (const system of systems.filter((s) => !s.inProcess)) runs.push({ system: system.id, workload, workers, depth });
+      }
+    }
+  }
+  return { runs, matrix };
+}
+
+module.exports = { USAGE, parseArgs, planRuns };

@@ -1,0 +1,212 @@
+'use strict';
+
+/** The markdown report: machine, one table per workload, raw server, memory per key, targets. */
+
+const { SYSTEMS } = require('../systems');
+const { WORKLOADS } = require('./workload');
+const { int, micros, bytes, ratio, table } = require('./format');
+const { findRun } = require('./targets');
+
+function label(id) {
+  return SYSTEMS.find((s) => s.id === id).label;
+}
+
+function memoryCell(run) {
+  const m = run.memory || {};
+  const parts = [];
+  if (Number.isFinite(m.storePeak)) parts.push(`store ${bytes(m.storePeak)}`);
+  if (Number.isFinite(m.rssPeak) && m.rssPeak > 0) parts.push(`RSS ${bytes(m.rssPeak)}`);
+  return parts.join(' · ') || '—';
+}
+
+function workloadSection(report, workload) {
+  const spec = WORKLOADS[workload];
+  const runs = report.runs.filter((r) => r.workload === workload);
+  if (runs.length === 0) return '';
+  const matrix = report.matrix[workload];
+  const lines = [];
+  lines.push(`## ${spec.title}`);
+  lines.push('');
+  lines.push(
+    `50/50 get/set over ${int(spec.keys)} pre-filled keys, ${spec.name === 'json' ? `an object whose JSON is ${spec.valueBytes} bytes` : `${int(spec.valueBytes)}-byte Buffers`}; ` +
+      `workers ${matrix.workers.join(', ')} × in flight per worker ${matrix.depths.join(', ')}.`,
+  );
+  if (spec.name === 'buffer') {
+    lines.push('');
+    lines.push(
+      `Reduced on purpose: ${int(spec.keys)} keys instead of 10,000 and only ${matrix.workers.join(', ')} worker(s), because the IPC peers carry a Buffer as JSON ` +
+        '(`{ type: "Buffer", data: [...] }`, ~230 KB per 64 KiB value) and hold it as a JS array (~512 KiB each): 10,000 keys would not fit their heaps, and the full matrix would not fit the time budget.',
+    );
+  }
+  lines.push('');
+  const rows = [];
+  const notes = [];
+  const combos = [...new Map(runs.map((r) => [`${r.workers}x${r.depth}`, r])).values()].sort((a, b) => a.workers - b.workers || a.depth - b.depth);
+  for (const combo of combos) {
+    const base = findRun(report.runs, 'cluster-shm', combo.workers, combo.depth, workload);
+    for (const system of SYSTEMS) {
+      const run = runs.find((r) => r.system === system.id && r.workers === combo.workers && r.depth === combo.depth);
+      if (!run) continue;
+      if (!run.ok) {
+        rows.push([system.label, run.workers, run.depth, 'failed', '—', '—', '—', '—']);
+        notes.push(`${system.label}, ${run.workers} worker(s), ${run.depth} in flight: failed: ${String(run.error).split('\n')[0]}`);
+        continue;
+      }
+      let flag = '';
+      if (run.errors || run.misses || run.wrong) {
+        flag = ' ⚠';
+        notes.push(
+          `${system.label}, ${run.workers} worker(s), ${run.depth} in flight: ${run.errors} errors, ${run.misses} get misses, ${run.wrong} wrong values` +
+            (run.firstError ? ` (first error: ${run.firstError.split('\n')[0]})` : ''),
+        );
+      }
+      rows.push([
+        system.label + flag,
+        run.workers,
+        run.depth,
+        int(run.opsPerSec),
+        micros(run.latencyNs.p50),
+        micros(run.latencyNs.p99),
+        memoryCell(run),
+        base ? ratio(run.opsPerSec, base.opsPerSec) : '—',
+      ]);
+    }
+  }
+  lines.push(
+    table(
+      ['system', 'workers', 'in-flight', 'ops/s', 'p50 (µs)', 'p99 (µs)', 'peak memory', 'ops/s vs cluster-shm (same workers/in-flight)'],
+      rows,
+      ['l', 'r', 'r', 'r', 'r', 'r', 'l', 'r'],
+    ),
+  );
+  lines.push('');
+  lines.push(
+    '"in-flight" is requests in flight per worker. ops/s is the sum over workers of requests completed in the measured window; p50/p99 come from the merged latency histograms of all workers. ' +
+      'Peak memory is of the process holding the data: *store* is the store\'s own accounting (cluster-shm `stats().peakMemory`, redis `used_memory_peak`), ' +
+      '*RSS* the highest of samples taken every 100 ms (cluster-shm `stats().residentMemory` = the primary that hosts the broker; redis `used_memory_rss`; JS peers the primary\'s `process.memoryUsage().rss`). ' +
+      'The in-process row runs the load in the primary (its RSS includes the load generator); its ratio compares it with cluster-shm through 1 worker.',
+  );
+  if (notes.length) {
+    lines.push('');
+    for (const note of notes) lines.push(`- ⚠ ${note}`);
+  }
+  lines.push('');
+  return lines.join('\n');
+}
+
+function rawSection(raw) {
+  const lines = ['## Raw server: redis-benchmark', ''];
+  if (!raw) return '';
+  if (raw.skipped) return `${lines.join('\n')}\n${raw.skipped}\n`;
+  lines.push(`Each server fresh on a Unix socket, ${raw.clients} clients (redis-benchmark's default). Commands:`);
+  lines.push('');
+  for (const command of [...new Set(raw.results.map((r) => r.command))]) lines.push(`- \`${command}\``);
+  lines.push('');
+  const rows = raw.results.map((r) => {
+    const redis = raw.results.find((o) => o.server === 'redis-server' && o.pipeline === r.pipeline && !o.error);
+    if (r.error) return [r.server, r.pipeline, 'failed', 'failed', '—', '—'];
+    return [r.server, r.pipeline, int(r.get), int(r.set), redis ? ratio(r.get, redis.get) : '—', redis ? ratio(r.set, redis.set) : '—'];
+  });
+  lines.push(table(['server', '-P', 'GET req/s', 'SET req/s', 'GET vs redis-server', 'SET vs redis-server'], rows, ['l', 'r', 'r', 'r', 'r', 'r']));
+  for (const r of raw.results.filter((x) => x.error)) lines.push(`\n- ⚠ ${r.server} -P ${r.pipeline}: ${r.error}`);
+  lines.push('');
+  return lines.join('\n');
+}
+
+function memorySection(memory) {
+  if (!memory) return '';
+  const lines = ['## Memory per 100-byte key', ''];
+  if (memory.error) return `${lines.join('\n')}\nfailed: ${memory.error}\n`;
+  lines.push(
+    `${int(memory.keys)} keys of 100-byte JSON text, SET over the socket into a fresh server. *store* is the INFO \`used_memory\` delta (for the broker the same counter as \`stats().usedMemory\`), *RSS* the delta of the server process's VmRSS.`,
+  );
+  lines.push('');
+  const redis = memory.results.find((r) => r.server === 'redis-server');
+  const rows = memory.results.map((r) => [
+    r.server,
+    int(r.keys),
+    r.usedPerKey.toFixed(1),
+    r.rssPerKey.toFixed(1),
+    bytes(r.usedAfter),
+    bytes(r.rssAfter),
+    redis ? ratio(r.usedPerKey, redis.usedPerKey) : '—',
+    redis ? ratio(r.rssPerKey, redis.rssPerKey) : '—',
+  ]);
+  lines.push(
+    table(
+      ['server', 'keys', 'store B/key', 'RSS B/key', 'store total', 'RSS total', 'store vs redis-server', 'RSS vs redis-server'],
+      rows,
+      ['l', 'r', 'r', 'r', 'r', 'r', 'r', 'r'],
+    ),
+  );
+  lines.push('');
+  return lines.join('\n');
+}
+
+function targetsSection(targets) {
+  const lines = ['## Targets', ''];
+  const mark = { met: '✅ met', missed: '❌ missed', 'not measured': '— not measured' };
+  lines.push(table(['target', 'required', 'measured', 'status'], targets.map((t) => [t.name, t.required, t.measured, mark[t.status]])));
+  lines.push('');
+  return lines.join('\n');
+}
+
+function packageVersion(name) {
+  try {
+    return require(`${name}/package.json`).version;
+  } catch {
+    return 'not installed';
+  }
+}
+
+function systemsSection(report) {
+  const used = new Set(report.runs.map((r) => r.system));
+  const lines = ['## Systems', ''];
+  for (const system of SYSTEMS.filter((s) => used.has(s.id))) {
+    const version = system.package ? ` ${packageVersion(system.package)}` : '';
+    lines.push(`- **${system.label}**${version}: ${system.how}.`);
+  }
+  lines.push(
+    '- The IPC peers (classic, memored, lru-cache-for-clusters-as-promised) send values with `process.send`, whose default serialization is JSON: a Buffer arrives as `{ type: "Buffer", data: [...] }` and their `get` turns it back into a Buffer.',
+  );
+  lines.push('- Keys are pre-filled before timing through each system\'s own client (by worker 1, or by the primary for the in-process row); every get is checked to hit and to return a value of the right shape.');
+  lines.push('');
+  return lines.join('\n');
+}
+
+function addonLine(addon) {
+  if (!addon || !addon.present) return '- ⚠ Native addon: missing';
+  const warnings = [];
+  if (addon.debugBuild) warnings.push('⚠ a DEBUG build: cluster-shm numbers are not representative');
+  if (addon.newerSources.length) warnings.push(`⚠ older than ${addon.newerSources.join(', ')} (stale)`);
+  const kind = addon.debugBuild ? 'debug' : 'release';
+  return `- Native addon: ${kind} build, ${bytes(addon.bytes)}, built ${addon.builtAt}${warnings.length ? `; ${warnings.join('; ')}` : ''}`;
+}
+
+function renderMarkdown(report) {
+  const m = report.machine;
+  const header = [
+    '# cluster-shm benchmark',
+    '',
+    `- CPU: ${m.cpu}, ${m.cores} cores, ${m.memoryGiB} GiB RAM (${m.os})`,
+    `- Node ${m.node}, cluster-shm ${m.clusterShm}, redis-server ${m.redis ?? 'not installed'}`,
+    `- Date: ${m.date}; load average (1/5/15 min) at start ${m.loadAverageAtStart}, at end ${report.loadAverageAtEnd}`,
+    `- Run: \`${report.command}\` (${report.full ? 'full default run' : 'partial run'}): warm-up ${report.options.warmup} s, measured ${report.options.duration} s per run, ` +
+      `${report.runs.length} runs, each a fresh process tree; ${report.elapsedSeconds.toFixed(0)} s in all`,
+    addonLine(m.addon),
+    ...report.warnings.map((message) => `- ⚠ ${message}`),
+    ...report.skipped.map((message) => `- Skipped: ${message}`),
+    '',
+  ].join('\n');
+  const sections = [
+    header,
+    systemsSection(report),
+    ...Object.keys(WORKLOADS).map((workload) => workloadSection(report, workload)),
+    rawSection(report.raw),
+    memorySection(report.memoryPerKey),
+    targetsSection(report.targets),
+  ];
+  return sections.filter(Boolean).join('\n');
+}
+
+module.exports = { renderMarkdown };

@@ -1,0 +1,85 @@
+'use strict';
+
+/**
+ * The project's performance targets, checked against this run's
+ * measurements. A target whose inputs were not measured (a system skipped,
+ * a run failed) says so instead of passing or failing.
+ */
+
+function findRun(runs, system, workers, depth, workload = 'json') {
+  return runs.find((r) => r.ok && r.system === system && r.workers === workers && r.depth === depth && r.workload === workload);
+}
+
+const fmtRatio = (r) => `${r.toFixed(2)}×`;
+
+function check(name, required, compute) {
+  let value;
+  try {
+    value = compute();
+  } catch (error) {
+    value = { missing: error.message };
+  }
+  if (!value || value.missing) return { name, required, measured: `not measured (${value ? value.missing : 'missing'})`, status: 'not measured' };
+  return { name, required, measured: value.text, status: value.met ? 'met' : 'missed' };
+}
+
+function need(thing, what) {
+  if (!thing) throw new Error(`${what} has no result`);
+  return thing;
+}
+
+/** Throughput ratio of cluster-shm over `peer` at 2 workers, 100-byte values. */
+function throughputTarget(runs, peer, peerLabel, depth, factor) {
+  return check(`cluster-shm ≥ ${factor}× ${peerLabel} ops/s (2 workers, 100 B, ${depth} in flight)`, `≥ ${factor}×`, () => {
+    const shm = need(findRun(runs, 'cluster-shm', 2, depth), 'cluster-shm at 2 workers');
+    const other = need(findRun(runs, peer, 2, depth), `${peer} at 2 workers`);
+    const r = shm.opsPerSec / other.opsPerSec;
+    return { met: r >= factor, text: `${fmtRatio(r)} (${Math.round(shm.opsPerSec).toLocaleString('en-US')} vs ${Math.round(other.opsPerSec).toLocaleString('en-US')} ops/s)` };
+  });
+}
+
+function evaluateTargets({ runs, raw, memoryPerKey }) {
+  const targets = [
+    throughputTarget(runs, 'classic', 'classic', 64, 10),
+    throughputTarget(runs, 'classic', 'classic', 1, 3),
+    throughputTarget(runs, 'ioredis', 'ioredis → redis-server', 1, 1.2),
+    throughputTarget(runs, 'ioredis', 'ioredis → redis-server', 64, 1.2),
+    throughputTarget(runs, 'ioredis-autopipeline', 'ioredis (autopipelining) → redis-server', 1, 1.2),
+    throughputTarget(runs, 'ioredis-autopipeline', 'ioredis (autopipelining) → redis-server', 64, 1.2),
+  ];
+
+  for (const test of ['get', 'set']) {
+    targets.push(
+      check(`broker ≥ 1.0× redis-server under redis-benchmark -P 16 (${test.toUpperCase()})`, '≥ 1.00×', () => {
+        const results = need(raw && raw.results, 'redis-benchmark');
+        const broker = need(results.find((r) => r.server === 'cluster-shm broker' && r.pipeline === 16 && !r.error), 'broker -P 16');
+        const redis = need(results.find((r) => r.server === 'redis-server' && r.pipeline === 16 && !r.error), 'redis-server -P 16');
+        const r = broker[test] / redis[test];
+        return { met: r >= 1, text: `${fmtRatio(r)} (${Math.round(broker[test]).toLocaleString('en-US')} vs ${Math.round(redis[test]).toLocaleString('en-US')} req/s)` };
+      }),
+    );
+  }
+
+  targets.push(
+    check('cluster-shm p99 at 1 in flight ≤ classic p50 (2 workers, 100 B)', 'p99 ≤ classic p50', () => {
+      const shm = need(findRun(runs, 'cluster-shm', 2, 1), 'cluster-shm at 2 workers');
+      const classic = need(findRun(runs, 'classic', 2, 1), 'classic at 2 workers');
+      const p99 = shm.latencyNs.p99 / 1000;
+      const p50 = classic.latencyNs.p50 / 1000;
+      return { met: p99 <= p50, text: `p99 ${p99.toFixed(1)} µs vs classic p50 ${p50.toFixed(1)} µs` };
+    }),
+  );
+
+  targets.push(
+    check('broker memory per 100-byte key ≤ redis-server (INFO used_memory delta)', '≤ 1.00× redis', () => {
+      const results = need(memoryPerKey && memoryPerKey.results, 'memory per key');
+      const broker = need(results.find((r) => r.server === 'cluster-shm broker'), 'broker memory');
+      const redis = need(results.find((r) => r.server === 'redis-server'), 'redis-server memory');
+      const r = broker.usedPerKey / redis.usedPerKey;
+      return { met: broker.usedPerKey <= redis.usedPerKey, text: `${broker.usedPerKey.toFixed(1)} vs ${redis.usedPerKey.toFixed(1)} B/key (${fmtRatio(r)})` };
+    }),
+  );
+  return targets;
+}
+
+module.exports = { evaluateTargets, findRun };

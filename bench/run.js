@@ -1,0 +1,146 @@
+#!/usr/bin/env node
+'use strict';
+
+/**
+ * `npm run bench`: runs every (system, workload, workers, in-flight) run as a
+ * fresh process tree (bench/primary.js in a process group and temp dir of its
+ * own), then the redis-benchmark and memory-per-key sections, and writes
+ * bench/results/latest.{md,json,svg}. See `npm run bench -- --help`.
+ */
+
+const fs = require('node:fs');
+const path = require('node:path');
+const { USAGE, parseArgs, planRuns } = require('./lib/args');
+const { runPrimary } = require('./lib/proc');
+const { which } = require('./lib/redis-server');
+const { describeMachine, describeAddon, loadAverage } = require('./lib/machine');
+const { SYSTEMS, systemById } = require('./systems');
+const { WORKLOADS } = require('./lib/workload');
+const { evaluateTargets } = require('./lib/targets');
+const { renderMarkdown } = require('./lib/report');
+const { throughputChart } = require('./lib/svg');
+const { runRawServer } = require('./sections/raw-server');
+const { runMemoryPerKey } = require('./sections/memory-per-key');
+const { int, micros } = require('./lib/format');
+
+const RESULTS = path.join(__dirname, 'results');
+const log = (line) => process.stderr.write(`${line}\n`);
+
+/** Writes through a .tmp file and a rename, so a results file is never half written. */
+function writeAtomic(file, text) {
+  fs.writeFileSync(`${file}.tmp`, text);
+  fs.renameSync(`${file}.tmp`, file);
+}
+
+function runTimeoutMs(options, workload) {
+  // Start-up and pre-fill on top of warm-up and measurement; the 64 KiB
+  // pre-fill through JSON IPC takes seconds.
+  return (options.warmup + options.duration) * 1000 + (workload === 'buffer' ? 60_000 : 30_000);
+}
+
+function summarize(run) {
+  if (!run.ok) return `FAILED: ${String(run.error).split('\n')[0]}`;
+  const warn = run.errors || run.misses || run.wrong ? `  ⚠ ${run.errors} errors, ${run.misses} misses, ${run.wrong} wrong` : '';
+  return `${int(run.opsPerSec).padStart(10)} ops/s  p50 ${micros(run.latencyNs.p50).padStart(8)} µs  p99 ${micros(run.latencyNs.p99).padStart(8)} µs${warn}`;
+}
+
+async function main() {
+  let options;
+  try {
+    options = parseArgs(process.argv.slice(2));
+  } catch (error) {
+    log(`bench: ${error.message}`);
+    process.exitCode = 2;
+    return;
+  }
+  if (options.help) {
+    process.stdout.write(USAGE);
+    return;
+  }
+  const started = Date.now();
+  const machine = describeMachine();
+  const skipped = [];
+  const { addon } = machine;
+  if (!addon.present) log('bench: ⚠ the native addon is missing: run `npm run build` first');
+  else if (addon.debugBuild) log('bench: ⚠ the native addon is a debug build: run `npm run build` (release) for meaningful numbers');
+  if (addon.present && addon.newerSources.length) log(`bench: ⚠ the native addon is older than ${addon.newerSources.join(', ')}: run \`npm run build\``);
+  const redisAvailable = Boolean(which('redis-server'));
+  if (!redisAvailable) {
+    const message = 'redis-server is not installed: the ioredis rows, the redis-server side of redis-benchmark and of memory per key are skipped';
+    skipped.push(message);
+    log(`bench: ${message}`);
+  }
+
+  const { runs: plan, matrix } = planRuns(options, { redisAvailable });
+  log(`bench: ${plan.length} runs, warm-up ${options.warmup} s + ${options.duration} s each${options.full ? '' : ' (partial run)'}`);
+
+  const runs = [];
+  for (const [index, config] of plan.entries()) {
+    const system = systemById(config.system);
+    const prefix = `[${String(index + 1).padStart(2)}/${plan.length}] ${config.workload.padEnd(6)} ${system.id.padEnd(22)} w=${config.workers} d=${String(config.depth).padEnd(2)}`;
+    const result = await runPrimary({ ...config, warmupMs: options.warmup * 1000, durationMs: options.duration * 1000 }, runTimeoutMs(options, config.workload));
+    const run = { ...config, label: system.label, ...result };
+    if (run.ok) run.opsPerSec = run.ops / (run.durationMs / 1000);
+    runs.push(run);
+    log(`${prefix}  ${summarize(run)}`);
+    if (!run.ok && run.output) log(run.output.split('\n').slice(-8).map((l) => `      ${l}`).join('\n'));
+  }
+
+  let raw = null;
+  let memoryPerKey = null;
+  if (options.raw) {
+    log('bench: raw server comparison (redis-benchmark)');
+    raw = await runRawServer({ quick: options.quick, redisAvailable, log }).catch((error) => ({ skipped: `failed: ${error.message}` }));
+    if (raw.skipped) {
+      skipped.push(raw.skipped);
+      log(`bench: ${raw.skipped}`);
+    }
+    log('bench: memory per 100-byte key');
+    memoryPerKey = await runMemoryPerKey({ redisAvailable }).catch((error) => ({ error: error.message }));
+  }
+
+  const report = {
+    machine,
+    command: `npm run bench${process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(' ')}` : ''}`,
+    full: options.full,
+    options: { warmup: options.warmup, duration: options.duration, quick: options.quick, only: options.only },
+    matrix,
+    workloads: WORKLOADS,
+    skipped,
+    runs,
+    raw,
+    memoryPerKey,
+  };
+  // Another build may replace the addon while the benchmark runs: say so.
+  report.warnings = [];
+  const addonAtEnd = describeAddon();
+  if (addonAtEnd.builtAt !== addon.builtAt) {
+    report.warnings.push(`the native addon was rebuilt during the run (now ${addonAtEnd.debugBuild ? 'debug' : 'release'}, built ${addonAtEnd.builtAt}): cluster-shm rows may mix builds`);
+    log(`bench: ⚠ ${report.warnings.at(-1)}`);
+  }
+  report.targets = evaluateTargets(report);
+  report.elapsedSeconds = (Date.now() - started) / 1000;
+  report.loadAverageAtEnd = loadAverage();
+
+  const markdown = renderMarkdown(report);
+  fs.mkdirSync(RESULTS, { recursive: true });
+  writeAtomic(path.join(RESULTS, 'latest.md'), markdown);
+  writeAtomic(path.join(RESULTS, 'latest.json'), `${JSON.stringify(report, null, 2)}\n`);
+  const jsonRuns = runs.filter((r) => r.ok && r.workload === 'json');
+  if (jsonRuns.length) {
+    const svg = throughputChart({
+      runs: jsonRuns,
+      systems: SYSTEMS,
+      title: 'Throughput, 100-byte JSON values, 50/50 get/set over 10,000 keys',
+      subtitle: `${machine.cpu}, ${machine.cores} cores, Node ${machine.node}, ${machine.date.slice(0, 10)}; ${options.duration} s measured per run${options.full ? '' : ' (partial run)'}`,
+    });
+    writeAtomic(path.join(RESULTS, 'latest.svg'), svg);
+  }
+  process.stdout.write(markdown);
+  log(`bench: done in ${report.elapsedSeconds.toFixed(0)} s; wrote ${path.relative(process.cwd(), RESULTS)}/latest.{md,json${jsonRuns.length ? ',svg' : ''}}`);
+}
+
+main().catch((error) => {
+  log(`bench: ${error.stack || error}`);
+  process.exitCode = 1;
+});
