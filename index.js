@@ -29,7 +29,8 @@ function remote(socket, options) {
     return { socket, connectTimeout, commandTimeout, authSecret };
   };
   const backend = new RemoteBackend(
-    (onReplies) => new native.Client(connection(), onReplies),
+    connection,
+    () => new native.Client(connection()),
     (onEvent) => native.Subscriber.connect(connection(), onEvent),
   );
   shm = new SharedMemory({ backend, role, socket, options });

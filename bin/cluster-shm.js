@@ -171,7 +171,8 @@ function connect(flags) {
   const authSecret = readSecret(flags['auth-file']);
   const connection = { socket: path.resolve(socket), connectTimeout: 2000, commandTimeout: 5000, authSecret };
   const backend = new RemoteBackend(
-    (onReplies) => new native.Client(connection, onReplies),
+    () => connection,
+    () => new native.Client(connection),
     (onEvent) => native.Subscriber.connect(connection, onEvent),
   );
   return new SharedMemory({ backend, role: 'client', socket: connection.socket });

@@ -6,6 +6,7 @@ const { CODES, shmError, typeError, rangeError, fromNative } = require('./errors
 const { DEFAULTS, BROKER_OPTIONS, validateOptions, callOptions, checkTtl, checkTimeout } = require('./options');
 const { Lock, lockTimeout } = require('./lock');
 const { PubSubHub, KEYSPACE_PREFIX } = require('./pubsub');
+const { Connection } = require('./connection');
 
 /** How long a single-flight leader's lock lives without renewal. */
 const FLIGHT_LEASE = 15_000;
@@ -60,104 +61,49 @@ class InProcessBackend {
 }
 
 /**
- * Sends commands over the broker's socket (workers, other processes).
- *
- * Calls made in the same tick leave in one batch, and replies come back in
- * batches: one crossing into native code per burst each way. Calls are
- * matched to replies by id.
+ * Sends commands over the broker's socket (workers, other processes): the
+ * ordinary calls on one pipelined connection driven from the JS thread
+ * (lib/connection.js), blocking calls (lock waits) on native connections of
+ * their own, so that they never hold up the shared one.
  */
 class RemoteBackend {
-  constructor(createClient, createSubscriber) {
-    this.createClient = createClient;
+  constructor(connectionOptions, createNativeClient, createSubscriber) {
+    this.connectionOptions = connectionOptions;
+    this.createNativeClient = createNativeClient;
     this.createSubscriber = createSubscriber;
-    this.client = null;
-    this.nextId = 0;
-    /** id -> { resolve, reject } */
-    this.pending = new Map();
-    this.batchIds = [];
-    this.batchCommands = [];
-    this.flushQueued = false;
-    // Holds the event loop open while calls are in flight (and only then):
-    // the native wake-up does not.
-    this.keepAlive = setInterval(() => {}, 2 ** 30);
-    this.keepAlive.unref();
-    this.flush = () => this.#flush();
+    this.connection = null;
+    this.nativeClient = null;
   }
 
   get hostsBroker() {
     return false;
   }
 
-  #client() {
-    if (this.client === null) {
-      // Replies are drained from the client that carried the calls, even
-      // after reset() has moved new calls to a fresh one.
-      const client = this.createClient(() => this.#settle(client));
-      this.client = client;
-    }
-    return this.client;
-  }
-
   call(args) {
-    return new Promise((resolve, reject) => {
-      const id = (this.nextId = (this.nextId + 1) >>> 0);
-      if (this.pending.size === 0) this.keepAlive.ref();
-      this.pending.set(id, { resolve, reject });
-      this.batchIds.push(id);
-      this.batchCommands.push(args);
-      if (!this.flushQueued) {
-        this.flushQueued = true;
-        queueMicrotask(this.flush);
-      }
-    });
+    if (this.connection === null) this.connection = new Connection(this.connectionOptions());
+    return this.connection.call(args);
   }
 
-  #flush() {
-    this.flushQueued = false;
-    const ids = this.batchIds;
-    const commands = this.batchCommands;
-    this.batchIds = [];
-    this.batchCommands = [];
-    try {
-      this.#client().submit(ids, commands);
-    } catch (error) {
-      const failure = error && error.code && !/^ERR_SHM_/.test(error.message) ? error : fromNative(error);
-      for (const id of ids) this.#finish(id, false, failure);
-    }
-  }
-
-  #settle(client) {
-    const done = client.drain();
-    for (let i = 0; i < done.length; i += 3) {
-      this.#finish(done[i], done[i + 1], done[i + 1] ? done[i + 2] : fromNative({ message: done[i + 2] }));
-    }
-  }
-
-  #finish(id, ok, value) {
-    const call = this.pending.get(id);
-    if (!call) return;
-    this.pending.delete(id);
-    if (this.pending.size === 0) this.keepAlive.unref();
-    if (ok) call.resolve(value);
-    else call.reject(value);
-  }
-
-  /** On a connection of its own, so that the shared one keeps flowing. */
   callBlocking(args, waitMs) {
-    return this.#client().callBlocking(args, waitMs).catch(rethrowNative);
+    if (this.nativeClient === null) this.nativeClient = this.createNativeClient();
+    return this.nativeClient.callBlocking(args, waitMs).catch(rethrowNative);
   }
 
-  /** New timeouts apply to the next connection; calls in flight finish on the old one. */
+  /** New timeouts apply from the next call on. */
   reset() {
-    this.client = null;
+    if (this.connection) this.connection.options = this.connectionOptions();
+    this.nativeClient = null;
   }
 
   close() {
-    if (this.client) this.client.close();
-    this.createClient = () => {
+    const closed = () => {
       throw shmError(CODES.CLOSED, 'the cluster-shm connection is closed');
     };
-    this.client = null;
+    if (this.connection) this.connection.close();
+    else this.connection = new Connection(this.connectionOptions());
+    this.connection.close();
+    if (this.nativeClient) this.nativeClient.close();
+    this.createNativeClient = closed;
   }
 }
 

@@ -198,20 +198,6 @@ impl Client {
     }
 }
 
-/// The threads that drive this process's client connections: one runtime
-/// for all clients of the process, started on first use.
-pub fn runtime() -> &'static tokio::runtime::Runtime {
-    static RUNTIME: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
-    RUNTIME.get_or_init(|| {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .thread_name("cluster-shm-client")
-            .enable_all()
-            .build()
-            .expect("cannot start the cluster-shm client runtime")
-    })
-}
-
 /// A `redis` crate client for the broker these options name.
 pub fn redis_client(options: &ClientOptions) -> Result<redis::Client, ShmError> {
     let mut info = ConnectionAddr::Unix(options.socket.clone())

@@ -223,71 +223,20 @@ pub struct ClientOptions {
     pub auth_secret: Option<String>,
 }
 
-/// Calls finished on the client's threads, waiting for the JS thread.
-#[derive(Default)]
-struct Finished {
-    calls: Vec<(u32, Result<crate::resp::Frame, ShmError>)>,
-    /// A wake-up is on its way to the JS thread and has not drained yet.
-    wake_pending: bool,
-}
-
-type WakeFn = ThreadsafeFunction<(), (), (), napi::Status, false, true>;
-
-/// A connection to a broker in another process.
-///
-/// Calls go in batches (`submit`) and come back in batches: the client's
-/// threads collect finished calls and wake the JS thread once, which then
-/// takes them all (`drain`). One wake-up per burst of replies, instead of a
-/// Promise machinery per call, keeps the per-call cost low.
+/// Native connections to a broker in another process, for blocking calls
+/// (lock waits): each waits on a connection of its own. Ordinary calls go
+/// through the JS-side connection (lib/connection.js).
 #[napi(js_name = "Client")]
 pub struct NativeClient {
     inner: Arc<client::Client>,
-    finished: Arc<Mutex<Finished>>,
-    wake: Arc<WakeFn>,
 }
 
 #[napi]
 impl NativeClient {
-    /// `onReplies` is called (with no arguments) when finished calls are
-    /// waiting to be drained.
-    #[napi(constructor, ts_args_type = "options: ClientOptions, onReplies: () => void")]
-    pub fn new(options: ClientOptions, on_replies: Function<'_, (), ()>) -> napi::Result<NativeClient> {
+    #[napi(constructor)]
+    pub fn new(options: ClientOptions) -> napi::Result<NativeClient> {
         let inner = client::Client::new(client_options(options))?;
-        let wake: WakeFn = on_replies.build_threadsafe_function().callee_handled::<false>().weak::<true>().build()?;
-        Ok(NativeClient { inner: Arc::new(inner), finished: Arc::default(), wake: Arc::new(wake) })
-    }
-
-    /// Sends commands; each one's outcome comes back through `drain` under
-    /// its id. (The wake-up does not keep the process alive: the JS side
-    /// holds the event loop open while calls are in flight.)
-    #[napi(ts_args_type = "ids: number[], commands: Array<Array<string | Buffer>>")]
-    pub fn submit(&self, ids: Vec<u32>, commands: Vec<Args>) -> napi::Result<()> {
-        if ids.len() != commands.len() {
-            return Err(ShmError::BadArgument("ids and commands differ in length".into()).into());
-        }
-        for (id, args) in ids.into_iter().zip(commands) {
-            let (client, finished, wake) = (self.inner.clone(), self.finished.clone(), self.wake.clone());
-            client::runtime().spawn(async move {
-                let result = client.call(args.0).await;
-                let notify = {
-                    let mut finished = finished.lock();
-                    finished.calls.push((id, result));
-                    !std::mem::replace(&mut finished.wake_pending, true)
-                };
-                if notify {
-                    wake.call((), ThreadsafeFunctionCallMode::NonBlocking);
-                }
-            });
-        }
-        Ok(())
-    }
-
-    /// Takes every finished call: `[id, ok, value, ...]` (see `Completions`).
-    #[napi(ts_return_type = "Array<number | boolean | unknown>")]
-    pub fn drain(&self) -> js_value::Completions {
-        let mut finished = self.finished.lock();
-        finished.wake_pending = false;
-        js_value::Completions(std::mem::take(&mut finished.calls))
+        Ok(NativeClient { inner: Arc::new(inner) })
     }
 
     /// Sends a command that may block for up to `waitMs` on a connection of

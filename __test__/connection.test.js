@@ -1,0 +1,50 @@
+'use strict';
+
+// The JS side of the wire: the command encoder and the incremental reply
+// parser of lib/connection.js (the broker side has its own Rust tests).
+const { ReplyParser, encodeCommand } = require('../lib/connection');
+
+test('commands are encoded as RESP arrays of bulk strings, UTF-8 and binary safe', () => {
+  expect(encodeCommand(['SET', 'clé', Buffer.from([0, 13, 10, 255])])).toEqual(
+    Buffer.concat([Buffer.from('*3\r\n$3\r\nSET\r\n$4\r\nclé\r\n$4\r\n'), Buffer.from([0, 13, 10, 255]), Buffer.from('\r\n')]),
+  );
+  expect(encodeCommand(['PING']).toString()).toBe('*1\r\n$4\r\nPING\r\n');
+  expect(encodeCommand(['SET', 'k', '']).toString()).toBe('*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$0\r\n\r\n');
+});
+
+const wire = Buffer.from('+OK\r\n-ERR bad thing\r\n:-42\r\n$5\r\nhe\r\no\r\n$-1\r\n*3\r\n:1\r\n*2\r\n$1\r\na\r\n$-1\r\n+x\r\n*-1\r\n$0\r\n\r\n');
+
+function check(replies) {
+  expect(replies).toHaveLength(8);
+  expect(replies[0]).toBe('OK');
+  expect(replies[1].text).toBe('ERR bad thing');
+  expect(replies[2]).toBe(-42);
+  expect(replies[3]).toEqual(Buffer.from('he\r\no'));
+  expect(replies[4]).toBeNull();
+  expect(replies[5]).toEqual([1, [Buffer.from('a'), null], 'x']);
+  expect(replies[6]).toBeNull();
+  expect(replies[7]).toEqual(Buffer.alloc(0));
+}
+
+test('replies parse the same whatever the chunking: split at every byte', () => {
+  for (let cut = 0; cut <= wire.length; cut++) {
+    const parser = new ReplyParser();
+    const replies = [...parser.push(wire.subarray(0, cut)), ...parser.push(wire.subarray(cut))];
+    check(replies);
+  }
+  const parser = new ReplyParser();
+  const oneByOne = [];
+  for (const byte of wire) oneByOne.push(...parser.push(Buffer.from([byte])));
+  check(oneByOne);
+});
+
+test('a large value arriving in many chunks comes out whole', () => {
+  const value = Buffer.alloc(3 * 1024 * 1024, 7);
+  const data = Buffer.concat([Buffer.from(`$${value.length}\r\n`), value, Buffer.from('\r\n:5\r\n')]);
+  const parser = new ReplyParser();
+  const replies = [];
+  for (let at = 0; at < data.length; at += 1000) replies.push(...parser.push(data.subarray(at, at + 1000)));
+  expect(replies).toHaveLength(2);
+  expect(replies[0].equals(value)).toBe(true);
+  expect(replies[1]).toBe(5);
+});
