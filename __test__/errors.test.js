@@ -138,6 +138,29 @@ describe('failures reaching the broker', () => {
     }
   });
 
+  const asRoot = typeof process.getuid === 'function' && process.getuid() === 0;
+  (asRoot ? test : test.skip)('a process of another user cannot reach the socket at all [needs root to switch user]', async () => {
+    const holder = start('hold.js');
+    const { socket, secret } = await holder.waitFor((m) => m.socket);
+    try {
+      // Even with the secret: the directory (0700) keeps other users out.
+      const result = await new Promise((resolve) => {
+        const probe = require('node:child_process').spawn(
+          process.execPath,
+          ['-e', `require('net').createConnection(${JSON.stringify(socket)}).on('error', (e) => { console.log(e.code); }).on('connect', () => { console.log('connected'); process.exit(); })`],
+          { uid: 65534, gid: 65534, env: { PATH: process.env.PATH, CLUSTER_SHM_AUTH: secret } },
+        );
+        let out = '';
+        probe.stdout.on('data', (c) => (out += c));
+        probe.on('exit', () => resolve(out.trim()));
+      });
+      expect(result).toBe('EACCES');
+    } finally {
+      holder.child.kill('SIGTERM');
+      await holder.done;
+    }
+  });
+
   test('a primary that cannot start its broker rejects calls with ERR_SHM_BROKER_START', async () => {
     const missing = path.join(os.tmpdir(), 'cluster-shm-test-no-such-dir', 'deeper');
     expect(fs.existsSync(missing)).toBe(false);
