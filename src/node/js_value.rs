@@ -122,4 +122,3 @@ unsafe fn frame_to_js(env: sys::napi_env, frame: &Frame) -> napi::Result<sys::na
     }
     Ok(out)
 }
-
