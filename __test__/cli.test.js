@@ -2,7 +2,7 @@
 
 const path = require('node:path');
 const { execFile } = require('node:child_process');
-const { start, cleanEnv } = require('./helpers');
+const { cleanEnv, startHolder, stopHolder } = require('./helpers');
 
 const CLI = path.join(__dirname, '..', 'bin', 'cluster-shm.js');
 
@@ -18,14 +18,11 @@ describe('cluster-shm stats / keys / get / monitor against a running app', () =>
   let holder;
   let env;
   beforeAll(async () => {
-    holder = start('hold.js');
-    const { socket, secret } = await holder.waitFor((m) => m.socket);
+    const { proc, socket, secret } = await startHolder();
+    holder = proc;
     env = { CLUSTER_SHM_SOCKET: socket, CLUSTER_SHM_AUTH: secret };
   });
-  afterAll(async () => {
-    holder.child.kill('SIGTERM');
-    await holder.done;
-  });
+  afterAll(() => stopHolder(holder));
 
   test('stats, readable and --json', async () => {
     const json = await cli(['stats', '--json'], env);

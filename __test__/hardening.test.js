@@ -1,7 +1,7 @@
 'use strict';
 
 const net = require('node:net');
-const { start } = require('./helpers');
+const { startHolder, stopHolder } = require('./helpers');
 
 function command(...args) {
   return `*${args.length}\r\n${args.map((a) => `$${Buffer.byteLength(a)}\r\n${a}\r\n`).join('')}`;
@@ -47,14 +47,8 @@ describe('bad input on the wire', () => {
     return Number(new RegExp(`^${field}:(\\d+)`, 'm').exec(text)[1]);
   }
 
-  beforeAll(async () => {
-    holder = start('hold.js');
-    ({ socket, secret } = await holder.waitFor((m) => m.socket));
-  });
-  afterAll(async () => {
-    holder.child.kill('SIGTERM');
-    await holder.done;
-  });
+  beforeAll(async () => ({ proc: holder, socket, secret } = await startHolder()));
+  afterAll(() => stopHolder(holder));
 
   test('before AUTH only small commands are read: big counts and bulks are refused and the connection closed', async () => {
     for (const payload of ['*11\r\n', '*2\r\n$4\r\nAUTH\r\n$100000\r\n']) {

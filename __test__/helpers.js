@@ -82,6 +82,18 @@ async function run(fixture, args, options) {
   return result;
 }
 
+/** Starts fixtures/hold.js, a primary hosting a broker: { proc, socket, secret }. */
+async function startHolder() {
+  const proc = start('hold.js');
+  const { socket, secret } = await proc.waitFor((m) => m.socket);
+  return { proc, socket, secret };
+}
+
+async function stopHolder(proc) {
+  proc.child.kill('SIGTERM');
+  await proc.done;
+}
+
 /** Where a command-line tool lives, or null. */
 function which(tool) {
   for (const dir of (process.env.PATH || '').split(path.delimiter)) {
@@ -103,4 +115,4 @@ function testWithTool(tool, name, fn, timeout) {
   return test.skip(`${name} [skipped: ${tool} is not installed; .ci/run installs it]`, fn);
 }
 
-module.exports = { start, run, cleanEnv, which, testWithTool, FIXTURES };
+module.exports = { start, run, cleanEnv, which, testWithTool, startHolder, stopHolder, FIXTURES };

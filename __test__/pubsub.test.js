@@ -1,7 +1,7 @@
 'use strict';
 
 const { spawn } = require('node:child_process');
-const { run, start, testWithTool } = require('./helpers');
+const { run, startHolder, stopHolder, testWithTool } = require('./helpers');
 
 describe('pub/sub across a real cluster', () => {
   test('every listener gets every message exactly once, in publish order per publisher', async () => {
@@ -62,14 +62,8 @@ describe('pub/sub with redis-cli', () => {
   let holder;
   let socket;
   let secret;
-  beforeAll(async () => {
-    holder = start('hold.js');
-    ({ socket, secret } = await holder.waitFor((m) => m.socket));
-  });
-  afterAll(async () => {
-    holder.child.kill('SIGTERM');
-    await holder.done;
-  });
+  beforeAll(async () => ({ proc: holder, socket, secret } = await startHolder()));
+  afterAll(() => stopHolder(holder));
 
   testWithTool('redis-cli', 'redis-cli subscribe receives what the app publishes', async () => {
     const cli = spawn('redis-cli', ['-s', socket, '-a', secret, '--no-auth-warning', 'subscribe', 'from-app'], { stdio: ['ignore', 'pipe', 'pipe'] });

@@ -2,7 +2,7 @@
 
 const net = require('node:net');
 const { execFile } = require('node:child_process');
-const { start, testWithTool } = require('./helpers');
+const { startHolder, stopHolder, testWithTool } = require('./helpers');
 
 function exec(file, args, input) {
   return new Promise((resolve) => {
@@ -42,14 +42,8 @@ describe('Redis clients against a running app', () => {
   let secret;
   // redis-cli / redis-benchmark arguments that reach the app's broker.
   const to = (...args) => ['-s', socket, '-a', secret, '--no-auth-warning', ...args];
-  beforeAll(async () => {
-    holder = start('hold.js');
-    ({ socket, secret } = await holder.waitFor((m) => m.socket));
-  });
-  afterAll(async () => {
-    holder.child.kill('SIGTERM');
-    await holder.done;
-  });
+  beforeAll(async () => ({ proc: holder, socket, secret } = await startHolder()));
+  afterAll(() => stopHolder(holder));
 
   // A raw connection's first command: AUTH, answered +OK.
   const authed = (payload) => command('AUTH', secret) + payload;
