@@ -98,6 +98,22 @@ declare namespace shm {
   /** Resolves once the listener is removed (and the broker subscription, if it was the last). */
   type Unsubscribe = () => Promise<void>;
 
+  interface RateLimitOptions {
+    /** Calls allowed per window. */
+    points: number;
+    /** The window, in ms. */
+    duration: number;
+    /** Count the previous window in proportion to its overlap. Default false. */
+    sliding?: boolean;
+  }
+
+  interface RateLimitResult {
+    allowed: boolean;
+    remaining: number;
+    /** Ms until a refused caller may try again, or until the window ends. */
+    resetMs: number;
+  }
+
   /** A held lock. */
   interface Lock {
     readonly name: string;
@@ -276,6 +292,8 @@ declare namespace shm {
      * first watcher).
      */
     watch(keyOrPattern: string, listener: (event: KeyEvent) => void, options?: Pick<SubscribeOptions, 'onMissed'>): Promise<Unsubscribe>;
+    /** Takes a point from `key`'s rate limit budget, atomically across processes. */
+    rateLimit(key: string, options: RateLimitOptions): Promise<RateLimitResult>;
     /** Sets the time to live of `key` in milliseconds; false when it does not exist. */
     expire(key: string, ttl: number): Promise<boolean>;
     /** Milliseconds left to live: `Infinity` without expiry, `undefined` for a missing key. */

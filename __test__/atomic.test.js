@@ -48,3 +48,13 @@ describe.each(['primary', 'worker'])('the atomic API in the %s', (side) => {
     expect(r.flowWhileWaiting).toEqual({ during: 20, got: true });
   });
 });
+
+test('rateLimit lets exactly the budget through across 4 workers, fixed and sliding', async () => {
+  const { messages } = await run('ratelimit.js');
+  const [r] = messages;
+  expect(r.fixed).toBe(100);
+  expect(r.sliding).toBe(100);
+  expect(r.badPoints).toMatchObject({ code: 'ERR_OUT_OF_RANGE' });
+  expect(r.missingDuration).toMatchObject({ code: 'ERR_INVALID_ARG_TYPE' });
+  expect(r.unknownOption).toMatchObject({ code: 'ERR_SHM_UNKNOWN_OPTION' });
+});

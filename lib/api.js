@@ -508,6 +508,27 @@ class SharedMemory {
     }
   }
 
+  /**
+   * Takes one point from `key`'s budget of `points` per `duration` ms,
+   * atomically across all processes. A fixed window resets every
+   * `duration`; with `sliding: true` the previous window still counts in
+   * proportion to its overlap, so bursts at a window's edge cannot pass
+   * twice the budget. Resolves with `{ allowed, remaining, resetMs }`
+   * (`resetMs`: when a refused caller may try again, or when the window
+   * ends).
+   */
+  async rateLimit(key, options) {
+    this.#key(key, 'rateLimit');
+    const { points, duration, sliding = false } = callOptions(options, ['points', 'duration', 'sliding'], 'rateLimit');
+    if (!Number.isSafeInteger(points) || points < 1) throw rangeError(`rateLimit: points must be a positive integer, got ${points}`);
+    const window = checkTtl(duration, 'rateLimit');
+    if (window === undefined) throw typeError('rateLimit: duration (ms) is required');
+    const args = ['SHM.RATELIMIT', key, String(points), String(window)];
+    if (sliding) args.push('SLIDING');
+    const [allowed, remaining, resetMs] = await this.#backend.call(args);
+    return { allowed: allowed === 1, remaining, resetMs };
+  }
+
   /** Sets a key's time to live; false when the key does not exist. */
   async expire(key, ttl) {
     this.#key(key, 'expire');

@@ -51,6 +51,9 @@ async function everyCall(): Promise<void> {
   await unsubscribe();
   const unwatch = await shm.watch('user:*', ({ key, event }) => key + event);
   await unwatch();
+  const limit = await shm.rateLimit('api:1', { points: 10, duration: 1000, sliding: true });
+  const allowed: boolean = limit.allowed;
+  void [allowed, limit.remaining, limit.resetMs];
   const stats = await shm.stats();
   const figures: number[] = [stats.keys, stats.usedMemory, stats.evictedKeys, stats.locksHeld, stats.outputBufferBytes];
   const raw: unknown = await shm.command('INFO', 'memory', 1, Buffer.from('x'));
@@ -81,6 +84,8 @@ async function mustNotCompile(): Promise<void> {
   const sure: number = await shm.get<number>('n');
   // @ts-expect-error a lock handle has no unlock()
   (await shm.lock('l')).unlock();
+  // @ts-expect-error points and duration are required
+  await shm.rateLimit('k', { points: 5 });
   // @ts-expect-error listeners receive the typed message
   await shm.subscribe<{ a: number }>('ch', (message) => message.b);
   void sure;

@@ -6,6 +6,7 @@ mod connection;
 mod keys;
 mod locks;
 mod pubsub;
+mod ratelimit;
 mod server;
 mod strings;
 mod transactions;
@@ -107,6 +108,7 @@ pub fn all_commands() -> impl Iterator<Item = &'static CommandSpec> {
         transactions::COMMANDS,
         locks::COMMANDS,
         pubsub::COMMANDS,
+        ratelimit::COMMANDS,
         server::COMMANDS,
     ]
     .into_iter()

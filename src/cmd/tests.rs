@@ -565,3 +565,38 @@ fn a_secret_gates_every_command_but_auth() {
     let Frame::Array(all) = execute(&mut Ctx::new(&db, &mut ks, &mut other, 0), &args) else { panic!() };
     assert!(!all.contains(&bulk("s3cret")));
 }
+
+#[test]
+fn rate_limits_fixed_and_sliding() {
+    let mut h = Harness::new();
+    h.now = 10_000;
+    let limit = |allowed: i64, remaining: i64, reset: i64| Frame::Array(vec![int(allowed), int(remaining), int(reset)]);
+    assert_eq!(h.run("SHM.RATELIMIT f 2 1000"), limit(1, 1, 1000));
+    h.now += 100;
+    assert_eq!(h.run("SHM.RATELIMIT f 2 1000"), limit(1, 0, 900));
+    assert_eq!(h.run("SHM.RATELIMIT f 2 1000"), limit(0, 0, 900));
+    assert_eq!(h.run("PTTL f"), int(900));
+    h.now += 900;
+    assert_eq!(h.run("SHM.RATELIMIT f 2 1000"), limit(1, 1, 1000));
+
+    // Sliding: 10 per second; 10 at the end of one window leave little room
+    // at the start of the next.
+    h.now = 20_900;
+    for _ in 0..10 {
+        let Frame::Array(reply) = h.run("SHM.RATELIMIT s 10 1000 SLIDING") else { panic!() };
+        assert_eq!(reply[0], int(1));
+    }
+    assert_eq!(h.run("SHM.RATELIMIT s 10 1000 SLIDING"), limit(0, 0, 100));
+    h.now = 21_200; // 20% into the next window: the previous 10 still weigh 8.
+    assert_eq!(h.run("SHM.RATELIMIT s 10 1000 SLIDING"), limit(1, 1, 800));
+    assert_eq!(h.run("SHM.RATELIMIT s 10 1000 SLIDING"), limit(1, 0, 800));
+    assert_eq!(h.run("SHM.RATELIMIT s 10 1000 SLIDING"), limit(0, 0, 100));
+    h.now = 23_500; // two windows later: a clean slate.
+    assert_eq!(h.run("SHM.RATELIMIT s 10 1000 SLIDING"), limit(1, 9, 500));
+
+    assert_eq!(h.run("SHM.RATELIMIT f 0 1000"), err("ERR points and window must be positive integers"));
+    assert_eq!(h.run("SHM.RATELIMIT f 1 10 LATER"), err("ERR syntax error"));
+    h.run("SET plain hello");
+    assert_eq!(h.run("SHM.RATELIMIT plain 1 10"), err("WRONGTYPE the key does not hold a rate limit"));
+    assert_eq!(h.run("SHM.RATELIMIT plain 1 10 SLIDING"), err("WRONGTYPE the key does not hold a rate limit"));
+}
