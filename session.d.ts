@@ -1,0 +1,21 @@
+/// <reference types="node" />
+import shm = require('./index');
+
+interface ShmStoreOptions {
+  /** Key prefix. Default 'sess:'. */
+  prefix?: string;
+  /** Ms a session lives when its cookie has no expiry. Default one day. */
+  ttl?: number | ((session: object) => number);
+  /** The cluster-shm instance; default the module's own. */
+  client?: typeof shm;
+}
+
+/**
+ * `require('cluster-shm/session')(session)`: a store class for
+ * express-session, of express-session's own `Store` type.
+ */
+declare function clusterShmSession<S extends abstract new (...args: any[]) => any>(session: {
+  Store: S;
+}): new (options?: ShmStoreOptions) => InstanceType<S>;
+
+export = clusterShmSession;
