@@ -32,6 +32,8 @@ const expected = {
   'server error: unknown command': ['Error', 'ERR_SHM_SERVER'],
   'server error: incr on a string': ['Error', 'ERR_SHM_SERVER'],
   'value too large': ['RangeError', 'ERR_SHM_VALUE_TOO_LARGE'],
+  'command MULTI on the shared connection': ['TypeError', 'ERR_INVALID_ARG_VALUE'],
+  'command SUBSCRIBE on the shared connection': ['TypeError', 'ERR_INVALID_ARG_VALUE'],
   'key too large': ['RangeError', 'ERR_SHM_KEY_TOO_LARGE'],
   'lock name too large': ['RangeError', 'ERR_SHM_KEY_TOO_LARGE'],
   'configure unknown option': ['TypeError', 'ERR_SHM_UNKNOWN_OPTION'],

@@ -8,6 +8,13 @@ const { Lock, lockTimeout } = require('./lock');
 const { PubSubHub, KEYSPACE_PREFIX } = require('./pubsub');
 const { Connection } = require('./connection');
 
+/**
+ * Commands that change the state of the connection they are sent on (or
+ * block it): command() refuses them, since that connection is shared by
+ * every call of the process.
+ */
+const CONNECTION_STATE_COMMANDS = new Set(['MULTI', 'EXEC', 'DISCARD', 'WATCH', 'UNWATCH', 'SUBSCRIBE', 'UNSUBSCRIBE', 'PSUBSCRIBE', 'PUNSUBSCRIBE', 'QUIT', 'RESET', 'HELLO', 'AUTH']);
+
 /** How long a single-flight leader's lock lives without renewal. */
 const FLIGHT_LEASE = 15_000;
 /** How long a failed fetch's error is kept for the callers that waited on it. */
@@ -89,10 +96,12 @@ class RemoteBackend {
     return this.nativeClient.callBlocking(args, waitMs).catch(rethrowNative);
   }
 
-  /** New timeouts apply from the next call on. */
+  /**
+   * New timeouts apply from the next call on. The native client is kept:
+   * dropping it would close connections that may hold locks.
+   */
   reset() {
     if (this.connection) this.connection.options = this.connectionOptions();
-    this.nativeClient = null;
   }
 
   close() {
@@ -172,7 +181,7 @@ class SharedMemory {
     this.#backend = backend;
     this.#role = role;
     this.#socket = socket;
-    this.#options = { ...DEFAULTS, ...options };
+    this.#options = withPolicyDefault({ ...DEFAULTS, ...options }, options);
     this.#onConfigure = onConfigure;
     this.#hub = new PubSubHub((onEvent) => this.#backend.createSubscriber(onEvent));
     if (backend.hostsBroker) this.#applyBrokerOptions();
@@ -203,11 +212,7 @@ class SharedMemory {
         CODES.INVALID_ARG_VALUE,
       );
     }
-    // A bound without a policy evicts least recently used keys.
-    if ((defined.maxMemory || defined.maxKeys) && !defined.evictionPolicy && this.#options.evictionPolicy === 'noeviction') {
-      defined.evictionPolicy = 'allkeys-lru';
-    }
-    this.#options = { ...this.#options, ...defined };
+    this.#options = withPolicyDefault({ ...this.#options, ...defined }, defined, this.#options);
     if (brokerOptions.length) this.#applyBrokerOptions();
     if (this.#backend.reset) this.#backend.reset();
     this.#onConfigure(this.options);
@@ -589,6 +594,12 @@ class SharedMemory {
    */
   async command(name, ...args) {
     if (typeof name !== 'string') throw typeError('command: the command name must be a string');
+    if (CONNECTION_STATE_COMMANDS.has(name.toUpperCase()) || args.some((a) => typeof a === 'string' && a.toUpperCase() === 'WAIT' && name.toUpperCase() === 'SHM.LOCK')) {
+      throw typeError(
+        `command: ${name.toUpperCase()} would change the connection every call of this process shares; use subscribe(), update() or lock() instead`,
+        CODES.INVALID_ARG_VALUE,
+      );
+    }
     const argv = [name];
     for (const arg of args) {
       if (typeof arg === 'string' || Buffer.isBuffer(arg)) argv.push(arg);
@@ -654,6 +665,16 @@ class SharedMemory {
     this.#hub.close();
     this.#backend.close();
   }
+}
+
+/**
+ * A bound set without a policy evicts least recently used keys, whether it
+ * comes from configure() or from CLUSTER_SHM_OPTIONS.
+ */
+function withPolicyDefault(merged, given, before = DEFAULTS) {
+  const bounded = given.maxMemory || given.maxKeys;
+  if (bounded && !given.evictionPolicy && before.evictionPolicy === 'noeviction') merged.evictionPolicy = 'allkeys-lru';
+  return merged;
 }
 
 function toPairs(entries) {

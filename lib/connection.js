@@ -303,7 +303,6 @@ class Connection {
         call.reject(late);
       }
     }
-    while (this.inFlight.length && this.inFlight[0].settled && this.inFlight.length > 4096) this.inFlight.shift();
     if (this.inFlight.every((c) => c.settled) && this.outbox.length === 0) {
       clearInterval(this.timer);
       this.timer = null;

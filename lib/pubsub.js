@@ -1,7 +1,7 @@
 'use strict';
 
 const { decode } = require('./codec');
-const { fromNative } = require('./errors');
+const { CODES, fromNative, shmError } = require('./errors');
 
 const KEYSPACE_PREFIX = '__keyspace@0__:';
 
@@ -13,6 +13,7 @@ const KEYSPACE_PREFIX = '__keyspace@0__:';
 class PubSubHub {
   #createSubscriber;
   #subscriber = null;
+  #closed = false;
   /** kind -> name -> { listeners: Set, ready: Promise } */
   #subscriptions = { channel: new Map(), pattern: new Map() };
 
@@ -28,18 +29,25 @@ class PubSubHub {
   /** Adds a listener; resolves with its unsubscribe function once the broker delivers to it. */
   async add(kind, name, entry) {
     const table = this.#subscriptions[kind];
-    let subscription = table.get(name);
-    if (!subscription) {
-      subscription = { listeners: new Set(), ready: null };
-      subscription.ready = this.#native()
-        .subscribe(kind, [name])
-        .catch((error) => {
-          if (table.get(name) === subscription) table.delete(name);
-          throw fromNative(error);
-        });
-      table.set(name, subscription);
-    }
-    await subscription.ready;
+    let subscription;
+    // Joining a subscription that its last listener left meanwhile would
+    // attach to nothing: start over until the one joined is still current.
+    do {
+      if (this.#closed) throw shmError(CODES.CLOSED, 'the cluster-shm connection is closed');
+      subscription = table.get(name);
+      if (!subscription) {
+        const created = { listeners: new Set(), ready: null };
+        created.ready = this.#native()
+          .subscribe(kind, [name])
+          .catch((error) => {
+            if (table.get(name) === created) table.delete(name);
+            throw fromNative(error);
+          });
+        table.set(name, created);
+        subscription = created;
+      }
+      await subscription.ready;
+    } while (table.get(name) !== subscription);
     subscription.listeners.add(entry);
     let removed = false;
     return async () => {
@@ -82,6 +90,7 @@ class PubSubHub {
   }
 
   close() {
+    this.#closed = true;
     if (this.#subscriber) this.#subscriber.close();
     this.#subscriber = null;
     this.#subscriptions.channel.clear();

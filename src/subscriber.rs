@@ -217,7 +217,13 @@ impl Remote {
     }
 
     async fn forward(self: Arc<Self>, mut stream: redis::aio::PubSubStream) {
+        // Set when the listener's queue was full: the next message that gets
+        // through is preceded by a Missed event.
+        let mut overflowed = false;
         while let Some(message) = stream.next().await {
+            if overflowed && (self.emit)(Event::Missed { reason: "overflow" }) {
+                overflowed = false;
+            }
             let channel: Vec<u8> = message.get_channel().unwrap_or_default();
             let pattern: Option<Vec<u8>> = message.get_pattern().unwrap_or(None);
             let event = Event::Message {
@@ -226,7 +232,7 @@ impl Remote {
                 pattern: pattern.map(Bytes::from),
             };
             if !(self.emit)(event) {
-                (self.emit)(Event::Missed { reason: "overflow" });
+                overflowed = true;
             }
         }
         // The connection is gone: reopen it unless we were closed.

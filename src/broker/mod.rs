@@ -196,8 +196,15 @@ fn remove_abandoned_dirs(base: &Path, uid: u32) {
 /// A socket file nobody listens on is left by a broker that was killed; a
 /// live one means another broker owns the path.
 fn remove_stale_socket(path: &Path) -> io::Result<()> {
-    if !path.exists() {
+    use std::os::unix::fs::FileTypeExt;
+    let Ok(metadata) = std::fs::symlink_metadata(path) else {
         return Ok(());
+    };
+    if !metadata.file_type().is_socket() {
+        return Err(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            format!("{} exists and is not a socket", path.display()),
+        ));
     }
     match std::os::unix::net::UnixStream::connect(path) {
         Ok(_) => Err(io::Error::new(

@@ -97,12 +97,6 @@ fn hello(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
         if version != 2 {
             return Frame::error("NOPROTO unsupported protocol version");
         }
-        let authenticating = args.iter().any(|a| is(a, "AUTH"));
-        if !ctx.session.authenticated && !authenticating {
-            return Frame::error(
-                "NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time",
-            );
-        }
         let mut name = None;
         while let Some(option) = rest.next() {
             if is(option, "AUTH") {
@@ -120,6 +114,12 @@ fn hello(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
         if let Some(name) = name {
             ctx.session.name = name;
         }
+    }
+    // Options parsed (an AUTH among them has run): only then the check.
+    if !ctx.session.authenticated {
+        return Frame::error(
+            "NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time",
+        );
     }
     Frame::Array(vec![
         Frame::bulk_str("server"),

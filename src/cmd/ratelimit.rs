@@ -25,7 +25,8 @@ fn ratelimit(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
     let key = &args[1];
     let points = try_reply!(int_arg(&args[2]));
     let window = try_reply!(int_arg(&args[3]));
-    if points < 1 || window < 1 {
+    // Bounded so that deadlines (now + 2 windows) stay far from overflow.
+    if points < 1 || !(1..=i64::MAX / 4).contains(&window) {
         return Frame::error("ERR points and window must be positive integers");
     }
     let sliding = match &args[4..] {
@@ -71,13 +72,16 @@ fn ratelimit(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
         let [stored_start, stored_current, stored_previous] = fields[..] else {
             return Frame::error("WRONGTYPE the key does not hold a rate limit");
         };
-        if now < stored_start + window {
+        // A start in the future (the clock stepped back, or the key was
+        // written by hand) counts as the current window.
+        let stored_start = stored_start.min(start);
+        if now < stored_start.saturating_add(window) {
             (start, current, previous) = (stored_start, stored_current, stored_previous);
-        } else if now < stored_start + 2 * window {
+        } else if now < stored_start.saturating_add(2 * window) {
             (current, previous) = (0, stored_current);
         }
     }
-    let elapsed = now - start;
+    let elapsed = now.saturating_sub(start).min(window);
     let overlap = (window - elapsed) as f64 / window as f64;
     let used = previous as f64 * overlap + current as f64;
     if used + 1.0 > points as f64 {

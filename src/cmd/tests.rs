@@ -392,6 +392,10 @@ fn memory_bounds_evict_or_refuse() {
         assert!(h.keyspace().used_memory() <= 2048);
     }
     assert_eq!(h.run("CONFIG GET maxmemory*"), bulks(&["maxmemory", "2048", "maxmemory-policy", "allkeys-lru"]));
+    // A write that could never fit is refused without emptying the store.
+    let before = h.run("DBSIZE");
+    assert!(matches!(h.run(&format!("SET huge {}", "x".repeat(4096))), Frame::Error(e) if e.starts_with("OOM")));
+    assert_eq!(h.run("DBSIZE"), before);
     assert!(matches!(h.run("CONFIG SET maxmemory-policy lfu"), Frame::Error(_)));
     assert!(matches!(h.run("CONFIG SET maxmemory lots"), Frame::Error(_)));
     assert_eq!(h.run("CONFIG SET maxmemory 1gb"), Frame::ok());
@@ -594,6 +598,11 @@ fn rate_limits_fixed_and_sliding() {
     h.now = 23_500; // two windows later: a clean slate.
     assert_eq!(h.run("SHM.RATELIMIT s 10 1000 SLIDING"), limit(1, 9, 500));
 
+    // A stored window start in the future (clock stepped back) is not a panic.
+    h.run("SET future 99999999:1:0");
+    let Frame::Array(reply) = h.run("SHM.RATELIMIT future 5 1000 SLIDING") else { panic!() };
+    assert_eq!(reply[0], int(1));
+    assert_eq!(h.run("SHM.RATELIMIT f 1 9223372036854775807"), err("ERR points and window must be positive integers"));
     assert_eq!(h.run("SHM.RATELIMIT f 0 1000"), err("ERR points and window must be positive integers"));
     assert_eq!(h.run("SHM.RATELIMIT f 1 10 LATER"), err("ERR syntax error"));
     h.run("SET plain hello");

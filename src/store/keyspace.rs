@@ -336,6 +336,10 @@ impl Keyspace {
     /// bytes that may add `new_keys` keys; evicts by the policy to make room.
     pub fn make_room(&mut self, incoming: usize, new_keys: usize, now: u64) -> Result<(), OutOfMemory> {
         let MemoryLimits { max_memory, max_keys, policy } = self.limits;
+        // A write that could not fit even in an empty store evicts nothing.
+        if (max_memory > 0 && incoming > max_memory) || (max_keys > 0 && new_keys > max_keys) {
+            return Err(OutOfMemory);
+        }
         let over = |ks: &Keyspace| {
             (max_memory > 0 && ks.used_memory + incoming > max_memory)
                 || (max_keys > 0 && ks.entries.len() + new_keys > max_keys)
