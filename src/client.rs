@@ -1,8 +1,10 @@
-//! The client a process uses to reach a broker it does not host: one
-//! multiplexed connection from the `redis` crate, with automatic pipelining
-//! (requests issued while a write is in flight leave together). It connects
-//! on first use; a connection that fails is dropped and the next call
-//! connects again, retrying with backoff for at most the connect timeout.
+//! Native connections, with the `redis` crate, to a broker in another
+//! process, for blocking calls (lock waits): each wait runs on a connection
+//! of its own from a small pool, so it never holds up the replies of the
+//! process's shared connection (lib/connection.js, driven from the JS
+//! thread). Connections open with a retry and backoff bounded by the connect
+//! timeout, authenticate with the broker's secret, and a failed one is
+//! dropped. The helpers here also serve the pub/sub connection.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -31,46 +33,17 @@ pub struct ClientOptions {
 pub struct Client {
     redis: redis::Client,
     options: ClientOptions,
-    connection: Mutex<Option<MultiplexedConnection>>,
     /// Idle connections for blocking commands (lock waits), which must not
     /// hold up the replies of the shared connection. Never closed while
     /// idle: locks taken on one belong to it.
     blocking: Mutex<Vec<MultiplexedConnection>>,
-    /// Serialises connection attempts so concurrent first calls share one.
-    connecting: tokio::sync::Mutex<()>,
     closed: AtomicBool,
 }
 
 impl Client {
     pub fn new(options: ClientOptions) -> Result<Client, ShmError> {
         let redis = redis_client(&options)?;
-        Ok(Client {
-            redis,
-            options,
-            connection: Mutex::new(None),
-            blocking: Mutex::new(Vec::new()),
-            connecting: tokio::sync::Mutex::new(()),
-            closed: AtomicBool::new(false),
-        })
-    }
-
-    /// Sends one command and waits for its reply.
-    pub async fn call(&self, args: Vec<Bytes>) -> Result<Frame, ShmError> {
-        let mut connection = self.connection().await?;
-        let command = packed(&args);
-        let reply = tokio::time::timeout(self.options.command_timeout, connection.send_packed_command(&command)).await;
-        match reply {
-            Err(_) => Err(self.timeout()),
-            Ok(Ok(value)) => self.checked(frame_from_value(value)),
-            Ok(Err(error)) => {
-                let error = self.map_error(error);
-                if !matches!(error, ShmError::Server(_)) {
-                    // The connection is unusable; the next call opens a new one.
-                    self.connection.lock().take();
-                }
-                Err(error)
-            }
-        }
+        Ok(Client { redis, options, blocking: Mutex::new(Vec::new()), closed: AtomicBool::new(false) })
     }
 
     /// Sends a command that may block for up to `wait` (a lock wait) on a
@@ -85,7 +58,9 @@ impl Client {
         let limit = wait + self.options.command_timeout;
         match tokio::time::timeout(limit, connection.send_packed_command(&command)).await {
             Ok(Ok(value)) => {
-                self.blocking.lock().push(connection);
+                if !self.closed.load(Ordering::Acquire) {
+                    self.blocking.lock().push(connection);
+                }
                 self.checked(frame_from_value(value))
             }
             Ok(Err(error)) => {
@@ -99,19 +74,6 @@ impl Client {
             // passes on a lock that was handed over too late).
             Err(_) => Err(self.timeout()),
         }
-    }
-
-    async fn connection(&self) -> Result<MultiplexedConnection, ShmError> {
-        if let Some(existing) = self.connection.lock().clone() {
-            return Ok(existing);
-        }
-        let _gate = self.connecting.lock().await;
-        if let Some(existing) = self.connection.lock().clone() {
-            return Ok(existing);
-        }
-        let connection = self.open(Some(self.options.command_timeout)).await?;
-        *self.connection.lock() = Some(connection.clone());
-        Ok(connection)
     }
 
     /// Opens a connection, retrying with backoff for up to the connect timeout.
@@ -193,7 +155,6 @@ impl Client {
     /// Drops the connection; later calls fail with [`ShmError::Closed`].
     pub fn close(&self) {
         self.closed.store(true, Ordering::Release);
-        self.connection.lock().take();
         self.blocking.lock().clear();
     }
 }

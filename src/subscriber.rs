@@ -152,11 +152,29 @@ impl Remote {
             return Ok(());
         }
         let sink = sink.as_mut().expect("connected");
-        let sent = match kind {
-            Kind::Channel => sink.subscribe(name.as_ref()).await,
-            Kind::Pattern => sink.psubscribe(name.as_ref()).await,
+        let sending = async {
+            match kind {
+                Kind::Channel => sink.subscribe(name.as_ref()).await,
+                Kind::Pattern => sink.psubscribe(name.as_ref()).await,
+            }
         };
-        sent.map_err(|e| ShmError::Unreachable(format!("subscribe failed: {e}")))
+        let sent = match tokio::time::timeout(self.options.command_timeout, sending).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(error)) => Err(ShmError::Unreachable(format!("subscribe failed: {error}"))),
+            Err(_) => Err(ShmError::Timeout(format!(
+                "no reply from the broker within {} ms",
+                self.options.command_timeout.as_millis()
+            ))),
+        };
+        if sent.is_err() {
+            // Not subscribed: not to be restored on reconnect either.
+            let mut wanted = self.wanted.lock();
+            match kind {
+                Kind::Channel => wanted.channels.remove(&name),
+                Kind::Pattern => wanted.patterns.remove(&name),
+            };
+        }
+        sent
     }
 
     async fn unsubscribe(&self, kind: Kind, name: Bytes) -> Result<(), ShmError> {
@@ -169,11 +187,20 @@ impl Remote {
         }
         let mut sink = self.sink.lock().await;
         let Some(sink) = sink.as_mut() else { return Ok(()) };
-        let sent = match kind {
-            Kind::Channel => sink.unsubscribe(name.as_ref()).await,
-            Kind::Pattern => sink.punsubscribe(name.as_ref()).await,
+        let sending = async {
+            match kind {
+                Kind::Channel => sink.unsubscribe(name.as_ref()).await,
+                Kind::Pattern => sink.punsubscribe(name.as_ref()).await,
+            }
         };
-        sent.map_err(|e| ShmError::Unreachable(format!("unsubscribe failed: {e}")))
+        match tokio::time::timeout(self.options.command_timeout, sending).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(error)) => Err(ShmError::Unreachable(format!("unsubscribe failed: {error}"))),
+            Err(_) => Err(ShmError::Timeout(format!(
+                "no reply from the broker within {} ms",
+                self.options.command_timeout.as_millis()
+            ))),
+        }
     }
 
     /// Opens the pub/sub connection, subscribes to everything wanted and

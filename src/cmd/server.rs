@@ -90,7 +90,6 @@ fn info_section(ctx: &Ctx<'_>, section: &str, out: &mut String) {
             let stats = &ctx.ks.stats;
             field(out, "total_connections_received", &counters.total_connections_received.load(Ordering::Relaxed));
             field(out, "total_commands_processed", &counters.total_commands_processed.load(Ordering::Relaxed));
-            field(out, "rejected_connections", &counters.rejected_connections.load(Ordering::Relaxed));
             field(out, "expired_keys", &stats.expired_keys);
             field(out, "evicted_keys", &stats.evicted_keys);
             field(out, "keyspace_hits", &stats.keyspace_hits);

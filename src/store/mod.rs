@@ -35,7 +35,6 @@ pub struct Counters {
     pub connected_clients: AtomicUsize,
     pub total_connections_received: AtomicU64,
     pub total_commands_processed: AtomicU64,
-    pub rejected_connections: AtomicU64,
     /// Replies and messages queued for clients and not yet written.
     pub output_buffer_bytes: Arc<AtomicUsize>,
     next_client_id: AtomicU64,
