@@ -250,12 +250,7 @@ class SharedMemory {
   }
 
   async set(key, value, options) {
-    this.#key(key, 'set');
-    const { ttl } = callOptions(options, ['ttl'], 'set');
-    const ms = checkTtl(ttl, 'set');
-    const args = ['SET', key, this.#encode(value, 'set')];
-    if (ms !== undefined) args.push('PX', String(ms));
-    await this.#backend.call(args);
+    await this.#backend.call(this.#setCommand('set', key, value, options));
   }
 
   async has(key) {
@@ -327,24 +322,25 @@ class SharedMemory {
     return Number(toText(await this.#backend.call(['INCRBYFLOAT', key, String(by)])));
   }
 
+  /**
+   * A checked SET command for `fn`: key, encoded value, the given SET
+   * options, and PX for a `{ ttl }` option (or `withoutTtl` when none).
+   */
+  #setCommand(fn, key, value, options, setOptions = [], withoutTtl = []) {
+    this.#key(key, fn);
+    const { ttl } = callOptions(options, ['ttl'], fn);
+    const ms = checkTtl(ttl, fn);
+    return ['SET', key, this.#encode(value, fn), ...setOptions, ...(ms === undefined ? withoutTtl : ['PX', String(ms)])];
+  }
+
   /** Stores the value only if the key does not exist; true when stored. */
   async setIfAbsent(key, value, options) {
-    this.#key(key, 'setIfAbsent');
-    const { ttl } = callOptions(options, ['ttl'], 'setIfAbsent');
-    const args = ['SET', key, this.#encode(value, 'setIfAbsent'), 'NX'];
-    const ms = checkTtl(ttl, 'setIfAbsent');
-    if (ms !== undefined) args.push('PX', String(ms));
-    return (await this.#backend.call(args)) === 'OK';
+    return (await this.#backend.call(this.#setCommand('setIfAbsent', key, value, options, ['NX']))) === 'OK';
   }
 
   /** Stores the value and resolves with the one it replaced (or undefined). */
   async getAndSet(key, value, options) {
-    this.#key(key, 'getAndSet');
-    const { ttl } = callOptions(options, ['ttl'], 'getAndSet');
-    const args = ['SET', key, this.#encode(value, 'getAndSet'), 'GET'];
-    const ms = checkTtl(ttl, 'getAndSet');
-    if (ms !== undefined) args.push('PX', String(ms));
-    return decode(await this.#backend.call(args));
+    return decode(await this.#backend.call(this.#setCommand('getAndSet', key, value, options, ['GET'])));
   }
 
   /** Deletes the key and resolves with the value it held (or undefined). */
@@ -362,13 +358,9 @@ class SharedMemory {
    */
   async compareAndSet(key, expected, next, options) {
     this.#key(key, 'compareAndSet');
-    const { ttl } = callOptions(options, ['ttl'], 'compareAndSet');
-    const ms = checkTtl(ttl, 'compareAndSet');
-    const args = ['SET', key, this.#encode(next, 'compareAndSet')];
-    if (expected === undefined) args.push('NX');
-    else args.push('IFEQ', this.#encode(expected, 'compareAndSet'));
-    args.push(...(ms === undefined ? ['KEEPTTL'] : ['PX', String(ms)]));
-    return (await this.#backend.call(args)) === 'OK';
+    const condition = expected === undefined ? ['NX'] : ['IFEQ', this.#encode(expected, 'compareAndSet')];
+    const command = this.#setCommand('compareAndSet', key, next, options, condition, ['KEEPTTL']);
+    return (await this.#backend.call(command)) === 'OK';
   }
 
   /**

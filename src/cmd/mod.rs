@@ -156,10 +156,7 @@ pub fn execute(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
             return error;
         }
     };
-    if !ctx.ks.pubsub.is_empty()
-        && ctx.ks.pubsub.count(ctx.session.id) > 0
-        && !pubsub::allowed_while_subscribed(spec.name)
-    {
+    if ctx.ks.pubsub.is_subscribed(ctx.session.id) && !pubsub::allowed_while_subscribed(spec.name) {
         return Frame::error(format!(
             "ERR Can't execute '{}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context",
             spec.name

@@ -68,6 +68,11 @@ impl PubSub {
         self.subscribers.is_empty()
     }
 
+    /// Whether a client is in subscribed mode (cheap when nobody is).
+    pub fn is_subscribed(&self, client: u64) -> bool {
+        !self.subscribers.is_empty() && self.subscribers.contains_key(&client)
+    }
+
     /// Channels plus patterns a client subscribes to.
     pub fn count(&self, client: u64) -> usize {
         self.subscribers.get(&client).map_or(0, |s| s.channels.len() + s.patterns.len())
@@ -149,20 +154,12 @@ impl PubSub {
         }
         let mut received = 0;
         let mut dropped = Vec::new();
-        if let Some(clients) = self.channels.get(channel) {
-            let message = Message { pattern: None, channel, payload };
-            for client in clients {
-                match self.subscribers.get(client) {
-                    Some(s) if s.mailbox.deliver(&message, self.output_limit) => received += 1,
-                    _ => dropped.push(*client),
-                }
-            }
-        }
-        for (pattern, clients) in &self.patterns {
-            if !glob_match(pattern, channel) {
-                continue;
-            }
-            let message = Message { pattern: Some(pattern), channel, payload };
+        let matching =
+            self.channels.get(channel).map(|clients| (None, clients)).into_iter().chain(
+                self.patterns.iter().filter(|(pattern, _)| glob_match(pattern, channel)).map(|(p, c)| (Some(p), c)),
+            );
+        for (pattern, clients) in matching {
+            let message = Message { pattern, channel, payload };
             for client in clients {
                 match self.subscribers.get(client) {
                     Some(s) if s.mailbox.deliver(&message, self.output_limit) => received += 1,
