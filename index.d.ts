@@ -51,7 +51,36 @@ declare namespace shm {
      * broker stops (normally or on SIGINT/SIGTERM/SIGHUP). Primary only.
      */
     persist?: string | null;
+    /**
+     * On the Redis backend, the lease of a lock in ms: the holder renews it
+     * every third of it while its process lives (up to the lock's ttl), so a
+     * holder that dies keeps the lock at most this long. The embedded
+     * broker frees a dead holder's lock at once. Default 10000.
+     */
+    lockLease?: number;
   }
+
+  /** Where `connect()` goes: a standalone broker, a Redis/Valkey server, or a Redis Cluster. */
+  type ConnectTarget =
+    | { socket: string; /** The broker's secret; default CLUSTER_SHM_AUTH. */ auth?: string; url?: never; cluster?: never }
+    | {
+        socket?: never;
+        cluster?: never;
+        /**
+         * `redis://[user:pass@]host:port/db`, `rediss://…` (TLS),
+         * `redis+unix:///path/to/redis.sock?db=N&password=…`,
+         * `redis+cluster://host:port,host:port` or `rediss+cluster://…`.
+         */
+        url: string;
+      }
+    | {
+        /** Seed nodes of a Redis Cluster. */
+        cluster: Array<{ host: string; port: number }>;
+        socket?: never;
+        url?: never;
+        /** Options for every node connection (ioredis RedisOptions: password, tls, ...). */
+        redisOptions?: Record<string, unknown>;
+      };
 
   interface UpdateOptions {
     /** How many times `fn` runs again after a conflicting change. Default 1000. */
@@ -70,7 +99,11 @@ declare namespace shm {
   interface LockOptions {
     /** How long the lock lasts unless released or extended, in ms. Default 30000. */
     ttl?: number;
-    /** Longest wait in line for the lock, in ms; 0 only tries. Default 10000. */
+    /**
+     * Longest wait for the lock, in ms; 0 only tries. Default 10000. The
+     * broker serves waiters in arrival order; on Redis they retry (every
+     * 50 ms at most), in no set order.
+     */
     timeout?: number;
   }
 
@@ -139,13 +172,15 @@ declare namespace shm {
     /** Resident memory of the broker's process. */
     residentMemory: number;
     maxMemory: number;
-    maxKeys: number;
+    /** null on Redis, which bounds memory only. */
+    maxKeys: number | null;
     evictionPolicy: 'noeviction' | 'allkeys-lru' | 'volatile-ttl';
-    locksHeld: number;
-    /** Callers waiting in line for a lock. */
-    lockWaiters: number;
-    /** Replies and messages queued for clients and not yet read by them. */
-    outputBufferBytes: number;
+    /** Locks held; null on Redis, which keeps no count. */
+    locksHeld: number | null;
+    /** Callers waiting in line for a lock; null on Redis, where waiters poll. */
+    lockWaiters: number | null;
+    /** Replies and messages queued for clients and not yet read by them; null on Redis. */
+    outputBufferBytes: number | null;
     expiredKeys: number;
     evictedKeys: number;
     keyspaceHits: number;
@@ -198,6 +233,12 @@ declare namespace shm {
     readonly CONFLICT: 'ERR_SHM_CONFLICT';
     /** A `getOrSet()` fetch in another process failed with an error that had no code. */
     readonly FETCH_FAILED: 'ERR_SHM_FETCH_FAILED';
+    /** Redis Cluster: keys of one call hash to different slots; give them a common hash tag. */
+    readonly CROSSSLOT: 'ERR_SHM_CROSSSLOT';
+    /** Not available on this backend (`watch()` on a Redis Cluster). */
+    readonly UNSUPPORTED: 'ERR_SHM_UNSUPPORTED';
+    /** The code of the process warning given when a Redis server refuses to turn on key events. */
+    readonly KEY_EVENTS_OFF: 'ERR_SHM_KEY_EVENTS_OFF';
   }
 
   interface SharedMemory {
@@ -309,6 +350,14 @@ declare namespace shm {
   }
 }
 
-declare const shm: shm.SharedMemory & { readonly default: shm.SharedMemory };
+declare const shm: shm.SharedMemory & {
+  readonly default: shm.SharedMemory;
+  /**
+   * A separate handle on another store, with its own options: a standalone
+   * broker, a Redis/Valkey server or a Redis Cluster. Throws a TypeError for
+   * a malformed target; connection failures reject its calls.
+   */
+  connect(target: shm.ConnectTarget, options?: shm.Options): shm.SharedMemory;
+};
 
 export = shm;

@@ -3,6 +3,8 @@
 /**
  * cluster-shm: `require('cluster-shm')` in the primary and in every worker.
  *
+ * - In a process with CLUSTER_SHM_URL set, calls go to that Redis or
+ *   Valkey server (or Redis Cluster); no broker is started.
  * - In a process with CLUSTER_SHM_SOCKET set (cluster workers forked by a
  *   primary that required this module, or any process pointed at a
  *   standalone broker), calls go over the socket to that broker,
@@ -17,13 +19,20 @@ const cluster = require('node:cluster');
 const { randomBytes } = require('node:crypto');
 const native = require('./binding.js');
 const { SharedMemory, InProcessBackend, RemoteBackend, FailedBackend } = require('./lib/api');
-const { CODES, shmError, fromNative } = require('./lib/errors');
-const { ENV, inheritedOptions } = require('./lib/options');
+const { RedisBackend } = require('./lib/redis');
+const { CODES, shmError, fromNative, typeError } = require('./lib/errors');
+const { ENV, inheritedOptions, validateOptions } = require('./lib/options');
 
-function remote(socket, options) {
-  const role = cluster.isWorker ? 'worker' : 'client';
+/**
+ * How a handle is made: the process's own one (`require('cluster-shm')`)
+ * takes its role from the cluster and hands configured options down to
+ * workers; one from connect() is a plain client.
+ */
+const OWN = { role: cluster.isWorker ? 'worker' : 'client', onConfigure: handDownOptions };
+const CONNECTED = { role: 'client', onConfigure: undefined };
+
+function remote(socket, options, { role, onConfigure } = OWN, authSecret = process.env[ENV.AUTH] || undefined) {
   let shm;
-  const authSecret = process.env[ENV.AUTH] || undefined;
   const connection = () => {
     const { connectTimeout, commandTimeout } = shm.options;
     return { socket, connectTimeout, commandTimeout, authSecret };
@@ -33,8 +42,57 @@ function remote(socket, options) {
     () => new native.Client(connection()),
     (onEvent) => native.Subscriber.connect(connection(), onEvent),
   );
-  shm = new SharedMemory({ backend, role, socket, options });
+  shm = new SharedMemory({ backend, role, socket, options, onConfigure });
   return shm;
+}
+
+/** A cluster primary hands the options it configures down to the workers it forks next. */
+function handDownOptions(current) {
+  if (cluster.isPrimary) process.env[ENV.OPTIONS] = JSON.stringify(current);
+}
+
+function redis(target, options, { role, onConfigure } = OWN) {
+  let shm;
+  let backend;
+  try {
+    backend = new RedisBackend(target, () => {
+      const { connectTimeout, commandTimeout } = shm.options;
+      return { connectTimeout, commandTimeout };
+    });
+  } catch (error) {
+    backend = new FailedBackend(error);
+  }
+  shm = new SharedMemory({ backend, role, options, onConfigure });
+  return shm;
+}
+
+/**
+ * A separate handle on another store: `{ socket, auth? }` (a standalone
+ * broker), `{ url }` (Redis or Valkey) or `{ cluster: [{ host, port }, …] }`
+ * (Redis Cluster), with its own options.
+ */
+function connect(target, options = {}) {
+  if (target === null || typeof target !== 'object' || Array.isArray(target)) {
+    throw typeError('connect: the target must be { socket }, { url } or { cluster: [...] }');
+  }
+  const kinds = ['socket', 'url', 'cluster'].filter((name) => target[name] !== undefined);
+  if (kinds.length !== 1) throw typeError(`connect: give exactly one of socket, url or cluster (got ${kinds.join(', ') || 'none'})`, CODES.INVALID_ARG_VALUE);
+  const known = { socket: ['socket', 'auth'], url: ['url'], cluster: ['cluster', 'redisOptions'] }[kinds[0]];
+  for (const name of Object.keys(target)) {
+    if (!known.includes(name)) throw typeError(`connect: unknown target field "${name}" (known: ${known.join(', ')})`, CODES.UNKNOWN_OPTION);
+  }
+  validateOptions(options);
+  if (target.socket !== undefined) {
+    if (typeof target.socket !== 'string' || target.socket === '') throw typeError('connect: socket must be a path');
+    if (target.auth !== undefined && typeof target.auth !== 'string') throw typeError('connect: auth must be a string');
+    return remote(target.socket, options, CONNECTED, target.auth ?? (process.env[ENV.AUTH] || undefined));
+  }
+  if (target.url !== undefined) {
+    if (typeof target.url !== 'string') throw typeError('connect: url must be a string');
+    return redis(target.url, options, CONNECTED);
+  }
+  if (!Array.isArray(target.cluster) || target.cluster.length === 0) throw typeError('connect: cluster must be a list of { host, port }');
+  return redis({ cluster: target.cluster, redisOptions: target.redisOptions }, options, CONNECTED);
 }
 
 function noBroker() {
@@ -83,14 +141,14 @@ function primary(options) {
     role: 'primary',
     socket: broker.socket,
     options,
-    onConfigure(current) {
-      process.env[ENV.OPTIONS] = JSON.stringify(current);
-    },
+    onConfigure: handDownOptions,
   });
 }
 
 function create() {
   const options = inheritedOptions();
+  const url = process.env[ENV.URL];
+  if (url) return redis(url, options);
   const socket = process.env[ENV.SOCKET];
   if (socket) return remote(socket, options);
   if (cluster.isWorker) return noBroker();
@@ -101,4 +159,4 @@ const shm = create();
 
 module.exports = shm;
 module.exports.default = shm;
-module.exports.codes = CODES;
+module.exports.connect = connect;

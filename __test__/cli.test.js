@@ -3,6 +3,7 @@
 const path = require('node:path');
 const { execFile } = require('node:child_process');
 const { cleanEnv, startHolder, stopHolder } = require('./helpers');
+const { describeOn } = require('./backend');
 
 const CLI = path.join(__dirname, '..', 'bin', 'cluster-shm.js');
 
@@ -14,7 +15,7 @@ function cli(args, env) {
   });
 }
 
-describe('cluster-shm stats / keys / get / monitor against a running app', () => {
+describeOn(['embedded'], 'it talks to a broker that a primary of its own hosts (fixtures/hold.js)', 'cluster-shm stats / keys / get / monitor against a running app', () => {
   let holder;
   let env;
   beforeAll(async () => {

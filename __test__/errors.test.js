@@ -4,6 +4,7 @@ const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
 const { run, start } = require('./helpers');
+const { describeOn } = require('./backend');
 
 const expected = {
   'get(1)': ['TypeError', 'ERR_INVALID_ARG_TYPE'],
@@ -73,7 +74,7 @@ describe('argument and usage errors', () => {
   });
 });
 
-describe('failures reaching the broker', () => {
+describeOn(['embedded'], 'these start, stall and remove brokers of their own (redis.test.js covers the same failures with Redis)', 'failures reaching the broker', () => {
   test('a worker whose primary never loaded cluster-shm gets ERR_SHM_NO_BROKER at once, saying how to fix it', async () => {
     const { messages } = await run('no-broker.js');
     const [{ error, role }] = messages;

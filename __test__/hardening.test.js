@@ -2,6 +2,7 @@
 
 const net = require('node:net');
 const { startHolder, stopHolder } = require('./helpers');
+const { describeOn } = require('./backend');
 
 function command(...args) {
   return `*${args.length}\r\n${args.map((a) => `$${Buffer.byteLength(a)}\r\n${a}\r\n`).join('')}`;
@@ -27,7 +28,7 @@ function connect(socket) {
   return state;
 }
 
-describe('bad input on the wire', () => {
+describeOn(['embedded'], 'it talks to a broker that a primary of its own hosts (fixtures/hold.js)', 'bad input on the wire', () => {
   let holder;
   let socket;
   let secret;

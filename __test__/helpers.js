@@ -4,6 +4,8 @@ const { spawn } = require('node:child_process');
 const fs = require('node:fs');
 const path = require('node:path');
 
+const { backendEnv } = require('./backend');
+
 const FIXTURES = path.join(__dirname, 'fixtures');
 
 /** The environment of a fresh process: no broker inherited from the test runner. */
@@ -14,13 +16,14 @@ function cleanEnv(extra = {}) {
 }
 
 /**
- * Starts `node <fixture> ...args`. Each line a fixture prints that parses as
+ * Starts `node <fixture> ...args`, pointed at the store the suite runs
+ * against (__test__/backend.js); `env` can override that. Each line a fixture prints that parses as
  * JSON is collected in `messages`; `waitFor(predicate)` resolves with the
  * first message that matches, `done` when the process exits.
  */
 function start(fixture, args = [], { env = {}, timeout = 45_000 } = {}) {
   const file = path.isAbsolute(fixture) ? fixture : path.join(FIXTURES, fixture);
-  const child = spawn(process.execPath, [file, ...args], { env: cleanEnv(env), stdio: ['pipe', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [file, ...args], { env: cleanEnv({ ...backendEnv(), ...env }), stdio: ['pipe', 'pipe', 'pipe'] });
   const messages = [];
   const waiters = [];
   let stdout = '';

@@ -3,6 +3,7 @@
 const fs = require('node:fs');
 const path = require('node:path');
 const { start } = require('./helpers');
+const { describeOn } = require('./backend');
 
 /** Starts a broker-holding primary and returns it with its socket and directory. */
 async function holder(args = []) {
@@ -11,7 +12,7 @@ async function holder(args = []) {
   return { proc, socket, dir: path.dirname(socket) };
 }
 
-describe('the broker socket', () => {
+describeOn(['embedded'], 'it checks the socket of the broker a primary hosts', 'the broker socket', () => {
   test('lives in a fresh 0700 directory, is 0600, and belongs to the primary', async () => {
     const { proc, socket, dir } = await holder();
     try {

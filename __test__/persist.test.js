@@ -4,8 +4,9 @@ const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
 const { run, start } = require('./helpers');
+const { describeOn } = require('./backend');
 
-describe('snapshot persistence (persist: path)', () => {
+describeOn(['embedded'], 'persist is an option of the broker a primary hosts; Redis persists by its own settings', 'snapshot persistence (persist: path)', () => {
   let dir;
   let file;
   beforeEach(() => {

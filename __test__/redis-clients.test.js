@@ -3,6 +3,7 @@
 const net = require('node:net');
 const { execFile } = require('node:child_process');
 const { startHolder, stopHolder, testWithTool } = require('./helpers');
+const { describeOn } = require('./backend');
 
 function exec(file, args, input) {
   return new Promise((resolve) => {
@@ -36,7 +37,7 @@ function command(...args) {
   return `*${args.length}\r\n${args.map((a) => `$${Buffer.byteLength(a)}\r\n${a}\r\n`).join('')}`;
 }
 
-describe('Redis clients against a running app', () => {
+describeOn(['embedded'], 'it talks to a broker that a primary of its own hosts (fixtures/hold.js)', 'Redis clients against a running app', () => {
   let holder;
   let socket;
   let secret;

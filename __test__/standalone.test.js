@@ -5,6 +5,7 @@ const os = require('node:os');
 const path = require('node:path');
 const { spawn } = require('node:child_process');
 const { run, cleanEnv } = require('./helpers');
+const { describeOn } = require('./backend');
 
 const CLI = path.join(__dirname, '..', 'bin', 'cluster-shm.js');
 
@@ -31,7 +32,7 @@ function serve(args) {
   return { child, listening, exited, output: () => stderr };
 }
 
-describe('cluster-shm serve: a standalone broker', () => {
+describeOn(['embedded'], 'it starts standalone brokers of its own', 'cluster-shm serve: a standalone broker', () => {
   let dir;
   let socket;
   let broker;
@@ -66,6 +67,21 @@ describe('cluster-shm serve: a standalone broker', () => {
     expect(reader.messages[1].value).toEqual([0, 1, 2, 3]);
   });
 
+  test('shm.connect({ socket }) reaches it from a process that hosts a broker of its own', async () => {
+    await run('client.js', ['set:via-env="written through CLUSTER_SHM_SOCKET"'], { env: { CLUSTER_SHM_SOCKET: socket } });
+    const { messages } = await run('connect-socket.js', [socket]);
+    expect(messages[0]).toEqual({
+      ownRole: 'primary',
+      ownSeesIt: false,
+      connectedRole: 'client',
+      read: 'written through CLUSTER_SHM_SOCKET',
+      written: true,
+      badTarget: { name: 'TypeError', code: 'ERR_INVALID_ARG_VALUE' },
+    });
+    const reader = await run('client.js', ['get:via-connect'], { env: { CLUSTER_SHM_SOCKET: socket } });
+    expect(reader.messages[1].value).toEqual({ n: 1 });
+  });
+
   test('its options are applied and the socket is private', async () => {
     expect(broker.output()).toMatch(/max keys 1000, eviction allkeys-lru/);
     expect(fs.statSync(socket).mode & 0o777).toBe(0o600);
@@ -79,7 +95,7 @@ describe('cluster-shm serve: a standalone broker', () => {
   });
 });
 
-describe('cluster-shm serve lifecycle', () => {
+describeOn(['embedded'], 'it starts standalone brokers of its own', 'cluster-shm serve lifecycle', () => {
   test.each(['SIGTERM', 'SIGINT'])('%s stops it cleanly and removes the socket', async (signal) => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'shm-serve-'));
     const socket = path.join(dir, 'broker.sock');

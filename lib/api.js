@@ -155,6 +155,16 @@ function checkKey(key, fn, maxBytes) {
   }
 }
 
+/** The fields of an INFO reply. */
+function parseInfo(reply) {
+  const fields = {};
+  for (const line of toText(reply).split('\r\n')) {
+    const at = line.indexOf(':');
+    if (at > 0 && !line.startsWith('#')) fields[line.slice(0, at)] = line.slice(at + 1);
+  }
+  return fields;
+}
+
 function toText(reply) {
   return Buffer.isBuffer(reply) ? reply.toString('utf8') : String(reply);
 }
@@ -176,6 +186,8 @@ class SharedMemory {
   #hub;
   /** The snapshot file in use, once loaded. */
   #persisted = null;
+  /** Whether the warning that key events could not be turned on was given. */
+  #keyEventsWarned = false;
 
   constructor({ backend, role, socket, options = {}, onConfigure = () => {} }) {
     this.#backend = backend;
@@ -183,7 +195,7 @@ class SharedMemory {
     this.#socket = socket;
     this.#options = withPolicyDefault({ ...DEFAULTS, ...options }, options);
     this.#onConfigure = onConfigure;
-    this.#hub = new PubSubHub((onEvent) => this.#backend.createSubscriber(onEvent));
+    this.#hub = new PubSubHub((onEvent) => this.#backend.createSubscriber(onEvent), backend.keyspacePrefix);
     if (backend.hostsBroker) this.#applyBrokerOptions();
   }
 
@@ -197,6 +209,11 @@ class SharedMemory {
     return this.#socket;
   }
 
+  /** The error codes, as on `err.code`. */
+  get codes() {
+    return CODES;
+  }
+
   /** The options in force in this process. */
   get options() {
     return { ...this.#options };
@@ -207,10 +224,10 @@ class SharedMemory {
     const defined = Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined));
     const brokerOptions = BROKER_OPTIONS.filter((name) => name in defined);
     if (brokerOptions.length && !this.#backend.hostsBroker) {
-      throw typeError(
-        `${brokerOptions.join(', ')}: broker options are set in the process that hosts the broker (the primary), before forking`,
-        CODES.INVALID_ARG_VALUE,
-      );
+      const where = this.#backend.leases
+        ? 'on the Redis server itself (maxmemory, maxmemory-policy, its own persistence)'
+        : 'in the process that hosts the broker (the primary), before forking';
+      throw typeError(`${brokerOptions.join(', ')}: broker options are set ${where}`, CODES.INVALID_ARG_VALUE);
     }
     this.#options = withPolicyDefault({ ...this.#options, ...defined }, defined, this.#options);
     if (brokerOptions.length) this.#applyBrokerOptions();
@@ -265,15 +282,20 @@ class SharedMemory {
 
   async keys(pattern = '*') {
     if (typeof pattern !== 'string') throw typeError('keys: pattern must be a string');
-    return (await this.#backend.call(['KEYS', pattern])).map(toText);
+    return (await this.#everywhere(['KEYS', pattern])).flat().map(toText);
   }
 
   async size() {
-    return this.#backend.call(['DBSIZE']);
+    return (await this.#everywhere(['DBSIZE'])).reduce((sum, n) => sum + n, 0);
   }
 
   async clear() {
-    await this.#backend.call(['FLUSHDB']);
+    await this.#everywhere(['FLUSHDB']);
+  }
+
+  /** Runs a command on every server holding keys (the masters of a Redis Cluster): a list of replies. */
+  async #everywhere(args) {
+    return this.#backend.callAll ? this.#backend.callAll(args) : [await this.#backend.call(args)];
   }
 
   async mget(keys) {
@@ -441,13 +463,15 @@ class SharedMemory {
     // i.e. it was waiting on that very fetch.
     const failuresKey = `__shm:flight:${key}:failures`;
     const errorKey = `__shm:flight:${key}:error`;
-    const [stored, failures] = await this.#backend.call(['MGET', key, failuresKey]);
+    // Two reads, not one MGET, so that a Redis Cluster may keep the keys
+    // on different nodes; the failure count is read first.
+    const [failures, stored] = await Promise.all([this.#backend.call(['GET', failuresKey]), this.#backend.call(['GET', key])]);
     if (stored !== null) return decode(stored);
     const seen = failures === null ? 0 : Number(failures);
     const lock = await this.lock(`__shm:flight:${key}`, { ttl: FLIGHT_LEASE, timeout });
     let renew;
     try {
-      const [now, failure] = await this.#backend.call(['MGET', key, errorKey]);
+      const [now, failure] = await Promise.all([this.#backend.call(['GET', key]), this.#backend.call(['GET', errorKey])]);
       if (now !== null) return decode(now);
       if (failure !== null) {
         const { failed, error } = JSON.parse(failure.toString());
@@ -478,12 +502,16 @@ class SharedMemory {
    * Acquires the named lock, waiting in line (first come, first served) up
    * to `timeout` ms (default 10000; 0 only tries), then ERR_SHM_LOCK_TIMEOUT.
    * The lock lasts `ttl` ms (default 30000) unless extended or released, and
-   * is released at once if this process exits or disconnects.
+   * is released at once if this process exits or disconnects. On Redis the
+   * lock is a lease of `lockLease` ms renewed while this process lives, so
+   * a holder that dies keeps it until that lease ends.
    */
   async lock(name, options) {
     this.#key(name, 'lock');
     const { ttl = 30_000, timeout = 10_000 } = callOptions(options, ['ttl', 'timeout'], 'lock');
-    const ms = String(checkTtl(ttl, 'lock'));
+    const ttlMs = checkTtl(ttl, 'lock');
+    const lease = this.#backend.leases ? { ttl: ttlMs, lease: this.#options.lockLease } : undefined;
+    const ms = String(lease ? Math.min(ttlMs, lease.lease) : ttlMs);
     const wait = checkTimeout(timeout, 'lock');
     const token = randomBytes(16).toString('hex');
     let fence = await this.#backend.call(['SHM.LOCK', name, token, ms]);
@@ -491,7 +519,7 @@ class SharedMemory {
       fence = await this.#backend.callBlocking(['SHM.LOCK', name, token, ms, 'WAIT', String(wait)], wait);
     }
     if (fence === null) throw lockTimeout(name, wait);
-    return new Lock((args) => this.#backend.call(args), name, token, fence);
+    return new Lock((args) => this.#backend.call(args), name, token, fence, lease);
   }
 
   /** Runs `fn(lock)` holding the named lock, and always releases it. */
@@ -549,17 +577,17 @@ class SharedMemory {
 
   /** Store and broker statistics, from INFO. */
   async stats() {
-    const info = toText(await this.#backend.call(['INFO']));
-    const fields = {};
-    for (const line of info.split('\r\n')) {
-      const at = line.indexOf(':');
-      if (at > 0 && !line.startsWith('#')) fields[line.slice(0, at)] = line.slice(at + 1);
-    }
-    const keyspace = /keys=(\d+),expires=(\d+)/.exec(fields.db0 || '') || [0, 0, 0];
-    const number = (name) => Number(fields[name] || 0);
+    // A Redis Cluster answers per master: counts and sizes are summed.
+    const servers = (await this.#everywhere(['INFO'])).map(parseInfo);
+    const fields = servers[0];
+    const db = this.#backend.keyspacePrefix ? /@(\d+)/.exec(this.#backend.keyspacePrefix)[1] : '0';
+    const sum = (read) => servers.reduce((total, server) => total + read(server), 0);
+    const keyspace = (server, at) => Number((/keys=(\d+),expires=(\d+)/.exec(server[`db${db}`] || '') || [0, 0, 0])[at]);
+    const number = (name) => sum((server) => Number(server[name] || 0));
+    const brokerOnly = (name) => (fields.cluster_shm_version === undefined ? null : number(name));
     return {
-      keys: Number(keyspace[1]),
-      keysWithTtl: Number(keyspace[2]),
+      keys: sum((server) => keyspace(server, 1)),
+      keysWithTtl: sum((server) => keyspace(server, 2)),
       usedMemory: number('used_memory'),
       peakMemory: number('used_memory_peak'),
       residentMemory: number('used_memory_rss'),
@@ -569,14 +597,15 @@ class SharedMemory {
       keyspaceMisses: number('keyspace_misses'),
       connectedClients: number('connected_clients'),
       maxMemory: number('maxmemory'),
-      maxKeys: number('maxkeys'),
+      // What only the broker counts is null on Redis.
+      maxKeys: brokerOnly('maxkeys'),
       evictionPolicy: fields.maxmemory_policy,
-      locksHeld: number('locks_held'),
-      outputBufferBytes: number('client_output_buffer_bytes'),
-      lockWaiters: number('blocked_clients'),
+      locksHeld: brokerOnly('locks_held'),
+      outputBufferBytes: brokerOnly('client_output_buffer_bytes'),
+      lockWaiters: brokerOnly('blocked_clients'),
       totalCommands: number('total_commands_processed'),
       uptimeSeconds: number('uptime_in_seconds'),
-      version: fields.cluster_shm_version,
+      version: fields.cluster_shm_version || `${fields.server_name || 'redis'} ${fields.valkey_version || fields.redis_version}`,
     };
   }
 
@@ -641,15 +670,37 @@ class SharedMemory {
     if (typeof keyOrPattern !== 'string') throw typeError('watch: keyOrPattern must be a string');
     if (typeof listener !== 'function') throw typeError('watch: listener must be a function');
     const { onMissed } = callOptions(options, ['onMissed'], 'watch');
+    if (this.#backend.isCluster) {
+      // Redis Cluster publishes key events only on the node that holds the
+      // key, and a subscription connection listens to one node.
+      throw shmError(CODES.UNSUPPORTED, 'watch: key events are not supported on a Redis Cluster (each node publishes only its own keys)');
+    }
     await this.#enableKeyspaceEvents();
-    return this.#hub.add('pattern', KEYSPACE_PREFIX + keyOrPattern, { listener, onMissed, keyEvents: true });
+    return this.#hub.add('pattern', (this.#backend.keyspacePrefix || KEYSPACE_PREFIX) + keyOrPattern, { listener, onMissed, keyEvents: true });
   }
 
+  /**
+   * Turns on the key events watch() needs. A server that refuses CONFIG
+   * (managed Redis services often do) gets a warning saying what to set:
+   * events still arrive if its operator enabled them.
+   */
   async #enableKeyspaceEvents() {
-    const [, current] = await this.#backend.call(['CONFIG', 'GET', 'notify-keyspace-events']);
-    const flags = toText(current);
-    const needed = ['K', 'g', '$', 'x', 'e'].filter((f) => !flags.includes(f) && !(flags.includes('A') && f !== 'K'));
-    if (needed.length) await this.#backend.call(['CONFIG', 'SET', 'notify-keyspace-events', flags + needed.join('')]);
+    let flags;
+    try {
+      const [, current] = await this.#backend.call(['CONFIG', 'GET', 'notify-keyspace-events']);
+      flags = toText(current);
+      const needed = ['K', 'g', '$', 'x', 'e'].filter((f) => !flags.includes(f) && !(flags.includes('A') && f !== 'K'));
+      if (needed.length) await this.#backend.call(['CONFIG', 'SET', 'notify-keyspace-events', flags + needed.join('')]);
+    } catch (error) {
+      if (error.code !== CODES.SERVER) throw error;
+      if (this.#keyEventsWarned) return;
+      this.#keyEventsWarned = true;
+      process.emitWarning(
+        `watch: the server refused to turn on key events (${error.message}); ` +
+          'watch() listeners get events only if the server is configured with notify-keyspace-events "Kg$xe" (or "KA")',
+        { code: CODES.KEY_EVENTS_OFF },
+      );
+    }
   }
 
   /** Closes this process's connections, or in the primary, the broker. */

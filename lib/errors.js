@@ -25,6 +25,9 @@ const CODES = Object.freeze({
   FETCH_FAILED: 'ERR_SHM_FETCH_FAILED',
   AUTH: 'ERR_SHM_AUTH',
   SNAPSHOT: 'ERR_SHM_SNAPSHOT',
+  CROSSSLOT: 'ERR_SHM_CROSSSLOT',
+  UNSUPPORTED: 'ERR_SHM_UNSUPPORTED',
+  KEY_EVENTS_OFF: 'ERR_SHM_KEY_EVENTS_OFF',
 });
 
 function withCode(error, code, extra) {
@@ -49,6 +52,8 @@ const NATIVE_MESSAGE = /^(ERR_SHM_[A-Z_]+) ([\s\S]*)$/;
 
 /** Rebuilds an error thrown by the native addon. */
 function fromNative(error) {
+  // Errors made in JS (the Redis backend's) already carry their code.
+  if (error && typeof error.code === 'string' && error.code.startsWith('ERR_')) return error;
   const match = NATIVE_MESSAGE.exec(error && error.message);
   if (!match) return shmError(CODES.BAD_ARGUMENT, String(error && error.message));
   const [, code, message] = match;

@@ -7,14 +7,23 @@ const { checkTtl } = require('./options');
  * A held lock. Only this handle's random token can release or extend it;
  * the broker hands it to the next waiter on release, when the holder's
  * connection closes (the process died), or when its ttl passes.
+ *
+ * On Redis a lock is a lease of `lease` ms that this handle renews while
+ * its process lives, until the ttl passes: a holder that dies keeps the
+ * lock at most `lease` ms longer.
  */
 class Lock {
   #call;
   #token;
+  #lease;
+  #deadline = 0;
+  #keepAlive = null;
 
-  constructor(call, name, token, fence) {
+  constructor(call, name, token, fence, { ttl, lease } = {}) {
     this.#call = call;
     this.#token = token;
+    this.#lease = lease;
+    if (lease !== undefined) this.#renewUntil(Date.now() + ttl);
     /** The lock's name. */
     this.name = name;
     /**
@@ -26,6 +35,7 @@ class Lock {
 
   /** Releases the lock; false when it was no longer held by this handle. */
   async release() {
+    this.#stopKeepAlive();
     return (await this.#call(['SHM.UNLOCK', this.name, this.#token])) === 1;
   }
 
@@ -33,7 +43,34 @@ class Lock {
   async extend(ttl) {
     if (ttl === undefined) throw typeError('extend: ttl is required');
     const ms = checkTtl(ttl, 'extend');
-    return (await this.#call(['SHM.EXTEND', this.name, this.#token, String(ms)])) === 1;
+    if (this.#lease === undefined) return (await this.#call(['SHM.EXTEND', this.name, this.#token, String(ms)])) === 1;
+    const held = (await this.#call(['SHM.EXTEND', this.name, this.#token, String(Math.min(ms, this.#lease))])) === 1;
+    if (held) this.#renewUntil(Date.now() + ms);
+    else this.#stopKeepAlive();
+    return held;
+  }
+
+  /** Renews the lease every third of it until `deadline`; the timer does not keep the process alive. */
+  #renewUntil(deadline) {
+    this.#deadline = deadline;
+    if (this.#keepAlive !== null) return;
+    this.#keepAlive = setInterval(() => {
+      const left = this.#deadline - Date.now();
+      if (left <= 0) return this.#stopKeepAlive();
+      this.#call(['SHM.EXTEND', this.name, this.#token, String(Math.min(left, this.#lease))]).then(
+        (held) => {
+          if (held !== 1) this.#stopKeepAlive();
+        },
+        // A failed renewal is retried at the next tick; the lease covers two more.
+        () => {},
+      );
+    }, Math.max(1, Math.floor(this.#lease / 3)));
+    this.#keepAlive.unref();
+  }
+
+  #stopKeepAlive() {
+    clearInterval(this.#keepAlive);
+    this.#keepAlive = null;
   }
 }
 

@@ -4,6 +4,8 @@ const { typeError, rangeError, CODES } = require('./errors');
 
 /** Environment variables a primary sets before forking, read by workers. */
 const ENV = Object.freeze({
+  /** A Redis or Valkey server (or cluster) to use instead of a broker. */
+  URL: 'CLUSTER_SHM_URL',
   SOCKET: 'CLUSTER_SHM_SOCKET',
   OPTIONS: 'CLUSTER_SHM_OPTIONS',
   /** The broker's secret: a connection must AUTH with it first. */
@@ -20,6 +22,7 @@ const DEFAULTS = Object.freeze({
   maxKeys: 0,
   evictionPolicy: 'noeviction',
   persist: null,
+  lockLease: 10_000,
 });
 
 /** Options of the broker itself: set where it runs, seen everywhere. */
@@ -34,6 +37,7 @@ const VALIDATORS = {
   },
   connectTimeout: positiveMilliseconds,
   commandTimeout: positiveMilliseconds,
+  lockLease: positiveMilliseconds,
   maxValueBytes: positiveBytes,
   maxKeyBytes: positiveBytes,
   maxMemory: nonNegativeInteger,

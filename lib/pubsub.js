@@ -17,8 +17,11 @@ class PubSubHub {
   /** kind -> name -> { listeners: Set, ready: Promise } */
   #subscriptions = { channel: new Map(), pattern: new Map() };
 
-  constructor(createSubscriber) {
+  #keyspacePrefix;
+
+  constructor(createSubscriber, keyspacePrefix = KEYSPACE_PREFIX) {
     this.#createSubscriber = createSubscriber;
+    this.#keyspacePrefix = keyspacePrefix;
   }
 
   #native() {
@@ -81,7 +84,7 @@ class PubSubHub {
     let message;
     for (const entry of subscription.listeners) {
       if (entry.keyEvents) {
-        call(entry.listener, { key: channel.slice(KEYSPACE_PREFIX.length), event: event.payload.toString() });
+        call(entry.listener, { key: channel.slice(this.#keyspacePrefix.length), event: event.payload.toString() });
       } else {
         if (message === undefined) message = decode(event.payload);
         call(entry.listener, message, channel);

@@ -55,7 +55,8 @@ async function everyCall(): Promise<void> {
   const allowed: boolean = limit.allowed;
   void [allowed, limit.remaining, limit.resetMs];
   const stats = await shm.stats();
-  const figures: number[] = [stats.keys, stats.usedMemory, stats.evictedKeys, stats.locksHeld, stats.outputBufferBytes];
+  const figures: number[] = [stats.keys, stats.usedMemory, stats.evictedKeys];
+  const brokerFigures: Array<number | null> = [stats.locksHeld, stats.outputBufferBytes, stats.lockWaiters, stats.maxKeys];
   const raw: unknown = await shm.command('INFO', 'memory', 1, Buffer.from('x'));
   const code: 'ERR_SHM_TIMEOUT' = shm.codes.TIMEOUT;
   await shm.close();
@@ -68,7 +69,7 @@ async function everyCall(): Promise<void> {
   user.on('error', (error) => error.code);
 
   void [role, socket, serialization, profile, exists, deleted, keys, size, many, counter, down, stored, previous, removed];
-  void [swapped, updated, fetched, fence, extended, released, result, ttlSet, left, persisted, receivers, figures, raw, code];
+  void [swapped, updated, fetched, fence, extended, released, result, ttlSet, left, persisted, receivers, figures, brokerFigures, raw, code];
 }
 
 async function mustNotCompile(): Promise<void> {
@@ -93,3 +94,21 @@ async function mustNotCompile(): Promise<void> {
 
 void everyCall;
 void mustNotCompile;
+
+// Other stores: a standalone broker, Redis, a Redis Cluster.
+async function otherStores(): Promise<void> {
+  const viaSocket: shm.SharedMemory = shm.connect({ socket: '/tmp/broker.sock', auth: 'secret' });
+  const viaRedis = shm.connect({ url: 'redis://127.0.0.1:6379/0' }, { lockLease: 5000, commandTimeout: 2000 });
+  const viaCluster = shm.connect({ cluster: [{ host: '127.0.0.1', port: 7000 }], redisOptions: { password: 'p' } });
+  const held: number | null = (await viaRedis.stats()).locksHeld;
+  const code: 'ERR_SHM_CROSSSLOT' = viaCluster.codes.CROSSSLOT;
+  void viaSocket;
+  void held;
+  void code;
+  // @ts-expect-error one target kind at a time
+  shm.connect({ url: 'redis://x', socket: '/tmp/s' });
+  // @ts-expect-error the lease is a number of milliseconds
+  shm.connect({ url: 'redis://x' }, { lockLease: '5s' });
+}
+
+void otherStores;
