@@ -3,6 +3,8 @@
 // line compiles).
 import shm = require('../..');
 import { Manager, User } from '../../compat';
+import KeyvClusterShm = require('../../keyv');
+import { Keyv, KeyvStoreAdapter } from 'keyv';
 
 interface Profile {
   name: string;
@@ -92,8 +94,20 @@ async function mustNotCompile(): Promise<void> {
   void sure;
 }
 
+// The Keyv adapter is a Keyv storage adapter by Keyv's own type.
+async function keyvAdapter(): Promise<void> {
+  const store: KeyvStoreAdapter = new KeyvClusterShm({ shm, prefix: 'cache:' });
+  const keyv = new Keyv<{ n: number }>({ store, namespace: 'users' });
+  await keyv.set('a', { n: 1 }, 1000);
+  const value: { n: number } | undefined = await keyv.get('a');
+  void value;
+  // @ts-expect-error the prefix is a string
+  new KeyvClusterShm({ prefix: 1 });
+}
+
 void everyCall;
 void mustNotCompile;
+void keyvAdapter;
 
 // Other stores: a standalone broker, Redis, a Redis Cluster.
 async function otherStores(): Promise<void> {
