@@ -21,7 +21,7 @@ use redis::aio::PubSubSink;
 
 use crate::client::ClientOptions;
 use crate::error::ShmError;
-use crate::store::{Db, Kind, Mailbox, Message};
+use crate::store::{Db, Kind, Mailbox, Message, Payload};
 
 /// What a subscriber reports to its listener.
 pub enum Event {
@@ -49,12 +49,15 @@ struct LocalMailbox {
 
 impl Mailbox for LocalMailbox {
     fn deliver(&self, message: &Message<'_>, _: usize) -> bool {
+        // Invalidations go to socket clients only (an in-process subscriber
+        // is no connected client a tracking client could redirect to).
+        let Payload::Bulk(payload) = message.payload else { return true };
         if self.overflowed.load(Ordering::Acquire) && (self.emit)(Event::Missed { reason: "overflow" }) {
             self.overflowed.store(false, Ordering::Release);
         }
         let event = Event::Message {
             channel: message.channel.clone(),
-            payload: message.payload.clone(),
+            payload: payload.clone(),
             pattern: message.pattern.cloned(),
         };
         if !(self.emit)(event) {

@@ -17,7 +17,7 @@ use tokio::sync::{mpsc, watch, Notify};
 
 use crate::cmd::{self, Blocked, Ctx, Session};
 use crate::resp::{parse_command, Frame, Limits};
-use crate::store::{now_ms, Db, Mailbox, Message};
+use crate::store::{now_ms, Db, Mailbox, Message, Payload};
 
 /// Replies waiting for the client above which the broker stops reading
 /// from it until the client catches up.
@@ -75,18 +75,19 @@ impl Mailbox for ConnectionMailbox {
         if self.backlog.killed.load(Ordering::Acquire) {
             return false;
         }
+        let payload = match message.payload {
+            Payload::Bulk(bytes) => Frame::Bulk(bytes.clone()),
+            Payload::Keys(keys) => Frame::Array(keys.iter().cloned().map(Frame::Bulk).collect()),
+            Payload::Flush => Frame::Null,
+        };
         let frame = match message.pattern {
             Some(pattern) => Frame::Array(vec![
                 Frame::bulk_str("pmessage"),
                 Frame::Bulk(pattern.clone()),
                 Frame::Bulk(message.channel.clone()),
-                Frame::Bulk(message.payload.clone()),
+                payload,
             ]),
-            None => Frame::Array(vec![
-                Frame::bulk_str("message"),
-                Frame::Bulk(message.channel.clone()),
-                Frame::Bulk(message.payload.clone()),
-            ]),
+            None => Frame::Array(vec![Frame::bulk_str("message"), Frame::Bulk(message.channel.clone()), payload]),
         };
         let bytes = frame.to_bytes();
         if output_limit > 0 && self.backlog.bytes.load(Ordering::Acquire) + bytes.len() > output_limit {
@@ -115,6 +116,8 @@ where
 
     let mailbox: Arc<dyn Mailbox> = Arc::new(ConnectionMailbox { replies: replies.clone(), backlog: backlog.clone() });
     let mut session = Session::for_client(db.counters().next_client_id(), &db);
+    // Known as connected, so that CLIENT TRACKING can redirect to it.
+    db.lock().tracking.connect(session.id);
     let mut input = BytesMut::with_capacity(READ_CHUNK);
     let mut output = BytesMut::new();
     let mut pending: VecDeque<Vec<Bytes>> = VecDeque::new();
@@ -190,12 +193,14 @@ where
             break;
         }
     }
-    // The client is gone or done: its locks pass on, its waits and its
-    // subscriptions end.
+    // The client is gone or done: its locks pass on, its waits, its
+    // subscriptions and its tracking end (and that of clients redirecting
+    // their invalidations to it).
     {
         let mut ks = db.lock();
         ks.locks.release_client(session.id, now_ms());
         ks.pubsub.remove_client(session.id);
+        ks.tracking.disconnect(session.id);
     }
     drop(mailbox);
     drop(replies);
@@ -367,5 +372,92 @@ pub fn execute_local(db: &Db, session: &mut Session, args: &[Bytes]) -> LocalRep
     match blocked {
         Some(blocked) => LocalReply::Blocked(blocked),
         None => LocalReply::Ready(reply),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tokio::io::DuplexStream;
+
+    use super::*;
+
+    async fn connect(db: &Db, shutdown: &watch::Receiver<bool>) -> DuplexStream {
+        let (ours, theirs) = tokio::io::duplex(64 * 1024);
+        tokio::spawn(serve(theirs, db.clone(), shutdown.clone()));
+        ours
+    }
+
+    async fn send(stream: &mut DuplexStream, args: &[&str]) {
+        let frame = Frame::Array(args.iter().map(|a| Frame::bulk(a.to_string())).collect());
+        stream.write_all(&frame.to_bytes()).await.unwrap();
+    }
+
+    /// Reads exactly the bytes expected and compares them.
+    async fn expect(stream: &mut DuplexStream, expected: &[u8]) {
+        let mut got = vec![0u8; expected.len()];
+        tokio::time::timeout(Duration::from_secs(5), stream.read_exact(&mut got)).await.unwrap().unwrap();
+        assert_eq!(String::from_utf8_lossy(&got), String::from_utf8_lossy(expected));
+    }
+
+    async fn call(stream: &mut DuplexStream, args: &[&str], reply: &[u8]) {
+        send(stream, args).await;
+        expect(stream, reply).await;
+    }
+
+    async fn eventually(what: &str, mut done: impl FnMut() -> bool) {
+        for _ in 0..500 {
+            if done() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        panic!("never: {what}");
+    }
+
+    /// The bytes Redis 7.0.15 sends, checked against redis-server.
+    #[tokio::test]
+    async fn invalidations_reach_the_redirect_client_byte_for_byte() {
+        let db = Db::new();
+        let (_stop, shutdown) = watch::channel(false);
+        let mut sub = connect(&db, &shutdown).await;
+        call(&mut sub, &["CLIENT", "ID"], b":1\r\n").await;
+        let mut tracker = connect(&db, &shutdown).await;
+        call(&mut tracker, &["CLIENT", "ID"], b":2\r\n").await;
+        let mut writer = connect(&db, &shutdown).await;
+        call(&mut writer, &["CLIENT", "ID"], b":3\r\n").await;
+
+        call(
+            &mut sub,
+            &["SUBSCRIBE", "__redis__:invalidate"],
+            b"*3\r\n$9\r\nsubscribe\r\n$20\r\n__redis__:invalidate\r\n:1\r\n",
+        )
+        .await;
+        call(&mut tracker, &["CLIENT", "TRACKING", "ON", "REDIRECT", "1"], b"+OK\r\n").await;
+        call(&mut tracker, &["GET", "foo"], b"$-1\r\n").await;
+        call(&mut writer, &["SET", "foo", "1"], b"+OK\r\n").await;
+        expect(&mut sub, b"*3\r\n$7\r\nmessage\r\n$20\r\n__redis__:invalidate\r\n*1\r\n$3\r\nfoo\r\n").await;
+        call(&mut tracker, &["GET", "foo"], b"$1\r\n1\r\n").await;
+        call(&mut writer, &["FLUSHDB"], b"+OK\r\n").await;
+        expect(&mut sub, b"*3\r\n$7\r\nmessage\r\n$20\r\n__redis__:invalidate\r\n$-1\r\n").await;
+
+        // The redirect client hangs up: the tracking client's keys go.
+        call(&mut tracker, &["GET", "bar"], b"$-1\r\n").await;
+        assert_eq!(db.lock().tracking.key_count(), 1);
+        drop(sub);
+        eventually("keys dropped with the redirect client", || db.lock().tracking.key_count() == 0).await;
+        call(&mut tracker, &["CLIENT", "GETREDIR"], b":1\r\n").await;
+        call(
+            &mut tracker,
+            &["CLIENT", "TRACKING", "ON", "REDIRECT", "1"],
+            b"-ERR The client ID you want redirect to does not exist\r\n",
+        )
+        .await;
+        // The tracking client hangs up: nothing is left.
+        drop(tracker);
+        eventually("tracking client forgotten", || db.lock().tracking.client_count() == 0).await;
+        assert!(!db.lock().tracking.is_connected(2));
+        assert!(db.lock().tracking.is_connected(3));
     }
 }

@@ -1,4 +1,5 @@
 //! Connection commands: PING, ECHO, QUIT, SELECT, HELLO, CLIENT, AUTH.
+//! CLIENT TRACKING turns on client-side caching (see `store::tracking`).
 
 use bytes::Bytes;
 
@@ -15,7 +16,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     CommandSpec { name: "quit", arity: -1, flags: &["fast", "noscript", "loading", "stale", "no_auth"], keys: (0, 0, 0), group: "connection", since: "1.0.0", summary: "Closes the connection.", run: quit },
     CommandSpec { name: "select", arity: 2, flags: &["loading", "stale", "fast"], keys: (0, 0, 0), group: "connection", since: "1.0.0", summary: "Changes the selected database (only 0 exists).", run: select },
     CommandSpec { name: "hello", arity: -1, flags: &["noscript", "loading", "stale", "fast", "no_auth"], keys: (0, 0, 0), group: "connection", since: "6.0.0", summary: "Handshakes with the server (RESP2 only).", run: hello },
-    CommandSpec { name: "client", arity: -2, flags: &["sentinel"], keys: (0, 0, 0), group: "connection", since: "2.4.0", summary: "Client connection commands: ID, SETNAME, GETNAME, SETINFO, INFO, NO-EVICT, NO-TOUCH.", run: client },
+    CommandSpec { name: "client", arity: -2, flags: &["sentinel"], keys: (0, 0, 0), group: "connection", since: "2.4.0", summary: "Client connection commands: ID, SETNAME, GETNAME, SETINFO, INFO, NO-EVICT, NO-TOUCH, TRACKING, TRACKINGINFO, GETREDIR.", run: client },
     CommandSpec { name: "auth", arity: -2, flags: &["noscript", "loading", "stale", "fast", "no_auth"], keys: (0, 0, 0), group: "connection", since: "1.0.0", summary: "Authenticates the connection.", run: auth },
 ];
 
@@ -175,6 +176,12 @@ fn client(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
         Frame::ok()
     } else if is(sub, "INFO") && argc == 2 {
         Frame::bulk(client_info_line(ctx) + "\n")
+    } else if is(sub, "TRACKING") && argc >= 3 {
+        client_tracking(ctx, args)
+    } else if is(sub, "TRACKINGINFO") && argc == 2 {
+        client_tracking_info(ctx)
+    } else if is(sub, "GETREDIR") && argc == 2 {
+        Frame::Integer(ctx.ks.tracking.state(ctx.session.id).map_or(-1, |t| t.redirect as i64))
     } else if (is(sub, "NO-EVICT") || is(sub, "NO-TOUCH")) && argc == 3 {
         if is(&args[2], "ON") || is(&args[2], "OFF") {
             Frame::ok()
@@ -199,12 +206,22 @@ fn client(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
                 "    Accepted for compatibility.",
                 "NO-TOUCH (ON|OFF)",
                 "    Accepted for compatibility.",
+                "TRACKING (ON|OFF) [REDIRECT <id>] [NOLOOP]",
+                "    Control server assisted client side caching: invalidations go to client <id>",
+                "    as messages on __redis__:invalidate (it must be subscribed).",
+                "TRACKINGINFO",
+                "    Report tracking status for the current connection.",
+                "GETREDIR",
+                "    Return the client ID we are redirecting to when tracking is enabled.",
             ]
             .iter()
             .map(|line| Frame::Simple((*line).into()))
             .collect(),
         )
-    } else if ["ID", "SETNAME", "GETNAME", "SETINFO", "INFO", "NO-EVICT", "NO-TOUCH", "HELP"].iter().any(|s| is(sub, s))
+    } else if ["ID", "SETNAME", "GETNAME", "SETINFO", "INFO", "NO-EVICT", "NO-TOUCH", "HELP"]
+        .iter()
+        .chain(&["TRACKING", "TRACKINGINFO", "GETREDIR"])
+        .any(|s| is(sub, s))
     {
         Frame::error(format!(
             "ERR wrong number of arguments for 'client|{}' command",
@@ -215,12 +232,107 @@ fn client(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
     }
 }
 
+/// CLIENT TRACKING (ON|OFF) [REDIRECT id] [NOLOOP]: Redis's default
+/// tracking mode with RESP2 redirection; BCAST, PREFIX, OPTIN and OPTOUT are
+/// refused.
+fn client_tracking(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
+    if ctx.mailbox.is_none() {
+        // The primary's own calls read the store directly: no near cache.
+        return Frame::error("ERR CLIENT TRACKING is not available to in-process calls");
+    }
+    let mut redirect = None;
+    let mut noloop = false;
+    let mut i = 3;
+    while i < args.len() {
+        let option = &args[i];
+        let more = i + 1 < args.len();
+        if is(option, "NOLOOP") {
+            noloop = true;
+        } else if is(option, "REDIRECT") && more {
+            i += 1;
+            if redirect.is_some() {
+                return Frame::error("ERR A client can only redirect to a single other client");
+            }
+            let id = try_reply!(int_arg(&args[i]));
+            if id <= 0 || !ctx.ks.tracking.is_connected(id as u64) {
+                return Frame::error("ERR The client ID you want redirect to does not exist");
+            }
+            redirect = Some(id as u64);
+        } else if let Some(name) = ["BCAST", "OPTIN", "OPTOUT"].into_iter().find(|name| is(option, name)) {
+            return Frame::error(format!("ERR CLIENT TRACKING {name} is not supported by cluster-shm"));
+        } else if is(option, "PREFIX") && more {
+            return Frame::error("ERR CLIENT TRACKING PREFIX is not supported by cluster-shm");
+        } else {
+            return syntax_error();
+        }
+        i += 1;
+    }
+    if is(&args[2], "ON") {
+        // Redis accepts this and sends nothing (RESP2 has no push messages);
+        // refused here, so that a near cache is never silently stale.
+        let Some(redirect) = redirect else {
+            return Frame::error("ERR CLIENT TRACKING needs REDIRECT <client-id> with RESP2");
+        };
+        ctx.ks.tracking.enable(ctx.session.id, redirect, noloop);
+    } else if is(&args[2], "OFF") {
+        ctx.ks.tracking.disable(ctx.session.id);
+    } else {
+        return syntax_error();
+    }
+    Frame::ok()
+}
+
+/// CLIENT TRACKINGINFO, shaped as Redis's.
+fn client_tracking_info(ctx: &Ctx<'_>) -> Frame {
+    let state = ctx.ks.tracking.state(ctx.session.id);
+    let mut flags = vec![];
+    match state {
+        None => flags.push(Frame::bulk_str("off")),
+        Some(state) => {
+            flags.push(Frame::bulk_str("on"));
+            if state.noloop {
+                flags.push(Frame::bulk_str("noloop"));
+            }
+            if state.broken {
+                flags.push(Frame::bulk_str("broken_redirect"));
+            }
+        }
+    }
+    Frame::Array(vec![
+        Frame::bulk_str("flags"),
+        Frame::Array(flags),
+        Frame::bulk_str("redirect"),
+        Frame::Integer(state.map_or(-1, |s| s.redirect as i64)),
+        Frame::bulk_str("prefixes"),
+        Frame::Array(vec![]),
+    ])
+}
+
 fn client_info_line(ctx: &Ctx<'_>) -> String {
     let text = |b: &Option<Bytes>| b.as_ref().map(|b| String::from_utf8_lossy(b).into_owned()).unwrap_or_default();
+    let tracking = ctx.ks.tracking.state(ctx.session.id);
+    // Redis's letters, in its order: P subscribed, x in MULTI, t tracking,
+    // R redirect client gone; N for none.
+    let mut flags = String::new();
+    for (set, letter) in [
+        (ctx.ks.pubsub.is_subscribed(ctx.session.id), 'P'),
+        (ctx.session.multi.is_some(), 'x'),
+        (tracking.is_some(), 't'),
+        (tracking.is_some_and(|t| t.broken), 'R'),
+    ] {
+        if set {
+            flags.push(letter);
+        }
+    }
+    if flags.is_empty() {
+        flags.push('N');
+    }
     format!(
-        "id={} name={} db=0 resp=2 lib-name={} lib-ver={} broker=cluster-shm/{}",
+        "id={} name={} flags={} db=0 redir={} resp=2 lib-name={} lib-ver={} broker=cluster-shm/{}",
         ctx.session.id,
         text(&ctx.session.name),
+        flags,
+        tracking.map_or(-1, |t| t.redirect as i64),
         text(&ctx.session.lib_name),
         text(&ctx.session.lib_ver),
         BROKER_VERSION

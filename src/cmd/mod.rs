@@ -166,6 +166,13 @@ pub fn execute(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
         ctx.session.multi.as_mut().expect("queueing").push(args.to_vec());
         return Frame::Simple("QUEUED".into());
     }
+    if ctx.ks.tracking.is_active() {
+        return run_tracked(ctx, spec, args);
+    }
+    run(ctx, spec, args)
+}
+
+fn run(ctx: &mut Ctx<'_>, spec: &CommandSpec, args: &[Bytes]) -> Frame {
     if spec.flags.contains(&"denyoom") {
         try_reply!(make_room(ctx, spec, args));
     }
@@ -176,6 +183,30 @@ pub fn execute(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
         return reply;
     }
     (spec.run)(ctx, args)
+}
+
+/// Runs a command while some client tracks keys (CLIENT TRACKING): the
+/// changes it makes are attributed to its client (for NOLOOP), and the keys
+/// a read-only command names are remembered for its client, if it tracks.
+fn run_tracked(ctx: &mut Ctx<'_>, spec: &CommandSpec, args: &[Bytes]) -> Frame {
+    // Restored after, as EXEC runs its commands through here too.
+    let outer = ctx.ks.tracking.set_current(ctx.session.id);
+    let reply = run(ctx, spec, args);
+    ctx.ks.tracking.set_current(outer);
+    if spec.keys.0 > 0 && spec.flags.contains(&"readonly") {
+        let ks = &mut *ctx.ks;
+        ks.tracking.remember(ctx.session.id, command_keys(spec, args), &mut ks.pubsub);
+    }
+    reply
+}
+
+/// The keys a command names, by its spec's (first, last, step).
+fn command_keys<'a>(spec: &CommandSpec, args: &'a [Bytes]) -> impl Iterator<Item = &'a Bytes> {
+    let (first, last, step) = spec.keys;
+    let last = if last < 0 { args.len() as i32 + last } else { last };
+    let (first, count) =
+        if first > 0 && last >= first { (first as usize, (last - first) as usize + 1) } else { (0, 0) };
+    args.iter().skip(first).take(count).step_by(step.max(1) as usize)
 }
 
 fn spec_allows_no_auth(checked: &Result<&'static CommandSpec, Frame>) -> bool {
@@ -190,16 +221,10 @@ fn make_room(ctx: &mut Ctx<'_>, spec: &CommandSpec, args: &[Bytes]) -> Result<()
     if limits.max_memory == 0 && limits.max_keys == 0 {
         return Ok(());
     }
-    let (first, last, step) = spec.keys;
     let mut new_keys = 0;
-    if first > 0 {
-        let last = if last < 0 { args.len() as i32 + last } else { last };
-        let mut i = first;
-        while i <= last && (i as usize) < args.len() {
-            if !ctx.ks.contains(&args[i as usize], ctx.now) {
-                new_keys += 1;
-            }
-            i += step.max(1);
+    for key in command_keys(spec, args) {
+        if !ctx.ks.contains(key, ctx.now) {
+            new_keys += 1;
         }
     }
     let incoming: usize = args[1..].iter().map(|a| a.len()).sum::<usize>() + new_keys * crate::store::ENTRY_OVERHEAD;

@@ -14,7 +14,7 @@ use crate::store::{glob_match, notify, snapshot, EvictionPolicy};
 #[rustfmt::skip]
 pub static COMMANDS: &[CommandSpec] = &[
     CommandSpec { name: "info", arity: -1, flags: &["loading", "stale"], keys: (0, 0, 0), group: "server", since: "1.0.0", summary: "Returns information and statistics about the server.", run: info },
-    CommandSpec { name: "config", arity: -2, flags: &["admin", "noscript", "loading", "stale"], keys: (0, 0, 0), group: "server", since: "2.0.0", summary: "Reads (GET) and changes (SET maxmemory, maxmemory-policy, maxkeys) settings; resets statistics (RESETSTAT).", run: config },
+    CommandSpec { name: "config", arity: -2, flags: &["admin", "noscript", "loading", "stale"], keys: (0, 0, 0), group: "server", since: "2.0.0", summary: "Reads (GET) and changes (SET maxmemory, maxmemory-policy, maxkeys, tracking-table-max-keys) settings; resets statistics (RESETSTAT).", run: config },
     CommandSpec { name: "command", arity: -1, flags: &["loading", "stale"], keys: (0, 0, 0), group: "server", since: "2.8.13", summary: "Returns detailed information about commands: COUNT, INFO, DOCS, LIST.", run: command },
     CommandSpec { name: "save", arity: 1, flags: &["admin", "noscript", "no_async_loading"], keys: (0, 0, 0), group: "server", since: "1.0.0", summary: "Writes the snapshot file now (blocking), when one is configured.", run: save },
     CommandSpec { name: "time", arity: 1, flags: &["loading", "stale", "fast"], keys: (0, 0, 0), group: "server", since: "2.6.0", summary: "Returns the server time.", run: time },
@@ -64,6 +64,7 @@ fn info_section(ctx: &Ctx<'_>, section: &str, out: &mut String) {
             field(out, "client_output_buffer_bytes", &counters.output_buffer_bytes.load(Ordering::Relaxed));
             field(out, "locks_held", &ctx.ks.locks.held());
             field(out, "maxclients", &10_000);
+            field(out, "tracking_clients", &ctx.ks.tracking.client_count());
         }
         "memory" => {
             out.push_str("# Memory\r\n");
@@ -96,6 +97,9 @@ fn info_section(ctx: &Ctx<'_>, section: &str, out: &mut String) {
             field(out, "keyspace_misses", &stats.keyspace_misses);
             field(out, "pubsub_channels", &ctx.ks.pubsub.active_channels(None).len());
             field(out, "pubsub_patterns", &ctx.ks.pubsub.pattern_count());
+            field(out, "tracking_total_keys", &ctx.ks.tracking.key_count());
+            field(out, "tracking_total_items", &ctx.ks.tracking.item_count());
+            field(out, "tracking_total_prefixes", &0);
         }
         "replication" => {
             out.push_str("# Replication\r\n");
@@ -155,7 +159,7 @@ fn config(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
         let config = ctx.db.config();
         let limits = ctx.ks.limits;
         let output_limit = ctx.ks.pubsub.output_limit;
-        let params: [(&str, String); 15] = [
+        let params: [(&str, String); 16] = [
             ("save", String::new()),
             ("appendonly", "no".into()),
             ("databases", "1".into()),
@@ -171,6 +175,7 @@ fn config(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
             ("maxclients", "10000".into()),
             ("notify-keyspace-events", notify::format(ctx.ks.notify_flags)),
             ("client-output-buffer-limit", format!("normal 0 0 0 replica 0 0 0 pubsub {output_limit} 0 0")),
+            ("tracking-table-max-keys", ctx.ks.tracking.max_keys().to_string()),
         ];
         let mut reply = Vec::new();
         for (name, value) in params {
@@ -199,6 +204,7 @@ fn config_set(ctx: &mut Ctx<'_>, pairs: &[Bytes]) -> Frame {
     let mut limits = ctx.ks.limits;
     let mut notify_flags = ctx.ks.notify_flags;
     let mut output_limit = ctx.ks.pubsub.output_limit;
+    let mut tracking_max_keys = ctx.ks.tracking.max_keys();
     let mut config = ctx.db.config();
     for pair in pairs.chunks_exact(2) {
         let (name, value) = (String::from_utf8_lossy(&pair[0]).to_ascii_lowercase(), &pair[1]);
@@ -242,12 +248,20 @@ fn config_set(ctx: &mut Ctx<'_>, pairs: &[Bytes]) -> Frame {
                     )
                 }
             },
+            "tracking-table-max-keys" => match std::str::from_utf8(value).ok().and_then(|v| v.parse::<i64>().ok()) {
+                Some(n) if n >= 0 => tracking_max_keys = n as usize,
+                Some(_) => return invalid("argument must be between 0 and 9223372036854775807 inclusive"),
+                None => return invalid("argument couldn't be parsed into an integer"),
+            },
             _ => return Frame::error(format!("ERR Unknown option or number of arguments for CONFIG SET - '{name}'")),
         }
     }
     ctx.ks.limits = limits;
     ctx.ks.notify_flags = notify_flags;
     ctx.ks.pubsub.output_limit = output_limit;
+    let ks = &mut *ctx.ks;
+    // A lower bound invalidates the keys past it at once.
+    ks.tracking.set_max_keys(tracking_max_keys, &mut ks.pubsub);
     ctx.db.update_config(|c| {
         c.limits = config.limits;
         c.query_buffer_limit = config.query_buffer_limit;

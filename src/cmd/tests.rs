@@ -454,7 +454,13 @@ struct Inbox(parking_lot::Mutex<Vec<Frame>>);
 
 impl crate::store::Mailbox for Inbox {
     fn deliver(&self, m: &crate::store::Message<'_>, _: usize) -> bool {
-        let mut frame = vec![Frame::Bulk(m.channel.clone()), Frame::Bulk(m.payload.clone())];
+        use crate::store::Payload;
+        let payload = match m.payload {
+            Payload::Bulk(b) => Frame::Bulk(b.clone()),
+            Payload::Keys(keys) => Frame::Array(keys.iter().cloned().map(Frame::Bulk).collect()),
+            Payload::Flush => Frame::Null,
+        };
+        let mut frame = vec![Frame::Bulk(m.channel.clone()), payload];
         if let Some(p) = m.pattern {
             frame.insert(0, Frame::Bulk(p.clone()));
         }
@@ -608,4 +614,380 @@ fn rate_limits_fixed_and_sliding() {
     h.run("SET plain hello");
     assert_eq!(h.run("SHM.RATELIMIT plain 1 10"), err("WRONGTYPE the key does not hold a rate limit"));
     assert_eq!(h.run("SHM.RATELIMIT plain 1 10 SLIDING"), err("WRONGTYPE the key does not hold a rate limit"));
+}
+
+/// Socket-like clients (each with a mailbox) against one store, for client
+/// tracking: client 1 subscribes to `__redis__:invalidate`, 2 tracks and
+/// redirects to it, 3 writes.
+struct Clients {
+    db: Db,
+    sessions: std::collections::HashMap<u64, Session>,
+    inboxes: std::collections::HashMap<u64, std::sync::Arc<Inbox>>,
+    now: u64,
+}
+
+const SUB: u64 = 1;
+const TRACKER: u64 = 2;
+const WRITER: u64 = 3;
+
+impl Clients {
+    fn new() -> Clients {
+        let mut clients =
+            Clients { db: Db::new(), sessions: Default::default(), inboxes: Default::default(), now: 1_000_000 };
+        for id in [SUB, TRACKER, WRITER] {
+            clients.connect(id);
+        }
+        assert!(matches!(clients.run(SUB, "SUBSCRIBE __redis__:invalidate"), Frame::Many(_)));
+        clients
+    }
+
+    fn connect(&mut self, id: u64) {
+        self.sessions.insert(id, Session::new(id));
+        self.inboxes.insert(id, Default::default());
+        self.db.lock().tracking.connect(id);
+    }
+
+    fn disconnect(&mut self, id: u64) {
+        let mut ks = self.db.lock();
+        ks.pubsub.remove_client(id);
+        ks.tracking.disconnect(id);
+    }
+
+    fn run(&mut self, id: u64, line: &str) -> Frame {
+        let args = crate::resp::split_args(line.as_bytes()).unwrap();
+        let mut ks = self.db.lock();
+        let session = self.sessions.get_mut(&id).unwrap();
+        let mut ctx = Ctx::new(&self.db, &mut ks, session, self.now);
+        ctx.mailbox = Some(self.inboxes[&id].clone());
+        execute(&mut ctx, &args)
+    }
+
+    /// The invalidations client `id` received since the last call: the
+    /// keys of each (an empty list for a flush).
+    fn invalidations(&self, id: u64) -> Vec<Vec<String>> {
+        std::mem::take(&mut *self.inboxes[&id].0.lock())
+            .into_iter()
+            .map(|message| match message {
+                Frame::Array(parts) if parts[0] == bulk("__redis__:invalidate") => match &parts[1] {
+                    Frame::Array(keys) => keys
+                        .iter()
+                        .map(|k| match k {
+                            Frame::Bulk(k) => String::from_utf8_lossy(k).into_owned(),
+                            other => panic!("key {other:?}"),
+                        })
+                        .collect(),
+                    Frame::Null => vec![],
+                    other => panic!("payload {other:?}"),
+                },
+                other => panic!("not an invalidation: {other:?}"),
+            })
+            .collect()
+    }
+
+    fn info(&mut self, field: &str) -> String {
+        let Frame::Bulk(info) = self.run(WRITER, "INFO") else { panic!() };
+        let info = String::from_utf8_lossy(&info).into_owned();
+        let prefix = format!("{field}:");
+        info.lines().find_map(|l| l.strip_prefix(&prefix)).unwrap_or_else(|| panic!("no {field}")).to_string()
+    }
+}
+
+fn keys(list: &[&str]) -> Vec<Vec<String>> {
+    list.iter().map(|k| vec![k.to_string()]).collect()
+}
+
+const FLUSHED: Vec<String> = Vec::new();
+
+#[test]
+fn tracking_invalidates_a_read_key_on_every_kind_of_change() {
+    let mut c = Clients::new();
+    assert_eq!(c.run(TRACKER, "CLIENT TRACKING ON REDIRECT 1"), Frame::ok());
+    assert_eq!(c.run(TRACKER, "GET foo"), Frame::Null);
+    // Even a missing key is remembered: its creation is a change.
+    c.run(WRITER, "SET foo 1");
+    assert_eq!(c.invalidations(SUB), keys(&["foo"]));
+    // Forgotten once sent: the next change needs a new read.
+    c.run(WRITER, "SET foo 2");
+    assert!(c.invalidations(SUB).is_empty());
+
+    c.run(TRACKER, "GET foo");
+    c.run(TRACKER, "GET foo");
+    assert_eq!((c.info("tracking_total_keys"), c.info("tracking_total_items")), ("1".into(), "1".into()));
+    assert_eq!(c.info("tracking_clients"), "1");
+    c.run(WRITER, "DEL foo");
+    assert_eq!(c.invalidations(SUB), keys(&["foo"]));
+    assert_eq!(c.info("tracking_total_keys"), "0");
+
+    // Every key of a multi-key read; each change sends its own message.
+    c.run(TRACKER, "MGET a b");
+    c.run(WRITER, "MSET a 1 b 2");
+    assert_eq!(c.invalidations(SUB), keys(&["a", "b"]));
+    for read in ["EXISTS a", "TTL a", "PTTL a", "TYPE a", "STRLEN a", "EXPIRETIME a"] {
+        c.run(TRACKER, read);
+        c.run(WRITER, "INCR a");
+        assert_eq!(c.invalidations(SUB), keys(&["a"]), "{read}");
+    }
+    // Writes that do not read register nothing.
+    c.run(TRACKER, "SET mine 1");
+    c.run(WRITER, "SET mine 2");
+    assert!(c.invalidations(SUB).is_empty());
+
+    // ttl changes
+    c.run(TRACKER, "GET a");
+    c.run(WRITER, "EXPIRE a 100");
+    c.run(TRACKER, "GET a");
+    c.run(WRITER, "PERSIST a");
+    c.run(TRACKER, "GET a");
+    c.run(WRITER, "PERSIST a"); // no ttl: no change
+    assert_eq!(c.invalidations(SUB), keys(&["a", "a"]));
+    for write in ["GETDEL a", "GETSET a x", "SET a y KEEPTTL", "DEL a", "INCRBY a 2", "SET a 1 PXAT 1"] {
+        c.run(TRACKER, "GET a");
+        c.run(WRITER, write);
+        assert_eq!(c.invalidations(SUB), keys(&["a"]), "{write}");
+    }
+
+    // Expiry found by a read of another client, and by the sweep.
+    c.run(WRITER, "SET e v PX 100");
+    c.run(TRACKER, "GET e");
+    c.now += 200;
+    assert_eq!(c.run(WRITER, "GET e"), Frame::Null);
+    assert_eq!(c.invalidations(SUB), keys(&["e"]));
+    c.run(WRITER, "SET e v PX 100");
+    c.run(TRACKER, "GET e");
+    c.db.lock().purge_expired(c.now + 200, 100);
+    assert_eq!(c.invalidations(SUB), keys(&["e"]));
+
+    // Eviction by a memory bound.
+    c.run(WRITER, "FLUSHDB");
+    assert_eq!(c.invalidations(SUB), vec![FLUSHED]);
+    c.run(WRITER, "CONFIG SET maxkeys 2 maxmemory-policy allkeys-lru");
+    c.run(WRITER, "MSET old 1 new 1");
+    c.run(TRACKER, "GET old");
+    c.now += 10;
+    c.run(TRACKER, "GET new");
+    c.run(WRITER, "SET third 1");
+    assert_eq!(c.invalidations(SUB), keys(&["old"]));
+    c.run(WRITER, "CONFIG SET maxkeys 0");
+
+    // Commands run by EXEC are tracked like the others.
+    c.run(TRACKER, "MULTI");
+    c.run(TRACKER, "GET m");
+    c.run(TRACKER, "EXEC");
+    c.run(WRITER, "SET m 1");
+    assert_eq!(c.invalidations(SUB), keys(&["m"]));
+
+    // A flush: one null-payload message, and nothing is remembered after.
+    c.run(TRACKER, "MGET x y z");
+    assert_eq!(c.run(WRITER, "FLUSHALL"), Frame::ok());
+    assert_eq!(c.invalidations(SUB), vec![FLUSHED]);
+    assert_eq!(c.info("tracking_total_keys"), "0");
+    c.run(WRITER, "SET x 1");
+    assert!(c.invalidations(SUB).is_empty());
+
+    // Two tracking clients of one key: one message each.
+    c.connect(4);
+    c.run(4, "CLIENT TRACKING ON REDIRECT 1");
+    c.run(TRACKER, "GET shared");
+    c.run(4, "GET shared");
+    assert_eq!(c.info("tracking_total_items"), "2");
+    c.run(WRITER, "SET shared 1");
+    assert_eq!(c.invalidations(SUB), keys(&["shared", "shared"]));
+    c.run(WRITER, "FLUSHDB");
+    assert_eq!(c.invalidations(SUB), vec![FLUSHED, FLUSHED]);
+    // Only the subscriber ever received anything.
+    for id in [TRACKER, WRITER, 4] {
+        assert!(c.inboxes[&id].0.lock().is_empty());
+    }
+}
+
+#[test]
+fn tracking_noloop_skips_the_clients_own_changes() {
+    let mut c = Clients::new();
+    assert_eq!(c.run(TRACKER, "CLIENT TRACKING ON REDIRECT 1 NOLOOP"), Frame::ok());
+    c.run(TRACKER, "GET k");
+    c.run(TRACKER, "SET k mine");
+    assert!(c.invalidations(SUB).is_empty());
+    // As in Redis, the key is forgotten all the same.
+    c.run(WRITER, "SET k theirs");
+    assert!(c.invalidations(SUB).is_empty());
+    c.run(TRACKER, "GET k");
+    c.run(WRITER, "SET k again");
+    assert_eq!(c.invalidations(SUB), keys(&["k"]));
+
+    // A key its own read finds expired is its own change (as in Redis);
+    // the sweep's expiry is nobody's.
+    c.run(WRITER, "SET e v PX 100");
+    c.run(TRACKER, "GET e");
+    c.now += 200;
+    assert_eq!(c.run(TRACKER, "GET e"), Frame::Null);
+    assert!(c.invalidations(SUB).is_empty());
+    c.run(WRITER, "SET s v PX 100");
+    c.run(TRACKER, "GET s");
+    c.db.lock().purge_expired(c.now + 200, 100);
+    assert_eq!(c.invalidations(SUB), keys(&["s"]));
+
+    // A flush is always sent, even to the client that flushed.
+    c.run(TRACKER, "FLUSHDB");
+    assert_eq!(c.invalidations(SUB), vec![FLUSHED]);
+
+    // ON again without NOLOOP: its own writes are reported.
+    c.run(TRACKER, "CLIENT TRACKING ON REDIRECT 1");
+    c.run(TRACKER, "GET k");
+    c.run(TRACKER, "SET k 1");
+    assert_eq!(c.invalidations(SUB), keys(&["k"]));
+}
+
+#[test]
+fn tracking_state_ends_with_off_and_with_disconnects() {
+    let mut c = Clients::new();
+    c.run(TRACKER, "CLIENT TRACKING ON REDIRECT 1");
+    c.run(TRACKER, "MGET a b c");
+    assert_eq!(c.info("tracking_total_keys"), "3");
+    assert_eq!(c.run(TRACKER, "CLIENT TRACKING OFF"), Frame::ok());
+    assert_eq!((c.info("tracking_total_keys"), c.info("tracking_clients")), ("0".into(), "0".into()));
+    c.run(WRITER, "MSET a 1 b 1 c 1");
+    c.run(TRACKER, "GET a");
+    c.run(WRITER, "SET a 2");
+    assert!(c.invalidations(SUB).is_empty());
+
+    // A tracking client that disconnects leaves nothing behind, even for
+    // keys another client also tracks.
+    c.connect(4);
+    c.run(4, "CLIENT TRACKING ON REDIRECT 1");
+    c.run(TRACKER, "CLIENT TRACKING ON REDIRECT 1");
+    c.run(TRACKER, "MGET a b");
+    c.run(4, "MGET b c");
+    assert_eq!((c.info("tracking_total_keys"), c.info("tracking_total_items")), ("3".into(), "4".into()));
+    c.disconnect(4);
+    assert_eq!((c.info("tracking_total_keys"), c.info("tracking_total_items")), ("2".into(), "2".into()));
+    c.run(WRITER, "MSET b 2 c 2");
+    assert_eq!(c.invalidations(SUB), keys(&["b"]));
+
+    // The redirect client disconnects: the tracking client stays in
+    // tracking mode, marked, but remembers nothing more.
+    c.run(TRACKER, "GET z");
+    c.disconnect(SUB);
+    assert_eq!(c.info("tracking_total_keys"), "0");
+    c.run(TRACKER, "GET y");
+    assert_eq!(c.info("tracking_total_keys"), "0");
+    assert_eq!(c.run(TRACKER, "CLIENT GETREDIR"), int(1));
+    let info = |flags: &[&str], redirect: i64| {
+        Frame::Array(vec![
+            bulk("flags"),
+            bulks(flags),
+            bulk("redirect"),
+            int(redirect),
+            bulk("prefixes"),
+            Frame::Array(vec![]),
+        ])
+    };
+    assert_eq!(c.run(TRACKER, "CLIENT TRACKINGINFO"), info(&["on", "broken_redirect"], 1));
+    let Frame::Bulk(line) = c.run(TRACKER, "CLIENT INFO") else { panic!() };
+    assert!(String::from_utf8_lossy(&line).contains(" flags=tR db=0 redir=1 resp=2 "), "{line:?}");
+    assert_eq!(
+        c.run(TRACKER, "CLIENT TRACKING ON REDIRECT 1"),
+        err("ERR The client ID you want redirect to does not exist")
+    );
+    // A new redirect client: tracking works again.
+    c.connect(5);
+    c.run(5, "SUBSCRIBE elsewhere");
+    assert_eq!(c.run(TRACKER, "CLIENT TRACKING ON REDIRECT 5 NOLOOP"), Frame::ok());
+    assert_eq!(c.run(TRACKER, "CLIENT TRACKINGINFO"), info(&["on", "noloop"], 5));
+    c.run(TRACKER, "GET y");
+    c.run(WRITER, "SET y 1");
+    // Subscribed to anything is enough, as in Redis.
+    let received = std::mem::take(&mut *c.inboxes[&5].0.lock());
+    assert_eq!(received, vec![Frame::Array(vec![bulk("__redis__:invalidate"), bulks(&["y"])])]);
+
+    // A redirect client not in subscribed mode gets nothing (RESP2 has no
+    // room for it among replies), as in Redis; the key is forgotten.
+    c.connect(6);
+    c.run(TRACKER, "CLIENT TRACKING ON REDIRECT 6");
+    c.run(TRACKER, "GET w");
+    c.run(WRITER, "SET w 1");
+    assert!(c.inboxes[&6].0.lock().is_empty());
+    assert_eq!(c.info("tracking_total_keys"), "0");
+
+    // The tracking client itself disconnects.
+    c.run(TRACKER, "GET v");
+    c.disconnect(TRACKER);
+    assert_eq!((c.info("tracking_total_keys"), c.info("tracking_clients")), ("0".into(), "0".into()));
+}
+
+#[test]
+fn tracking_options_and_errors() {
+    let mut c = Clients::new();
+    let unsupported = |option: &str| err(&format!("ERR CLIENT TRACKING {option} is not supported by cluster-shm"));
+    assert_eq!(c.run(TRACKER, "CLIENT TRACKING ON"), err("ERR CLIENT TRACKING needs REDIRECT <client-id> with RESP2"));
+    assert_eq!(
+        c.run(TRACKER, "CLIENT TRACKING ON REDIRECT 99"),
+        err("ERR The client ID you want redirect to does not exist")
+    );
+    assert_eq!(c.run(TRACKER, "CLIENT TRACKING ON REDIRECT x"), err("ERR value is not an integer or out of range"));
+    assert_eq!(
+        c.run(TRACKER, "CLIENT TRACKING ON REDIRECT 1 REDIRECT 1"),
+        err("ERR A client can only redirect to a single other client")
+    );
+    assert_eq!(c.run(TRACKER, "CLIENT TRACKING ON REDIRECT 1 BCAST"), unsupported("BCAST"));
+    assert_eq!(c.run(TRACKER, "CLIENT TRACKING ON optin"), unsupported("OPTIN"));
+    assert_eq!(c.run(TRACKER, "CLIENT TRACKING ON OPTOUT"), unsupported("OPTOUT"));
+    assert_eq!(c.run(TRACKER, "CLIENT TRACKING ON BCAST PREFIX user:"), unsupported("BCAST"));
+    assert_eq!(c.run(TRACKER, "CLIENT TRACKING ON PREFIX user:"), unsupported("PREFIX"));
+    assert_eq!(c.run(TRACKER, "CLIENT TRACKING ON PREFIX"), err("ERR syntax error"));
+    assert_eq!(c.run(TRACKER, "CLIENT TRACKING ON REDIRECT"), err("ERR syntax error"));
+    assert_eq!(c.run(TRACKER, "CLIENT TRACKING MAYBE"), err("ERR syntax error"));
+    assert_eq!(c.run(TRACKER, "CLIENT TRACKING"), err("ERR wrong number of arguments for 'client|tracking' command"));
+    assert_eq!(c.run(TRACKER, "CLIENT GETREDIR"), int(-1));
+    assert_eq!(
+        c.run(TRACKER, "CLIENT TRACKINGINFO"),
+        Frame::Array(vec![
+            bulk("flags"),
+            bulks(&["off"]),
+            bulk("redirect"),
+            int(-1),
+            bulk("prefixes"),
+            Frame::Array(vec![])
+        ])
+    );
+    assert_eq!(c.info("tracking_clients"), "0");
+    // OFF when not tracking is fine.
+    assert_eq!(c.run(TRACKER, "CLIENT TRACKING OFF"), Frame::ok());
+    assert_eq!(c.run(TRACKER, "client tracking on redirect 1"), Frame::ok());
+    assert_eq!(c.run(TRACKER, "CLIENT GETREDIR"), int(1));
+    let Frame::Bulk(line) = c.run(TRACKER, "CLIENT INFO") else { panic!() };
+    assert!(String::from_utf8_lossy(&line).contains(" flags=t db=0 redir=1 resp=2 "), "{line:?}");
+    let Frame::Bulk(line) = c.run(WRITER, "CLIENT INFO") else { panic!() };
+    assert!(String::from_utf8_lossy(&line).contains(" flags=N db=0 redir=-1 resp=2 "), "{line:?}");
+
+    // The primary's in-process session (no mailbox) has no near cache.
+    let mut h = Harness::new();
+    assert_eq!(h.run("CLIENT TRACKING OFF"), err("ERR CLIENT TRACKING is not available to in-process calls"));
+}
+
+#[test]
+fn tracking_table_max_keys_invalidates_past_the_bound() {
+    let mut c = Clients::new();
+    assert_eq!(c.run(WRITER, "CONFIG GET tracking-table-max-keys"), bulks(&["tracking-table-max-keys", "1000000"]));
+    assert_eq!(c.run(WRITER, "CONFIG SET tracking-table-max-keys 3"), Frame::ok());
+    c.run(TRACKER, "CLIENT TRACKING ON REDIRECT 1");
+    c.run(TRACKER, "MGET k1 k2 k3 k4 k5");
+    assert_eq!(c.info("tracking_total_keys"), "3");
+    let evicted: Vec<Vec<String>> = c.invalidations(SUB);
+    assert_eq!(evicted.len(), 2);
+    // The keys sent are the keys forgotten: writing them sends nothing.
+    for key in evicted.iter().flatten() {
+        c.run(WRITER, &format!("SET {key} 1"));
+    }
+    assert!(c.invalidations(SUB).is_empty());
+    // Lowering the bound applies at once.
+    assert_eq!(c.run(WRITER, "CONFIG SET tracking-table-max-keys 1"), Frame::ok());
+    assert_eq!(c.invalidations(SUB).len(), 2);
+    assert_eq!((c.info("tracking_total_keys"), c.info("tracking_total_items")), ("1".into(), "1".into()));
+    assert!(matches!(c.run(WRITER, "CONFIG SET tracking-table-max-keys -1"), Frame::Error(_)));
+    assert!(matches!(c.run(WRITER, "CONFIG SET tracking-table-max-keys lots"), Frame::Error(_)));
+    // 0: unbounded.
+    assert_eq!(c.run(WRITER, "CONFIG SET tracking-table-max-keys 0"), Frame::ok());
+    c.run(TRACKER, "MGET a b c d e f");
+    assert_eq!(c.info("tracking_total_keys"), "7");
+    assert!(c.invalidations(SUB).is_empty());
 }

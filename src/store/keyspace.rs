@@ -12,6 +12,7 @@ use super::glob::glob_match;
 use super::locks::LockTable;
 use super::notify;
 use super::pubsub::PubSub;
+use super::tracking::Tracking;
 
 /// A stored value. Only Redis's string type exists so far; the enum keeps
 /// room for other types without touching the callers that match on it.
@@ -143,6 +144,10 @@ pub struct Keyspace {
     pub pubsub: PubSub,
     /// Classes of keyspace events published (see [`notify`]); 0 is off.
     pub notify_flags: u32,
+    /// Client-side caching: who read which key. Every change to a key
+    /// passes through [`Keyspace::bump_version`] or `remove_index` (or
+    /// [`Keyspace::clear`]), which tell it.
+    pub tracking: Tracking,
 }
 
 impl Keyspace {
@@ -191,9 +196,23 @@ impl Keyspace {
         self.get(key, now).map(|e| e.version)
     }
 
-    fn bump_version(&mut self) -> u64 {
+    /// A new version for `key`, which is being written or having its ttl
+    /// changed. With `remove_index` and `clear`, the one place every change
+    /// to a key goes through.
+    fn bump_version(&mut self, key: &[u8]) -> u64 {
+        self.invalidate(key, true);
         self.next_version += 1;
         self.next_version
+    }
+
+    /// Tells the clients caching `key` that it changed (one branch when
+    /// nobody does). A change made by a command is attributed to the client
+    /// running it, for NOLOOP; eviction and the expiry sweep are not.
+    fn invalidate(&mut self, key: &[u8], by_command: bool) {
+        if self.tracking.has_keys() {
+            let origin = if by_command { self.tracking.current() } else { 0 };
+            self.tracking.invalidate(key, origin, &mut self.pubsub);
+        }
     }
 
     /// Looks a key up without touching the hit/miss statistics.
@@ -209,15 +228,16 @@ impl Keyspace {
     fn live_index(&mut self, key: &[u8], now: u64) -> Option<usize> {
         let (index, _, entry) = self.entries.get_full(key)?;
         if entry.is_expired(now) {
-            self.expire_index(index);
+            // Found by a command: for NOLOOP, its client's own change, as in Redis.
+            self.expire_index(index, true);
             return None;
         }
         Some(index)
     }
 
-    fn expire_index(&mut self, index: usize) {
+    fn expire_index(&mut self, index: usize, by_command: bool) {
         let key = self.entries.get_index(index).expect("valid index").0.clone();
-        self.remove_index(index);
+        self.remove_index(index, by_command);
         self.stats.expired_keys += 1;
         self.notify(notify::EXPIRED, "expired", &key);
     }
@@ -253,7 +273,7 @@ impl Keyspace {
             Value::String(b) => Value::String(Bytes::copy_from_slice(&b)),
         };
         let new_size = value.heap_size();
-        let version = self.bump_version();
+        let version = self.bump_version(key);
         match previous {
             Some(i) => {
                 let (stored_key, entry) = self.entries.get_index_mut(i).expect("live index");
@@ -287,7 +307,7 @@ impl Keyspace {
         let Some(i) = self.live_index(key, now) else {
             return false;
         };
-        let version = self.bump_version();
+        let version = self.bump_version(key);
         let (stored_key, entry) = self.entries.get_index_mut(i).expect("live index");
         let old = std::mem::replace(&mut entry.expires_at, expires_at);
         entry.version = version;
@@ -313,23 +333,28 @@ impl Keyspace {
     /// Removes a live key; returns its value.
     pub fn remove(&mut self, key: &[u8], now: u64) -> Option<Value> {
         let index = self.live_index(key, now)?;
-        Some(self.remove_index(index).value)
+        Some(self.remove_index(index, true).value)
     }
 
-    fn remove_index(&mut self, index: usize) -> Entry {
+    /// Every removal of a key goes through here (delete, expiry, eviction).
+    fn remove_index(&mut self, index: usize, by_command: bool) -> Entry {
         let (key, entry) = self.entries.swap_remove_index(index).expect("valid index");
         self.used_memory -= key.len() + entry.value.heap_size() + ENTRY_OVERHEAD;
         if let Some(at) = entry.expires_at {
             self.expiries.remove(&(at, key.clone()));
             self.used_memory -= EXPIRY_OVERHEAD + key.len();
         }
+        self.invalidate(&key, by_command);
         entry
     }
 
+    /// Removes every key (FLUSHDB, FLUSHALL); clients caching keys are told
+    /// to drop everything.
     pub fn clear(&mut self) {
         self.entries = Map::default();
         self.expiries.clear();
         self.used_memory = 0;
+        self.tracking.flush(&mut self.pubsub);
     }
 
     /// Whether the memory bound leaves room for a write of about `incoming`
@@ -354,10 +379,10 @@ impl Keyspace {
                 return Err(OutOfMemory);
             };
             if self.entries[index].is_expired(now) {
-                self.expire_index(index);
+                self.expire_index(index, false);
             } else {
                 let key = self.entries.get_index(index).expect("valid index").0.clone();
-                self.remove_index(index);
+                self.remove_index(index, false);
                 self.stats.evicted_keys += 1;
                 self.notify(notify::EVICTED, "evicted", &key);
             }
@@ -453,7 +478,7 @@ impl Keyspace {
                 break;
             }
             let index = self.entries.get_index_of(&key).expect("expiry index matches entries");
-            self.expire_index(index);
+            self.expire_index(index, false);
             purged += 1;
         }
         if purged > 0 {

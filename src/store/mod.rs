@@ -7,6 +7,7 @@ mod locks;
 pub mod notify;
 mod pubsub;
 pub mod snapshot;
+mod tracking;
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -21,7 +22,8 @@ pub use keyspace::{
     Entry, EvictionPolicy, Expiry, Keyspace, MemoryLimits, OutOfMemory, Stats, Value, ENTRY_OVERHEAD, EXPIRY_OVERHEAD,
 };
 pub use locks::{Acquire, Grant, LockTable};
-pub use pubsub::{Kind, Mailbox, Message, PubSub};
+pub use pubsub::{Kind, Mailbox, Message, Payload, PubSub};
+pub use tracking::{Tracking, TrackingState, INVALIDATE_CHANNEL};
 
 /// Keys reclaimed per lock hold by the sweep, so a mass expiry never stalls
 /// the commands of the workers for long.

@@ -17,7 +17,18 @@ pub struct Message<'a> {
     /// The pattern that matched, for pattern subscriptions.
     pub pattern: Option<&'a Bytes>,
     pub channel: &'a Bytes,
-    pub payload: &'a Bytes,
+    pub payload: Payload<'a>,
+}
+
+/// What a message carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Payload<'a> {
+    /// A published payload (a bulk string).
+    Bulk(&'a Bytes),
+    /// Client-side caching: keys invalidated (an array of bulk strings).
+    Keys(&'a [Bytes]),
+    /// Client-side caching: every key invalidated by a flush (a null bulk).
+    Flush,
 }
 
 pub trait Mailbox: Send + Sync {
@@ -159,7 +170,7 @@ impl PubSub {
                 self.patterns.iter().filter(|(pattern, _)| glob_match(pattern, channel)).map(|(p, c)| (Some(p), c)),
             );
         for (pattern, clients) in matching {
-            let message = Message { pattern, channel, payload };
+            let message = Message { pattern, channel, payload: Payload::Bulk(payload) };
             for client in clients {
                 match self.subscribers.get(client) {
                     Some(s) if s.mailbox.deliver(&message, self.output_limit) => received += 1,
@@ -171,6 +182,18 @@ impl PubSub {
             self.remove_client(client);
         }
         received
+    }
+
+    /// Delivers to one client, only if it is in subscribed mode (as Redis
+    /// does with invalidations for a redirect client). False when it is not,
+    /// or when its mailbox refused: it is then dropped, as by `publish`.
+    pub fn send_to(&mut self, client: u64, channel: &Bytes, payload: Payload<'_>) -> bool {
+        let Some(subscriber) = self.subscribers.get(&client) else { return false };
+        if subscriber.mailbox.deliver(&Message { pattern: None, channel, payload }, self.output_limit) {
+            return true;
+        }
+        self.remove_client(client);
+        false
     }
 
     /// Active channels (with at least one subscriber) matching `pattern`.
@@ -210,7 +233,8 @@ mod tests {
                 return false;
             }
             self.capacity.fetch_sub(1, Ordering::Relaxed);
-            self.seen.lock().push((m.pattern.cloned(), m.channel.clone(), m.payload.clone()));
+            let Payload::Bulk(payload) = m.payload else { panic!("only published payloads here") };
+            self.seen.lock().push((m.pattern.cloned(), m.channel.clone(), payload.clone()));
             true
         }
     }
