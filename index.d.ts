@@ -58,6 +58,22 @@ declare namespace shm {
      * broker frees a dead holder's lock at once. Default 10000.
      */
     lockLease?: number;
+    /**
+     * Keep values this process reads in memory, kept coherent by
+     * invalidations the broker (or Redis) pushes: `true` for the defaults, or
+     * `{ maxKeys, ttl }` (defaults 10000 keys, 60000 ms). Off by default.
+     * Workers inherit it from the primary, whose own calls are in-process
+     * and need none. A process always reads its own writes; another
+     * process's write is seen once its invalidation arrives.
+     */
+    nearCache?: boolean | NearCacheOptions;
+  }
+
+  interface NearCacheOptions {
+    /** Most keys kept; the least recently used go first. Default 10000. */
+    maxKeys?: number;
+    /** Longest a value is kept, in ms, invalidations aside. Default 60000. */
+    ttl?: number;
   }
 
   /** Where `connect()` goes: a standalone broker, a Redis/Valkey server, or a Redis Cluster. */
@@ -189,6 +205,8 @@ declare namespace shm {
     totalCommands: number;
     uptimeSeconds: number;
     version: string;
+    /** This process's near cache, or null without one. */
+    nearCache: { keys: number; hits: number; misses: number } | null;
   }
 
   type Entries = Record<string, Value> | Map<string, Value> | Array<[string, Value]>;

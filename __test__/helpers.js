@@ -118,4 +118,36 @@ function testWithTool(tool, name, fn, timeout) {
   return test.skip(`${name} [skipped: ${tool} is not installed; .ci/run installs it]`, fn);
 }
 
-module.exports = { start, run, cleanEnv, which, testWithTool, startHolder, stopHolder, FIXTURES };
+/**
+ * Drives fixtures/near-cache-client.js: `get(key)` and `stats()` resolve
+ * with its answers; `nearCacheEmptied()` with the stats once its near cache
+ * holds no key (the check repeats every 20 ms).
+ */
+function nearCacheClient(env) {
+  const client = start('near-cache-client.js', [], { env });
+  const ask = (line, predicate) => {
+    const seen = client.messages.length;
+    client.child.stdin.write(`${line}\n`);
+    return client.waitFor((m) => client.messages.indexOf(m) >= seen && predicate(m));
+  };
+  return {
+    client,
+    ready: client.waitFor((m) => m.ready),
+    get: (key) => ask(`get ${key}`, (m) => m.key === key),
+    stats: () => ask('stats', (m) => 'nearCache' in m && !('key' in m)),
+    async nearCacheEmptied() {
+      for (;;) {
+        const { nearCache } = await ask('stats', (m) => 'nearCache' in m && !('key' in m));
+        if (nearCache.keys === 0) return nearCache;
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+    },
+    async stop() {
+      client.child.stdin.end();
+      client.child.kill('SIGTERM');
+      await client.done;
+    },
+  };
+}
+
+module.exports = { start, run, cleanEnv, which, testWithTool, startHolder, stopHolder, nearCacheClient, FIXTURES };

@@ -5,7 +5,7 @@
 // refuses CONFIG, and a server that goes away. (The whole suite also runs on
 // a redis-server: CLUSTER_SHM_TEST_BACKEND=redis, see __test__/backend.js.)
 
-const { run, start, testWithTool } = require('./helpers');
+const { run, start, testWithTool, nearCacheClient } = require('./helpers');
 const { describeOn } = require('./backend');
 const { startRedis, startRedisCluster } = require('./redis-server');
 
@@ -72,6 +72,7 @@ describeOn(['embedded'], 'starts redis-servers of its own; runs once, in the emb
         expect(result.sameSlot).toEqual(['Ada', 'ada@example.com']);
         expect(result.watch.error).toMatchObject({ code: 'ERR_SHM_UNSUPPORTED' });
         expect(result.sizeAfterClear).toBe(0);
+        expect(result.nearCache).toEqual({ values: ['value', 'value'], stats: { keys: 0, hits: 0, misses: 2 }, warnings: ['ERR_SHM_UNSUPPORTED'] });
       } finally {
         await redisCluster.stop();
       }
@@ -127,6 +128,30 @@ describeOn(['embedded'], 'starts redis-servers of its own; runs once, in the emb
       expect(result.rightPassword).toBe('ok');
       expect(result.badScheme).toMatchObject({ code: 'ERR_INVALID_ARG_VALUE' });
     } finally {
+      await redis.stop();
+    }
+  });
+
+  testWithTool('redis-server', 'the near cache on Redis: a dropped invalidation connection empties it, so no stale value is served', async () => {
+    const redis = await startRedis();
+    const Redis = require('ioredis');
+    const raw = new Redis({ path: redis.socket, protocol: 2 });
+    const near = nearCacheClient({ CLUSTER_SHM_URL: redis.url });
+    try {
+      await near.ready;
+      await raw.set('k', '"v1"');
+      await near.get('k');
+      const second = await near.get('k');
+      expect(second).toMatchObject({ value: 'v1', nearCache: { keys: 1, hits: 1 } });
+      // The server drops the invalidation connection: writes from now on
+      // would not reach this process, so its near cache must go.
+      await raw.client('KILL', 'TYPE', 'pubsub');
+      expect(await near.nearCacheEmptied()).toMatchObject({ keys: 0 });
+      await raw.set('k', '"v2"');
+      expect((await near.get('k')).value).toBe('v2');
+    } finally {
+      raw.disconnect();
+      await near.stop();
       await redis.stop();
     }
   });

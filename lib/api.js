@@ -7,6 +7,7 @@ const { DEFAULTS, BROKER_OPTIONS, validateOptions, callOptions, checkTtl, checkT
 const { Lock, lockTimeout } = require('./lock');
 const { PubSubHub, KEYSPACE_PREFIX } = require('./pubsub');
 const { Connection } = require('./connection');
+const { NearCache, openSocketInvalidations } = require('./near-cache');
 
 /**
  * Commands that change the state of the connection they are sent on (or
@@ -89,6 +90,16 @@ class RemoteBackend {
   call(args) {
     if (this.connection === null) this.connection = new Connection(this.connectionOptions());
     return this.connection.call(args);
+  }
+
+  /** Changes whenever calls start going over a new socket. */
+  get generation() {
+    return this.connection === null ? 0 : this.connection.generation;
+  }
+
+  /** The near cache's invalidation connection (lib/near-cache.js). */
+  openInvalidations(onInvalidate, onLost) {
+    return openSocketInvalidations(this.connectionOptions(), onInvalidate, onLost);
   }
 
   callBlocking(args, waitMs) {
@@ -175,6 +186,9 @@ function toText(reply) {
  */
 class SharedMemory {
   #backend;
+  /** Where calls go: the backend, or the near cache in front of it. */
+  #data;
+  #nearCache = null;
   #options;
   #role;
   #socket;
@@ -195,6 +209,8 @@ class SharedMemory {
     this.#socket = socket;
     this.#options = withPolicyDefault({ ...DEFAULTS, ...options }, options);
     this.#onConfigure = onConfigure;
+    this.#data = backend;
+    this.#applyNearCache();
     this.#hub = new PubSubHub((onEvent) => this.#backend.createSubscriber(onEvent), backend.keyspacePrefix);
     if (backend.hostsBroker) this.#applyBrokerOptions();
   }
@@ -231,14 +247,29 @@ class SharedMemory {
     }
     this.#options = withPolicyDefault({ ...this.#options, ...defined }, defined, this.#options);
     if (brokerOptions.length) this.#applyBrokerOptions();
+    if ('nearCache' in defined) this.#applyNearCache();
     if (this.#backend.reset) this.#backend.reset();
     this.#onConfigure(this.options);
     return this;
   }
 
+  /**
+   * A near cache in front of a remote store, when the option asks for one.
+   * The primary's calls are in-process already: it has none.
+   */
+  #applyNearCache() {
+    if (this.#nearCache) this.#nearCache.close();
+    this.#nearCache = null;
+    this.#data = this.#backend;
+    const { nearCache } = this.#options;
+    if (!nearCache || !this.#backend.openInvalidations) return;
+    this.#nearCache = new NearCache(this.#backend, nearCache);
+    this.#data = this.#nearCache;
+  }
+
   #applyBrokerOptions() {
     const { maxMemory, maxKeys, evictionPolicy, persist } = this.#options;
-    this.#backend.call(['CONFIG', 'SET', 'maxmemory', String(maxMemory), 'maxkeys', String(maxKeys), 'maxmemory-policy', evictionPolicy]);
+    this.#data.call(['CONFIG', 'SET', 'maxmemory', String(maxMemory), 'maxkeys', String(maxKeys), 'maxmemory-policy', evictionPolicy]);
     if (persist && persist !== this.#persisted) {
       this.#backend.persist(require('node:path').resolve(persist));
       this.#persisted = persist;
@@ -263,21 +294,21 @@ class SharedMemory {
 
   async get(key) {
     this.#key(key, 'get');
-    return decode(await this.#backend.call(['GET', key]));
+    return decode(await this.#data.call(['GET', key]));
   }
 
   async set(key, value, options) {
-    await this.#backend.call(this.#setCommand('set', key, value, options));
+    await this.#data.call(this.#setCommand('set', key, value, options));
   }
 
   async has(key) {
     this.#key(key, 'has');
-    return (await this.#backend.call(['EXISTS', key])) === 1;
+    return (await this.#data.call(['EXISTS', key])) === 1;
   }
 
   async delete(key) {
     this.#key(key, 'delete');
-    return (await this.#backend.call(['DEL', key])) === 1;
+    return (await this.#data.call(['DEL', key])) === 1;
   }
 
   async keys(pattern = '*') {
@@ -295,14 +326,14 @@ class SharedMemory {
 
   /** Runs a command on every server holding keys (the masters of a Redis Cluster): a list of replies. */
   async #everywhere(args) {
-    return this.#backend.callAll ? this.#backend.callAll(args) : [await this.#backend.call(args)];
+    return this.#backend.callAll ? this.#data.callAll(args) : [await this.#data.call(args)];
   }
 
   async mget(keys) {
     if (!Array.isArray(keys)) throw typeError('mget: keys must be an array of strings');
     for (const key of keys) this.#key(key, 'mget');
     if (keys.length === 0) return [];
-    return (await this.#backend.call(['MGET', ...keys])).map(decode);
+    return (await this.#data.call(['MGET', ...keys])).map(decode);
   }
 
   async mset(entries) {
@@ -313,7 +344,7 @@ class SharedMemory {
       this.#key(key, 'mset');
       args.push(key, this.#encode(value, 'mset'));
     }
-    await this.#backend.call(args);
+    await this.#data.call(args);
   }
 
   /**
@@ -339,9 +370,9 @@ class SharedMemory {
     if (!Number.isFinite(by)) throw rangeError(`${fn}: by must be finite, got ${by}`);
     if (Number.isInteger(by)) {
       if (!Number.isSafeInteger(by)) throw rangeError(`${fn}: by must be a safe integer, got ${by}`);
-      return this.#backend.call(['INCRBY', key, String(by)]);
+      return this.#data.call(['INCRBY', key, String(by)]);
     }
-    return Number(toText(await this.#backend.call(['INCRBYFLOAT', key, String(by)])));
+    return Number(toText(await this.#data.call(['INCRBYFLOAT', key, String(by)])));
   }
 
   /**
@@ -357,18 +388,18 @@ class SharedMemory {
 
   /** Stores the value only if the key does not exist; true when stored. */
   async setIfAbsent(key, value, options) {
-    return (await this.#backend.call(this.#setCommand('setIfAbsent', key, value, options, ['NX']))) === 'OK';
+    return (await this.#data.call(this.#setCommand('setIfAbsent', key, value, options, ['NX']))) === 'OK';
   }
 
   /** Stores the value and resolves with the one it replaced (or undefined). */
   async getAndSet(key, value, options) {
-    return decode(await this.#backend.call(this.#setCommand('getAndSet', key, value, options, ['GET'])));
+    return decode(await this.#data.call(this.#setCommand('getAndSet', key, value, options, ['GET'])));
   }
 
   /** Deletes the key and resolves with the value it held (or undefined). */
   async getAndDelete(key) {
     this.#key(key, 'getAndDelete');
-    return decode(await this.#backend.call(['GETDEL', key]));
+    return decode(await this.#data.call(['GETDEL', key]));
   }
 
   /**
@@ -382,7 +413,7 @@ class SharedMemory {
     this.#key(key, 'compareAndSet');
     const condition = expected === undefined ? ['NX'] : ['IFEQ', this.#encode(expected, 'compareAndSet')];
     const command = this.#setCommand('compareAndSet', key, next, options, condition, ['KEEPTTL']);
-    return (await this.#backend.call(command)) === 'OK';
+    return (await this.#data.call(command)) === 'OK';
   }
 
   /**
@@ -405,16 +436,16 @@ class SharedMemory {
 
   async #updateLoop(key, fn, retries, ttl) {
     for (let attempt = 0; ; attempt++) {
-      const stored = await this.#backend.call(['GET', key]);
+      const stored = await this.#data.call(['GET', key]);
       const next = await fn(decode(stored));
       let written;
       if (next === undefined) {
-        written = stored === null || (await this.#backend.call(['DELEX', key, 'IFEQ', stored])) === 1;
+        written = stored === null || (await this.#data.call(['DELEX', key, 'IFEQ', stored])) === 1;
       } else {
         const args = ['SET', key, this.#encode(next, 'update')];
         args.push(...(stored === null ? ['NX'] : ['IFEQ', stored]));
         args.push(...(ttl === undefined ? ['KEEPTTL'] : ['PX', String(ttl)]));
-        written = (await this.#backend.call(args)) === 'OK';
+        written = (await this.#data.call(args)) === 'OK';
       }
       if (written) return next;
       if (attempt >= retries) {
@@ -465,13 +496,13 @@ class SharedMemory {
     const errorKey = `__shm:flight:${key}:error`;
     // Two reads, not one MGET, so that a Redis Cluster may keep the keys
     // on different nodes; the failure count is read first.
-    const [failures, stored] = await Promise.all([this.#backend.call(['GET', failuresKey]), this.#backend.call(['GET', key])]);
+    const [failures, stored] = await Promise.all([this.#data.call(['GET', failuresKey]), this.#data.call(['GET', key])]);
     if (stored !== null) return decode(stored);
     const seen = failures === null ? 0 : Number(failures);
     const lock = await this.lock(`__shm:flight:${key}`, { ttl: FLIGHT_LEASE, timeout });
     let renew;
     try {
-      const [now, failure] = await Promise.all([this.#backend.call(['GET', key]), this.#backend.call(['GET', errorKey])]);
+      const [now, failure] = await Promise.all([this.#data.call(['GET', key]), this.#data.call(['GET', errorKey])]);
       if (now !== null) return decode(now);
       if (failure !== null) {
         const { failed, error } = JSON.parse(failure.toString());
@@ -484,10 +515,10 @@ class SharedMemory {
         value = await fetcher();
         if (value === undefined) throw typeError('getOrSet: fetcher resolved with undefined, which cannot be stored', CODES.INVALID_ARG_VALUE);
       } catch (error) {
-        const failed = await this.#backend.call(['INCR', failuresKey]);
-        await this.#backend.call(['PEXPIRE', failuresKey, String(FLIGHT_COUNTER_TTL)]);
+        const failed = await this.#data.call(['INCR', failuresKey]);
+        await this.#data.call(['PEXPIRE', failuresKey, String(FLIGHT_COUNTER_TTL)]);
         const record = { failed, error: { message: String(error && error.message), name: error && error.name, code: error && error.code } };
-        await this.#backend.call(['SET', errorKey, JSON.stringify(record), 'PX', String(FLIGHT_ERROR_TTL)]);
+        await this.#data.call(['SET', errorKey, JSON.stringify(record), 'PX', String(FLIGHT_ERROR_TTL)]);
         throw error;
       }
       await this.set(key, value, ttl === undefined ? undefined : { ttl });
@@ -514,12 +545,12 @@ class SharedMemory {
     const ms = String(lease ? Math.min(ttlMs, lease.lease) : ttlMs);
     const wait = checkTimeout(timeout, 'lock');
     const token = randomBytes(16).toString('hex');
-    let fence = await this.#backend.call(['SHM.LOCK', name, token, ms]);
+    let fence = await this.#data.call(['SHM.LOCK', name, token, ms]);
     if (fence === null && wait > 0) {
       fence = await this.#backend.callBlocking(['SHM.LOCK', name, token, ms, 'WAIT', String(wait)], wait);
     }
     if (fence === null) throw lockTimeout(name, wait);
-    return new Lock((args) => this.#backend.call(args), name, token, fence, lease);
+    return new Lock((args) => this.#data.call(args), name, token, fence, lease);
   }
 
   /** Runs `fn(lock)` holding the named lock, and always releases it. */
@@ -550,7 +581,7 @@ class SharedMemory {
     if (window === undefined) throw typeError('rateLimit: duration (ms) is required');
     const args = ['SHM.RATELIMIT', key, String(points), String(window)];
     if (sliding) args.push('SLIDING');
-    const [allowed, remaining, resetMs] = await this.#backend.call(args);
+    const [allowed, remaining, resetMs] = await this.#data.call(args);
     return { allowed: allowed === 1, remaining, resetMs };
   }
 
@@ -558,13 +589,13 @@ class SharedMemory {
   async expire(key, ttl) {
     this.#key(key, 'expire');
     if (ttl === undefined) throw typeError('expire: ttl is required');
-    return (await this.#backend.call(['PEXPIRE', key, String(checkTtl(ttl, 'expire'))])) === 1;
+    return (await this.#data.call(['PEXPIRE', key, String(checkTtl(ttl, 'expire'))])) === 1;
   }
 
   /** Milliseconds left: undefined for a missing key, Infinity for no expiry. */
   async ttl(key) {
     this.#key(key, 'ttl');
-    const left = await this.#backend.call(['PTTL', key]);
+    const left = await this.#data.call(['PTTL', key]);
     if (left === -2) return undefined;
     return left === -1 ? Infinity : left;
   }
@@ -572,7 +603,7 @@ class SharedMemory {
   /** Removes a key's expiry; false when it had none or does not exist. */
   async persist(key) {
     this.#key(key, 'persist');
-    return (await this.#backend.call(['PERSIST', key])) === 1;
+    return (await this.#data.call(['PERSIST', key])) === 1;
   }
 
   /** Store and broker statistics, from INFO. */
@@ -606,6 +637,8 @@ class SharedMemory {
       totalCommands: number('total_commands_processed'),
       uptimeSeconds: number('uptime_in_seconds'),
       version: fields.cluster_shm_version || `${fields.server_name || 'redis'} ${fields.valkey_version || fields.redis_version}`,
+      // This process's near cache, when it has one.
+      nearCache: this.#nearCache && { keys: this.#nearCache.size, hits: this.#nearCache.hits, misses: this.#nearCache.misses },
     };
   }
 
@@ -627,7 +660,7 @@ class SharedMemory {
       else if (typeof arg === 'number' && Number.isFinite(arg)) argv.push(String(arg));
       else throw typeError('command: arguments must be strings, finite numbers or Buffers');
     }
-    return this.#backend.call(argv);
+    return this.#data.call(argv);
   }
 
   /**
@@ -637,7 +670,7 @@ class SharedMemory {
    */
   async publish(channel, message) {
     this.#key(channel, 'publish');
-    return this.#backend.call(['PUBLISH', channel, this.#encode(message, 'publish')]);
+    return this.#data.call(['PUBLISH', channel, this.#encode(message, 'publish')]);
   }
 
   /**
@@ -687,10 +720,10 @@ class SharedMemory {
   async #enableKeyspaceEvents() {
     let flags;
     try {
-      const [, current] = await this.#backend.call(['CONFIG', 'GET', 'notify-keyspace-events']);
+      const [, current] = await this.#data.call(['CONFIG', 'GET', 'notify-keyspace-events']);
       flags = toText(current);
       const needed = ['K', 'g', '$', 'x', 'e'].filter((f) => !flags.includes(f) && !(flags.includes('A') && f !== 'K'));
-      if (needed.length) await this.#backend.call(['CONFIG', 'SET', 'notify-keyspace-events', flags + needed.join('')]);
+      if (needed.length) await this.#data.call(['CONFIG', 'SET', 'notify-keyspace-events', flags + needed.join('')]);
     } catch (error) {
       if (error.code !== CODES.SERVER) throw error;
       if (this.#keyEventsWarned) return;
@@ -705,6 +738,7 @@ class SharedMemory {
 
   /** Closes this process's connections, or in the primary, the broker. */
   async close() {
+    if (this.#nearCache) this.#nearCache.close();
     this.#hub.close();
     this.#backend.close();
   }

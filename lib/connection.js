@@ -151,6 +151,8 @@ class Connection {
     this.writeQueued = false;
     this.closed = false;
     this.timer = null;
+    /** Counts the sockets this connection has had: state set on one (CLIENT TRACKING) is gone with it. */
+    this.generation = 0;
     this.write = () => this.#write();
     this.checkTimeouts = () => this.#checkTimeouts();
   }
@@ -217,6 +219,7 @@ class Connection {
 
   #attach(socket) {
     this.socket = socket;
+    this.generation++;
     this.connecting = null;
     // An idle connection does not keep the process alive; the timeout check
     // does while calls are pending.
@@ -281,14 +284,20 @@ class Connection {
     this.#watchTimeouts();
   }
 
-  /** A check runs while calls are pending, and keeps the process alive meanwhile. */
+  /**
+   * A check runs while calls are pending, and keeps the process alive
+   * meanwhile. Between calls the timer is only unreferenced (making and
+   * clearing a timer per call cost more than the rest of the client at
+   * one call in flight); its next tick clears it if the connection stayed
+   * idle.
+   */
   #watchTimeouts() {
     const pending = this.inFlight.length + this.outbox.length;
-    if (pending > 0 && this.timer === null) {
-      this.timer = setInterval(this.checkTimeouts, Math.min(100, Math.max(5, this.options.commandTimeout / 4)));
-    } else if (pending === 0 && this.timer !== null) {
-      clearInterval(this.timer);
-      this.timer = null;
+    if (pending > 0) {
+      if (this.timer === null) this.timer = setInterval(this.checkTimeouts, Math.min(100, Math.max(5, this.options.commandTimeout / 4)));
+      else if (!this.timer.hasRef()) this.timer.ref();
+    } else if (this.timer !== null && this.timer.hasRef()) {
+      this.timer.unref();
     }
   }
 
@@ -367,4 +376,4 @@ function authError(options) {
   );
 }
 
-module.exports = { Connection, ReplyParser, encodeCommand };
+module.exports = { Connection, ReplyParser, ReplyError, encodeCommand, open };

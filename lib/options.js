@@ -23,6 +23,7 @@ const DEFAULTS = Object.freeze({
   evictionPolicy: 'noeviction',
   persist: null,
   lockLease: 10_000,
+  nearCache: false,
 });
 
 /** Options of the broker itself: set where it runs, seen everywhere. */
@@ -38,6 +39,17 @@ const VALIDATORS = {
   connectTimeout: positiveMilliseconds,
   commandTimeout: positiveMilliseconds,
   lockLease: positiveMilliseconds,
+  nearCache(value) {
+    if (value === false || value === true) return;
+    if (value === null || typeof value !== 'object' || Array.isArray(value)) {
+      throw typeError(`nearCache must be true, false or { maxKeys, ttl }, got ${JSON.stringify(value)}`);
+    }
+    for (const [name, setting] of Object.entries(value)) {
+      if (name === 'maxKeys') positiveCount(setting, 'nearCache.maxKeys');
+      else if (name === 'ttl') positiveMilliseconds(setting, 'nearCache.ttl');
+      else throw typeError(`unknown nearCache option "${name}" (known: maxKeys, ttl)`, CODES.UNKNOWN_OPTION);
+    }
+  },
   maxValueBytes: positiveBytes,
   maxKeyBytes: positiveBytes,
   maxMemory: nonNegativeInteger,
@@ -53,6 +65,11 @@ const VALIDATORS = {
     }
   },
 };
+
+function positiveCount(value, name) {
+  if (typeof value !== 'number') throw typeError(`${name} must be a number, got ${typeof value}`);
+  if (!Number.isSafeInteger(value) || value < 1) throw rangeError(`${name} must be a positive integer, got ${value}`);
+}
 
 function positiveBytes(value, name) {
   if (typeof value !== 'number') throw typeError(`${name} must be a number of bytes, got ${typeof value}`);

@@ -13,6 +13,7 @@
  */
 
 const { CODES, shmError } = require('./errors');
+const { INVALIDATE_CHANNEL } = require('./near-cache');
 
 /** Commands whose reply is a simple string ("OK"), kept as a JS string as the broker's client does. */
 const STATUS_REPLY = new Set(['MSET', 'FLUSHDB', 'FLUSHALL', 'PING', 'TYPE', 'RENAME', 'SAVE', 'BGSAVE', 'SELECT', 'SWAPDB', 'QUIT', 'CONFIG']);
@@ -205,6 +206,7 @@ class RedisBackend {
   #client = null;
   #liveness = new Liveness();
   #closed = false;
+  #generation = 0;
 
   /**
    * `connectionOptions()` gives { connectTimeout, commandTimeout } from the
@@ -217,6 +219,11 @@ class RedisBackend {
 
   get hostsBroker() {
     return false;
+  }
+
+  /** Changes whenever calls start going over a new connection (single server). */
+  get generation() {
+    return this.#generation;
   }
 
   /** Locks are leases that their holder keeps alive. */
@@ -272,6 +279,7 @@ class RedisBackend {
       } else {
         this.#client = new Redis(this.#options());
         unrefOnConnect(this.#client);
+        this.#client.on('ready', () => this.#generation++);
       }
       for (const [name, script] of Object.entries(SCRIPTS)) this.#client.defineCommand(name, script);
       // Failures reach the calls that were waiting; nothing else listens.
@@ -366,6 +374,33 @@ class RedisBackend {
       if (left <= 0) return null;
       await new Promise((resolve) => setTimeout(resolve, Math.min(left, pause * (0.5 + Math.random()))));
       pause = Math.min(pause * 2, LOCK_POLL_MAX);
+    }
+  }
+
+  /**
+   * The near cache's invalidation connection (lib/near-cache.js): a
+   * connection of its own, subscribed to __redis__:invalidate, that does not
+   * reconnect by itself (the near cache is dropped when it goes).
+   */
+  async openInvalidations(onInvalidate, onLost) {
+    if (this.#target.cluster) throw shmError(CODES.UNSUPPORTED, 'the near cache is not supported on a Redis Cluster');
+    const connection = this.#connection().duplicate({ lazyConnect: true, retryStrategy: () => null, maxRetriesPerRequest: 0 });
+    unrefOnConnect(connection);
+    connection.on('error', () => {});
+    let subscribed = false;
+    connection.on('end', () => {
+      if (subscribed) onLost();
+    });
+    connection.on('messageBuffer', (channel, payload) => onInvalidate(payload === null ? null : Array.isArray(payload) ? payload : [payload]));
+    try {
+      await connection.connect();
+      const id = await connection.client('ID');
+      await connection.subscribe(INVALIDATE_CHANNEL);
+      subscribed = true;
+      return { id, close: () => connection.disconnect() };
+    } catch (error) {
+      connection.disconnect();
+      throw this.#error(error);
     }
   }
 

@@ -1,0 +1,26 @@
+'use strict';
+
+const { run } = require('./helpers');
+const { BACKEND } = require('./backend');
+
+test('near cache: another worker stops serving a stale copy once the invalidation arrives; own writes, eviction, delete and clear', async () => {
+  const { messages } = await run('near-cache.js');
+  const [r] = messages;
+  // The primary's calls are in-process on the embedded broker: no near cache there.
+  if (BACKEND === 'embedded') expect(r.primaryNearCache).toBeNull();
+  else expect(r.primaryNearCache).toMatchObject({ keys: 0 });
+  // The second read came from the near cache.
+  expect(r.cached).toMatchObject({ values: ['v1', 'v1'], hits: 1 });
+  // The other worker's write reached it (no fixed timing: the invalidation's
+  // delivery is asynchronous), and the new value is cached in turn.
+  expect(r.afterRemoteWrite).toMatchObject({ value: 'v2' });
+  expect(r.afterRemoteWrite.timedOut).toBeUndefined();
+  expect(r.servedFromCacheAgain).toMatchObject({ values: ['v2', 'v2'], hits: 2 });
+  // (JSON drops the undefined value: the read loop ended on it.)
+  expect(r.afterRemoteDelete).toEqual({ step: 'read until', reads: expect.any(Number), ms: expect.any(Number) });
+  // A process always reads its own writes.
+  expect(r.ownWrites.stale).toBe(0);
+  // maxKeys 50: the least recently used went, the most recent stayed.
+  expect(r.eviction).toMatchObject({ keys: 50, e0WasEvicted: true, e79Hit: 1 });
+  expect(r.afterRemoteClear).toEqual({ step: 'read until', reads: expect.any(Number), ms: expect.any(Number) });
+});

@@ -1,0 +1,311 @@
+'use strict';
+
+/**
+ * The near cache: each process keeps values it read in memory, kept
+ * coherent by invalidations the server pushes, the model of Redis's
+ * client-side caching.
+ *
+ * - A miss sends `CLIENT TRACKING ON REDIRECT <id>` and the GET together on
+ *   the data connection, so the server tracks the key for this process;
+ *   `<id>` is a connection of this process subscribed to
+ *   `__redis__:invalidate`, where the server sends the keys that change
+ *   (and a null for a flush). The broker and Redis (6+) both do this.
+ * - A reply is kept only if no invalidation of its key (nor a flush, nor a
+ *   write from this process) happened while it was on its way.
+ * - Writes from this process drop the key at once, so a process always
+ *   reads its own writes; other processes drop it when the invalidation
+ *   reaches them.
+ * - When the invalidation connection is lost, the whole near cache is
+ *   dropped, and is used again only once a new connection is subscribed.
+ * - Entries also expire after `ttl` ms, and the least recently used go
+ *   past `maxKeys`.
+ */
+
+const { CODES, shmError } = require('./errors');
+
+const INVALIDATE_CHANNEL = '__redis__:invalidate';
+
+/** Commands that change no key: sent as they are. */
+const READ_ONLY = new Set([
+  'MGET',
+  'EXISTS',
+  'PTTL',
+  'TTL',
+  'TYPE',
+  'STRLEN',
+  'KEYS',
+  'SCAN',
+  'DBSIZE',
+  'INFO',
+  'PING',
+  'ECHO',
+  'TIME',
+  'CONFIG',
+  'CLIENT',
+  'COMMAND',
+  'PUBLISH',
+  'PUBSUB',
+  'SHM.LOCK',
+  'SHM.UNLOCK',
+  'SHM.EXTEND',
+]);
+
+/** Commands that change the key in their first argument only. */
+const ONE_KEY_WRITES = new Set([
+  'SET',
+  'SETNX',
+  'SETEX',
+  'PSETEX',
+  'GETSET',
+  'GETDEL',
+  'GETEX',
+  'DELEX',
+  'APPEND',
+  'INCR',
+  'INCRBY',
+  'DECR',
+  'DECRBY',
+  'INCRBYFLOAT',
+  'EXPIRE',
+  'PEXPIRE',
+  'EXPIREAT',
+  'PEXPIREAT',
+  'PERSIST',
+  'SHM.RATELIMIT',
+]);
+
+const DEFAULTS = { maxKeys: 10_000, ttl: 60_000 };
+
+class NearCache {
+  #backend;
+  #maxKeys;
+  #ttl;
+  /** key -> { raw, expires }, least recently used first. */
+  #entries = new Map();
+  /** key -> { count, dirty }: GETs on their way, and whether the key changed meanwhile. */
+  #pending = new Map();
+  /** The subscribed invalidation connection: { id, close() }, once ready. */
+  #listener = null;
+  /** The connection being opened, if any. */
+  #starting = null;
+  /** Bumped whenever the invalidation connection is replaced or lost. */
+  #epoch = 0;
+  #closed = false;
+  /** The data connection generation and listener epoch tracking was last confirmed for. */
+  #trackedGeneration = -1;
+  #trackedEpoch = -1;
+  /** Set when the server cannot track keys: calls go through uncached. */
+  #disabled = false;
+  /** Counters for stats(). */
+  hits = 0;
+  misses = 0;
+
+  constructor(backend, options) {
+    this.#backend = backend;
+    const { maxKeys, ttl } = { ...DEFAULTS, ...(options === true ? {} : options) };
+    this.#maxKeys = maxKeys;
+    this.#ttl = ttl;
+  }
+
+  get size() {
+    return this.#entries.size;
+  }
+
+  call(args) {
+    const name = String(args[0]).toUpperCase();
+    if (name === 'GET' && args.length === 2) return this.#get(String(args[1]));
+    if (!READ_ONLY.has(name)) this.#written(name, args);
+    return this.#backend.call(args);
+  }
+
+  callAll(args) {
+    if (!READ_ONLY.has(String(args[0]).toUpperCase())) this.#flush();
+    return this.#backend.callAll(args);
+  }
+
+  /** What a write from this process makes stale here. */
+  #written(name, args) {
+    if (ONE_KEY_WRITES.has(name)) this.#invalidate([String(args[1])]);
+    else if (name === 'DEL' || name === 'UNLINK') this.#invalidate(args.slice(1).map(String));
+    else if (name === 'MSET' || name === 'MSETNX') this.#invalidate(args.filter((_, i) => i % 2 === 1).map(String));
+    // Anything else (FLUSHDB, RENAME, raw commands) may change any key.
+    else this.#flush();
+  }
+
+  async #get(key) {
+    const entry = this.#entries.get(key);
+    if (entry !== undefined) {
+      if (entry.expires > Date.now() && this.#listener !== null) {
+        // Most recently used goes last.
+        this.#entries.delete(key);
+        this.#entries.set(key, entry);
+        this.hits++;
+        return entry.raw;
+      }
+      this.#entries.delete(key);
+    }
+    this.misses++;
+    const listener = this.#disabled ? null : this.#listener || (await this.#start());
+    if (listener === null) return this.#backend.call(['GET', key]);
+    const epoch = this.#epoch;
+    const pending = this.#pending.get(key) || { count: 0, dirty: false };
+    pending.count++;
+    this.#pending.set(key, pending);
+    try {
+      // Tracking is state of the data connection: it is turned on (in the
+      // same write as the GET, so before it) once per connection and
+      // invalidation listener. A reply is kept only if it came over the
+      // connection where tracking was confirmed.
+      let tracking = true;
+      if (this.#trackedGeneration !== this.#backend.generation || this.#trackedEpoch !== epoch) {
+        tracking = this.#backend.call(['CLIENT', 'TRACKING', 'ON', 'REDIRECT', String(listener.id)]).then(
+          () => {
+            this.#trackedGeneration = this.#backend.generation;
+            this.#trackedEpoch = epoch;
+            return true;
+          },
+          (error) => this.#refused(error),
+        );
+      }
+      const raw = await this.#backend.call(['GET', key]);
+      const tracked = (await tracking) && this.#trackedGeneration === this.#backend.generation && this.#trackedEpoch === epoch;
+      if (tracked && !pending.dirty && epoch === this.#epoch && this.#listener === listener) this.#store(key, raw);
+      return raw;
+    } finally {
+      if (--pending.count === 0 && this.#pending.get(key) === pending) this.#pending.delete(key);
+    }
+  }
+
+  /**
+   * A server that cannot track keys (Redis before 6, or one that refuses
+   * CLIENT) turns the near cache off for good, with a warning; a failure of
+   * the connection only skips caching this reply.
+   */
+  #refused(error) {
+    if (error && error.code === CODES.SERVER) this.#turnOff(`the server refused CLIENT TRACKING (${error.message})`);
+    return false;
+  }
+
+  #turnOff(reason) {
+    if (this.#disabled) return;
+    this.#disabled = true;
+    this.close();
+    process.emitWarning(`the near cache is off: ${reason}`, { code: CODES.UNSUPPORTED });
+  }
+
+  #store(key, raw) {
+    this.#entries.delete(key);
+    this.#entries.set(key, { raw, expires: Date.now() + this.#ttl });
+    if (this.#entries.size > this.#maxKeys) this.#entries.delete(this.#entries.keys().next().value);
+  }
+
+  /** Opens and subscribes the invalidation connection; null when that fails (calls then go uncached). */
+  #start() {
+    if (this.#starting === null) {
+      this.#starting = this.#backend
+        .openInvalidations((keys) => (keys === null ? this.#flush() : this.#invalidate(keys.map(String))), () => this.#lost())
+        .then(
+          (listener) => {
+            this.#starting = null;
+            if (this.#closed) {
+              listener.close();
+              return null;
+            }
+            this.#epoch++;
+            this.#listener = listener;
+            return listener;
+          },
+          (error) => {
+            this.#starting = null;
+            if (error && error.code === CODES.UNSUPPORTED) this.#turnOff(error.message);
+            return null;
+          },
+        );
+    }
+    return this.#starting;
+  }
+
+  #invalidate(keys) {
+    for (const key of keys) {
+      this.#entries.delete(key);
+      const pending = this.#pending.get(key);
+      if (pending) pending.dirty = true;
+    }
+  }
+
+  #flush() {
+    this.#entries.clear();
+    for (const pending of this.#pending.values()) pending.dirty = true;
+  }
+
+  /** The invalidation connection is gone: nothing cached can be trusted. */
+  #lost() {
+    this.#listener = null;
+    this.#epoch++;
+    this.#flush();
+  }
+
+  close() {
+    this.#closed = true;
+    if (this.#listener) this.#listener.close();
+    this.#listener = null;
+    this.#flush();
+  }
+}
+
+/**
+ * The invalidation connection to a broker socket: AUTH, CLIENT ID, then
+ * SUBSCRIBE; afterwards every reply is an invalidation message.
+ */
+function openSocketInvalidations({ socket: path, connectTimeout, authSecret }, onInvalidate, onLost) {
+  const { open, encodeCommand, ReplyParser, ReplyError } = require('./connection');
+  return open(path, connectTimeout).then(
+    (socket) =>
+      new Promise((resolve, reject) => {
+        const parser = new ReplyParser();
+        const steps = [];
+        if (authSecret) steps.push(['AUTH', authSecret]);
+        steps.push(['CLIENT', 'ID'], ['SUBSCRIBE', INVALIDATE_CHANNEL]);
+        let answered = 0;
+        let id = null;
+        let subscribed = false;
+        const timer = setTimeout(() => socket.destroy(new Error('no answer')), connectTimeout);
+        socket.on('data', (chunk) => {
+          let replies;
+          try {
+            replies = parser.push(chunk);
+          } catch (error) {
+            socket.destroy(error);
+            return;
+          }
+          for (const reply of replies) {
+            if (!subscribed) {
+              if (reply instanceof ReplyError) {
+                socket.destroy(new Error(reply.text));
+                return;
+              }
+              answered++;
+              if (answered === steps.length - 1) id = reply;
+              if (answered === steps.length) {
+                subscribed = true;
+                clearTimeout(timer);
+                resolve({ id, close: () => socket.destroy() });
+              }
+            } else if (Array.isArray(reply) && String(reply[0]) === 'message') {
+              const payload = reply[2];
+              onInvalidate(payload === null ? null : Array.isArray(payload) ? payload : [payload]);
+            }
+          }
+        });
+        socket.on('error', () => {});
+        socket.on('close', () => {
+          clearTimeout(timer);
+          if (subscribed) onLost();
+          else reject(shmError(CODES.UNREACHABLE, 'the near cache could not subscribe to invalidations'));
+        });
+        socket.write(Buffer.concat(steps.map(encodeCommand)));
+      }),
+  );
+}
+
+module.exports = { NearCache, openSocketInvalidations, INVALIDATE_CHANNEL };
