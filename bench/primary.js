@@ -15,10 +15,12 @@ const fs = require('node:fs');
 const path = require('node:path');
 const { systemById, loadSystem } = require('./systems');
 const { WORKLOADS } = require('./lib/workload');
-const { prefill, runLoad } = require('./lib/load');
+const { prefill, runLoad, readAll } = require('./lib/load');
 const { Histogram } = require('./lib/histogram');
 
 const SAMPLE_EVERY_MS = 100;
+/** Idle time after the load before the views are compared: invalidations still on their way arrive. */
+const VERIFY_SETTLE_MS = 100;
 /** Time for the 'go' message to reach every worker before warm-up counts. */
 const START_MARGIN_NS = 30_000_000n;
 
@@ -92,7 +94,7 @@ function expectMessage(worker, type) {
   });
 }
 
-async function runWithWorkers(workerEnv) {
+async function runWithWorkers(workerEnv, host) {
   cluster.setupPrimary({ exec: path.join(__dirname, 'worker.js'), args: [runDir] });
   const workers = [];
   for (let i = 0; i < config.workers; i++) {
@@ -105,13 +107,80 @@ async function runWithWorkers(workerEnv) {
   workers[0].send({ bench: 'prefill' });
   const { prefillMs } = await filled;
 
+  if (workload.warmRead) {
+    // Every worker reads every key once: caches in the workers start full.
+    const warmed = workers.map((w) => expectMessage(w, 'warmed'));
+    for (const w of workers) w.send({ bench: 'warm' });
+    for (const { result } of await Promise.all(warmed)) {
+      if (result.misses || result.wrong || result.errors) {
+        throw new Error(`the warm read pass saw ${result.misses} misses, ${result.wrong} wrong values, ${result.errors} errors${result.firstError ? ` (${result.firstError.split('\n')[0]})` : ''}`);
+      }
+    }
+  }
+
   const { measureStart, measureEnd } = schedule();
   const results = workers.map((w) => expectMessage(w, 'result'));
   for (const w of workers) w.send({ bench: 'go', measureStart: String(measureStart), measureEnd: String(measureEnd) });
   const perWorker = await Promise.all(results);
 
+  let verify = null;
+  if (workload.verify) verify = await verifyViews(workers, host);
+
   for (const w of workers) w.send({ bench: 'exit' });
-  return { prefillMs, perWorker: perWorker.map((m) => m.result) };
+  return { prefillMs, perWorker: perWorker.map((m) => m.result), verify };
+}
+
+/**
+ * After the load, with nothing writing: every worker reads every key once
+ * through its client, and the primary compares what they saw, key by key,
+ * with each other and (cluster-shm, whose primary reads the store itself)
+ * with the store. A key seen differently is a stale view: for a near cache,
+ * an entry that missed its invalidation.
+ */
+async function verifyViews(workers, host) {
+  await new Promise((resolve) => setTimeout(resolve, VERIFY_SETTLE_MS));
+  const verified = workers.map((w) => expectMessage(w, 'verified'));
+  for (const w of workers) w.send({ bench: 'verify' });
+  const views = (await Promise.all(verified)).map((m) => m.result);
+  let authority = null;
+  if (host.client) {
+    authority = (await readAll(host.client, workload)).ids;
+  }
+  const summary = { keys: workload.keys, reads: 0, misses: 0, wrong: 0, errors: 0, firstError: null, stale: 0, staleExamples: [], against: authority ? 'the store (read in the primary)' : 'each other' };
+  for (const view of views) {
+    for (const name of ['reads', 'misses', 'wrong', 'errors']) summary[name] += view[name];
+    summary.firstError = summary.firstError ?? view.firstError;
+  }
+  for (let i = 0; i < workload.keys; i++) {
+    const seen = views.map((v) => v.ids[i]);
+    const reference = authority ? authority[i] : seen.find((id) => id !== null);
+    if (seen.some((id) => id !== null && id !== reference)) {
+      summary.stale++;
+      if (summary.staleExamples.length < 3) summary.staleExamples.push({ key: i, store: authority ? authority[i] : undefined, workers: seen });
+    }
+  }
+  return summary;
+}
+
+/** The workers' near cache counters, summed: hits and misses of the measured window, and over the whole run. */
+function sumNearCache(perWorker) {
+  const withStats = perWorker.filter((r) => r.nearCache);
+  if (withStats.length === 0) return null;
+  const sum = { hits: 0, misses: 0, keysAtEnd: 0, runHits: 0, runMisses: 0, workersWithCache: 0, windowComplete: true };
+  for (const { nearCache } of withStats) {
+    if (nearCache.end) {
+      sum.workersWithCache++;
+      sum.keysAtEnd += nearCache.end.keys;
+      sum.runHits += nearCache.end.hits;
+      sum.runMisses += nearCache.end.misses;
+    }
+    if (nearCache.window) {
+      sum.hits += nearCache.window.hits;
+      sum.misses += nearCache.window.misses;
+    } else sum.windowComplete = false;
+  }
+  sum.hitRate = sum.hits + sum.misses > 0 ? sum.hits / (sum.hits + sum.misses) : null;
+  return sum;
 }
 
 async function runInProcess(host) {
@@ -130,7 +199,7 @@ async function main() {
   let outcome;
   let memory;
   try {
-    outcome = system.inProcess ? await runInProcess(host) : await runWithWorkers(workerEnv);
+    outcome = system.inProcess ? await runInProcess(host) : await runWithWorkers(workerEnv, host);
   } finally {
     memory = await sampler.stop().catch((error) => ({ error: String(error) }));
   }
@@ -146,6 +215,7 @@ async function main() {
     for (const name of Object.keys(totals)) totals[name] += r[name];
     firstError = firstError ?? r.firstError;
   }
+  const warnings = [...new Set(outcome.perWorker.flatMap((r) => r.warnings || []))];
   writeResult({
     ok: true,
     ...totals,
@@ -163,6 +233,9 @@ async function main() {
       samples: histogram.total,
     },
     memory: { ...memory, rssSource: host.rssSource },
+    nearCache: sumNearCache(outcome.perWorker),
+    verify: outcome.verify ?? null,
+    warnings,
     wallMs: Date.now() - started,
   });
 }

@@ -21,7 +21,7 @@ const { renderMarkdown } = require('./lib/report');
 const { throughputChart } = require('./lib/svg');
 const { runRawServer } = require('./sections/raw-server');
 const { runMemoryPerKey } = require('./sections/memory-per-key');
-const { int, micros } = require('./lib/format');
+const { int, micros, hitRate } = require('./lib/format');
 
 const RESULTS = path.join(__dirname, 'results');
 const log = (line) => process.stderr.write(`${line}\n`);
@@ -41,7 +41,11 @@ function runTimeoutMs(options, workload) {
 function summarize(run) {
   if (!run.ok) return `FAILED: ${String(run.error).split('\n')[0]}`;
   const warn = run.errors || run.misses || run.wrong ? `  ⚠ ${run.errors} errors, ${run.misses} misses, ${run.wrong} wrong` : '';
-  return `${int(run.opsPerSec).padStart(10)} ops/s  p50 ${micros(run.latencyNs.p50).padStart(8)} µs  p99 ${micros(run.latencyNs.p99).padStart(8)} µs${warn}`;
+  const near = run.nearCache ? `  near-cache hits ${hitRate(run.nearCache)}` : '';
+  const v = run.verify;
+  const verify = v && (v.stale || v.misses || v.wrong || v.errors) ? `  ⚠ after the load: ${v.stale} keys stale, ${v.misses} misses, ${v.wrong} wrong, ${v.errors} errors` : '';
+  const warnings = (run.warnings || []).map((w) => `  ⚠ ${w}`).join('');
+  return `${int(run.opsPerSec).padStart(10)} ops/s  p50 ${micros(run.latencyNs.p50).padStart(8)} µs  p99 ${micros(run.latencyNs.p99).padStart(8)} µs${warn}${near}${verify}${warnings}`;
 }
 
 async function main() {
@@ -126,18 +130,23 @@ async function main() {
   fs.mkdirSync(RESULTS, { recursive: true });
   writeAtomic(path.join(RESULTS, 'latest.md'), markdown);
   writeAtomic(path.join(RESULTS, 'latest.json'), `${JSON.stringify(report, null, 2)}\n`);
-  const jsonRuns = runs.filter((r) => r.ok && r.workload === 'json');
-  if (jsonRuns.length) {
+  // One panel per 100-byte workload that ran: 50/50, then 90/10.
+  const panels = [
+    { workload: 'json', title: 'Throughput, 100-byte JSON values, 50/50 get/set over 10,000 keys' },
+    { workload: 'read', title: 'Read-heavy: 100-byte JSON values, 90/10 get/set over 10,000 keys' },
+  ]
+    .map((panel) => ({ ...panel, runs: runs.filter((r) => r.ok && r.workload === panel.workload) }))
+    .filter((panel) => panel.runs.length);
+  if (panels.length) {
     const svg = throughputChart({
-      runs: jsonRuns,
+      panels,
       systems: SYSTEMS,
-      title: 'Throughput, 100-byte JSON values, 50/50 get/set over 10,000 keys',
       subtitle: `${machine.cpu}, ${machine.cores} cores, Node ${machine.node}, ${machine.date.slice(0, 10)}; ${options.duration} s measured per run${options.full ? '' : ' (partial run)'}`,
     });
     writeAtomic(path.join(RESULTS, 'latest.svg'), svg);
   }
   process.stdout.write(markdown);
-  log(`bench: done in ${report.elapsedSeconds.toFixed(0)} s; wrote ${path.relative(process.cwd(), RESULTS)}/latest.{md,json${jsonRuns.length ? ',svg' : ''}}`);
+  log(`bench: done in ${report.elapsedSeconds.toFixed(0)} s; wrote ${path.relative(process.cwd(), RESULTS)}/latest.{md,json${panels.length ? ',svg' : ''}}`);
 }
 
 main().catch((error) => {

@@ -4,14 +4,18 @@
 
 const { SYSTEMS, systemById } = require('../systems');
 
+const WORKLOAD_NAMES = ['json', 'buffer', 'read'];
+
 const USAGE = `usage: npm run bench -- [options]
 
   --quick              short runs and fewer combinations (warm-up 0.2 s, 0.6 s measured)
   --warmup SECONDS     warm-up before measuring, per run (default 0.5)
   --duration SECONDS   measured time per run (default 2)
-  --only IDS           comma-separated systems to run (${SYSTEMS.map((s) => s.id).join(', ')})
-  --workload NAME      json, buffer or all (default all)
-  --workers LIST       worker counts (default 1,2,4 for 100-byte values and 2 for 64 KiB; quick 1,2 and 2)
+  --only IDS           comma-separated systems to run on every selected workload
+                       (${SYSTEMS.map((s) => s.id).join(', ')});
+                       default: each workload's own set (read: ${SYSTEMS.filter((s) => s.workloads.includes('read')).map((s) => s.id).join(', ')})
+  --workload NAME      json (50/50 get/set, 100 B), buffer (50/50, 64 KiB), read (90/10, 100 B) or all (default all)
+  --workers LIST       worker counts (default 1,2,4 for json, 2 for buffer and read; quick 1,2 for json)
   --depths LIST        requests in flight per worker (default 1,64; quick 64 for 64 KiB)
   --no-raw             skip the redis-benchmark and memory-per-key sections
   --help               this text
@@ -47,7 +51,7 @@ function parseArgs(argv) {
     else if (flag === '--only') options.only = value().split(',').map((id) => systemById(id.trim()).id);
     else if (flag === '--workload') {
       options.workload = value();
-      if (!['json', 'buffer', 'all'].includes(options.workload)) throw new Error('--workload is json, buffer or all');
+      if (![...WORKLOAD_NAMES, 'all'].includes(options.workload)) throw new Error(`--workload is ${WORKLOAD_NAMES.join(', ')} or all`);
     } else if (flag === '--workers') options.workers = list(value(), flag);
     else if (flag === '--depths') options.depths = list(value(), flag);
     else if (flag === '--no-raw') options.raw = false;
@@ -64,18 +68,24 @@ function parseArgs(argv) {
 /**
  * The runs, ordered workload → workers → depth → system, so the systems of
  * one combination run back to back under the same machine conditions.
- * The 64 KiB workload runs 2 workers only, to stay within the time budget.
+ * The 64 KiB and the read-heavy workloads run 2 workers only, and each
+ * workload its own set of systems (SYSTEMS[].workloads), to stay within the
+ * time budget; `--only` runs exactly the systems it names.
  */
 function planRuns(options, { redisAvailable }) {
-  const systems = SYSTEMS.filter((s) => (!options.only || options.only.includes(s.id)) && (redisAvailable || !s.needsRedis));
   const depths = options.depths ?? [1, 64];
   const matrix = {
     json: { workers: options.workers ?? (options.quick ? [1, 2] : [1, 2, 4]), depths },
     buffer: { workers: options.workers ?? [2], depths: options.depths ?? (options.quick ? [64] : [1, 64]) },
+    read: { workers: options.workers ?? [2], depths },
   };
   const runs = [];
-  for (const workload of ['json', 'buffer']) {
+  for (const workload of WORKLOAD_NAMES) {
     if (options.workload !== 'all' && options.workload !== workload) continue;
+    const systems = SYSTEMS.filter(
+      (s) => (options.only ? options.only.includes(s.id) : s.workloads.includes(workload)) && (redisAvailable || !s.needsRedis),
+    );
+    matrix[workload].systems = systems.map((s) => s.id);
     const { workers: workerCounts, depths: depthList } = matrix[workload];
     for (const depth of depthList) {
       // The in-process row has one "worker": the primary itself.

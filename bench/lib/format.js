@@ -27,6 +27,12 @@ function ratio(value, base) {
   return `${r >= 10 ? r.toFixed(1) : r.toFixed(2)}×`;
 }
 
+/** A near cache's hit rate ({ hits, misses }) as a percentage, one decimal. */
+function hitRate({ hits, misses }) {
+  const total = hits + misses;
+  return total > 0 ? `${((hits / total) * 100).toFixed(1)} %` : '—';
+}
+
 /** A markdown table; `align` per column: 'l' or 'r'. */
 function table(headers, rows, align = headers.map(() => 'l')) {
   const cells = [headers, ...rows].map((row) => row.map((c) => String(c)));
@@ -37,4 +43,4 @@ function table(headers, rows, align = headers.map(() => 'l')) {
   return [line(cells[0]), rule, ...cells.slice(1).map(line)].join('\n');
 }
 
-module.exports = { int, micros, bytes, ratio, table };
+module.exports = { int, micros, bytes, ratio, hitRate, table };

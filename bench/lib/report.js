@@ -4,7 +4,7 @@
 
 const { SYSTEMS } = require('../systems');
 const { WORKLOADS } = require('./workload');
-const { int, micros, bytes, ratio, table } = require('./format');
+const { int, micros, bytes, ratio, hitRate, table } = require('./format');
 const { findRun } = require('./targets');
 
 function label(id) {
@@ -27,10 +27,21 @@ function workloadSection(report, workload) {
   const lines = [];
   lines.push(`## ${spec.title}`);
   lines.push('');
+  const gets = Math.round(spec.getShare * 100);
   lines.push(
-    `50/50 get/set over ${int(spec.keys)} pre-filled keys, ${spec.name === 'json' ? `an object whose JSON is ${spec.valueBytes} bytes` : `${int(spec.valueBytes)}-byte Buffers`}; ` +
+    `${gets}/${100 - gets} get/set over ${int(spec.keys)} pre-filled keys, ${spec.values === 'json' ? `an object whose JSON is ${spec.valueBytes} bytes` : `${int(spec.valueBytes)}-byte Buffers`}; ` +
       `workers ${matrix.workers.join(', ')} × in flight per worker ${matrix.depths.join(', ')}.`,
   );
+  if (spec.name === 'read') {
+    lines.push('');
+    lines.push(
+      `The case a near cache is for. Reduced on purpose to ${matrix.workers.join(', ')} worker(s) and ${(matrix.systems || []).length} systems (${(matrix.systems || []).join(', ')}), to stay within the time budget. ` +
+        'Before the warm-up every worker reads every key once (all systems alike), so a near cache starts full as in a long-running server rather than filling up during the short run; its hit rate then falls towards the steady state as writes invalidate entries. ' +
+        'Every value written names its key and a version of its own, so every get (near-cache hits included) is checked to return a value of that very key, intact; ' +
+        'after the load, with nothing writing, every worker reads every key once more and the views are compared with the store (cluster-shm: read in the primary) or with each other: ' +
+        'a worker still seeing an older value counts as *stale*.',
+    );
+  }
   if (spec.name === 'buffer') {
     lines.push('');
     lines.push(
@@ -41,6 +52,7 @@ function workloadSection(report, workload) {
   lines.push('');
   const rows = [];
   const notes = [];
+  const nearColumn = runs.some((r) => r.ok && r.nearCache);
   const combos = [...new Map(runs.map((r) => [`${r.workers}x${r.depth}`, r])).values()].sort((a, b) => a.workers - b.workers || a.depth - b.depth);
   for (const combo of combos) {
     const base = findRun(report.runs, 'cluster-shm', combo.workers, combo.depth, workload);
@@ -48,17 +60,36 @@ function workloadSection(report, workload) {
       const run = runs.find((r) => r.system === system.id && r.workers === combo.workers && r.depth === combo.depth);
       if (!run) continue;
       if (!run.ok) {
-        rows.push([system.label, run.workers, run.depth, 'failed', '—', '—', '—', '—']);
+        rows.push([system.label, run.workers, run.depth, 'failed', '—', '—', '—', '—', ...(nearColumn ? ['—'] : [])]);
         notes.push(`${system.label}, ${run.workers} worker(s), ${run.depth} in flight: failed: ${String(run.error).split('\n')[0]}`);
         continue;
       }
       let flag = '';
+      const where = `${system.label}, ${run.workers} worker(s), ${run.depth} in flight`;
       if (run.errors || run.misses || run.wrong) {
         flag = ' ⚠';
         notes.push(
-          `${system.label}, ${run.workers} worker(s), ${run.depth} in flight: ${run.errors} errors, ${run.misses} get misses, ${run.wrong} wrong values` +
+          `${where}: ${run.errors} errors, ${run.misses} get misses, ${run.wrong} wrong values` +
             (run.firstError ? ` (first error: ${run.firstError.split('\n')[0]})` : ''),
         );
+      }
+      const v = run.verify;
+      if (v && (v.stale || v.misses || v.wrong || v.errors)) {
+        flag = ' ⚠';
+        notes.push(
+          `${where}: after the load, ${v.stale} of ${int(v.keys)} keys stale (compared with ${v.against}), ${v.misses} misses, ${v.wrong} wrong values, ${v.errors} errors` +
+            (v.staleExamples.length ? ` (e.g. ${v.staleExamples.map((e) => `key ${e.key}: ${e.store === undefined ? '' : `store id ${e.store}, `}workers saw ids ${e.workers.join(' / ')}`).join('; ')})` : '') +
+            (v.firstError ? ` (first error: ${v.firstError.split('\n')[0]})` : ''),
+        );
+      }
+      for (const warning of run.warnings || []) {
+        flag = ' ⚠';
+        notes.push(`${where}: a worker warned: ${warning}`);
+      }
+      const near = run.nearCache;
+      if (system.nearCache && !(near && near.workersWithCache === run.workers && near.hits > 0)) {
+        flag = ' ⚠';
+        notes.push(`${where}: the near cache served no reads${near ? '' : ' (no near cache counters)'}: this row is cluster-shm without it`);
       }
       rows.push([
         system.label + flag,
@@ -69,23 +100,60 @@ function workloadSection(report, workload) {
         micros(run.latencyNs.p99),
         memoryCell(run),
         base ? ratio(run.opsPerSec, base.opsPerSec) : '—',
+        ...(nearColumn ? [run.nearCache ? hitRate(run.nearCache) : '—'] : []),
       ]);
     }
   }
   lines.push(
     table(
-      ['system', 'workers', 'in-flight', 'ops/s', 'p50 (µs)', 'p99 (µs)', 'peak memory', 'ops/s vs cluster-shm (same workers/in-flight)'],
+      [
+        'system',
+        'workers',
+        'in-flight',
+        'ops/s',
+        'p50 (µs)',
+        'p99 (µs)',
+        'peak memory',
+        'ops/s vs cluster-shm (same workers/in-flight)',
+        ...(nearColumn ? ['near-cache hit rate'] : []),
+      ],
       rows,
-      ['l', 'r', 'r', 'r', 'r', 'r', 'l', 'r'],
+      ['l', 'r', 'r', 'r', 'r', 'r', 'l', 'r', 'r'],
     ),
   );
   lines.push('');
   lines.push(
     '"in-flight" is requests in flight per worker. ops/s is the sum over workers of requests completed in the measured window; p50/p99 come from the merged latency histograms of all workers. ' +
       'Peak memory is of the process holding the data: *store* is the store\'s own accounting (cluster-shm `stats().peakMemory`, redis `used_memory_peak`), ' +
-      '*RSS* the highest of samples taken every 100 ms (cluster-shm `stats().residentMemory` = the primary that hosts the broker; redis `used_memory_rss`; JS peers the primary\'s `process.memoryUsage().rss`). ' +
-      'The in-process row runs the load in the primary (its RSS includes the load generator); its ratio compares it with cluster-shm through 1 worker.',
+      '*RSS* the highest of samples taken every 100 ms (cluster-shm `stats().residentMemory` = the primary that hosts the broker; redis `used_memory_rss`; JS peers the primary\'s `process.memoryUsage().rss`).' +
+      (runs.some((r) => r.system === 'cluster-shm-inprocess')
+        ? ' The in-process row runs the load in the primary (its RSS includes the load generator); its ratio compares it with cluster-shm through 1 worker.'
+        : ''),
   );
+  if (nearColumn) {
+    lines.push('');
+    lines.push(
+      'Near-cache hit rate: the gets served from the workers\' near caches over all their gets, in the measured window (each worker\'s `stats().nearCache` read as the window opens and after the load, the differences summed over workers). ' +
+        'The near caches\' own memory is in the workers and not in *peak memory*.',
+    );
+    lines.push('');
+    for (const run of runs.filter((r) => r.ok && r.nearCache)) {
+      const n = run.nearCache;
+      lines.push(
+        `- ${label(run.system)}, ${run.workers} worker(s), ${run.depth} in flight: ${int(n.hits)} hits, ${int(n.misses)} misses in the window (${hitRate(n)})` +
+          `${n.windowComplete ? '' : ' (a worker\'s counters at the window\'s start are missing: partial)'}; over the whole run ${hitRate({ hits: n.runHits, misses: n.runMisses })}; ${int(n.keysAtEnd)} keys cached at the end, summed over workers.`,
+      );
+    }
+  }
+  const verified = runs.filter((r) => r.ok && r.verify);
+  if (verified.length) {
+    const clean = verified.filter((r) => !(r.verify.stale || r.verify.misses || r.verify.wrong || r.verify.errors));
+    lines.push('');
+    lines.push(
+      `Views after the load: in ${clean.length} of ${verified.length} runs every worker read every one of the ${int(WORKLOADS[workload].keys)} keys as the store holds it ` +
+        '(cluster-shm rows: compared with the store, read in the primary; other rows: the workers compared with each other) with no miss, wrong value or error.',
+    );
+  }
   if (notes.length) {
     lines.push('');
     for (const note of notes) lines.push(`- ⚠ ${note}`);
@@ -169,7 +237,9 @@ function systemsSection(report) {
   lines.push(
     '- The IPC peers (classic, memored, lru-cache-for-clusters-as-promised) send values with `process.send`, whose default serialization is JSON: a Buffer arrives as `{ type: "Buffer", data: [...] }` and their `get` turns it back into a Buffer.',
   );
-  lines.push('- Keys are pre-filled before timing through each system\'s own client (by worker 1, or by the primary for the in-process row); every get is checked to hit and to return a value of the right shape.');
+  lines.push(
+    "- Keys are pre-filled before timing through each system's own client (by worker 1, or by the primary for the in-process row); every get is checked to hit and to return a value of the right shape (in the read-heavy workload: the value of that very key).",
+  );
   lines.push('');
   return lines.join('\n');
 }

@@ -2,10 +2,14 @@
 
 /**
  * The systems under test. Each entry names the module that sets it up in the
- * primary and in a worker; `inProcess` runs the load in the primary itself.
+ * primary and in a worker; `inProcess` runs the load in the primary itself;
+ * `workloads` lists the workloads it runs in the default matrix (every
+ * system can run every workload: `--only` picks systems explicitly).
  * Only metadata here, so the orchestrator can list systems without loading
  * any of them (loading cluster-shm in the orchestrator would start a broker).
  */
+
+const ALL = ['json', 'buffer'];
 
 const SYSTEMS = [
   {
@@ -13,6 +17,15 @@ const SYSTEMS = [
     label: 'cluster-shm (workers → broker)',
     file: './cluster-shm.js',
     how: "`require('cluster-shm')` in the primary (starts the broker) and in each worker; `shm.get` / `shm.set` over the broker's socket",
+    workloads: [...ALL, 'read'],
+  },
+  {
+    id: 'cluster-shm-near',
+    label: 'cluster-shm + near cache',
+    file: './cluster-shm.js',
+    nearCache: { maxKeys: 10_000, ttl: 60_000 },
+    how: "as cluster-shm, with `shm.configure({ nearCache: { maxKeys: 10000, ttl: 60000 } })` in the primary before forking (the whole key set fits): each worker's `shm.get` is served from its own memory when it read the key since the last write, kept coherent by the broker's invalidations (CLIENT TRACKING)",
+    workloads: ['read'],
   },
   {
     id: 'cluster-shm-inprocess',
@@ -20,12 +33,14 @@ const SYSTEMS = [
     file: './cluster-shm.js',
     inProcess: true,
     how: "the primary's own `shm.get` / `shm.set`, served in-process; the in-flight lanes all run in the primary",
+    workloads: ALL,
   },
   {
     id: 'classic',
     label: 'classic process.send (examples/classic)',
     file: './classic.js',
     how: '`new Manager()` in the primary, `new User()` per worker, `user.get/set(…, cb)` wrapped in Promises',
+    workloads: [...ALL, 'read'],
   },
   {
     id: 'memored',
@@ -33,6 +48,7 @@ const SYSTEMS = [
     file: './memored.js',
     package: 'memored',
     how: 'required in the primary before forking; `memored.store` / `memored.read` in workers, wrapped in Promises',
+    workloads: ALL,
   },
   {
     id: 'lru-clusters',
@@ -40,6 +56,7 @@ const SYSTEMS = [
     file: './lru-clusters.js',
     package: 'lru-cache-for-clusters-as-promised',
     how: "`init()` in the primary, `getInstance({ timeout: 60000, failsafe: 'reject' })` in workers (the 100 ms default timeout would answer slow requests with a silent `undefined`)",
+    workloads: ALL,
   },
   {
     id: 'ioredis',
@@ -48,6 +65,7 @@ const SYSTEMS = [
     package: 'ioredis',
     needsRedis: true,
     how: 'one connection per worker to a fresh redis-server on a Unix socket; JSON text via `JSON.stringify` / `JSON.parse`, Buffers via `getBuffer`',
+    workloads: [...ALL, 'read'],
   },
   {
     id: 'ioredis-autopipeline',
@@ -57,6 +75,7 @@ const SYSTEMS = [
     needsRedis: true,
     options: { enableAutoPipelining: true },
     how: 'as above with `enableAutoPipelining: true`',
+    workloads: [...ALL, 'read'],
   },
 ];
 

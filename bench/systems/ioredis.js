@@ -41,7 +41,7 @@ module.exports = {
       lazyConnect: true,
     });
     await redis.connect();
-    if (workload.name === 'json') {
+    if (workload.values === 'json') {
       return {
         get: async (key) => {
           const text = await redis.get(key);
