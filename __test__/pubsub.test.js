@@ -30,6 +30,11 @@ describe('pub/sub across a real cluster', () => {
     ]);
   });
 
+  test('unsubscribing and at once subscribing again leaves a live subscription, every time', async () => {
+    const { messages } = await run('pubsub.js', ['flip']);
+    expect(messages[0]).toMatchObject({ dead: 0, cycles: 300 });
+  });
+
   test('key events for set, delete, expire and evict reach a watcher in another worker', async () => {
     const { messages } = await run('pubsub.js', ['keyevents']);
     expect(messages[0].events).toEqual([

@@ -16,6 +16,12 @@ class PubSubHub {
   #closed = false;
   /** kind -> name -> { listeners: Set, ready: Promise } */
   #subscriptions = { channel: new Map(), pattern: new Map() };
+  /**
+   * The last subscribe or unsubscribe of each name, still running: the next
+   * one waits for it, since the subscriber runs them as separate tasks that
+   * could otherwise reach the server out of order.
+   */
+  #inOrder = new Map();
 
   #keyspacePrefix;
 
@@ -40,8 +46,7 @@ class PubSubHub {
       subscription = table.get(name);
       if (!subscription) {
         const created = { listeners: new Set(), ready: null };
-        created.ready = this.#native()
-          .subscribe(kind, [name])
+        created.ready = this.#after(kind, name, () => this.#native().subscribe(kind, [name]))
           .catch((error) => {
             if (table.get(name) === created) table.delete(name);
             throw fromNative(error);
@@ -59,13 +64,27 @@ class PubSubHub {
       subscription.listeners.delete(entry);
       if (subscription.listeners.size === 0 && table.get(name) === subscription) {
         table.delete(name);
-        await this.#native()
-          .unsubscribe(kind, [name])
-          .catch((error) => {
-            throw fromNative(error);
-          });
+        await this.#after(kind, name, () => this.#native().unsubscribe(kind, [name])).catch((error) => {
+          throw fromNative(error);
+        });
       }
     };
+  }
+
+  /** Runs `change` once the previous change of the same subscription is done. */
+  #after(kind, name, change) {
+    const id = `${kind}\0${name}`;
+    const previous = this.#inOrder.get(id) || Promise.resolve();
+    const result = previous.then(change);
+    const tail = result.then(
+      () => {},
+      () => {},
+    );
+    this.#inOrder.set(id, tail);
+    tail.then(() => {
+      if (this.#inOrder.get(id) === tail) this.#inOrder.delete(id);
+    });
+    return result;
   }
 
   #dispatch(event) {
