@@ -348,9 +348,9 @@ declare namespace shm {
     /**
      * Calls `listener({ key, event })` when a key matching `keyOrPattern`
      * changes in any process (Redis keyspace notifications, turned on by the
-     * first watcher).
+     * first watcher). A glob makes it a pattern unless `pattern: false`.
      */
-    watch(keyOrPattern: string, listener: (event: KeyEvent) => void, options?: Pick<SubscribeOptions, 'onMissed'>): Promise<Unsubscribe>;
+    watch(keyOrPattern: string, listener: (event: KeyEvent) => void, options?: SubscribeOptions): Promise<Unsubscribe>;
     /** Takes a point from `key`'s rate limit budget, atomically across processes. */
     rateLimit(key: string, options: RateLimitOptions): Promise<RateLimitResult>;
     /** Sets the time to live of `key` in milliseconds; false when it does not exist. */

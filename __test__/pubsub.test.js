@@ -35,6 +35,18 @@ describe('pub/sub across a real cluster', () => {
     expect(messages[0]).toMatchObject({ dead: 0, cycles: 300 });
   });
 
+  test('watch() takes a key with glob characters literally with pattern: false, and checks maxKeyBytes', async () => {
+    const { messages } = await run('watch-literal.js');
+    expect(messages[0]).toEqual({
+      literal: [{ key: 'a*b', event: 'set' }],
+      asPattern: [
+        { key: 'a*b', event: 'set' },
+        { key: 'axxb', event: 'set' },
+      ],
+      tooLong: 'ERR_SHM_KEY_TOO_LARGE',
+    });
+  });
+
   test('key events for set, delete, expire and evict reach a watcher in another worker', async () => {
     const { messages } = await run('pubsub.js', ['keyevents']);
     expect(messages[0].events).toEqual([

@@ -700,16 +700,19 @@ class SharedMemory {
    * listens). Resolves with an async unsubscribe function.
    */
   async watch(keyOrPattern, listener, options) {
-    if (typeof keyOrPattern !== 'string') throw typeError('watch: keyOrPattern must be a string');
+    this.#key(keyOrPattern, 'watch');
     if (typeof listener !== 'function') throw typeError('watch: listener must be a function');
-    const { onMissed } = callOptions(options, ['onMissed'], 'watch');
+    const { onMissed, pattern } = callOptions(options, ['onMissed', 'pattern'], 'watch');
+    if (onMissed !== undefined && typeof onMissed !== 'function') throw typeError('watch: onMissed must be a function');
+    const isPattern = pattern === undefined ? /[*?[]/.test(keyOrPattern) : Boolean(pattern);
     if (this.#backend.isCluster) {
       // Redis Cluster publishes key events only on the node that holds the
       // key, and a subscription connection listens to one node.
       throw shmError(CODES.UNSUPPORTED, 'watch: key events are not supported on a Redis Cluster (each node publishes only its own keys)');
     }
     await this.#enableKeyspaceEvents();
-    return this.#hub.add('pattern', (this.#backend.keyspacePrefix || KEYSPACE_PREFIX) + keyOrPattern, { listener, onMissed, keyEvents: true });
+    const channel = (this.#backend.keyspacePrefix || KEYSPACE_PREFIX) + keyOrPattern;
+    return this.#hub.add(isPattern ? 'pattern' : 'channel', channel, { listener, onMissed, keyEvents: true });
   }
 
   /**
