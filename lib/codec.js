@@ -46,30 +46,37 @@ function describe(value) {
  * 'advanced' mode a Date is not JSON either (it would come back a string).
  */
 function replacer(advanced) {
+  // Hot path: one call per value stored. The message is only built on refusal.
+  const at = (key) => (key ? ` (at "${key}")` : '');
   return function strict(key, value) {
-    const where = key ? ` (at "${key}")` : '';
     switch (typeof value) {
-      case 'function':
-      case 'symbol':
-        throw typeError(`cannot store a ${typeof value}${where}: functions and symbols are not data`, CODES.INVALID_ARG_VALUE);
-      case 'bigint':
-        throw new NotJson(`a BigInt${where}`);
-      case 'undefined':
-        // JSON drops it (or makes it null in an array); structured clone keeps it.
-        if (advanced) throw new NotJson(`undefined${where}`);
+      case 'string':
+        // A Date has become its ISO string already: in 'advanced' mode it is not JSON.
+        if (advanced && types.isDate(this[key])) throw new NotJson(`a Date${at(key)}`);
+        return value;
+      case 'boolean':
         return value;
       case 'number':
-        if (!Number.isFinite(value)) throw new NotJson(`${value}${where}`);
-        if (advanced && Object.is(value, -0)) throw new NotJson(`-0${where}`);
+        if (!Number.isFinite(value)) throw new NotJson(`${value}${at(key)}`);
+        if (advanced && Object.is(value, -0)) throw new NotJson(`-0${at(key)}`);
+        return value;
+      case 'function':
+      case 'symbol':
+        throw typeError(`cannot store a ${typeof value}${at(key)}: functions and symbols are not data`, CODES.INVALID_ARG_VALUE);
+      case 'bigint':
+        throw new NotJson(`a BigInt${at(key)}`);
+      case 'undefined':
+        // JSON drops it (or makes it null in an array); structured clone keeps it.
+        if (advanced) throw new NotJson(`undefined${at(key)}`);
         return value;
       default: {
         // toJSON (Buffer, Date) has already run: look at the original.
         const original = this[key];
         if (original !== null && typeof original === 'object' && !Array.isArray(original)) {
           if (ArrayBuffer.isView(original) || types.isAnyArrayBuffer(original) || types.isMap(original) || types.isSet(original) || types.isRegExp(original)) {
-            throw new NotJson(`a ${describe(original)}${where}`);
+            throw new NotJson(`a ${describe(original)}${at(key)}`);
           }
-          if (advanced && types.isDate(original)) throw new NotJson(`a Date${where}`);
+          if (advanced && types.isDate(original)) throw new NotJson(`a Date${at(key)}`);
         }
         return value;
       }
