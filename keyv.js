@@ -72,7 +72,17 @@ class KeyvClusterShm extends EventEmitter {
 
   async getMany(keys) {
     if (keys.length === 0) return [];
-    return this.shm.mget(keys.map((key) => this.#key(key)));
+    return this.#readMany(keys.map((key) => this.#key(key)));
+  }
+
+  /** One MGET; on a Redis Cluster, where the keys may live in different slots, one GET each. */
+  async #readMany(storeKeys) {
+    try {
+      return await this.shm.mget(storeKeys);
+    } catch (error) {
+      if (error.code !== 'ERR_SHM_CROSSSLOT') throw error;
+      return Promise.all(storeKeys.map((key) => this.shm.get(key)));
+    }
   }
 
   /** `ttl` in ms as Keyv gives it; none (or 0) keeps the key until deleted. */
@@ -123,15 +133,17 @@ class KeyvClusterShm extends EventEmitter {
   /**
    * Yields `[key, value]` for the keys of `namespace` (Keyv passes its own),
    * keys as Keyv wrote them (without the adapter's prefix). Values are read
-   * in batches; a key deleted or expired meanwhile is skipped.
+   * in batches; a key deleted or expired meanwhile is skipped, and so is a
+   * value Keyv did not write (Keyv's serializer writes strings; a counter
+   * from `shm.incr` under the same prefix is not one).
    */
   async *iterator(namespace) {
     const keys = await this.shm.keys(this.#pattern(namespace));
     for (let i = 0; i < keys.length; i += ITERATOR_BATCH) {
       const batch = keys.slice(i, i + ITERATOR_BATCH);
-      const values = await this.shm.mget(batch);
+      const values = await this.#readMany(batch);
       for (let j = 0; j < batch.length; j++) {
-        if (values[j] !== undefined) yield [batch[j].slice(this.prefix.length), values[j]];
+        if (typeof values[j] === 'string') yield [batch[j].slice(this.prefix.length), values[j]];
       }
     }
   }

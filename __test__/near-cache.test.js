@@ -23,4 +23,8 @@ test('near cache: another worker stops serving a stale copy once the invalidatio
   // maxKeys 50: the least recently used went, the most recent stayed.
   expect(r.eviction).toMatchObject({ keys: 50, e0WasEvicted: true, e79Hit: 1 });
   expect(r.afterRemoteClear).toEqual({ step: 'read until', reads: expect.any(Number), ms: expect.any(Number) });
+  // An entry never outlives its key's ttl.
+  expect(r.expiry).toMatchObject({ before: ['lives 300 ms', 'lives 300 ms'], after: true });
+  // While the process holds a lock, reads go to the server; after, to the near cache again.
+  expect(r.locked).toMatchObject({ hitsWhileLocked: 0, hitsAfter: 1, trackingOff: 'ERR_INVALID_ARG_VALUE' });
 });

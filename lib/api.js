@@ -14,7 +14,9 @@ const { NearCache, openSocketInvalidations } = require('./near-cache');
  * block it): command() refuses them, since that connection is shared by
  * every call of the process.
  */
-const CONNECTION_STATE_COMMANDS = new Set(['MULTI', 'EXEC', 'DISCARD', 'WATCH', 'UNWATCH', 'SUBSCRIBE', 'UNSUBSCRIBE', 'PSUBSCRIBE', 'PUNSUBSCRIBE', 'QUIT', 'RESET', 'HELLO', 'AUTH']);
+const CONNECTION_STATE_COMMANDS = new Set(['MULTI', 'EXEC', 'DISCARD', 'WATCH', 'UNWATCH', 'SUBSCRIBE', 'UNSUBSCRIBE', 'PSUBSCRIBE', 'PUNSUBSCRIBE', 'QUIT', 'RESET', 'HELLO', 'AUTH', 'SELECT']);
+/** CLIENT subcommands that change the connection (the near cache's tracking, or its replies). */
+const CONNECTION_STATE_CLIENT = new Set(['TRACKING', 'REPLY', 'CACHING']);
 
 /** How long a single-flight leader's lock lives without renewal. */
 const FLIGHT_LEASE = 15_000;
@@ -200,6 +202,8 @@ class SharedMemory {
   #hub;
   /** The snapshot file in use, once loaded. */
   #persisted = null;
+  /** Locks this process holds (as far as it knows): reads skip the near cache meanwhile. */
+  #locksHeld = 0;
   /** Whether the warning that key events could not be turned on was given. */
   #keyEventsWarned = false;
 
@@ -294,7 +298,7 @@ class SharedMemory {
 
   async get(key) {
     this.#key(key, 'get');
-    return decode(await this.#data.call(['GET', key]));
+    return decode(await (this.#locksHeld > 0 ? this.#backend : this.#data).call(['GET', key]));
   }
 
   async set(key, value, options) {
@@ -436,7 +440,8 @@ class SharedMemory {
 
   async #updateLoop(key, fn, retries, ttl) {
     for (let attempt = 0; ; attempt++) {
-      const stored = await this.#data.call(['GET', key]);
+      // Read through the near cache: the compare-and-set needs the stored bytes.
+      const stored = await this.#backend.call(['GET', key]);
       const next = await fn(decode(stored));
       let written;
       if (next === undefined) {
@@ -496,13 +501,13 @@ class SharedMemory {
     const errorKey = `__shm:flight:${key}:error`;
     // Two reads, not one MGET, so that a Redis Cluster may keep the keys
     // on different nodes; the failure count is read first.
-    const [failures, stored] = await Promise.all([this.#data.call(['GET', failuresKey]), this.#data.call(['GET', key])]);
+    const [failures, stored] = await Promise.all([this.#backend.call(['GET', failuresKey]), this.#backend.call(['GET', key])]);
     if (stored !== null) return decode(stored);
     const seen = failures === null ? 0 : Number(failures);
     const lock = await this.lock(`__shm:flight:${key}`, { ttl: FLIGHT_LEASE, timeout });
     let renew;
     try {
-      const [now, failure] = await Promise.all([this.#data.call(['GET', key]), this.#data.call(['GET', errorKey])]);
+      const [now, failure] = await Promise.all([this.#backend.call(['GET', key]), this.#backend.call(['GET', errorKey])]);
       if (now !== null) return decode(now);
       if (failure !== null) {
         const { failed, error } = JSON.parse(failure.toString());
@@ -541,8 +546,8 @@ class SharedMemory {
     this.#key(name, 'lock');
     const { ttl = 30_000, timeout = 10_000 } = callOptions(options, ['ttl', 'timeout'], 'lock');
     const ttlMs = checkTtl(ttl, 'lock');
-    const lease = this.#backend.leases ? { ttl: ttlMs, lease: this.#options.lockLease } : undefined;
-    const ms = String(lease ? Math.min(ttlMs, lease.lease) : ttlMs);
+    const leases = this.#backend.leases;
+    const ms = String(leases ? Math.min(ttlMs, this.#options.lockLease) : ttlMs);
     const wait = checkTimeout(timeout, 'lock');
     const token = randomBytes(16).toString('hex');
     let fence = await this.#data.call(['SHM.LOCK', name, token, ms]);
@@ -550,7 +555,12 @@ class SharedMemory {
       fence = await this.#backend.callBlocking(['SHM.LOCK', name, token, ms, 'WAIT', String(wait)], wait);
     }
     if (fence === null) throw lockTimeout(name, wait);
-    return new Lock((args) => this.#data.call(args), name, token, fence, lease);
+    // While this process holds a lock, its reads skip the near cache: what
+    // the lock protects may have been written just before it was granted,
+    // by a process whose invalidation is still on its way.
+    this.#locksHeld++;
+    const onRelease = () => this.#locksHeld--;
+    return new Lock((args) => this.#data.call(args), name, token, fence, leases ? { ttl: ttlMs, lease: this.#options.lockLease, onRelease } : { onRelease });
   }
 
   /** Runs `fn(lock)` holding the named lock, and always releases it. */
@@ -648,9 +658,15 @@ class SharedMemory {
    */
   async command(name, ...args) {
     if (typeof name !== 'string') throw typeError('command: the command name must be a string');
-    if (CONNECTION_STATE_COMMANDS.has(name.toUpperCase()) || args.some((a) => typeof a === 'string' && a.toUpperCase() === 'WAIT' && name.toUpperCase() === 'SHM.LOCK')) {
+    const upper = name.toUpperCase();
+    const subcommand = typeof args[0] === 'string' ? args[0].toUpperCase() : '';
+    if (
+      CONNECTION_STATE_COMMANDS.has(upper) ||
+      (upper === 'CLIENT' && CONNECTION_STATE_CLIENT.has(subcommand)) ||
+      (upper === 'SHM.LOCK' && args.some((a) => typeof a === 'string' && a.toUpperCase() === 'WAIT'))
+    ) {
       throw typeError(
-        `command: ${name.toUpperCase()} would change the connection every call of this process shares; use subscribe(), update() or lock() instead`,
+        `command: ${upper}${upper === 'CLIENT' ? ` ${subcommand}` : ''} would change the connection every call of this process shares; use subscribe(), update(), lock() or the nearCache option instead`,
         CODES.INVALID_ARG_VALUE,
       );
     }

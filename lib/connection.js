@@ -151,7 +151,7 @@ class Connection {
     this.writeQueued = false;
     this.closed = false;
     this.timer = null;
-    /** Counts the sockets this connection has had: state set on one (CLIENT TRACKING) is gone with it. */
+    /** Changes when a socket is attached or lost: state set on one (CLIENT TRACKING) is gone with it. */
     this.generation = 0;
     this.write = () => this.#write();
     this.checkTimeouts = () => this.#checkTimeouts();
@@ -239,6 +239,7 @@ class Connection {
     socket.on('close', () => {
       if (this.socket !== socket) return;
       this.socket = null;
+      this.generation++;
       const lost = shmError(CODES.UNREACHABLE, `lost the connection to the cluster-shm broker at ${this.options.socket}`);
       this.#failInFlight(lost);
       // Calls that were not written yet go out on a new connection.

@@ -18,11 +18,14 @@ class Lock {
   #lease;
   #deadline = 0;
   #keepAlive = null;
+  #onRelease;
 
-  constructor(call, name, token, fence, { ttl, lease } = {}) {
+  /** `onRelease` runs once, when this handle releases the lock or learns it lost it. */
+  constructor(call, name, token, fence, { ttl, lease, onRelease = () => {} } = {}) {
     this.#call = call;
     this.#token = token;
     this.#lease = lease;
+    this.#onRelease = onRelease;
     if (lease !== undefined) this.#renewUntil(Date.now() + ttl);
     /** The lock's name. */
     this.name = name;
@@ -36,6 +39,7 @@ class Lock {
   /** Releases the lock; false when it was no longer held by this handle. */
   async release() {
     this.#stopKeepAlive();
+    this.#released();
     return (await this.#call(['SHM.UNLOCK', this.name, this.#token])) === 1;
   }
 
@@ -43,11 +47,18 @@ class Lock {
   async extend(ttl) {
     if (ttl === undefined) throw typeError('extend: ttl is required');
     const ms = checkTtl(ttl, 'extend');
-    if (this.#lease === undefined) return (await this.#call(['SHM.EXTEND', this.name, this.#token, String(ms)])) === 1;
-    const held = (await this.#call(['SHM.EXTEND', this.name, this.#token, String(Math.min(ms, this.#lease))])) === 1;
-    if (held) this.#renewUntil(Date.now() + ms);
-    else this.#stopKeepAlive();
+    const held = (await this.#call(['SHM.EXTEND', this.name, this.#token, String(this.#lease === undefined ? ms : Math.min(ms, this.#lease))])) === 1;
+    if (!held) {
+      this.#stopKeepAlive();
+      this.#released();
+    } else if (this.#lease !== undefined) this.#renewUntil(Date.now() + ms);
     return held;
+  }
+
+  #released() {
+    const onRelease = this.#onRelease;
+    this.#onRelease = () => {};
+    onRelease();
   }
 
   /** Renews the lease every third of it until `deadline`; the timer does not keep the process alive. */
@@ -59,7 +70,10 @@ class Lock {
       if (left <= 0) return this.#stopKeepAlive();
       this.#call(['SHM.EXTEND', this.name, this.#token, String(Math.min(left, this.#lease))]).then(
         (held) => {
-          if (held !== 1) this.#stopKeepAlive();
+          if (held !== 1) {
+            this.#stopKeepAlive();
+            this.#released();
+          }
         },
         // A failed renewal is retried at the next tick; the lease covers two more.
         () => {},

@@ -91,9 +91,10 @@ class NearCache {
   /** Bumped whenever the invalidation connection is replaced or lost. */
   #epoch = 0;
   #closed = false;
-  /** The data connection generation and listener epoch tracking was last confirmed for. */
-  #trackedGeneration = -1;
-  #trackedEpoch = -1;
+  /** The data connection the cached entries were read on. */
+  #generation = -1;
+  /** No new invalidation connection is tried before this time, after one failed. */
+  #retryAt = 0;
   /** Set when the server cannot track keys: calls go through uncached. */
   #disabled = false;
   /** Counters for stats(). */
@@ -133,6 +134,12 @@ class NearCache {
   }
 
   async #get(key) {
+    // Tracking belongs to the data connection: when it is replaced (or just
+    // lost), the server tracks nothing of what is cached here any more.
+    if (this.#generation !== this.#backend.generation) {
+      this.#generation = this.#backend.generation;
+      this.#flush();
+    }
     const entry = this.#entries.get(key);
     if (entry !== undefined) {
       if (entry.expires > Date.now() && this.#listener !== null) {
@@ -152,24 +159,29 @@ class NearCache {
     pending.count++;
     this.#pending.set(key, pending);
     try {
-      // Tracking is state of the data connection: it is turned on (in the
-      // same write as the GET, so before it) once per connection and
-      // invalidation listener. A reply is kept only if it came over the
-      // connection where tracking was confirmed.
-      let tracking = true;
-      if (this.#trackedGeneration !== this.#backend.generation || this.#trackedEpoch !== epoch) {
-        tracking = this.#backend.call(['CLIENT', 'TRACKING', 'ON', 'REDIRECT', String(listener.id)]).then(
-          () => {
-            this.#trackedGeneration = this.#backend.generation;
-            this.#trackedEpoch = epoch;
-            return true;
-          },
-          (error) => this.#refused(error),
-        );
+      // One write, one connection, in this order: tracking on (for this
+      // very GET: a reply is kept only if its own TRACKING succeeded), the
+      // GET, and the key's time to live, which bounds the entry's.
+      const sent = Date.now();
+      // The connection generation at the TRACKING reply: the GET reply must
+      // come while it is still the same connection.
+      const tracking = this.#backend.call(['CLIENT', 'TRACKING', 'ON', 'REDIRECT', String(listener.id)]).then(
+        () => this.#backend.generation,
+        (error) => this.#refused(error),
+      );
+      const reading = this.#backend.call(['GET', key]);
+      const living = this.#backend.call(['PTTL', key]).catch(() => 0);
+      const raw = await reading;
+      const [trackedOn, left] = await Promise.all([tracking, living]);
+      const current = !pending.dirty && epoch === this.#epoch && this.#listener === listener;
+      if (trackedOn !== false && trackedOn === this.#backend.generation && current && left !== 0) {
+        // Entries read on an earlier connection are not tracked any more.
+        if (this.#generation !== trackedOn) {
+          this.#flush();
+          this.#generation = trackedOn;
+        }
+        this.#store(key, raw, left > 0 ? sent + left : Infinity);
       }
-      const raw = await this.#backend.call(['GET', key]);
-      const tracked = (await tracking) && this.#trackedGeneration === this.#backend.generation && this.#trackedEpoch === epoch;
-      if (tracked && !pending.dirty && epoch === this.#epoch && this.#listener === listener) this.#store(key, raw);
       return raw;
     } finally {
       if (--pending.count === 0 && this.#pending.get(key) === pending) this.#pending.delete(key);
@@ -193,14 +205,16 @@ class NearCache {
     process.emitWarning(`the near cache is off: ${reason}`, { code: CODES.UNSUPPORTED });
   }
 
-  #store(key, raw) {
+  /** Keeps a value until `ttl` from now, or until the key itself expires (`until`), whichever is first. */
+  #store(key, raw, until) {
     this.#entries.delete(key);
-    this.#entries.set(key, { raw, expires: Date.now() + this.#ttl });
+    this.#entries.set(key, { raw, expires: Math.min(Date.now() + this.#ttl, until) });
     if (this.#entries.size > this.#maxKeys) this.#entries.delete(this.#entries.keys().next().value);
   }
 
   /** Opens and subscribes the invalidation connection; null when that fails (calls then go uncached). */
   #start() {
+    if (this.#starting === null && Date.now() < this.#retryAt) return Promise.resolve(null);
     if (this.#starting === null) {
       this.#starting = this.#backend
         .openInvalidations((keys) => (keys === null ? this.#flush() : this.#invalidate(keys.map(String))), () => this.#lost())
@@ -217,7 +231,11 @@ class NearCache {
           },
           (error) => {
             this.#starting = null;
-            if (error && error.code === CODES.UNSUPPORTED) this.#turnOff(error.message);
+            // A server that refuses (no CLIENT, no SUBSCRIBE permission, a
+            // cluster) will go on refusing; an unreachable one is tried
+            // again a second later, uncached meanwhile.
+            if (error && (error.code === CODES.UNSUPPORTED || error.code === CODES.SERVER || error.code === CODES.AUTH)) this.#turnOff(error.message);
+            else this.#retryAt = Date.now() + 1_000;
             return null;
           },
         );
@@ -269,6 +287,7 @@ function openSocketInvalidations({ socket: path, connectTimeout, authSecret }, o
         let answered = 0;
         let id = null;
         let subscribed = false;
+        let refusal = null;
         const timer = setTimeout(() => socket.destroy(new Error('no answer')), connectTimeout);
         socket.on('data', (chunk) => {
           let replies;
@@ -281,7 +300,8 @@ function openSocketInvalidations({ socket: path, connectTimeout, authSecret }, o
           for (const reply of replies) {
             if (!subscribed) {
               if (reply instanceof ReplyError) {
-                socket.destroy(new Error(reply.text));
+                refusal = reply.text;
+                socket.destroy();
                 return;
               }
               answered++;
@@ -301,6 +321,7 @@ function openSocketInvalidations({ socket: path, connectTimeout, authSecret }, o
         socket.on('close', () => {
           clearTimeout(timer);
           if (subscribed) onLost();
+          else if (refusal) reject(shmError(/^(NOAUTH|WRONGPASS) /.test(refusal) ? CODES.AUTH : CODES.SERVER, `the broker refused the near cache's invalidation connection: ${refusal}`));
           else reject(shmError(CODES.UNREACHABLE, 'the near cache could not subscribe to invalidations'));
         });
         socket.write(Buffer.concat(steps.map(encodeCommand)));

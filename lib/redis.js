@@ -37,10 +37,15 @@ return redis.call('SET', KEYS[1], ARGV[2], unpack(ARGV, 3))`,
     lua: `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0`,
   },
-  // SHM.LOCK: KEYS = lock, fence; ARGV = token, lease ms. The fence counts grants.
+  // SHM.LOCK: KEYS = lock; ARGV = token, lease ms. The fencing token is the
+  // server's clock in microseconds at the grant: it increases with every
+  // grant and needs no key that would outlive the lock.
   shmLock: {
-    numberOfKeys: 2,
-    lua: `if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return redis.call('INCR', KEYS[2]) end
+    numberOfKeys: 1,
+    lua: `if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000000 + tonumber(t[2])
+end
 return false`,
   },
   // SHM.UNLOCK: KEYS = lock; ARGV = token.
@@ -105,10 +110,9 @@ return {1, math.max(0, math.floor(points - used - 1)), window - elapsed}`,
   },
 };
 
-/** The keys of the lease behind the lock `name`: one hash tag, so one slot in a cluster. */
-function lockKeys(name) {
-  const tag = `{${name}}`;
-  return [`__shm:lock:${tag}`, `__shm:fence:${tag}`];
+/** The key of the lease behind the lock `name` (a hash tag of its own in a cluster). */
+function lockKey(name) {
+  return `__shm:lock:{${name}}`;
 }
 
 /**
@@ -169,8 +173,9 @@ function parseTarget(target) {
 
 /** The URL without its password, for messages. */
 function redact(text) {
+  // Up to the last '@' of the authority: a password may hold '@' or '/'.
   return String(text)
-    .replace(/\/\/([^:@/]*):[^@/]*@/, '//$1:***@')
+    .replace(/^([a-z+]+:\/\/)([^?#]*)@/i, (whole, scheme, userinfo) => `${scheme}${userinfo.includes(':') ? `${userinfo.split(':', 1)[0]}:***` : '***'}@`)
     .replace(/([?&]password=)[^&]*/, '$1***');
 }
 
@@ -279,7 +284,9 @@ class RedisBackend {
       } else {
         this.#client = new Redis(this.#options());
         unrefOnConnect(this.#client);
+        // Connection state (CLIENT TRACKING) is gone with the connection.
         this.#client.on('ready', () => this.#generation++);
+        this.#client.on('close', () => this.#generation++);
       }
       for (const [name, script] of Object.entries(SCRIPTS)) this.#client.defineCommand(name, script);
       // Failures reach the calls that were waiting; nothing else listens.
@@ -297,9 +304,15 @@ class RedisBackend {
     } catch (error) {
       return Promise.reject(error);
     }
-    this.#liveness.hold();
     const name = typeof args[0] === 'string' ? args[0].toUpperCase() : String(args[0]).toUpperCase();
-    return this.#send(client, name, args)
+    let sent;
+    try {
+      sent = this.#send(client, name, args);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    this.#liveness.hold();
+    return sent
       .then(
         (reply) => (STATUS_REPLY.has(name) || (name === 'SET' && !hasOption(args, 'GET')) ? asStatus(reply) : reply),
         (error) => {
@@ -321,16 +334,16 @@ class RedisBackend {
         if (rest.length === 3 && isWord(rest[1], 'IFEQ')) return client.shmDelIfEqBuffer(rest[0], rest[2]);
         break;
       case 'SHM.LOCK':
-        return client.shmLockBuffer(...lockKeys(text(rest[0])), rest[1], rest[2]);
+        return client.shmLockBuffer(lockKey(text(rest[0])), rest[1], rest[2]);
       case 'SHM.UNLOCK':
-        return client.shmUnlockBuffer(lockKeys(text(rest[0]))[0], rest[1]);
+        return client.shmUnlockBuffer(lockKey(text(rest[0])), rest[1]);
       case 'SHM.EXTEND':
-        return client.shmExtendBuffer(lockKeys(text(rest[0]))[0], rest[1], rest[2]);
+        return client.shmExtendBuffer(lockKey(text(rest[0])), rest[1], rest[2]);
       case 'SHM.RATELIMIT':
         return client.shmRateLimitBuffer(rest[0], rest[1], rest[2], rest[3] === undefined ? '' : text(rest[3]).toUpperCase());
       default:
         if (this.#target.cluster && BROADCAST.has(name)) {
-          throw shmError(CODES.INVALID_ARG_VALUE, `${name} runs on every node of a Redis Cluster: use callAll()`);
+          throw shmError(CODES.UNSUPPORTED, `${name} would run on one node of a Redis Cluster: use keys(), size(), clear() or stats(), which ask every master`);
         }
     }
     return client.callBuffer(args[0], ...rest);
@@ -408,8 +421,13 @@ class RedisBackend {
     return new RedisSubscriber(this.#connection(), onEvent, this.#liveness);
   }
 
-  /** New timeouts apply to connections opened from now on. */
-  reset() {}
+  /** New timeouts apply from the next call (ioredis reads them per command and per connect). */
+  reset() {
+    if (this.#client === null) return;
+    const { connectTimeout, commandTimeout } = this.#connectionOptions();
+    const options = this.#target.cluster ? this.#client.options.redisOptions : this.#client.options;
+    Object.assign(options, { connectTimeout, commandTimeout });
+  }
 
   close() {
     this.#closed = true;
@@ -513,4 +531,4 @@ function asStatus(reply) {
   return Buffer.isBuffer(reply) ? reply.toString('latin1') : reply;
 }
 
-module.exports = { RedisBackend, parseTarget, lockKeys };
+module.exports = { RedisBackend, parseTarget, lockKey };
