@@ -99,6 +99,12 @@ class RemoteBackend {
     return this.connection === null ? 0 : this.connection.generation;
   }
 
+  /** Resolves with `{ reply, generation }`: the generation of the socket the command was written on. */
+  callTagged(args) {
+    if (this.connection === null) this.connection = new Connection(this.connectionOptions());
+    return this.connection.call(args, true);
+  }
+
   /** The near cache's invalidation connection (lib/near-cache.js). */
   openInvalidations(onInvalidate, onLost) {
     return openSocketInvalidations(this.connectionOptions(), onInvalidate, onLost);

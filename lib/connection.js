@@ -157,10 +157,14 @@ class Connection {
     this.checkTimeouts = () => this.#checkTimeouts();
   }
 
-  call(args) {
+  /**
+   * Sends a command; resolves with its reply, or with `{ reply, generation }`
+   * when `tagged` (the generation of the socket it was written on).
+   */
+  call(args, tagged = false) {
     if (this.closed) return Promise.reject(shmError(CODES.CLOSED, 'the cluster-shm connection is closed'));
     return new Promise((resolve, reject) => {
-      this.outbox.push({ payload: encodeCommand(args), resolve, reject, deadline: 0, settled: false });
+      this.outbox.push({ payload: encodeCommand(args), resolve, reject, deadline: 0, settled: false, tagged, generation: 0 });
       this.#watchTimeouts();
       if (this.socket) {
         if (!this.writeQueued) {
@@ -182,6 +186,7 @@ class Connection {
     const payloads = new Array(calls.length);
     for (let i = 0; i < calls.length; i++) {
       calls[i].deadline = deadline;
+      calls[i].generation = this.generation;
       payloads[i] = calls[i].payload;
       calls[i].payload = null;
       this.inFlight.push(calls[i]);
@@ -280,7 +285,7 @@ class Connection {
       const code = reply.text.split(' ', 1)[0];
       call.reject(shmError(code === 'OOM' ? CODES.OOM : CODES.SERVER, reply.text, { reply: code }));
     } else {
-      call.resolve(reply);
+      call.resolve(call.tagged ? { reply, generation: call.generation } : reply);
     }
     this.#watchTimeouts();
   }

@@ -93,6 +93,8 @@ class NearCache {
   #closed = false;
   /** The data connection the cached entries were read on. */
   #generation = -1;
+  /** Where tracking is known to be on: { listener, epoch, generation }. */
+  #trackingOn = null;
   /** No new invalidation connection is tried before this time, after one failed. */
   #retryAt = 0;
   /** Set when the server cannot track keys: calls go through uncached. */
@@ -159,26 +161,22 @@ class NearCache {
     pending.count++;
     this.#pending.set(key, pending);
     try {
-      // One write, one connection, in this order: tracking on (for this
-      // very GET: a reply is kept only if its own TRACKING succeeded), the
-      // GET, and the key's time to live, which bounds the entry's.
+      // In this order on the data connection: tracking on (unless it is
+      // known to be on for that very socket), the GET, and the key's time to
+      // live, which bounds the entry's. A reply is kept only if the GET went
+      // over the socket tracking was on for.
       const sent = Date.now();
-      // The connection generation at the TRACKING reply: the GET reply must
-      // come while it is still the same connection.
-      const tracking = this.#backend.call(['CLIENT', 'TRACKING', 'ON', 'REDIRECT', String(listener.id)]).then(
-        () => this.#backend.generation,
-        (error) => this.#refused(error),
-      );
-      const reading = this.#backend.call(['GET', key]);
+      const tracking = this.#track(listener, epoch);
+      const reading = this.#send(['GET', key]);
       const living = this.#backend.call(['PTTL', key]).catch(() => 0);
-      const raw = await reading;
+      const { reply: raw, generation: readOn } = await reading;
       const [trackedOn, left] = await Promise.all([tracking, living]);
       const current = !pending.dirty && epoch === this.#epoch && this.#listener === listener;
-      if (trackedOn !== false && trackedOn === this.#backend.generation && current && left !== 0) {
+      if (trackedOn !== false && trackedOn === readOn && current && left !== 0) {
         // Entries read on an earlier connection are not tracked any more.
-        if (this.#generation !== trackedOn) {
+        if (this.#generation !== readOn) {
           this.#flush();
-          this.#generation = trackedOn;
+          this.#generation = readOn;
         }
         this.#store(key, raw, left > 0 ? sent + left : Infinity);
       }
@@ -186,6 +184,37 @@ class NearCache {
     } finally {
       if (--pending.count === 0 && this.#pending.get(key) === pending) this.#pending.delete(key);
     }
+  }
+
+  /**
+   * A command on the data connection: `{ reply, generation }`, with the
+   * generation of the socket it was written on where the backend can tell
+   * (the broker's connection), else of the one its reply came over.
+   */
+  #send(args) {
+    if (this.#backend.callTagged) return this.#backend.callTagged(args);
+    return this.#backend.call(args).then((reply) => ({ reply, generation: this.#backend.generation }));
+  }
+
+  /**
+   * Turns tracking on, redirected to `listener`, with NOLOOP (this
+   * process's own writes drop its entries before they are sent); resolves
+   * with the generation of the socket it is on for, or false. Where the
+   * backend tells which socket a command went over, this happens once per
+   * socket; elsewhere with every miss.
+   */
+  #track(listener, epoch) {
+    const known = this.#trackingOn;
+    if (known !== null && known.listener === listener && known.epoch === epoch && known.generation === this.#backend.generation) {
+      return Promise.resolve(known.generation);
+    }
+    return this.#send(['CLIENT', 'TRACKING', 'ON', 'REDIRECT', String(listener.id), 'NOLOOP']).then(
+      ({ generation }) => {
+        if (this.#backend.callTagged) this.#trackingOn = { listener, epoch, generation };
+        return generation;
+      },
+      (error) => this.#refused(error),
+    );
   }
 
   /**
