@@ -12,22 +12,12 @@ use bytes::{Bytes, BytesMut};
 use cluster_shm::resp::{encode_command, parse_command, Frame, Limits};
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 
+mod common;
+use common::json_value;
+
 /// Commands in one pipelined batch: what 64 calls in flight on one worker
 /// connection look like when they leave in one write.
 const BATCH: usize = 64;
-
-/// A JSON object of exactly `bytes` bytes, shaped like the bench's values.
-fn json_value(i: usize, bytes: usize) -> Vec<u8> {
-    let head = format!(
-        r#"{{"id":{i},"user":"user-{i}","active":{},"score":{},"tags":["a","b"],"pad":""#,
-        i.is_multiple_of(2),
-        (i * 7919) % 1000
-    );
-    let mut text = head.into_bytes();
-    text.resize(bytes - 2, b'x');
-    text.extend_from_slice(b"\"}");
-    text
-}
 
 /// `BATCH` commands alternating SET key <100-byte value> and GET key.
 fn pipelined_batch() -> Vec<u8> {

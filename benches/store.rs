@@ -16,21 +16,12 @@ use cluster_shm::resp::{encode_command, parse_command, Frame, Limits};
 use cluster_shm::store::Db;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 
+mod common;
+use common::json_value;
+
 const KEYS: usize = 10_000;
 /// A fixed Unix ms "now"; benches that need time to pass advance it.
 const NOW: u64 = 1_800_000_000_000;
-
-fn json_value(i: usize, bytes: usize) -> Bytes {
-    let head = format!(
-        r#"{{"id":{i},"user":"user-{i}","active":{},"score":{},"tags":["a","b"],"pad":""#,
-        i.is_multiple_of(2),
-        (i * 7919) % 1000
-    );
-    let mut text = head.into_bytes();
-    text.resize(bytes - 2, b'x');
-    text.extend_from_slice(b"\"}");
-    Bytes::from(text)
-}
 
 fn key(prefix: &str, i: usize) -> Bytes {
     Bytes::from(format!("{prefix}:{i}"))
@@ -63,9 +54,10 @@ fn filled(prefix: &str) -> (Db, Session, Vec<Bytes>, Vec<Bytes>) {
     let db = Db::new();
     let mut session = Session::new(1);
     let keys: Vec<Bytes> = (0..KEYS).map(|i| key(prefix, i)).collect();
-    let values: Vec<Bytes> = (0..64).map(|i| json_value(i, 100)).collect();
+    let values: Vec<Bytes> = (0..64).map(|i| Bytes::from(json_value(i, 100))).collect();
     for (i, k) in keys.iter().enumerate() {
-        let reply = run(&db, &mut session, NOW, &[Bytes::from_static(b"SET"), k.clone(), json_value(i, 100)]);
+        let reply =
+            run(&db, &mut session, NOW, &[Bytes::from_static(b"SET"), k.clone(), Bytes::from(json_value(i, 100))]);
         assert_eq!(reply, Frame::ok());
     }
     (db, session, keys, values)

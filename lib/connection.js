@@ -229,17 +229,7 @@ class Connection {
     // An idle connection does not keep the process alive; the timeout check
     // does while calls are pending.
     socket.unref();
-    const parser = new ReplyParser();
-    socket.on('data', (chunk) => {
-      let replies;
-      try {
-        replies = parser.push(chunk);
-      } catch (error) {
-        socket.destroy(error);
-        return;
-      }
-      for (const reply of replies) this.#settle(reply);
-    });
+    readReplies(socket, (reply) => this.#settle(reply));
     socket.on('error', () => {});
     socket.on('close', () => {
       if (this.socket !== socket) return;
@@ -352,6 +342,24 @@ class Connection {
   }
 }
 
+/** Calls `onReply` for each reply read from `socket`; malformed input closes it. */
+function readReplies(socket, onReply) {
+  const parser = new ReplyParser();
+  socket.on('data', (chunk) => {
+    let replies;
+    try {
+      replies = parser.push(chunk);
+    } catch (error) {
+      socket.destroy(error);
+      return;
+    }
+    for (const reply of replies) {
+      onReply(reply);
+      if (socket.destroyed) return;
+    }
+  });
+}
+
 function open(path, timeout) {
   return new Promise((resolve, reject) => {
     const socket = net.createConnection(path);
@@ -382,4 +390,4 @@ function authError(options) {
   );
 }
 
-module.exports = { Connection, ReplyParser, ReplyError, encodeCommand, open };
+module.exports = { Connection, ReplyParser, ReplyError, encodeCommand, open, readReplies };

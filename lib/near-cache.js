@@ -305,11 +305,10 @@ class NearCache {
  * SUBSCRIBE; afterwards every reply is an invalidation message.
  */
 function openSocketInvalidations({ socket: path, connectTimeout, authSecret }, onInvalidate, onLost) {
-  const { open, encodeCommand, ReplyParser, ReplyError } = require('./connection');
+  const { open, encodeCommand, readReplies, ReplyError } = require('./connection');
   return open(path, connectTimeout).then(
     (socket) =>
       new Promise((resolve, reject) => {
-        const parser = new ReplyParser();
         const steps = [];
         if (authSecret) steps.push(['AUTH', authSecret]);
         steps.push(['CLIENT', 'ID'], ['SUBSCRIBE', INVALIDATE_CHANNEL]);
@@ -318,32 +317,25 @@ function openSocketInvalidations({ socket: path, connectTimeout, authSecret }, o
         let subscribed = false;
         let refusal = null;
         const timer = setTimeout(() => socket.destroy(new Error('no answer')), connectTimeout);
-        socket.on('data', (chunk) => {
-          let replies;
-          try {
-            replies = parser.push(chunk);
-          } catch (error) {
-            socket.destroy(error);
-            return;
-          }
-          for (const reply of replies) {
-            if (!subscribed) {
-              if (reply instanceof ReplyError) {
-                refusal = reply.text;
-                socket.destroy();
-                return;
-              }
-              answered++;
-              if (answered === steps.length - 1) id = reply;
-              if (answered === steps.length) {
-                subscribed = true;
-                clearTimeout(timer);
-                resolve({ id, close: () => socket.destroy() });
-              }
-            } else if (Array.isArray(reply) && String(reply[0]) === 'message') {
+        readReplies(socket, (reply) => {
+          if (subscribed) {
+            if (Array.isArray(reply) && String(reply[0]) === 'message') {
               const payload = reply[2];
               onInvalidate(payload === null ? null : Array.isArray(payload) ? payload : [payload]);
             }
+            return;
+          }
+          if (reply instanceof ReplyError) {
+            refusal = reply.text;
+            socket.destroy();
+            return;
+          }
+          answered++;
+          if (answered === steps.length - 1) id = reply;
+          if (answered === steps.length) {
+            subscribed = true;
+            clearTimeout(timer);
+            resolve({ id, close: () => socket.destroy() });
           }
         });
         socket.on('error', () => {});

@@ -12,6 +12,7 @@ use super::glob::glob_match;
 use super::locks::LockTable;
 use super::notify;
 use super::pubsub::PubSub;
+use super::sample::Sampler;
 use super::tracking::Tracking;
 
 /// A stored value. Only Redis's string type exists so far; the enum keeps
@@ -133,7 +134,7 @@ pub struct Keyspace {
     used_memory: usize,
     peak_memory: usize,
     next_version: u64,
-    rng: u64,
+    sampler: Sampler,
     pub limits: MemoryLimits,
     pub stats: Stats,
     /// Named locks live beside the keys, under the same store lock, but
@@ -400,24 +401,13 @@ impl Keyspace {
         // A small keyspace is searched exactly; a large one by sampling.
         let exact = len <= EVICTION_SAMPLES * 4;
         for n in 0..if exact { len } else { EVICTION_SAMPLES } {
-            let index = if exact { n } else { (self.next_random() % len as u64) as usize };
+            let index = if exact { n } else { self.sampler.index(len) };
             let access = self.entries[index].last_access;
             if best.is_none_or(|(oldest, _)| access < oldest) {
                 best = Some((access, index));
             }
         }
         best.map(|(_, index)| self.entries.get_index(index).expect("sampled index").0.clone())
-    }
-
-    /// xorshift64*: cheap sampling, no need for quality randomness.
-    fn next_random(&mut self) -> u64 {
-        if self.rng == 0 {
-            self.rng = 0x9E37_79B9_7F4A_7C15;
-        }
-        self.rng ^= self.rng >> 12;
-        self.rng ^= self.rng << 25;
-        self.rng ^= self.rng >> 27;
-        self.rng.wrapping_mul(0x2545_F491_4F6C_DD1D)
     }
 
     /// Every live entry as (key, value, expiry): shared handles, no copies.

@@ -6,6 +6,7 @@ mod keyspace;
 mod locks;
 pub mod notify;
 mod pubsub;
+mod sample;
 pub mod snapshot;
 mod tracking;
 

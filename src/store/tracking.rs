@@ -34,6 +34,7 @@ use bytes::Bytes;
 use indexmap::IndexMap;
 
 use super::pubsub::{Payload, PubSub};
+use super::sample::Sampler;
 
 /// The channel invalidations are published on.
 pub const INVALIDATE_CHANNEL: &[u8] = b"__redis__:invalidate";
@@ -73,7 +74,7 @@ pub struct Tracking {
     max_keys: usize,
     /// The client whose command is running (0: none), for NOLOOP.
     current: u64,
-    rng: u64,
+    sampler: Sampler,
 }
 
 impl Default for Tracking {
@@ -85,7 +86,7 @@ impl Default for Tracking {
             items: 0,
             max_keys: DEFAULT_MAX_KEYS,
             current: 0,
-            rng: 0,
+            sampler: Sampler::default(),
         }
     }
 }
@@ -250,7 +251,7 @@ impl Tracking {
     /// Past `max_keys`, invalidates random keys until the table fits.
     fn enforce_limit(&mut self, pubsub: &mut PubSub) {
         while self.max_keys > 0 && self.table.len() > self.max_keys {
-            let index = (self.next_random() % self.table.len() as u64) as usize;
+            let index = self.sampler.index(self.table.len());
             let key = self.table.get_index(index).expect("in range").0.clone();
             self.invalidate(&key, 0, pubsub);
         }
@@ -274,17 +275,6 @@ impl Tracking {
         if capacity > 1024 && self.table.len() < capacity / 4 {
             self.table.shrink_to(self.table.len() * 2);
         }
-    }
-
-    /// xorshift64*: picks keys to evict, no need for quality randomness.
-    fn next_random(&mut self) -> u64 {
-        if self.rng == 0 {
-            self.rng = 0x9E37_79B9_7F4A_7C15;
-        }
-        self.rng ^= self.rng >> 12;
-        self.rng ^= self.rng << 25;
-        self.rng ^= self.rng >> 27;
-        self.rng.wrapping_mul(0x2545_F491_4F6C_DD1D)
     }
 }
 
