@@ -47,6 +47,40 @@ async function startRedis(args = [], dir = fs.mkdtempSync(path.join(os.tmpdir(),
   return { url: `redis+unix://${socket}`, socket, stop: stopper([child], dir), restart: () => startRedis(args, dir) };
 }
 
+/**
+ * A redis-server that only speaks TLS, on a loopback port, with a
+ * self-signed certificate made by openssl: { url, ca (the certificate's
+ * path), stop() }.
+ */
+async function startRedisTls() {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'cluster-shm-redis-tls-'));
+  const [cert, key] = [path.join(dir, 'cert.pem'), path.join(dir, 'key.pem')];
+  await new Promise((resolve, reject) =>
+    execFile(
+      'openssl',
+      ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', cert, '-days', '1', '-subj', '/CN=localhost', '-addext', 'subjectAltName=DNS:localhost'],
+      (error) => (error ? reject(error) : resolve()),
+    ),
+  );
+  const port = await freePort();
+  const child = spawn(
+    'redis-server',
+    ['--port', '0', '--tls-port', String(port), '--bind', '127.0.0.1', '--tls-cert-file', cert, '--tls-key-file', key, '--tls-ca-cert-file', cert, '--tls-auth-clients', 'no', '--save', '', '--appendonly', 'no', '--dir', dir],
+    { stdio: 'ignore' },
+  );
+  const listening = () =>
+    new Promise((resolve) => {
+      const probe = net.connect(port, '127.0.0.1', () => {
+        probe.destroy();
+        resolve(true);
+      });
+      probe.on('error', () => resolve(false));
+    });
+  await waitFor(async () => child.exitCode !== null || (await listening()), 'redis-server (TLS) did not listen');
+  if (child.exitCode !== null) throw new Error(`redis-server (TLS) exited with ${child.exitCode}`);
+  return { url: `rediss://localhost:${port}`, ca: cert, stop: stopper([child], dir) };
+}
+
 function freePort() {
   return new Promise((resolve, reject) => {
     const server = net.createServer();
@@ -106,4 +140,4 @@ async function startRedisCluster() {
   return { nodes, url: `redis+cluster://${nodes.map((n) => `${n.host}:${n.port}`).join(',')}`, stop };
 }
 
-module.exports = { startRedis, startRedisCluster };
+module.exports = { startRedis, startRedisTls, startRedisCluster };

@@ -7,7 +7,7 @@
 
 const { run, start, testWithTool, nearCacheClient } = require('./helpers');
 const { describeOn } = require('./backend');
-const { startRedis, startRedisCluster } = require('./redis-server');
+const { startRedis, startRedisTls, startRedisCluster } = require('./redis-server');
 
 describeOn(['embedded'], 'starts redis-servers of its own; runs once, in the embedded run', 'the Redis backend', () => {
   testWithTool('redis-server', 'data written through the embedded broker reads back identically through Redis, and back', async () => {
@@ -118,6 +118,22 @@ describeOn(['embedded'], 'starts redis-servers of its own; runs once, in the emb
       client.child.stdin.end();
       await client.done;
       await (restarted || redis).stop();
+    }
+  });
+
+  testWithTool('openssl', 'rediss:// works over TLS, and an untrusted certificate is ERR_SHM_UNREACHABLE saying why', async () => {
+    const redis = await startRedisTls();
+    try {
+      const trusted = await run('client.js', ['set:k="over TLS"', 'get:k'], { env: { CLUSTER_SHM_URL: redis.url, NODE_EXTRA_CA_CERTS: redis.ca } });
+      expect(trusted.messages.slice(1)).toEqual([
+        expect.objectContaining({ step: 'set:k="over TLS"', ok: true }),
+        expect.objectContaining({ step: 'get:k', ok: true, value: 'over TLS' }),
+      ]);
+      const untrusted = await run('client.js', ['get:k'], { env: { CLUSTER_SHM_URL: redis.url, CLUSTER_SHM_OPTIONS: '{"connectTimeout":2000}' } });
+      expect(untrusted.messages[1]).toMatchObject({ ok: false, error: { code: 'ERR_SHM_UNREACHABLE' } });
+      expect(untrusted.messages[1].error.message).toMatch(/certificate/);
+    } finally {
+      await redis.stop();
     }
   });
 

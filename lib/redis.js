@@ -212,6 +212,8 @@ class RedisBackend {
   #liveness = new Liveness();
   #closed = false;
   #generation = 0;
+  /** Why the connection last failed, for the messages of the calls it fails. */
+  #lastError = null;
 
   /**
    * `connectionOptions()` gives { connectTimeout, commandTimeout } from the
@@ -289,8 +291,14 @@ class RedisBackend {
         this.#client.on('close', () => this.#generation++);
       }
       for (const [name, script] of Object.entries(SCRIPTS)) this.#client.defineCommand(name, script);
-      // Failures reach the calls that were waiting; nothing else listens.
-      this.#client.on('error', () => {});
+      // Failures reach the calls that were waiting; the last one's reason
+      // (a refused connection, a certificate) goes into their message.
+      this.#client.on('error', (error) => {
+        this.#lastError = error && error.message;
+      });
+      this.#client.on('ready', () => {
+        this.#lastError = null;
+      });
     }
     const client = this.#client;
     if (client.status === 'end' || client.status === 'close') client.connect().catch(() => {});
@@ -449,7 +457,7 @@ class RedisBackend {
     }
     if (/timed out/i.test(message)) return shmError(CODES.TIMEOUT, `no reply from ${this.display} within ${this.#connectionOptions().commandTimeout} ms`);
     if (this.#closed) return shmError(CODES.CLOSED, 'the cluster-shm connection is closed');
-    return shmError(CODES.UNREACHABLE, `cannot reach ${this.display} (${message})`);
+    return shmError(CODES.UNREACHABLE, `cannot reach ${this.display} (${this.#lastError || message})`);
   }
 }
 
