@@ -7,6 +7,7 @@ const { DEFAULTS, BROKER_OPTIONS, validateOptions, callOptions, checkTtl, checkT
 const { Lock, lockTimeout } = require('./lock');
 const { PubSubHub, KEYSPACE_PREFIX } = require('./pubsub');
 const { Connection } = require('./connection');
+const { InOrder } = require('./in-order');
 const { NearCache, openSocketInvalidations } = require('./near-cache');
 
 /**
@@ -201,8 +202,8 @@ class SharedMemory {
   #role;
   #socket;
   #onConfigure;
-  /** Tail of the queue of update() calls per key in this process. */
-  #updates = new Map();
+  /** update() calls of one key in this process run one after another. */
+  #updates = new InOrder();
   /** getOrSet() calls in flight in this process, per key. */
   #flights = new Map();
   #hub;
@@ -441,7 +442,7 @@ class SharedMemory {
     const { retries = 1000, ttl } = callOptions(options, ['retries', 'ttl'], 'update');
     if (!Number.isSafeInteger(retries) || retries < 0) throw rangeError(`update: retries must be a non-negative integer, got ${retries}`);
     const ms = checkTtl(ttl, 'update');
-    return this.#serialized(key, () => this.#updateLoop(key, fn, retries, ms));
+    return this.#updates.run(key, () => this.#updateLoop(key, fn, retries, ms));
   }
 
   async #updateLoop(key, fn, retries, ttl) {
@@ -465,20 +466,6 @@ class SharedMemory {
     }
   }
 
-  /** Runs `task` after every earlier task queued for `key` in this process. */
-  #serialized(key, task) {
-    const previous = this.#updates.get(key) || Promise.resolve();
-    const result = previous.then(task, task);
-    const tail = result.then(
-      () => {},
-      () => {},
-    );
-    this.#updates.set(key, tail);
-    tail.then(() => {
-      if (this.#updates.get(key) === tail) this.#updates.delete(key);
-    });
-    return result;
-  }
 
   /**
    * The value of `key`; when it is missing, exactly one caller across all

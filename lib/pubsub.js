@@ -2,6 +2,7 @@
 
 const { decode } = require('./codec');
 const { CODES, fromNative, shmError } = require('./errors');
+const { InOrder } = require('./in-order');
 
 const KEYSPACE_PREFIX = '__keyspace@0__:';
 
@@ -17,11 +18,11 @@ class PubSubHub {
   /** kind -> name -> { listeners: Set, ready: Promise } */
   #subscriptions = { channel: new Map(), pattern: new Map() };
   /**
-   * The last subscribe or unsubscribe of each name, still running: the next
-   * one waits for it, since the subscriber runs them as separate tasks that
-   * could otherwise reach the server out of order.
+   * Subscribes and unsubscribes of one name run one after another: the
+   * subscriber runs them as separate tasks that could otherwise reach the
+   * server out of order.
    */
-  #inOrder = new Map();
+  #changes = new InOrder();
 
   #keyspacePrefix;
 
@@ -73,18 +74,7 @@ class PubSubHub {
 
   /** Runs `change` once the previous change of the same subscription is done. */
   #after(kind, name, change) {
-    const id = `${kind}\0${name}`;
-    const previous = this.#inOrder.get(id) || Promise.resolve();
-    const result = previous.then(change);
-    const tail = result.then(
-      () => {},
-      () => {},
-    );
-    this.#inOrder.set(id, tail);
-    tail.then(() => {
-      if (this.#inOrder.get(id) === tail) this.#inOrder.delete(id);
-    });
-    return result;
+    return this.#changes.run(`${kind}\0${name}`, change);
   }
 
   #dispatch(event) {
