@@ -47,6 +47,15 @@ describe('locks', () => {
     expect(messages[0].fence).toBeGreaterThan(messages[0].holderFence);
   });
 
+  testOn(['embedded'], "it counts the broker's connections, which a shared store also gets from the test harness")(
+    "a wait's connection that got a lock waits for nothing else until that lock is released",
+    async () => {
+      const { messages } = await run('lock-pool.js');
+      // One connection for A; B needs a second (the first holds A); C reuses one.
+      expect(messages[0]).toEqual({ opened: [1, 2, 2] });
+    },
+  );
+
   brokerLockTest('waiters are served in arrival order', async () => {
     const { messages } = await run('lock-handover.js', ['fairness']);
     const [{ queued, served }] = messages;

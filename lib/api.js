@@ -95,6 +95,11 @@ class RemoteBackend {
     return this.connection.call(args);
   }
 
+  /** A lock acquired by a wait was released: the connection that waited may wait again. */
+  lockReleased(token) {
+    if (this.nativeClient) this.nativeClient.released(token);
+  }
+
   /** Changes whenever calls start going over a new socket. */
   get generation() {
     return this.connection === null ? 0 : this.connection.generation;
@@ -552,7 +557,10 @@ class SharedMemory {
     // the lock protects may have been written just before it was granted,
     // by a process whose invalidation is still on its way.
     this.#locksHeld++;
-    const onRelease = () => this.#locksHeld--;
+    const onRelease = () => {
+      this.#locksHeld--;
+      if (this.#backend.lockReleased) this.#backend.lockReleased(token);
+    };
     return new Lock((args) => this.#data.call(args), name, token, fence, leases ? { ttl: ttlMs, lease: this.#options.lockLease, onRelease } : { onRelease });
   }
 

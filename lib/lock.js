@@ -39,8 +39,11 @@ class Lock {
   /** Releases the lock; false when it was no longer held by this handle. */
   async release() {
     this.#stopKeepAlive();
-    this.#released();
-    return (await this.#call(['SHM.UNLOCK', this.name, this.#token])) === 1;
+    try {
+      return (await this.#call(['SHM.UNLOCK', this.name, this.#token])) === 1;
+    } finally {
+      this.#released();
+    }
   }
 
   /** Sets the ttl to `ttl` ms from now; false when no longer held. */

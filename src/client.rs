@@ -6,6 +6,7 @@
 //! timeout, authenticate with the broker's secret, and a failed one is
 //! dropped. The helpers here also serve the pub/sub connection.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -37,13 +38,25 @@ pub struct Client {
     /// hold up the replies of the shared connection. Never closed while
     /// idle: locks taken on one belong to it.
     blocking: Mutex<Vec<MultiplexedConnection>>,
+    /// Connections whose wait was granted a lock, by the lock's token. A lock
+    /// belongs to its connection, so such a connection waits for nothing
+    /// else (were that wait to time out, dropping the connection would
+    /// release the lock too); it goes back to the pool once the lock is
+    /// released ([`Client::released`]).
+    holding: Mutex<HashMap<Bytes, MultiplexedConnection>>,
     closed: AtomicBool,
 }
 
 impl Client {
     pub fn new(options: ClientOptions) -> Result<Client, ShmError> {
         let redis = redis_client(&options)?;
-        Ok(Client { redis, options, blocking: Mutex::new(Vec::new()), closed: AtomicBool::new(false) })
+        Ok(Client {
+            redis,
+            options,
+            blocking: Mutex::new(Vec::new()),
+            holding: Mutex::new(HashMap::new()),
+            closed: AtomicBool::new(false),
+        })
     }
 
     /// Sends a command that may block for up to `wait` (a lock wait) on a
@@ -58,10 +71,16 @@ impl Client {
         let limit = wait + self.options.command_timeout;
         match tokio::time::timeout(limit, connection.send_packed_command(&command)).await {
             Ok(Ok(value)) => {
+                let reply = frame_from_value(value);
                 if !self.closed.load(Ordering::Acquire) {
-                    self.blocking.lock().push(connection);
+                    match (&reply, args.get(2)) {
+                        (Frame::Integer(_), Some(token)) if crate::cmd::is(&args[0], "SHM.LOCK") => {
+                            self.holding.lock().insert(token.clone(), connection);
+                        }
+                        _ => self.blocking.lock().push(connection),
+                    }
                 }
-                self.checked(frame_from_value(value))
+                self.checked(reply)
             }
             Ok(Err(error)) => {
                 let error = self.map_error(error);
@@ -152,10 +171,20 @@ impl Client {
         ))
     }
 
-    /// Drops the connection; later calls fail with [`ShmError::Closed`].
+    /// The lock granted with `token` was released (or lost): its connection
+    /// may wait again.
+    pub fn released(&self, token: &[u8]) {
+        let Some(connection) = self.holding.lock().remove(token) else { return };
+        if !self.closed.load(Ordering::Acquire) {
+            self.blocking.lock().push(connection);
+        }
+    }
+
+    /// Drops the connections; later calls fail with [`ShmError::Closed`].
     pub fn close(&self) {
         self.closed.store(true, Ordering::Release);
         self.blocking.lock().clear();
+        self.holding.lock().clear();
     }
 }
 

@@ -257,6 +257,13 @@ impl NativeClient {
         })
     }
 
+    /// The lock acquired with `token` was released: the connection its wait
+    /// ran on may be used for other waits.
+    #[napi]
+    pub fn released(&self, token: String) {
+        self.inner.released(token.as_bytes());
+    }
+
     #[napi]
     pub fn close(&self) {
         self.inner.close();
