@@ -78,7 +78,7 @@ declare namespace shm {
 
   /** Where `connect()` goes: a standalone broker, a Redis/Valkey server, or a Redis Cluster. */
   type ConnectTarget =
-    | { socket: string; /** The broker's secret; default CLUSTER_SHM_AUTH. */ auth?: string; url?: never; cluster?: never }
+    | { socket: string; /** The broker's secret; default CLUSTER_SHM_AUTH when `socket` is CLUSTER_SHM_SOCKET, else none. */ auth?: string; url?: never; cluster?: never }
     | {
         socket?: never;
         cluster?: never;

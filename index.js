@@ -31,11 +31,12 @@ const { ENV, inheritedOptions, validateOptions } = require('./lib/options');
 const OWN = { role: cluster.isWorker ? 'worker' : 'client', onConfigure: handDownOptions };
 const CONNECTED = { role: 'client', onConfigure: undefined };
 
-function remote(socket, options, { role, onConfigure } = OWN, authSecret = process.env[ENV.AUTH] || undefined) {
+/** `authSecret`: null for none (undefined takes the inherited one). */
+function remote(socket, options, { role, onConfigure } = OWN, authSecret = process.env[ENV.AUTH] || null) {
   let shm;
   const connection = () => {
     const { connectTimeout, commandTimeout } = shm.options;
-    return { socket, connectTimeout, commandTimeout, authSecret };
+    return { socket, connectTimeout, commandTimeout, authSecret: authSecret || undefined };
   };
   const backend = new RemoteBackend(
     connection,
@@ -85,7 +86,9 @@ function connect(target, options = {}) {
   if (target.socket !== undefined) {
     if (typeof target.socket !== 'string' || target.socket === '') throw typeError('connect: socket must be a path');
     if (target.auth !== undefined && typeof target.auth !== 'string') throw typeError('connect: auth must be a string');
-    return remote(target.socket, options, CONNECTED, target.auth ?? (process.env[ENV.AUTH] || undefined));
+    // The inherited secret belongs to the inherited socket, not to any other.
+    const inherited = target.socket === process.env[ENV.SOCKET] ? process.env[ENV.AUTH] || null : null;
+    return remote(target.socket, options, CONNECTED, target.auth ?? inherited);
   }
   if (target.url !== undefined) {
     if (typeof target.url !== 'string') throw typeError('connect: url must be a string');

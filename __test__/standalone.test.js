@@ -110,6 +110,23 @@ describeOn(['embedded'], 'it starts standalone brokers of its own', 'cluster-shm
     fs.rmSync(dir, { recursive: true, force: true });
   });
 
+  test('a process given a secret for a broker that has none is refused, saying so', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'shm-serve-'));
+    const socket = path.join(dir, 'broker.sock');
+    const broker = serve(['--socket', socket]);
+    try {
+      await broker.listening;
+      const { messages } = await run('client.js', ['get:k'], { env: { CLUSTER_SHM_SOCKET: socket, CLUSTER_SHM_AUTH: 'a-secret' } });
+      expect(messages[1]).toMatchObject({ ok: false, error: { code: 'ERR_SHM_AUTH' } });
+      expect(messages[1].error.message).toMatch(/has no secret/);
+      expect(messages[1].error.message).not.toMatch(/a-secret/);
+    } finally {
+      broker.child.kill('SIGTERM');
+      await broker.exited;
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   test('--auth-file makes connections authenticate with its secret', async () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'shm-serve-'));
     const socket = path.join(dir, 'broker.sock');

@@ -259,8 +259,10 @@ class Connection {
     if (!call || call.settled) return; // it timed out already
     call.settled = true;
     if (reply instanceof ReplyError) {
-      if (AUTH_REPLY.test(reply.text)) {
-        const refused = authError(this.options);
+      // Any error to this process's AUTH refuses it (a secret given to a
+      // broker that has none too, as the native connections do).
+      if (AUTH_REPLY.test(reply.text) || call.auth) {
+        const refused = authError(this.options, reply.text);
         if (call.auth) {
           // Detach first: calls made from here on open a new connection.
           const socket = this.socket;
@@ -381,13 +383,10 @@ function open(path, timeout) {
 }
 
 /** The error for a refused secret; it never contains the secret. */
-function authError(options) {
-  return shmError(
-    CODES.AUTH,
-    `the cluster-shm broker at ${options.socket} refused this process: ${
-      options.authSecret ? 'wrong secret (CLUSTER_SHM_AUTH)' : 'it requires a secret (CLUSTER_SHM_AUTH)'
-    }`,
-  );
+function authError(options, reply = '') {
+  let why = options.authSecret ? 'wrong secret (CLUSTER_SHM_AUTH)' : 'it requires a secret (CLUSTER_SHM_AUTH)';
+  if (/without any password configured/.test(reply)) why = 'it has no secret, but this process was given one (CLUSTER_SHM_AUTH)';
+  return shmError(CODES.AUTH, `the cluster-shm broker at ${options.socket} refused this process: ${why}`);
 }
 
 module.exports = { Connection, ReplyParser, ReplyError, encodeCommand, open, readReplies };
