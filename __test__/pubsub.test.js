@@ -30,6 +30,15 @@ describe('pub/sub across a real cluster', () => {
     ]);
   });
 
+  testOn(['embedded'], "it counts the broker's connections, which a shared store also gets from the test harness")(
+    'close() while a subscribe is connecting leaves no connection behind',
+    async () => {
+      const { messages } = await run('pubsub.js', ['close']);
+      expect(messages[0].clients).toBe(0);
+      for (const outcome of messages[0].outcomes) expect(['subscribed', 'ERR_SHM_CLOSED']).toContain(outcome);
+    },
+  );
+
   test('unsubscribing and at once subscribing again leaves a live subscription, every time', async () => {
     const { messages } = await run('pubsub.js', ['flip']);
     expect(messages[0]).toMatchObject({ dead: 0, cycles: 300 });

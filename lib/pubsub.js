@@ -32,6 +32,8 @@ class PubSubHub {
   }
 
   #native() {
+    // A change queued before close() runs after it: it must not open a new connection.
+    if (this.#closed) throw shmError(CODES.CLOSED, 'the cluster-shm connection is closed');
     if (this.#subscriber === null) this.#subscriber = this.#createSubscriber((event) => this.#dispatch(event));
     return this.#subscriber;
   }

@@ -149,16 +149,21 @@ impl Remote {
             };
         }
         let mut sink = self.sink.lock().await;
+        if self.closed.load(Ordering::Acquire) {
+            *sink = None;
+            return Err(ShmError::Closed);
+        }
         if sink.is_none() {
             // Connecting subscribes to everything wanted, this name included.
+            // (connect() fails if close() came meanwhile: nothing is kept.)
             *sink = Some(self.clone().connect().await?);
             return Ok(());
         }
-        let sink = sink.as_mut().expect("connected");
+        let connection = sink.as_mut().expect("connected");
         let sending = async {
             match kind {
-                Kind::Channel => sink.subscribe(name.as_ref()).await,
-                Kind::Pattern => sink.psubscribe(name.as_ref()).await,
+                Kind::Channel => connection.subscribe(name.as_ref()).await,
+                Kind::Pattern => connection.psubscribe(name.as_ref()).await,
             }
         };
         let sent = match tokio::time::timeout(self.options.command_timeout, sending).await {
@@ -169,6 +174,9 @@ impl Remote {
                 self.options.command_timeout.as_millis()
             ))),
         };
+        if self.closed.load(Ordering::Acquire) {
+            *sink = None;
+        }
         if sent.is_err() {
             // Not subscribed: not to be restored on reconnect either.
             let mut wanted = self.wanted.lock();
@@ -189,14 +197,23 @@ impl Remote {
             };
         }
         let mut sink = self.sink.lock().await;
-        let Some(sink) = sink.as_mut() else { return Ok(()) };
+        if self.closed.load(Ordering::Acquire) {
+            // close() could not take the connection while this held it.
+            *sink = None;
+            return Err(ShmError::Closed);
+        }
+        let Some(connection) = sink.as_mut() else { return Ok(()) };
         let sending = async {
             match kind {
-                Kind::Channel => sink.unsubscribe(name.as_ref()).await,
-                Kind::Pattern => sink.punsubscribe(name.as_ref()).await,
+                Kind::Channel => connection.unsubscribe(name.as_ref()).await,
+                Kind::Pattern => connection.punsubscribe(name.as_ref()).await,
             }
         };
-        match tokio::time::timeout(self.options.command_timeout, sending).await {
+        let sent = tokio::time::timeout(self.options.command_timeout, sending).await;
+        if self.closed.load(Ordering::Acquire) {
+            *sink = None;
+        }
+        match sent {
             Ok(Ok(())) => Ok(()),
             Ok(Err(error)) => Err(ShmError::Unreachable(format!("unsubscribe failed: {error}"))),
             Err(_) => Err(ShmError::Timeout(format!(
@@ -242,6 +259,12 @@ impl Remote {
             }
             let task = tokio::spawn(self.clone().forward(stream));
             *self.forwarder.lock() = Some(task.abort_handle());
+            // close() may have come while this connected: it found no task
+            // to stop and no connection to drop, so this drops both.
+            if self.closed.load(Ordering::Acquire) {
+                task.abort();
+                return Err(ShmError::Closed);
+            }
             Ok(sink)
         })
     }
@@ -289,6 +312,10 @@ impl Remote {
         }
     }
 
+    /// Stops delivery at once. The connection is dropped here, or, when a
+    /// subscribe or unsubscribe holds it, by that call as soon as it sees
+    /// `closed` (and a connection still being opened is dropped by
+    /// `connect` itself).
     fn close(&self) {
         self.closed.store(true, Ordering::Release);
         if let Some(task) = self.forwarder.lock().take() {
