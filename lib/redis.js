@@ -31,7 +31,8 @@ const SCRIPTS = {
     lua: `if redis.call('GET', KEYS[1]) ~= ARGV[1] then return false end
 return redis.call('SET', KEYS[1], ARGV[2], unpack(ARGV, 3))`,
   },
-  // DELEX key IFEQ expected: delete only if the value is `expected`.
+  // DELEX key IFEQ expected: delete only if the value is `expected`; also
+  // SHM.UNLOCK, whose lock key holds the holder's token.
   shmDelIfEq: {
     numberOfKeys: 1,
     lua: `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
@@ -47,12 +48,6 @@ return 0`,
   return tonumber(t[1]) * 1000000 + tonumber(t[2])
 end
 return false`,
-  },
-  // SHM.UNLOCK: KEYS = lock; ARGV = token.
-  shmUnlock: {
-    numberOfKeys: 1,
-    lua: `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0`,
   },
   // SHM.EXTEND: KEYS = lock; ARGV = token, ms.
   shmExtend: {
@@ -344,7 +339,7 @@ class RedisBackend {
       case 'SHM.LOCK':
         return client.shmLockBuffer(lockKey(text(rest[0])), rest[1], rest[2]);
       case 'SHM.UNLOCK':
-        return client.shmUnlockBuffer(lockKey(text(rest[0])), rest[1]);
+        return client.shmDelIfEqBuffer(lockKey(text(rest[0])), rest[1]);
       case 'SHM.EXTEND':
         return client.shmExtendBuffer(lockKey(text(rest[0])), rest[1], rest[2]);
       case 'SHM.RATELIMIT':
