@@ -3,20 +3,14 @@
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
-const { spawn } = require('node:child_process');
-const { run, start, cleanEnv, nearCacheClient } = require('./helpers');
+const { run, start, serve, nearCacheClient } = require('./helpers');
 const { BACKEND, testOn } = require('./backend');
 
-const CLI = path.join(__dirname, '..', 'bin', 'cluster-shm.js');
-
 /** Starts `cluster-shm serve --socket <socket>`; resolves with the process once it listens. */
-function serveAt(socket) {
-  const child = spawn(process.execPath, [CLI, 'serve', '--socket', socket], { env: cleanEnv(), stdio: ['ignore', 'ignore', 'pipe'] });
-  let err = '';
-  child.stderr.on('data', (c) => (err += c));
-  return new Promise((resolve) => {
-    const check = setInterval(() => err.includes('listening') && (clearInterval(check), resolve(child)), 10);
-  });
+async function serveAt(socket) {
+  const broker = serve(['--socket', socket]);
+  await broker.listening;
+  return broker.child;
 }
 
 test('a worker killed mid-pipeline disturbs neither the other workers nor the store', async () => {

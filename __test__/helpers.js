@@ -97,6 +97,32 @@ async function stopHolder(proc) {
   await proc.done;
 }
 
+/**
+ * Starts `cluster-shm serve ...args`: { child, listening (resolves once it
+ * listens), exited, output() (its stderr so far) }.
+ */
+function serve(args) {
+  const child = spawn(process.execPath, [path.join(__dirname, '..', 'bin', 'cluster-shm.js'), 'serve', ...args], { env: cleanEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
+  let stderr = '';
+  child.stderr.on('data', (chunk) => (stderr += chunk));
+  const exited = new Promise((resolve) => child.on('exit', (code, signal) => resolve({ code, signal, stderr })));
+  const listening = new Promise((resolve, reject) => {
+    const check = setInterval(() => {
+      if (stderr.includes('listening on')) {
+        clearInterval(check);
+        resolve();
+      }
+    }, 10);
+    exited.then((result) => {
+      clearInterval(check);
+      reject(new Error(`serve exited early: ${JSON.stringify(result)}`));
+    });
+  });
+  // Callers that expect an early exit never await this.
+  listening.catch(() => {});
+  return { child, listening, exited, output: () => stderr };
+}
+
 /** Where a command-line tool lives, or null. */
 function which(tool) {
   for (const dir of (process.env.PATH || '').split(path.delimiter)) {
@@ -150,4 +176,4 @@ function nearCacheClient(env) {
   };
 }
 
-module.exports = { start, run, cleanEnv, which, testWithTool, startHolder, stopHolder, nearCacheClient, FIXTURES };
+module.exports = { start, run, serve, cleanEnv, which, testWithTool, startHolder, stopHolder, nearCacheClient, FIXTURES };

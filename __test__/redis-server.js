@@ -42,7 +42,10 @@ async function startRedis(args = [], dir = fs.mkdtempSync(path.join(os.tmpdir(),
   const child = spawn('redis-server', ['--port', '0', '--unixsocket', socket, '--unixsocketperm', '700', '--save', '', '--appendonly', 'no', '--dir', dir, ...args], {
     stdio: 'ignore',
   });
-  await waitFor(() => fs.existsSync(socket) || child.exitCode !== null, 'redis-server did not listen');
+  let failed = null;
+  child.on('error', (error) => (failed = error));
+  await waitFor(() => fs.existsSync(socket) || child.exitCode !== null || failed, 'redis-server did not listen');
+  if (failed) throw new Error(`redis-server could not start (${failed.code}; is it installed? .ci/run installs it)`);
   if (child.exitCode !== null) throw new Error(`redis-server exited with ${child.exitCode}`);
   return { url: `redis+unix://${socket}`, socket, stop: stopper([child], dir), restart: () => startRedis(args, dir) };
 }

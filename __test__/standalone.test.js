@@ -3,34 +3,9 @@
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
-const { spawn } = require('node:child_process');
-const { run, cleanEnv } = require('./helpers');
+const { run, serve } = require('./helpers');
 const { describeOn } = require('./backend');
 
-const CLI = path.join(__dirname, '..', 'bin', 'cluster-shm.js');
-
-/** Starts `cluster-shm serve`; resolves once it listens. */
-function serve(args) {
-  const child = spawn(process.execPath, [CLI, 'serve', ...args], { env: cleanEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
-  let stderr = '';
-  child.stderr.on('data', (chunk) => (stderr += chunk));
-  const exited = new Promise((resolve) => child.on('exit', (code, signal) => resolve({ code, signal, stderr })));
-  const listening = new Promise((resolve, reject) => {
-    const check = setInterval(() => {
-      if (stderr.includes('listening on')) {
-        clearInterval(check);
-        resolve();
-      }
-    }, 10);
-    exited.then((result) => {
-      clearInterval(check);
-      reject(new Error(`serve exited early: ${JSON.stringify(result)}`));
-    });
-  });
-  // Callers that expect an early exit never await this.
-  listening.catch(() => {});
-  return { child, listening, exited, output: () => stderr };
-}
 
 describeOn(['embedded'], 'it starts standalone brokers of its own', 'cluster-shm serve: a standalone broker', () => {
   let dir;
