@@ -5,7 +5,7 @@ const { encode, decode, encodedLength } = require('./codec');
 const { CODES, shmError, typeError, rangeError, fromNative } = require('./errors');
 const { DEFAULTS, BROKER_OPTIONS, validateOptions, callOptions, checkTtl, checkTimeout } = require('./options');
 const { Lock, lockTimeout } = require('./lock');
-const { PubSubHub, KEYSPACE_PREFIX } = require('./pubsub');
+const { PubSubHub } = require('./pubsub');
 const { Connection } = require('./connection');
 const { InOrder } = require('./in-order');
 const { NearCache, openSocketInvalidations } = require('./near-cache');
@@ -227,7 +227,7 @@ class SharedMemory {
     this.#onConfigure = onConfigure;
     this.#data = backend;
     this.#applyNearCache();
-    this.#hub = new PubSubHub((onEvent) => this.#backend.createSubscriber(onEvent), backend.keyspacePrefix);
+    this.#hub = new PubSubHub((onEvent) => this.#backend.createSubscriber(onEvent), backend.db);
     if (backend.hostsBroker) this.#applyBrokerOptions();
   }
 
@@ -622,7 +622,7 @@ class SharedMemory {
     // A Redis Cluster answers per master: counts and sizes are summed.
     const servers = (await this.#everywhere(['INFO'])).map(parseInfo);
     const fields = servers[0];
-    const db = this.#backend.keyspacePrefix ? /@(\d+)/.exec(this.#backend.keyspacePrefix)[1] : '0';
+    const db = this.#backend.db || 0;
     const sum = (read) => servers.reduce((total, server) => total + read(server), 0);
     const keyspace = (server, at) => Number((/keys=(\d+),expires=(\d+)/.exec(server[`db${db}`] || '') || [0, 0, 0])[at]);
     const number = (name) => sum((server) => Number(server[name] || 0));
@@ -728,8 +728,7 @@ class SharedMemory {
       throw shmError(CODES.UNSUPPORTED, 'watch: key events are not supported on a Redis Cluster (each node publishes only its own keys)');
     }
     await this.#enableKeyspaceEvents();
-    const channel = (this.#backend.keyspacePrefix || KEYSPACE_PREFIX) + keyOrPattern;
-    return this.#hub.add(isPattern ? 'pattern' : 'channel', channel, { listener, onMissed, keyEvents: true });
+    return this.#hub.add(isPattern ? 'pattern' : 'channel', this.#hub.keyspaceChannel(keyOrPattern), { listener, onMissed, keyEvents: true });
   }
 
   /**

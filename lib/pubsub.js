@@ -4,7 +4,6 @@ const { decode } = require('./codec');
 const { CODES, fromNative, shmError } = require('./errors');
 const { InOrder } = require('./in-order');
 
-const KEYSPACE_PREFIX = '__keyspace@0__:';
 
 /**
  * The listeners of one process, multiplexed over one native subscriber:
@@ -26,9 +25,15 @@ class PubSubHub {
 
   #keyspacePrefix;
 
-  constructor(createSubscriber, keyspacePrefix = KEYSPACE_PREFIX) {
+  /** `db`: the database whose keyspace events watch() listens to. */
+  constructor(createSubscriber, db = 0) {
     this.#createSubscriber = createSubscriber;
-    this.#keyspacePrefix = keyspacePrefix;
+    this.#keyspacePrefix = `__keyspace@${db}__:`;
+  }
+
+  /** The channel of the keyspace events of `key` (or of the keys a pattern matches). */
+  keyspaceChannel(key) {
+    return this.#keyspacePrefix + key;
   }
 
   #native() {
@@ -123,4 +128,4 @@ function call(fn, ...args) {
   }
 }
 
-module.exports = { PubSubHub, KEYSPACE_PREFIX };
+module.exports = { PubSubHub };

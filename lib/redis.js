@@ -233,9 +233,9 @@ class RedisBackend {
     return true;
   }
 
-  /** The prefix of keyspace notification channels for the database in use. */
-  get keyspacePrefix() {
-    return `__keyspace@${this.#target.db}__:`;
+  /** The database in use (its number names its keyspace channels and INFO line). */
+  get db() {
+    return this.#target.db;
   }
 
   get isCluster() {
