@@ -34,7 +34,7 @@ pub static COMMANDS: &[CommandSpec] = &[
 fn del(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
     let mut removed = 0;
     for key in &args[1..] {
-        if ctx.ks.remove(key, ctx.now).is_some() {
+        if ctx.ks.remove(key, ctx.now) {
             ctx.ks.notify(notify::GENERIC, "del", key);
             removed += 1;
         }
@@ -46,9 +46,7 @@ fn del(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
 fn delex(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
     let current = match ctx.ks.get(&args[1], ctx.now) {
         None => return Frame::Integer(0),
-        Some(entry) => match &entry.value {
-            crate::store::Value::String(bytes) => bytes.clone(),
-        },
+        Some(entry) => Bytes::copy_from_slice(entry.value()),
     };
     let matches = match &args[2..] {
         [] => true,
@@ -103,8 +101,8 @@ fn scan(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
     let (next, found) = ctx.ks.scan(
         cursor,
         count,
-        |key, entry| {
-            pattern.is_none_or(|p| glob_match(p, key)) && type_filter.is_none_or(|t| is(t, entry.value.type_name()))
+        |entry| {
+            pattern.is_none_or(|p| glob_match(p, entry.key())) && type_filter.is_none_or(|t| is(t, entry.type_name()))
         },
         ctx.now,
     );
@@ -126,7 +124,7 @@ fn flush(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
 }
 
 fn type_of(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
-    let name = ctx.ks.get(&args[1], ctx.now).map_or("none", |e| e.value.type_name());
+    let name = ctx.ks.get(&args[1], ctx.now).map_or("none", |e| e.type_name());
     Frame::Simple(name.into())
 }
 
@@ -168,9 +166,9 @@ fn expire(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
         return Frame::Integer(0);
     };
     // A persistent key counts as expiring never (infinitely late).
-    let current = entry.expires_at.map_or(i128::MAX, i128::from);
-    let refused = (nx && entry.expires_at.is_some())
-        || (xx && entry.expires_at.is_none())
+    let current = entry.expires_at().map_or(i128::MAX, i128::from);
+    let refused = (nx && entry.expires_at().is_some())
+        || (xx && entry.expires_at().is_none())
         || (gt && i128::from(at) <= current)
         || (lt && i128::from(at) >= current);
     if refused {
@@ -192,7 +190,7 @@ fn ttl(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
     let Some(entry) = ctx.ks.get(&args[1], ctx.now) else {
         return Frame::Integer(-2);
     };
-    let Some(at) = entry.expires_at else {
+    let Some(at) = entry.expires_at() else {
         return Frame::Integer(-1);
     };
     let left = at.saturating_sub(ctx.now);
@@ -210,7 +208,7 @@ fn ttl(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
 
 fn persist(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
     match ctx.ks.get(&args[1], ctx.now) {
-        Some(entry) if entry.expires_at.is_some() => {
+        Some(entry) if entry.expires_at().is_some() => {
             ctx.ks.set_expiry(&args[1], None, ctx.now);
             ctx.ks.notify(notify::GENERIC, "persist", &args[1]);
             Frame::Integer(1)

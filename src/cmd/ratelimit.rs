@@ -14,7 +14,7 @@ use bytes::Bytes;
 
 use super::{int_arg, is, syntax_error, try_reply, CommandSpec, Ctx};
 use crate::resp::Frame;
-use crate::store::{Expiry, Value};
+use crate::store::Expiry;
 
 #[rustfmt::skip]
 pub static COMMANDS: &[CommandSpec] = &[
@@ -35,7 +35,7 @@ fn ratelimit(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
         _ => return syntax_error(),
     };
     let (points, window, now) = (points as u64, window as u64, ctx.now);
-    let stored = ctx.ks.get(key, now).map(|e| (e.value.clone(), e.expires_at));
+    let stored = ctx.ks.get(key, now).map(|e| (e.value().to_vec(), e.expires_at()));
     let reply = |allowed: bool, remaining: u64, reset: u64| {
         Frame::Array(vec![
             Frame::Integer(allowed as i64),
@@ -45,12 +45,10 @@ fn ratelimit(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
     };
     if !sliding {
         let (count, expires_at) = match &stored {
-            Some((Value::String(text), Some(at))) => {
-                match std::str::from_utf8(text).ok().and_then(|t| t.parse::<u64>().ok()) {
-                    Some(count) => (count, *at),
-                    None => return Frame::error("WRONGTYPE the key does not hold a rate limit"),
-                }
-            }
+            Some((text, Some(at))) => match std::str::from_utf8(text).ok().and_then(|t| t.parse::<u64>().ok()) {
+                Some(count) => (count, *at),
+                None => return Frame::error("WRONGTYPE the key does not hold a rate limit"),
+            },
             Some(_) => return Frame::error("WRONGTYPE the key does not hold a rate limit"),
             None => (0, now + window),
         };
@@ -58,13 +56,13 @@ fn ratelimit(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
         if count >= points {
             return reply(false, 0, reset);
         }
-        ctx.ks.set(key, Value::String(Bytes::from((count + 1).to_string())), Expiry::At(expires_at), now);
+        ctx.ks.set(key, (count + 1).to_string().as_bytes(), Expiry::At(expires_at), now);
         return reply(true, points - count - 1, reset);
     }
 
     // Sliding: "start:current:previous", with start the current window's start.
     let (mut start, mut current, mut previous) = (now - now % window, 0u64, 0u64);
-    if let Some((Value::String(text), _)) = &stored {
+    if let Some((text, _)) = &stored {
         let fields: Vec<u64> = match std::str::from_utf8(text) {
             Ok(t) => t.split(':').filter_map(|f| f.parse().ok()).collect(),
             Err(_) => Vec::new(),
@@ -93,8 +91,8 @@ fn ratelimit(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
         return reply(false, 0, wait.min(window - elapsed).max(1));
     }
     current += 1;
-    let state = Bytes::from(format!("{start}:{current}:{previous}"));
-    ctx.ks.set(key, Value::String(state), Expiry::At(start + 2 * window), now);
+    let state = format!("{start}:{current}:{previous}");
+    ctx.ks.set(key, state.as_bytes(), Expiry::At(start + 2 * window), now);
     let remaining = (points as f64 - used - 1.0).floor().max(0.0) as u64;
     reply(true, remaining, window - elapsed)
 }

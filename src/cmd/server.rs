@@ -313,7 +313,7 @@ fn save(ctx: &mut Ctx<'_>, _: &[Bytes]) -> Frame {
     let Some(path) = ctx.db.config().snapshot else {
         return Frame::error("ERR no snapshot file is configured (the persist option)");
     };
-    match snapshot::write(&ctx.ks.entries_snapshot(ctx.now), &path) {
+    match snapshot::write(&snapshot::encode(ctx.ks, ctx.now), &path) {
         Ok(_) => Frame::ok(),
         Err(error) => Frame::error(format!("ERR snapshot failed: {error}")),
     }

@@ -4,7 +4,7 @@ use bytes::Bytes;
 
 use super::{int_arg, is, syntax_error, try_reply, wrong_arity, CommandSpec, Ctx};
 use crate::resp::Frame;
-use crate::store::{notify, Entry, Expiry, Value};
+use crate::store::{notify, Entry, Expiry};
 
 #[rustfmt::skip]
 pub static COMMANDS: &[CommandSpec] = &[
@@ -22,18 +22,17 @@ pub static COMMANDS: &[CommandSpec] = &[
     CommandSpec { name: "strlen", arity: 2, flags: &["readonly", "fast"], keys: (1, 1, 1), group: "string", since: "2.2.0", summary: "Returns the length of a string value.", run: strlen },
 ];
 
-/// The string held by an entry; other types get WRONGTYPE.
-fn string_of(entry: &Entry) -> Result<&Bytes, Frame> {
-    match &entry.value {
-        Value::String(bytes) => Ok(bytes),
-    }
+/// The string held by an entry. Other types, once there are any, get
+/// WRONGTYPE here.
+fn string_of(entry: &Entry) -> Result<&[u8], Frame> {
+    Ok(entry.value())
 }
 
 /// The reply for reading a key as a string: its bulk, nil, or WRONGTYPE.
 fn read_string(ctx: &mut Ctx<'_>, key: &[u8]) -> Frame {
     match ctx.ks.read(key, ctx.now) {
         None => Frame::Null,
-        Some(entry) => string_of(entry).map_or_else(|e| e, |s| Frame::Bulk(s.clone())),
+        Some(entry) => string_of(entry).map_or_else(|e| e, |s| Frame::Bulk(Bytes::copy_from_slice(s))),
     }
 }
 
@@ -47,7 +46,7 @@ fn mget(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
         args[1..]
             .iter()
             .map(|key| match ctx.ks.read(key, ctx.now).map(string_of) {
-                Some(Ok(value)) => Frame::Bulk(value.clone()),
+                Some(Ok(value)) => Frame::Bulk(Bytes::copy_from_slice(value)),
                 _ => Frame::Null,
             })
             .collect(),
@@ -59,7 +58,7 @@ fn mset(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
         return wrong_arity("mset");
     }
     for pair in args[1..].chunks_exact(2) {
-        ctx.ks.set(&pair[0], Value::String(pair[1].clone()), Expiry::Clear, ctx.now);
+        ctx.ks.set(&pair[0], &pair[1], Expiry::Clear, ctx.now);
         ctx.ks.notify(notify::STRING, "set", &pair[0]);
     }
     Frame::ok()
@@ -84,7 +83,7 @@ fn getdel(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
 fn getset(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
     let reply = read_string(ctx, &args[1]);
     if !reply.is_error() {
-        ctx.ks.set(&args[1], Value::String(args[2].clone()), Expiry::Clear, ctx.now);
+        ctx.ks.set(&args[1], &args[2], Expiry::Clear, ctx.now);
         ctx.ks.notify(notify::STRING, "set", &args[1]);
     }
     reply
@@ -141,7 +140,7 @@ fn set(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
 
     let old = match ctx.ks.get(key, ctx.now) {
         None => None,
-        Some(entry) => Some(try_reply!(string_of(entry)).clone()),
+        Some(entry) => Some(Bytes::copy_from_slice(try_reply!(string_of(entry)))),
     };
     let allowed = match condition {
         Condition::Always => true,
@@ -159,7 +158,7 @@ fn set(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
                 ctx.ks.notify(notify::GENERIC, "del", key);
             }
             _ => {
-                ctx.ks.set(key, Value::String(value.clone()), expiry, ctx.now);
+                ctx.ks.set(key, value, expiry, ctx.now);
                 ctx.ks.notify(notify::STRING, "set", key);
                 if let Expiry::At(_) = expiry {
                     ctx.ks.notify(notify::GENERIC, "expire", key);
@@ -217,8 +216,7 @@ fn incr(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
         return Frame::error("ERR increment or decrement would overflow");
     };
     let mut text = itoa::Buffer::new();
-    let text = Bytes::copy_from_slice(text.format(next).as_bytes());
-    ctx.ks.set(&args[1], Value::String(text), Expiry::Keep, ctx.now);
+    ctx.ks.set(&args[1], text.format(next).as_bytes(), Expiry::Keep, ctx.now);
     ctx.ks.notify(notify::STRING, "incrby", &args[1]);
     Frame::Integer(next)
 }
@@ -244,7 +242,7 @@ fn incr_by_float(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
         return Frame::error("ERR increment would produce NaN or Infinity");
     }
     let text = Bytes::from(format!("{next}"));
-    ctx.ks.set(&args[1], Value::String(text.clone()), Expiry::Keep, ctx.now);
+    ctx.ks.set(&args[1], &text, Expiry::Keep, ctx.now);
     ctx.ks.notify(notify::STRING, "incrbyfloat", &args[1]);
     Frame::Bulk(text)
 }

@@ -3,10 +3,13 @@
 //! Pure data structure: every time-dependent call takes `now` in Unix
 //! milliseconds, so tests drive the clock and the broker passes real time.
 
+use std::borrow::Borrow;
 use std::collections::BTreeSet;
+use std::hash::{Hash, Hasher};
 
 use bytes::Bytes;
-use indexmap::IndexMap;
+use indexmap::set::MutableValues;
+use indexmap::IndexSet;
 
 use super::glob::glob_match;
 use super::locks::LockTable;
@@ -15,49 +18,113 @@ use super::pubsub::PubSub;
 use super::sample::Sampler;
 use super::tracking::Tracking;
 
-/// A stored value. Only Redis's string type exists so far; the enum keeps
-/// room for other types without touching the callers that match on it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Value {
-    String(Bytes),
-}
-
-impl Value {
-    /// Redis's name for the type, as TYPE reports it.
-    pub fn type_name(&self) -> &'static str {
-        match self {
-            Value::String(_) => "string",
-        }
-    }
-
-    fn heap_size(&self) -> usize {
-        match self {
-            Value::String(b) => b.len(),
-        }
-    }
-}
-
-#[derive(Clone, Debug)]
+/// One key with its string value (the only Redis type so far).
+///
+/// The key and value bytes share one exact-size allocation, and the
+/// bookkeeping is packed beside the pointer: per key, one allocation and a
+/// 48-byte slot (with the hash the set keeps), which is what brings a
+/// 100-byte key under redis-server's memory per key.
+#[derive(Debug)]
 pub struct Entry {
-    pub value: Value,
-    /// Unix ms when the key expires; `None` for a persistent key.
-    pub expires_at: Option<u64>,
+    /// The key's bytes, then the value's.
+    data: Box<[u8]>,
+    key_len: u32,
+    /// LRU clock: the low 32 bits of the last read or write in Unix ms.
+    /// Idle times are taken modulo 2^32 ms (49 days), as Redis's 24-bit
+    /// clock of seconds wraps every 194 days.
+    last_access: u32,
+    /// Unix ms when the key expires; [`NEVER`] for a persistent key.
+    expires_at: u64,
     /// Changes on every write to the key (WATCH compares it).
-    pub version: u64,
-    /// Unix ms of the last read or write, for LRU eviction.
-    pub last_access: u64,
+    version: u64,
+}
+
+/// `expires_at` of a persistent key. Deadlines are at most `i64::MAX` ms,
+/// as in Redis, so no real deadline is this.
+const NEVER: u64 = u64::MAX;
+
+fn lru_clock(now: u64) -> u32 {
+    now as u32
 }
 
 impl Entry {
+    fn new(key: &[u8], value: &[u8], expires_at: Option<u64>, version: u64, now: u64) -> Entry {
+        let mut data = Vec::with_capacity(key.len() + value.len());
+        data.extend_from_slice(key);
+        data.extend_from_slice(value);
+        Entry {
+            data: data.into_boxed_slice(),
+            key_len: key.len() as u32,
+            last_access: lru_clock(now),
+            expires_at: expires_at.map_or(NEVER, |at| at.min(NEVER - 1)),
+            version,
+        }
+    }
+
+    pub fn key(&self) -> &[u8] {
+        &self.data[..self.key_len as usize]
+    }
+
+    pub fn value(&self) -> &[u8] {
+        &self.data[self.key_len as usize..]
+    }
+
+    /// Unix ms when the key expires; `None` for a persistent key.
+    pub fn expires_at(&self) -> Option<u64> {
+        (self.expires_at != NEVER).then_some(self.expires_at)
+    }
+
+    /// Redis's name for the value's type, as TYPE reports it.
+    pub fn type_name(&self) -> &'static str {
+        "string"
+    }
+
     pub fn is_expired(&self, now: u64) -> bool {
-        self.expires_at.is_some_and(|at| at <= now)
+        self.expires_at <= now
+    }
+
+    /// Replaces the value, reusing the allocation when the size is unchanged
+    /// (the common case of a counter or a fixed-shape record).
+    fn replace_value(&mut self, value: &[u8]) {
+        let key_len = self.key_len as usize;
+        if self.data.len() - key_len == value.len() {
+            self.data[key_len..].copy_from_slice(value);
+        } else {
+            let mut data = Vec::with_capacity(key_len + value.len());
+            data.extend_from_slice(self.key());
+            data.extend_from_slice(value);
+            self.data = data.into_boxed_slice();
+        }
     }
 }
 
-/// Estimated bytes a key costs beyond its key and value bytes: the index
-/// slot and hash, the entry with its two `Bytes` handles, and the allocator
-/// headers of the two copies.
-pub const ENTRY_OVERHEAD: usize = 96;
+// The set finds entries by their key alone.
+impl PartialEq for Entry {
+    fn eq(&self, other: &Entry) -> bool {
+        self.key() == other.key()
+    }
+}
+
+impl Eq for Entry {}
+
+impl Hash for Entry {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.key().hash(state);
+    }
+}
+
+impl Borrow<[u8]> for Entry {
+    fn borrow(&self) -> &[u8] {
+        self.key()
+    }
+}
+
+/// Estimated bytes a key costs beyond its key and value bytes: its 48-byte
+/// slot in the entry set, the hash index's slot (8 bytes and a control
+/// byte, at 7/8 load at most) and the allocator's header and rounding for
+/// the key-and-value allocation. The memory-per-key benchmark checks it
+/// against the process's RSS.
+pub const ENTRY_OVERHEAD: usize = 72;
 /// Extra cost of a key with a TTL: its node in the expiry index.
 pub const EXPIRY_OVERHEAD: usize = 48;
 
@@ -123,7 +190,7 @@ pub enum Expiry {
     At(u64),
 }
 
-type Map = IndexMap<Bytes, Entry, ahash::RandomState>;
+type Map = IndexSet<Entry, ahash::RandomState>;
 
 #[derive(Default)]
 pub struct Keyspace {
@@ -187,8 +254,8 @@ impl Keyspace {
             return None;
         };
         self.stats.keyspace_hits += 1;
-        let entry = &mut self.entries[index];
-        entry.last_access = now;
+        let entry = self.entries.get_index_mut2(index).expect("live index");
+        entry.last_access = lru_clock(now);
         Some(entry)
     }
 
@@ -227,7 +294,7 @@ impl Keyspace {
 
     /// Index of a live entry; an expired one is removed on the way.
     fn live_index(&mut self, key: &[u8], now: u64) -> Option<usize> {
-        let (index, _, entry) = self.entries.get_full(key)?;
+        let (index, entry) = self.entries.get_full(key)?;
         if entry.is_expired(now) {
             // Found by a command: for NOLOOP, its client's own change, as in Redis.
             self.expire_index(index, true);
@@ -237,10 +304,9 @@ impl Keyspace {
     }
 
     fn expire_index(&mut self, index: usize, by_command: bool) {
-        let key = self.entries.get_index(index).expect("valid index").0.clone();
-        self.remove_index(index, by_command);
+        let entry = self.remove_index(index, by_command);
         self.stats.expired_keys += 1;
-        self.notify(notify::EXPIRED, "expired", &key);
+        self.notify(notify::EXPIRED, "expired", entry.key());
     }
 
     /// Publishes a keyspace event of `class` for `key`, if such events are
@@ -260,45 +326,33 @@ impl Keyspace {
         }
     }
 
-    /// Stores `value` under `key`; returns the previous live value.
-    pub fn set(&mut self, key: &[u8], value: Value, expiry: Expiry, now: u64) -> Option<Value> {
+    /// Stores `value` under `key`. The bytes are copied, so nothing stored
+    /// pins the connection buffer they arrived in.
+    pub fn set(&mut self, key: &[u8], value: &[u8], expiry: Expiry, now: u64) {
         let previous = self.live_index(key, now);
         let expires_at = match (expiry, previous) {
             (Expiry::Clear, _) | (Expiry::Keep, None) => None,
-            (Expiry::Keep, Some(i)) => self.entries[i].expires_at,
+            (Expiry::Keep, Some(i)) => self.entries[i].expires_at(),
             (Expiry::At(at), _) => Some(at),
         };
-        // Stored bytes are copied out of the connection's read buffer so a
-        // small value never pins a large shared buffer.
-        let value = match value {
-            Value::String(b) => Value::String(Bytes::copy_from_slice(&b)),
-        };
-        let new_size = value.heap_size();
         let version = self.bump_version(key);
         match previous {
             Some(i) => {
-                let (stored_key, entry) = self.entries.get_index_mut(i).expect("live index");
-                let old_expiry = entry.expires_at;
-                let old = std::mem::replace(&mut entry.value, value);
-                entry.expires_at = expires_at;
+                let entry = self.entries.get_index_mut2(i).expect("live index");
+                let old_expiry = entry.expires_at();
+                self.used_memory = self.used_memory - entry.value().len() + value.len();
+                entry.replace_value(value);
+                entry.expires_at = expires_at.map_or(NEVER, |at| at.min(NEVER - 1));
                 entry.version = version;
-                entry.last_access = now;
-                let stored_key = stored_key.clone();
-                self.used_memory = self.used_memory - old.heap_size() + new_size;
+                entry.last_access = lru_clock(now);
                 self.peak_memory = self.peak_memory.max(self.used_memory);
-                self.reindex_expiry(&stored_key, old_expiry, expires_at);
-                Some(old)
+                self.reindex_expiry(key, old_expiry, expires_at);
             }
             None => {
-                let key = Bytes::copy_from_slice(key);
-                self.used_memory += key.len() + new_size + ENTRY_OVERHEAD;
-                if let Some(at) = expires_at {
-                    self.expiries.insert((at, key.clone()));
-                    self.used_memory += EXPIRY_OVERHEAD + key.len();
-                }
-                self.entries.insert(key, Entry { value, expires_at, version, last_access: now });
+                self.used_memory += key.len() + value.len() + ENTRY_OVERHEAD;
+                self.entries.insert(Entry::new(key, value, expires_at, version, now));
+                self.reindex_expiry(key, None, expires_at);
                 self.peak_memory = self.peak_memory.max(self.used_memory);
-                None
             }
         }
     }
@@ -309,43 +363,45 @@ impl Keyspace {
             return false;
         };
         let version = self.bump_version(key);
-        let (stored_key, entry) = self.entries.get_index_mut(i).expect("live index");
-        let old = std::mem::replace(&mut entry.expires_at, expires_at);
+        let entry = self.entries.get_index_mut2(i).expect("live index");
+        let old = entry.expires_at();
+        entry.expires_at = expires_at.map_or(NEVER, |at| at.min(NEVER - 1));
         entry.version = version;
-        let stored_key = stored_key.clone();
-        self.reindex_expiry(&stored_key, old, expires_at);
+        self.reindex_expiry(key, old, expires_at);
         true
     }
 
-    fn reindex_expiry(&mut self, key: &Bytes, old: Option<u64>, new: Option<u64>) {
+    fn reindex_expiry(&mut self, key: &[u8], old: Option<u64>, new: Option<u64>) {
         if old == new {
             return;
         }
         if let Some(at) = old {
-            self.expiries.remove(&(at, key.clone()));
+            self.expiries.remove(&(at, Bytes::copy_from_slice(key)));
             self.used_memory -= EXPIRY_OVERHEAD + key.len();
         }
         if let Some(at) = new {
-            self.expiries.insert((at, key.clone()));
+            self.expiries.insert((at, Bytes::copy_from_slice(key)));
             self.used_memory += EXPIRY_OVERHEAD + key.len();
         }
     }
 
-    /// Removes a live key; returns its value.
-    pub fn remove(&mut self, key: &[u8], now: u64) -> Option<Value> {
-        let index = self.live_index(key, now)?;
-        Some(self.remove_index(index, true).value)
+    /// Removes a live key; false when there was none.
+    pub fn remove(&mut self, key: &[u8], now: u64) -> bool {
+        match self.live_index(key, now) {
+            Some(index) => {
+                self.remove_index(index, true);
+                true
+            }
+            None => false,
+        }
     }
 
     /// Every removal of a key goes through here (delete, expiry, eviction).
     fn remove_index(&mut self, index: usize, by_command: bool) -> Entry {
-        let (key, entry) = self.entries.swap_remove_index(index).expect("valid index");
-        self.used_memory -= key.len() + entry.value.heap_size() + ENTRY_OVERHEAD;
-        if let Some(at) = entry.expires_at {
-            self.expiries.remove(&(at, key.clone()));
-            self.used_memory -= EXPIRY_OVERHEAD + key.len();
-        }
-        self.invalidate(&key, by_command);
+        let entry = self.entries.swap_remove_index(index).expect("valid index");
+        self.used_memory -= entry.data.len() + ENTRY_OVERHEAD;
+        self.reindex_expiry(entry.key(), entry.expires_at(), None);
+        self.invalidate(entry.key(), by_command);
         entry
     }
 
@@ -373,59 +429,56 @@ impl Keyspace {
         while over(self) {
             let victim = match policy {
                 EvictionPolicy::NoEviction => None,
-                EvictionPolicy::AllKeysLru => self.lru_victim(),
-                EvictionPolicy::VolatileTtl => self.expiries.first().map(|(_, key)| key.clone()),
+                EvictionPolicy::AllKeysLru => self.lru_victim(now),
+                EvictionPolicy::VolatileTtl => {
+                    self.expiries.first().and_then(|(_, key)| self.entries.get_index_of(&key[..]))
+                }
             };
-            let Some(index) = victim.and_then(|key| self.entries.get_index_of(&key)) else {
+            let Some(index) = victim else {
                 return Err(OutOfMemory);
             };
             if self.entries[index].is_expired(now) {
                 self.expire_index(index, false);
             } else {
-                let key = self.entries.get_index(index).expect("valid index").0.clone();
-                self.remove_index(index, false);
+                let entry = self.remove_index(index, false);
                 self.stats.evicted_keys += 1;
-                self.notify(notify::EVICTED, "evicted", &key);
+                self.notify(notify::EVICTED, "evicted", entry.key());
             }
         }
         Ok(())
     }
 
-    /// The least recently used of a random sample of keys.
-    fn lru_victim(&mut self) -> Option<Bytes> {
+    /// The index of the least recently used of a random sample of keys.
+    fn lru_victim(&mut self, now: u64) -> Option<usize> {
         let len = self.entries.len();
         if len == 0 {
             return None;
         }
-        let mut best: Option<(u64, usize)> = None;
+        let clock = lru_clock(now);
+        let mut best: Option<(u32, usize)> = None;
         // A small keyspace is searched exactly; a large one by sampling.
         let exact = len <= EVICTION_SAMPLES * 4;
         for n in 0..if exact { len } else { EVICTION_SAMPLES } {
             let index = if exact { n } else { self.sampler.index(len) };
-            let access = self.entries[index].last_access;
-            if best.is_none_or(|(oldest, _)| access < oldest) {
-                best = Some((access, index));
+            let idle = clock.wrapping_sub(self.entries[index].last_access);
+            if best.is_none_or(|(longest, _)| idle > longest) {
+                best = Some((idle, index));
             }
         }
-        best.map(|(_, index)| self.entries.get_index(index).expect("sampled index").0.clone())
+        best.map(|(_, index)| index)
     }
 
-    /// Every live entry as (key, value, expiry): shared handles, no copies.
-    pub fn entries_snapshot(&self, now: u64) -> Vec<(Bytes, Value, Option<u64>)> {
-        self.entries
-            .iter()
-            .filter(|(_, e)| !e.is_expired(now))
-            .map(|(k, e)| (k.clone(), e.value.clone(), e.expires_at))
-            .collect()
+    /// Every live entry, in no particular order.
+    pub fn live_entries(&self, now: u64) -> impl Iterator<Item = &Entry> {
+        self.entries.iter().filter(move |e| !e.is_expired(now))
     }
 
     /// Every live key matching `pattern` (KEYS).
     pub fn keys(&self, pattern: &[u8], now: u64) -> Vec<Bytes> {
         let all = pattern == b"*";
-        self.entries
-            .iter()
-            .filter(|(k, e)| !e.is_expired(now) && (all || glob_match(pattern, k)))
-            .map(|(k, _)| k.clone())
+        self.live_entries(now)
+            .filter(|e| all || glob_match(pattern, e.key()))
+            .map(|e| Bytes::copy_from_slice(e.key()))
             .collect()
     }
 
@@ -435,22 +488,16 @@ impl Keyspace {
     /// down. Removal moves the last slot into the hole, so a key that stays
     /// in the keyspace for the whole scan is never skipped (it can only move
     /// down into the part still to visit).
-    pub fn scan(
-        &self,
-        cursor: u64,
-        count: usize,
-        mut keep: impl FnMut(&Bytes, &Entry) -> bool,
-        now: u64,
-    ) -> (u64, Vec<Bytes>) {
+    pub fn scan(&self, cursor: u64, count: usize, mut keep: impl FnMut(&Entry) -> bool, now: u64) -> (u64, Vec<Bytes>) {
         let mut remaining = if cursor == 0 { self.entries.len() } else { (cursor as usize).min(self.entries.len()) };
         let mut found = Vec::new();
         let mut visited = 0;
         while remaining > 0 && visited < count.max(1) {
             remaining -= 1;
             visited += 1;
-            let (key, entry) = self.entries.get_index(remaining).expect("in range");
-            if !entry.is_expired(now) && keep(key, entry) {
-                found.push(key.clone());
+            let entry = &self.entries[remaining];
+            if !entry.is_expired(now) && keep(entry) {
+                found.push(Bytes::copy_from_slice(entry.key()));
             }
         }
         (remaining as u64, found)
@@ -467,7 +514,7 @@ impl Keyspace {
             if at > now {
                 break;
             }
-            let index = self.entries.get_index_of(&key).expect("expiry index matches entries");
+            let index = self.entries.get_index_of(&key[..]).expect("expiry index matches entries");
             self.expire_index(index, false);
             purged += 1;
         }
@@ -495,21 +542,48 @@ impl Keyspace {
 mod tests {
     use super::*;
 
-    fn s(text: &str) -> Value {
-        Value::String(Bytes::copy_from_slice(text.as_bytes()))
+    fn s(text: &str) -> &[u8] {
+        text.as_bytes()
     }
 
     #[test]
     fn set_get_overwrite_remove() {
         let mut ks = Keyspace::new();
-        assert_eq!(ks.set(b"a", s("1"), Expiry::Clear, 0), None);
-        assert_eq!(ks.set(b"a", s("2"), Expiry::Clear, 0), Some(s("1")));
-        assert_eq!(ks.read(b"a", 0).map(|e| e.value.clone()), Some(s("2")));
-        assert_eq!(ks.read(b"b", 0).map(|e| e.value.clone()), None);
+        ks.set(b"a", s("1"), Expiry::Clear, 0);
+        ks.set(b"a", s("2"), Expiry::Clear, 0);
+        assert_eq!(ks.read(b"a", 0).map(|e| e.value().to_vec()), Some(b"2".to_vec()));
+        // Same size: rewritten in place. Another size: a new allocation.
+        ks.set(b"a", s("longer"), Expiry::Clear, 0);
+        assert_eq!(
+            ks.get(b"a", 0).map(|e| (e.key().to_vec(), e.value().to_vec())),
+            Some((b"a".to_vec(), b"longer".to_vec()))
+        );
+        assert_eq!(ks.read(b"b", 0).map(|e| e.value().to_vec()), None);
         assert_eq!((ks.stats.keyspace_hits, ks.stats.keyspace_misses), (1, 1));
-        assert_eq!(ks.remove(b"a", 0), Some(s("2")));
+        assert!(ks.remove(b"a", 0));
+        assert!(!ks.remove(b"a", 0));
         assert!(ks.is_empty());
         assert_eq!(ks.used_memory(), 0);
+    }
+
+    #[test]
+    fn an_entry_holds_its_key_and_value_in_one_allocation() {
+        // The layout the memory-per-key figure rests on.
+        assert_eq!(std::mem::size_of::<Entry>(), 40);
+        let entry = Entry::new(b"key", b"value", Some(7), 1, 0);
+        assert_eq!(entry.data.len(), 8);
+        assert_eq!((entry.key(), entry.value(), entry.expires_at()), (&b"key"[..], &b"value"[..], Some(7)));
+        assert_eq!(Entry::new(b"k", b"", None, 1, 0).expires_at(), None);
+    }
+
+    #[test]
+    fn lru_idle_times_survive_the_clock_wrapping() {
+        let mut ks = Keyspace::new();
+        let before_wrap = u32::MAX as u64 - 5;
+        ks.set(b"old", s("v"), Expiry::Clear, before_wrap);
+        ks.set(b"new", s("v"), Expiry::Clear, before_wrap + 10);
+        let victim = ks.lru_victim(before_wrap + 20).map(|i| ks.entries[i].key().to_vec());
+        assert_eq!(victim, Some(b"old".to_vec()));
     }
 
     #[test]
@@ -529,9 +603,9 @@ mod tests {
         let mut ks = Keyspace::new();
         ks.set(b"k", s("v"), Expiry::At(100), 0);
         ks.set(b"k", s("w"), Expiry::Keep, 0);
-        assert_eq!(ks.get(b"k", 0).unwrap().expires_at, Some(100));
+        assert_eq!(ks.get(b"k", 0).unwrap().expires_at(), Some(100));
         ks.set(b"k", s("x"), Expiry::Clear, 0);
-        assert_eq!(ks.get(b"k", 0).unwrap().expires_at, None);
+        assert_eq!(ks.get(b"k", 0).unwrap().expires_at(), None);
         assert_eq!(ks.volatile_len(), 0);
         assert!(ks.set_expiry(b"k", Some(50), 0));
         assert_eq!(ks.next_deadline(), Some(50));
@@ -585,7 +659,7 @@ mod tests {
         let mut cursor = 0;
         let mut step = 0;
         loop {
-            let (next, keys) = ks.scan(cursor, 7, |_, _| true, 0);
+            let (next, keys) = ks.scan(cursor, 7, |_| true, 0);
             seen.extend(keys);
             // Remove odd keys as the scan goes; the even ones must all be seen.
             for _ in 0..3 {

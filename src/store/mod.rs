@@ -20,7 +20,7 @@ use crate::resp::Limits;
 
 pub use glob::glob_match;
 pub use keyspace::{
-    Entry, EvictionPolicy, Expiry, Keyspace, MemoryLimits, OutOfMemory, Stats, Value, ENTRY_OVERHEAD, EXPIRY_OVERHEAD,
+    Entry, EvictionPolicy, Expiry, Keyspace, MemoryLimits, OutOfMemory, Stats, ENTRY_OVERHEAD, EXPIRY_OVERHEAD,
 };
 pub use locks::{Acquire, Grant, LockTable};
 pub use pubsub::{Kind, Mailbox, Message, Payload, PubSub};

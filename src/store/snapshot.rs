@@ -13,40 +13,57 @@ use std::path::Path;
 
 use bytes::{Bytes, BytesMut};
 
-use super::{Db, Expiry, Value};
+use super::{Db, Expiry, Keyspace};
 use crate::resp::{parse_frame, Frame, Limits};
 
 const HEADER: &[u8] = b"CLUSTER-SHM-SNAPSHOT 1\n";
 
 /// Writes every live key to `path` atomically; returns how many.
 pub fn save(db: &Db, path: &Path, now: u64) -> io::Result<usize> {
-    // Copy the handles under the lock (cheap: values are shared, not copied)
-    // and encode outside it, so workers are not held up by the write.
-    let entries = db.lock().entries_snapshot(now);
-    write(&entries, path)
+    // Encode under the lock and write outside it, so workers are not held
+    // up by the disk.
+    let encoded = encode(&db.lock(), now);
+    write(&encoded, path)
 }
 
-/// Writes these entries to `path` atomically; returns how many.
-pub fn write(entries: &[(Bytes, Value, Option<u64>)], path: &Path) -> io::Result<usize> {
-    let mut out = BytesMut::with_capacity(HEADER.len() + entries.len() * 64);
+/// The snapshot file's bytes for every live key.
+pub fn encode(ks: &Keyspace, now: u64) -> Encoded {
+    let mut out = BytesMut::with_capacity(HEADER.len() + ks.len() * 64);
     out.extend_from_slice(HEADER);
-    for (key, value, expires_at) in entries {
-        let Value::String(bytes) = value;
-        let expires = expires_at.map_or(-1, |at| at as i64);
-        Frame::Array(vec![Frame::Bulk(key.clone()), Frame::Bulk(bytes.clone()), Frame::Integer(expires)])
-            .encode(&mut out);
+    let mut keys = 0;
+    for entry in ks.live_entries(now) {
+        let expires = entry.expires_at().map_or(-1, |at| at as i64);
+        Frame::Array(vec![
+            Frame::Bulk(Bytes::copy_from_slice(entry.key())),
+            Frame::Bulk(Bytes::copy_from_slice(entry.value())),
+            Frame::Integer(expires),
+        ])
+        .encode(&mut out);
+        keys += 1;
     }
+    Encoded { bytes: out, keys }
+}
+
+/// An encoded snapshot and how many keys it holds.
+pub struct Encoded {
+    bytes: BytesMut,
+    keys: usize,
+}
+
+/// Writes an encoded snapshot to `path` atomically; returns how many keys.
+pub fn write(encoded: &Encoded, path: &Path) -> io::Result<usize> {
+    let out = &encoded.bytes;
     let temporary = path.with_extension(format!("tmp-{}", std::process::id()));
     let written = (|| {
         let mut file = fs::File::create(&temporary)?;
-        file.write_all(&out)?;
+        file.write_all(out)?;
         file.sync_all()?;
         fs::rename(&temporary, path)
     })();
     if written.is_err() {
         let _ = fs::remove_file(&temporary);
     }
-    written.map(|_| entries.len())
+    written.map(|_| encoded.keys)
 }
 
 /// Reads a snapshot into the store; keys that already exist are kept and
@@ -90,7 +107,7 @@ pub fn load(db: &Db, path: &Path, now: u64) -> io::Result<usize> {
             at => Expiry::At(at as u64),
         };
         if !ks.contains(&key, now) {
-            ks.set(&key, Value::String(value), expiry, now);
+            ks.set(&key, &value, expiry, now);
             loaded += 1;
         }
     }
@@ -109,21 +126,21 @@ mod tests {
         let db = Db::new();
         {
             let mut ks = db.lock();
-            ks.set(b"plain", Value::String(Bytes::from_static(b"{\"a\":1}")), Expiry::Clear, 0);
-            ks.set(b"binary", Value::String(Bytes::from_static(b"\xff\x00\r\n")), Expiry::Clear, 0);
-            ks.set(b"later", Value::String(Bytes::from_static(b"x")), Expiry::At(5_000), 0);
-            ks.set(b"sooner", Value::String(Bytes::from_static(b"y")), Expiry::At(1_500), 0);
+            ks.set(b"plain", b"{\"a\":1}", Expiry::Clear, 0);
+            ks.set(b"binary", b"\xff\x00\r\n", Expiry::Clear, 0);
+            ks.set(b"later", b"x", Expiry::At(5_000), 0);
+            ks.set(b"sooner", b"y", Expiry::At(1_500), 0);
         }
         assert_eq!(save(&db, &path, 1_000).unwrap(), 4);
 
         let restored = Db::new();
-        restored.lock().set(b"plain", Value::String(Bytes::from_static(b"kept")), Expiry::Clear, 0);
+        restored.lock().set(b"plain", b"kept", Expiry::Clear, 0);
         // At 2 s, "sooner" has expired and is not brought back.
         assert_eq!(load(&restored, &path, 2_000).unwrap(), 2);
         let mut ks = restored.lock();
-        assert_eq!(ks.get(b"plain", 2_000).unwrap().value, Value::String(Bytes::from_static(b"kept")));
-        assert_eq!(ks.get(b"binary", 2_000).unwrap().value, Value::String(Bytes::from_static(b"\xff\x00\r\n")));
-        assert_eq!(ks.get(b"later", 2_000).unwrap().expires_at, Some(5_000));
+        assert_eq!(ks.get(b"plain", 2_000).unwrap().value(), b"kept");
+        assert_eq!(ks.get(b"binary", 2_000).unwrap().value(), b"\xff\x00\r\n");
+        assert_eq!(ks.get(b"later", 2_000).unwrap().expires_at(), Some(5_000));
         assert!(ks.get(b"sooner", 2_000).is_none());
         drop(ks);
 
