@@ -85,6 +85,44 @@ function replacer(advanced) {
 }
 const REPLACERS = { json: replacer(false), advanced: replacer(true) };
 
+/** Nesting beyond which the replacer path decides (it also detects cycles). */
+const PLAIN_DEPTH = 32;
+
+/**
+ * True when `value` is made only of plain objects, arrays, strings, finite
+ * numbers, booleans and null, so that JSON.stringify without a replacer gives
+ * the very text the strict replacer would. A replacer is a call from C++ into
+ * JS per property, which made encoding 2.5 times slower; this walk costs a
+ * fraction of that. Anything else (a Date, a Buffer, a class instance, a
+ * toJSON method, undefined, NaN, a deep or circular structure) answers false
+ * and takes the replacer path, which accepts or refuses it as before.
+ */
+function isPlainJson(value, advanced, depth) {
+  switch (typeof value) {
+    case 'string':
+    case 'boolean':
+      return true;
+    case 'number':
+      return Number.isFinite(value) && !(advanced && Object.is(value, -0));
+    case 'object': {
+      if (value === null) return true;
+      if (depth >= PLAIN_DEPTH || typeof value.toJSON === 'function') return false;
+      if (Array.isArray(value)) {
+        for (let i = 0; i < value.length; i++) if (!isPlainJson(value[i], advanced, depth + 1)) return false;
+        return true;
+      }
+      const proto = Object.getPrototypeOf(value);
+      if (proto !== Object.prototype && proto !== null) return false;
+      for (const key in value) {
+        if (!Object.hasOwn(value, key) || !isPlainJson(value[key], advanced, depth + 1)) return false;
+      }
+      return true;
+    }
+    default:
+      return false;
+  }
+}
+
 /**
  * Encodes a value for storage: a string (JSON text) or a Buffer (tagged).
  * Throws TypeError for values the chosen mode cannot keep.
@@ -109,8 +147,10 @@ function encode(value, serialization) {
         return Buffer.concat([BYTES_HEADER, toBuffer(value)]);
       }
   }
+  const advanced = serialization === 'advanced';
+  if (isPlainJson(value, advanced, 0)) return JSON.stringify(value);
   try {
-    return JSON.stringify(value, REPLACERS[serialization] || REPLACERS.json);
+    return JSON.stringify(value, advanced ? REPLACERS.advanced : REPLACERS.json);
   } catch (error) {
     const notJson = error instanceof NotJson || isCycleError(error);
     if (!notJson) throw error;
