@@ -2,14 +2,18 @@
 
 // The JS side of the wire: the command encoder and the incremental reply
 // parser of lib/connection.js (the broker side has its own Rust tests).
-const { ReplyParser, encodeCommand } = require('../lib/connection');
+const { ReplyParser, encodeCommand, joinCommands } = require('../lib/connection');
 
 test('commands are encoded as RESP arrays of bulk strings, UTF-8 and binary safe', () => {
-  expect(encodeCommand(['SET', 'clé', Buffer.from([0, 13, 10, 255])])).toEqual(
-    Buffer.concat([Buffer.from('*3\r\n$3\r\nSET\r\n$4\r\nclé\r\n$4\r\n'), Buffer.from([0, 13, 10, 255]), Buffer.from('\r\n')]),
-  );
-  expect(encodeCommand(['PING']).toString()).toBe('*1\r\n$4\r\nPING\r\n');
-  expect(encodeCommand(['SET', 'k', '']).toString()).toBe('*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$0\r\n\r\n');
+  const binary = Buffer.concat([Buffer.from('*3\r\n$3\r\nSET\r\n$4\r\nclé\r\n$4\r\n'), Buffer.from([0, 13, 10, 255]), Buffer.from('\r\n')]);
+  expect(encodeCommand(['SET', 'clé', Buffer.from([0, 13, 10, 255])])).toEqual(binary);
+  // A Buffer argument in the middle, and a string command (UTF-8 lengths in bytes).
+  expect(encodeCommand(['SET', Buffer.from('k'), 'vé'])).toEqual(Buffer.from('*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$3\r\nvé\r\n'));
+  expect(encodeCommand(['PING'])).toBe('*1\r\n$4\r\nPING\r\n');
+  expect(encodeCommand(['SET', 'k', ''])).toBe('*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$0\r\n\r\n');
+  // Joined for one write: a string while every part is one, else a Buffer.
+  expect(joinCommands([encodeCommand(['PING']), encodeCommand(['GET', 'é'])])).toBe('*1\r\n$4\r\nPING\r\n*2\r\n$3\r\nGET\r\n$2\r\né\r\n');
+  expect(joinCommands([encodeCommand(['PING']), binary])).toEqual(Buffer.concat([Buffer.from('*1\r\n$4\r\nPING\r\n'), binary]));
 });
 
 const wire = Buffer.from('+OK\r\n-ERR bad thing\r\n:-42\r\n$5\r\nhe\r\no\r\n$-1\r\n*3\r\n:1\r\n*2\r\n$1\r\na\r\n$-1\r\n+x\r\n*-1\r\n$0\r\n\r\n');

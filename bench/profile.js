@@ -38,7 +38,7 @@ const { spawn, spawnSync } = require('node:child_process');
 
 const { makeKeys, makeValuePool } = require('./lib/workload');
 const codec = require('../lib/codec');
-const { encodeCommand, ReplyParser } = require('../lib/connection');
+const { encodeCommand, joinCommands, ReplyParser } = require('../lib/connection');
 
 const WORKLOAD = { name: 'json', keys: 10_000, valueBytes: 100 };
 const now = process.hrtime.bigint;
@@ -303,7 +303,7 @@ class RawClient {
       this.flushQueued = false;
       const out = this.outbox;
       this.outbox = [];
-      this.socket.write(out.length === 1 ? out[0] : Buffer.concat(out));
+      this.socket.write(joinCommands(out));
     };
     socket.on('data', (chunk) => this.onData(chunk));
     socket.on('error', () => {});

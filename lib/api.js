@@ -298,6 +298,8 @@ class SharedMemory {
 
   #encode(value, fn) {
     const encoded = encode(value, this.#options.serialization);
+    // As for keys: a string of n UTF-16 units is at most 3n UTF-8 bytes.
+    if (encoded.length * 3 <= this.#options.maxValueBytes) return encoded;
     const length = encodedLength(encoded);
     if (length > this.#options.maxValueBytes) {
       throw rangeError(
