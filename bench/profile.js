@@ -33,12 +33,12 @@ const cluster = require('node:cluster');
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
-const net = require('node:net');
 const { spawn, spawnSync } = require('node:child_process');
 
 const { makeKeys, makeValuePool } = require('./lib/workload');
 const codec = require('../lib/codec');
 const { encodeCommand, joinCommands, ReplyParser } = require('../lib/connection');
+const { FloorClient } = require('./lib/socket-floor');
 
 const WORKLOAD = { name: 'json', keys: 10_000, valueBytes: 100 };
 const now = process.hrtime.bigint;
@@ -175,7 +175,7 @@ function microBenchmarks() {
   const payloads = Array.from({ length: 64 }, (_, i) =>
     i % 2 ? encodeCommand(['GET', keys[i]]) : encodeCommand(['SET', keys[i], encoded[i & 63]]),
   );
-  m.concat64PerCall = timeLoop(() => Buffer.concat(payloads).length, N / 64) / 64;
+  m.concat64PerCall = timeLoop(() => joinCommands(payloads).length, N / 64) / 64;
   m.clientPerOp1 = (m.encodeSet + m.encodeGet) / 2 + (m.parseOk + m.parseBulk) / 2;
   m.clientPerOp64 = (m.encodeSet + m.encodeGet) / 2 + m.parseChunk64PerReply + m.concat64PerCall;
   // At 1 in flight every call arms and disarms the timeout check
@@ -191,12 +191,6 @@ function microBenchmarks() {
   // ... against parsing the JSON text straight from the read buffer.
   const bodyStart = bulkReply.indexOf('\r\n') + 2;
   m.jsonParseFromReadBuffer = timeLoop(() => JSON.parse(bulkReply.toString('utf8', bodyStart, bulkReply.length - 2)), N);
-  // a SET command built as one string and converted once.
-  m.encodeSetAsOneString = timeLoop((i) => {
-    const key = keys[i % keys.length];
-    const value = encoded[i & 63];
-    return Buffer.from(`*3\r\n$3\r\nSET\r\n$${Buffer.byteLength(key)}\r\n${key}\r\n$${Buffer.byteLength(value)}\r\n${value}\r\n`);
-  }, N);
   return m;
 }
 
@@ -275,91 +269,32 @@ function shmClient(shm, keys, pool) {
 }
 
 /**
- * The same commands, pre-encoded, on a bare socket: no codec, no encoding,
- * a minimal reply scanner, calls of a tick written together (as
- * lib/connection.js does). The floor for a JS client on this socket.
+ * The same commands, pre-encoded, on the socket floor's bare client: no
+ * codec, no encoding. The floor for a JS client on this socket.
  */
 class RawClient {
-  static connect(keys, pool) {
-    return new Promise((resolve, reject) => {
-      const socket = net.createConnection(process.env.CLUSTER_SHM_SOCKET);
-      socket.once('error', reject);
-      socket.once('connect', () => {
-        socket.off('error', reject);
-        resolve(new RawClient(socket, keys, pool));
-      });
-    });
+  static async connect(keys, pool) {
+    return new RawClient(await FloorClient.connect(), keys, pool);
   }
 
-  constructor(socket, keys, pool) {
-    this.socket = socket;
+  constructor(floor, keys, pool) {
+    this.floor = floor;
     this.gets = keys.map((k) => encodeCommand(['GET', k]));
     this.sets = keys.map((k, i) => encodeCommand(['SET', k, JSON.stringify(pool[i % pool.length])]));
-    this.waiting = [];
-    this.outbox = [];
-    this.flushQueued = false;
-    this.rest = null;
-    this.flush = () => {
-      this.flushQueued = false;
-      const out = this.outbox;
-      this.outbox = [];
-      this.socket.write(joinCommands(out));
-    };
-    socket.on('data', (chunk) => this.onData(chunk));
-    socket.on('error', () => {});
-    if (process.env.CLUSTER_SHM_AUTH) this.call(encodeCommand(['AUTH', process.env.CLUSTER_SHM_AUTH]));
-  }
-
-  call(payload) {
-    return new Promise((resolve) => {
-      this.waiting.push(resolve);
-      this.outbox.push(payload);
-      if (!this.flushQueued) {
-        this.flushQueued = true;
-        queueMicrotask(this.flush);
-      }
-    });
   }
 
   get(i) {
-    return this.call(this.gets[i]);
+    return this.floor.call(this.gets[i]);
   }
 
   set(i) {
     // The value is fixed per key: no encoding at all on this path.
-    return this.call(this.sets[i]);
-  }
-
-  onData(chunk) {
-    let buffer = this.rest ? Buffer.concat([this.rest, chunk]) : chunk;
-    let at = 0;
-    for (;;) {
-      const end = replyEnd(buffer, at);
-      if (end < 0) break;
-      const reply = buffer[at] === 0x24 ? buffer.subarray(at, end) : null;
-      at = end;
-      this.waiting.shift()(reply);
-      if (at === buffer.length) break;
-    }
-    this.rest = at < buffer.length ? buffer.subarray(at) : null;
-    buffer = null;
+    return this.floor.call(this.sets[i]);
   }
 
   close() {
-    this.socket.destroy();
+    this.floor.close();
   }
-}
-
-/** The end of the reply at `at` (simple, error, integer or bulk), or -1 while incomplete. */
-function replyEnd(buffer, at) {
-  const cr = buffer.indexOf(13, at);
-  if (cr < 0 || cr + 1 >= buffer.length) return -1;
-  if (buffer[at] !== 0x24) return cr + 2;
-  let length = 0;
-  for (let i = at + 1; i < cr; i++) length = buffer[i] === 0x2d ? -1 : length * 10 + (buffer[i] - 48);
-  if (length < 0) return cr + 2;
-  const end = cr + 2 + length + 2;
-  return end <= buffer.length ? end : -1;
 }
 
 // ---------------------------------------------------------------------------
@@ -840,13 +775,12 @@ const MICRO_NAMES = {
   parseOk: '(b) ReplyParser.push(+OK) alone in a chunk',
   parseBulk: '(b) ReplyParser.push($100 bulk) alone in a chunk',
   parseChunk64PerReply: '(b) ReplyParser.push(64 replies in one chunk), per reply',
-  concat64PerCall: '(b) Buffer.concat of 64 calls written in one tick, per call',
+  concat64PerCall: '(b) joinCommands of 64 calls written in one tick, per call',
   clientPerOp1: '(b) client encode + parse per op at 1 in flight (50/50)',
   clientPerOp64: '(b) client encode + parse + concat per op at 64 in flight (50/50)',
   intervalArmDisarm: '(b) setInterval + clearInterval (the timeout watch, per call at 1 in flight)',
   parseBulkThenDecode: '    GET path today: parse bulk (copy) + codec.decode',
   jsonParseFromReadBuffer: '    candidate: JSON.parse(readBuffer.toString(utf8, start, end))',
-  encodeSetAsOneString: '    candidate: SET as one template string + Buffer.from',
 };
 
 function report(result) {

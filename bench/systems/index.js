@@ -36,6 +36,14 @@ const SYSTEMS = [
     workloads: ALL,
   },
   {
+    id: 'socket-floor',
+    label: 'socket floor (bare client → broker)',
+    file: './socket-floor.js',
+    reference: true,
+    how: "not a peer: each worker talks to cluster-shm's broker through a bare `net.Socket` client (bench/lib/socket-floor.js) that only encodes commands, JSON.stringify's values and JSON.parse's replies, with no timeouts, reconnection, checks or API; it does less per call than any usable client, so what it reaches shows what the socket round trip itself leaves for every client of the broker (and the targets' table quotes it where a target is missed)",
+    workloads: ['json'],
+  },
+  {
     id: 'classic',
     label: 'classic process.send (examples/classic)',
     file: './classic.js',
