@@ -2,18 +2,43 @@
 
 // The JS side of the wire: the command encoder and the incremental reply
 // parser of lib/connection.js (the broker side has its own Rust tests).
-const { ReplyParser, encodeCommand, joinCommands } = require('../lib/connection');
+const { Writable } = require('node:stream');
+const { ReplyParser, encodeCommand, wireChunks, writeCommands } = require('../lib/connection');
 
-test('commands are encoded as RESP arrays of bulk strings, UTF-8 and binary safe', () => {
+/** The bytes a stream receives from writeCommands, and the writes it saw. */
+async function written(encoded) {
+  const chunks = [];
+  const sink = new Writable({
+    writev(items, done) {
+      chunks.push(items.map((item) => Buffer.from(item.chunk)));
+      done();
+    },
+    write(chunk, encoding, done) {
+      chunks.push([Buffer.from(chunk, encoding)]);
+      done();
+    },
+  });
+  writeCommands(sink, encoded);
+  await new Promise((resolve) => sink.end(resolve));
+  return { bytes: Buffer.concat(chunks.flat()), writes: chunks.length };
+}
+
+test('commands are encoded as RESP arrays of bulk strings, UTF-8 and binary safe', async () => {
   const binary = Buffer.concat([Buffer.from('*3\r\n$3\r\nSET\r\n$4\r\nclé\r\n$4\r\n'), Buffer.from([0, 13, 10, 255]), Buffer.from('\r\n')]);
-  expect(encodeCommand(['SET', 'clé', Buffer.from([0, 13, 10, 255])])).toEqual(binary);
+  const value = Buffer.from([0, 13, 10, 255]);
+  const parts = encodeCommand(['SET', 'clé', value]);
+  // The Buffer argument itself, not a copy.
+  expect(parts).toContain(value);
+  expect((await written([parts])).bytes).toEqual(binary);
   // A Buffer argument in the middle, and a string command (UTF-8 lengths in bytes).
-  expect(encodeCommand(['SET', Buffer.from('k'), 'vé'])).toEqual(Buffer.from('*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$3\r\nvé\r\n'));
+  expect((await written([encodeCommand(['SET', Buffer.from('k'), 'vé'])])).bytes).toEqual(Buffer.from('*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$3\r\nvé\r\n'));
   expect(encodeCommand(['PING'])).toBe('*1\r\n$4\r\nPING\r\n');
   expect(encodeCommand(['SET', 'k', ''])).toBe('*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$0\r\n\r\n');
-  // Joined for one write: a string while every part is one, else a Buffer.
-  expect(joinCommands([encodeCommand(['PING']), encodeCommand(['GET', 'é'])])).toBe('*1\r\n$4\r\nPING\r\n*2\r\n$3\r\nGET\r\n$2\r\né\r\n');
-  expect(joinCommands([encodeCommand(['PING']), binary])).toEqual(Buffer.concat([Buffer.from('*1\r\n$4\r\nPING\r\n'), binary]));
+  // Several commands go in one write: text joined, Buffers beside it.
+  expect(wireChunks([encodeCommand(['PING']), encodeCommand(['GET', 'é'])])).toEqual(['*1\r\n$4\r\nPING\r\n*2\r\n$3\r\nGET\r\n$2\r\né\r\n']);
+  const mixed = await written([encodeCommand(['PING']), parts, encodeCommand(['GET', 'k'])]);
+  expect(mixed.bytes).toEqual(Buffer.concat([Buffer.from('*1\r\n$4\r\nPING\r\n'), binary, Buffer.from('*2\r\n$3\r\nGET\r\n$1\r\nk\r\n')]));
+  expect(mixed.writes).toBe(1);
 });
 
 const wire = Buffer.from('+OK\r\n-ERR bad thing\r\n:-42\r\n$5\r\nhe\r\no\r\n$-1\r\n*3\r\n:1\r\n*2\r\n$1\r\na\r\n$-1\r\n+x\r\n*-1\r\n$0\r\n\r\n');
@@ -51,4 +76,14 @@ test('a large value arriving in many chunks comes out whole', () => {
   expect(replies).toHaveLength(2);
   expect(replies[0].equals(value)).toBe(true);
   expect(replies[1]).toBe(5);
+});
+
+test('a small value is copied out of the read buffer, a value that is most of it is not', () => {
+  const small = Buffer.from('$2\r\nhi\r\n');
+  const chunk = Buffer.concat([small, Buffer.from(`$${4096}\r\n`), Buffer.alloc(4096, 1), Buffer.from('\r\n')]);
+  const [hi, large] = new ReplyParser().push(chunk);
+  expect(hi.toString()).toBe('hi');
+  expect(hi.buffer).not.toBe(chunk.buffer);
+  expect(large.equals(Buffer.alloc(4096, 1))).toBe(true);
+  expect(large.buffer).toBe(chunk.buffer);
 });

@@ -37,7 +37,7 @@ const { spawn, spawnSync } = require('node:child_process');
 
 const { makeKeys, makeValuePool } = require('./lib/workload');
 const codec = require('../lib/codec');
-const { encodeCommand, joinCommands, ReplyParser } = require('../lib/connection');
+const { encodeCommand, wireChunks, ReplyParser } = require('../lib/connection');
 const { FloorClient } = require('./lib/socket-floor');
 
 const WORKLOAD = { name: 'json', keys: 10_000, valueBytes: 100 };
@@ -175,7 +175,7 @@ function microBenchmarks() {
   const payloads = Array.from({ length: 64 }, (_, i) =>
     i % 2 ? encodeCommand(['GET', keys[i]]) : encodeCommand(['SET', keys[i], encoded[i & 63]]),
   );
-  m.concat64PerCall = timeLoop(() => joinCommands(payloads).length, N / 64) / 64;
+  m.concat64PerCall = timeLoop(() => wireChunks(payloads).length, N / 64) / 64;
   m.clientPerOp1 = (m.encodeSet + m.encodeGet) / 2 + (m.parseOk + m.parseBulk) / 2;
   m.clientPerOp64 = (m.encodeSet + m.encodeGet) / 2 + m.parseChunk64PerReply + m.concat64PerCall;
   // At 1 in flight every call arms and disarms the timeout check
@@ -775,7 +775,7 @@ const MICRO_NAMES = {
   parseOk: '(b) ReplyParser.push(+OK) alone in a chunk',
   parseBulk: '(b) ReplyParser.push($100 bulk) alone in a chunk',
   parseChunk64PerReply: '(b) ReplyParser.push(64 replies in one chunk), per reply',
-  concat64PerCall: '(b) joinCommands of 64 calls written in one tick, per call',
+  concat64PerCall: '(b) wireChunks of 64 calls written in one tick, per call',
   clientPerOp1: '(b) client encode + parse per op at 1 in flight (50/50)',
   clientPerOp64: '(b) client encode + parse + concat per op at 64 in flight (50/50)',
   intervalArmDisarm: '(b) setInterval + clearInterval (the timeout watch, per call at 1 in flight)',

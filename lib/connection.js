@@ -17,9 +17,10 @@ const { CODES, shmError } = require('./errors');
 
 /**
  * Encodes a command (strings and Buffers) as a RESP array of bulk strings:
- * a string when every argument is one, else a Buffer. A string is built in
- * JS and written by the socket in one copy; filling a Buffer piece by piece
- * cost a call into C++ per piece (ten times the time for a SET).
+ * a string when every argument is one, else an array of strings and the
+ * Buffer arguments themselves, which are never copied here. A string is
+ * built in JS and written by the socket in one copy; filling a Buffer piece
+ * by piece cost a call into C++ per piece (ten times the time for a SET).
  */
 function encodeCommand(args) {
   let text = `*${args.length}\r\n`;
@@ -29,20 +30,51 @@ function encodeCommand(args) {
     if (typeof arg === 'string') {
       text += `$${Buffer.byteLength(arg)}\r\n${arg}\r\n`;
     } else {
-      (parts ??= []).push(Buffer.from(`${text}$${arg.length}\r\n`), arg);
+      (parts ??= []).push(`${text}$${arg.length}\r\n`, arg);
       text = '\r\n';
     }
   }
   if (parts === null) return text;
-  parts.push(Buffer.from(text));
-  return Buffer.concat(parts);
+  parts.push(text);
+  return parts;
 }
 
-/** Several encoded commands as one chunk to write. */
-function joinCommands(encoded) {
-  if (encoded.length === 1) return encoded[0];
-  if (encoded.every((e) => typeof e === 'string')) return encoded.join('');
-  return Buffer.concat(encoded.map((e) => (typeof e === 'string' ? Buffer.from(e) : e)));
+/**
+ * The chunks to write for several encoded commands: adjacent text joined
+ * into one string, Buffer arguments as they are.
+ */
+function wireChunks(encoded) {
+  const chunks = [];
+  let text = '';
+  for (const command of encoded) {
+    if (typeof command === 'string') {
+      text += command;
+      continue;
+    }
+    for (const part of command) {
+      if (typeof part === 'string') {
+        text += part;
+      } else {
+        if (text !== '') chunks.push(text);
+        text = '';
+        chunks.push(part);
+      }
+    }
+  }
+  if (text !== '') chunks.push(text);
+  return chunks;
+}
+
+/** Writes encoded commands in one go: one write, or one writev for text and Buffers together. */
+function writeCommands(stream, encoded) {
+  const chunks = encoded.length === 1 && typeof encoded[0] === 'string' ? encoded : wireChunks(encoded);
+  if (chunks.length === 1) {
+    stream.write(chunks[0]);
+    return;
+  }
+  stream.cork();
+  for (const chunk of chunks) stream.write(chunk);
+  stream.uncork();
 }
 
 /** An error reply, kept apart from ordinary strings. */
@@ -148,8 +180,10 @@ function parse(buffer, offset) {
       if (length < 0) return { value: null, end: end + 2 };
       const start = end + 2;
       if (buffer.length < start + length + 2) return null;
-      // A copy: the value must not keep the whole read buffer alive.
-      return { value: Buffer.from(buffer.subarray(start, start + length)), end: start + length + 2 };
+      const value = buffer.subarray(start, start + length);
+      // A small value is copied, so that it does not keep a large read
+      // buffer alive; one that is most of the buffer is not.
+      return { value: length * 2 >= buffer.length ? value : Buffer.from(value), end: start + length + 2 };
     }
     case 0x2a: {
       // '*'
@@ -227,7 +261,7 @@ class Connection {
       calls[i].payload = null;
       this.inFlight.push(calls[i]);
     }
-    this.socket.write(joinCommands(payloads));
+    writeCommands(this.socket, payloads);
   }
 
   async #connect() {
@@ -285,7 +319,7 @@ class Connection {
         reject: () => {},
         auth: true,
       });
-      socket.write(encodeCommand(['AUTH', this.options.authSecret]));
+      writeCommands(socket, [encodeCommand(['AUTH', this.options.authSecret])]);
     }
     this.#write();
   }
@@ -425,4 +459,4 @@ function authError(options, reply = '') {
   return shmError(CODES.AUTH, `the cluster-shm broker at ${options.socket} refused this process: ${why}`);
 }
 
-module.exports = { Connection, ReplyParser, ReplyError, encodeCommand, joinCommands, open, readReplies };
+module.exports = { Connection, ReplyParser, ReplyError, encodeCommand, wireChunks, writeCommands, open, readReplies };

@@ -305,7 +305,7 @@ class NearCache {
  * SUBSCRIBE; afterwards every reply is an invalidation message.
  */
 function openSocketInvalidations({ socket: path, connectTimeout, authSecret }, onInvalidate, onLost) {
-  const { open, encodeCommand, joinCommands, readReplies, ReplyError } = require('./connection');
+  const { open, encodeCommand, writeCommands, readReplies, ReplyError } = require('./connection');
   return open(path, connectTimeout).then(
     (socket) =>
       new Promise((resolve, reject) => {
@@ -345,7 +345,7 @@ function openSocketInvalidations({ socket: path, connectTimeout, authSecret }, o
           else if (refusal) reject(shmError(/^(NOAUTH|WRONGPASS) /.test(refusal) ? CODES.AUTH : CODES.SERVER, `the broker refused the near cache's invalidation connection: ${refusal}`));
           else reject(shmError(CODES.UNREACHABLE, 'the near cache could not subscribe to invalidations'));
         });
-        socket.write(joinCommands(steps.map(encodeCommand)));
+        writeCommands(socket, steps.map(encodeCommand));
       }),
   );
 }

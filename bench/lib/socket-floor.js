@@ -10,7 +10,7 @@
  */
 
 const net = require('node:net');
-const { encodeCommand, joinCommands } = require('../../lib/connection');
+const { encodeCommand, writeCommands } = require('../../lib/connection');
 
 class FloorClient {
   static connect(socketPath = process.env.CLUSTER_SHM_SOCKET) {
@@ -34,7 +34,7 @@ class FloorClient {
       this.flushQueued = false;
       const out = this.outbox;
       this.outbox = [];
-      this.socket.write(joinCommands(out));
+      writeCommands(this.socket, out);
     };
     socket.on('data', (chunk) => this.onData(chunk));
     socket.on('error', () => {});
