@@ -47,18 +47,25 @@ fn lru_clock(now: u64) -> u32 {
     now as u32
 }
 
+/// The key's bytes followed by the value's, in an allocation of that exact size.
+fn joined(key: &[u8], value: &[u8]) -> Box<[u8]> {
+    let mut data = Vec::with_capacity(key.len() + value.len());
+    data.extend_from_slice(key);
+    data.extend_from_slice(value);
+    data.into_boxed_slice()
+}
+
 impl Entry {
     fn new(key: &[u8], value: &[u8], expires_at: Option<u64>, version: u64, now: u64) -> Entry {
-        let mut data = Vec::with_capacity(key.len() + value.len());
-        data.extend_from_slice(key);
-        data.extend_from_slice(value);
-        Entry {
-            data: data.into_boxed_slice(),
+        let mut entry = Entry {
+            data: joined(key, value),
             key_len: key.len() as u32,
             last_access: lru_clock(now),
-            expires_at: expires_at.map_or(NEVER, |at| at.min(NEVER - 1)),
+            expires_at: NEVER,
             version,
-        }
+        };
+        entry.set_expires_at(expires_at);
+        entry
     }
 
     pub fn key(&self) -> &[u8] {
@@ -72,6 +79,10 @@ impl Entry {
     /// Unix ms when the key expires; `None` for a persistent key.
     pub fn expires_at(&self) -> Option<u64> {
         (self.expires_at != NEVER).then_some(self.expires_at)
+    }
+
+    fn set_expires_at(&mut self, expires_at: Option<u64>) {
+        self.expires_at = expires_at.map_or(NEVER, |at| at.min(NEVER - 1));
     }
 
     /// Redis's name for the value's type, as TYPE reports it.
@@ -90,10 +101,7 @@ impl Entry {
         if self.data.len() - key_len == value.len() {
             self.data[key_len..].copy_from_slice(value);
         } else {
-            let mut data = Vec::with_capacity(key_len + value.len());
-            data.extend_from_slice(self.key());
-            data.extend_from_slice(value);
-            self.data = data.into_boxed_slice();
+            self.data = joined(self.key(), value);
         }
     }
 }
@@ -342,7 +350,7 @@ impl Keyspace {
                 let old_expiry = entry.expires_at();
                 self.used_memory = self.used_memory - entry.value().len() + value.len();
                 entry.replace_value(value);
-                entry.expires_at = expires_at.map_or(NEVER, |at| at.min(NEVER - 1));
+                entry.set_expires_at(expires_at);
                 entry.version = version;
                 entry.last_access = lru_clock(now);
                 self.peak_memory = self.peak_memory.max(self.used_memory);
@@ -365,7 +373,7 @@ impl Keyspace {
         let version = self.bump_version(key);
         let entry = self.entries.get_index_mut2(i).expect("live index");
         let old = entry.expires_at();
-        entry.expires_at = expires_at.map_or(NEVER, |at| at.min(NEVER - 1));
+        entry.set_expires_at(expires_at);
         entry.version = version;
         self.reindex_expiry(key, old, expires_at);
         true
