@@ -11,19 +11,11 @@
 
 const { FloorClient, bulkText } = require('../lib/socket-floor');
 const { encodeCommand } = require('../../lib/connection');
+const clusterShm = require('./cluster-shm');
 
 module.exports = {
-  async primary() {
-    const shm = require('cluster-shm');
-    return {
-      rssSource: 'broker = primary process',
-      async memory() {
-        const stats = await shm.stats();
-        return { storePeak: stats.peakMemory, rss: stats.residentMemory };
-      },
-      close: () => shm.close(),
-    };
-  },
+  // The primary hosts the broker exactly as in cluster-shm's own rows.
+  primary: (context) => clusterShm.primary(context),
 
   async client({ workload }) {
     if (workload.values !== 'json') throw new Error('the socket floor runs the 100-byte JSON workloads only');
