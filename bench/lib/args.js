@@ -3,8 +3,11 @@
 /** Command-line flags of `npm run bench` and the plan of runs they give. */
 
 const { SYSTEMS, systemById } = require('../systems');
+const { TARGET_SYSTEMS } = require('./targets');
 
 const WORKLOAD_NAMES = ['json', 'buffer', 'read'];
+/** The worker count of the runs the targets compare. */
+const TARGET_WORKERS = 2;
 
 const USAGE = `usage: npm run bench -- [options]
 
@@ -17,6 +20,8 @@ const USAGE = `usage: npm run bench -- [options]
   --workload NAME      json (50/50 get/set, 100 B), buffer (50/50, 64 KiB), read (90/10, 100 B) or all (default all)
   --workers LIST       worker counts (default 1,2,4 for json, 2 for buffer and read; quick 1,2 for json)
   --depths LIST        requests in flight per worker (default 1,64; quick 64 for 64 KiB)
+  --rounds N           rounds of the runs the targets compare (100-byte JSON, 2 workers, the
+                       systems they name), alternating; the median round is reported (default 3; quick 1)
   --no-raw             skip the redis-benchmark and memory-per-key sections
   --help               this text
 `;
@@ -38,7 +43,7 @@ function seconds(text, name) {
 }
 
 function parseArgs(argv) {
-  const options = { quick: false, warmup: null, duration: null, only: null, workload: 'all', workers: null, depths: null, raw: true };
+  const options = { quick: false, warmup: null, duration: null, only: null, workload: 'all', workers: null, depths: null, rounds: null, raw: true };
   for (let i = 0; i < argv.length; i++) {
     const flag = argv[i];
     const value = () => {
@@ -54,14 +59,16 @@ function parseArgs(argv) {
       if (![...WORKLOAD_NAMES, 'all'].includes(options.workload)) throw new Error(`--workload is ${WORKLOAD_NAMES.join(', ')} or all`);
     } else if (flag === '--workers') options.workers = list(value(), flag);
     else if (flag === '--depths') options.depths = list(value(), flag);
+    else if (flag === '--rounds') [options.rounds] = list(value(), flag);
     else if (flag === '--no-raw') options.raw = false;
     else if (flag === '--help' || flag === '-h') options.help = true;
     else throw new Error(`unknown option ${JSON.stringify(flag)}\n\n${USAGE}`);
   }
   options.warmup ??= options.quick ? 0.2 : 0.5;
   options.duration ??= options.quick ? 0.6 : 2;
+  options.rounds ??= options.quick ? 1 : 3;
   // A full run is the default matrix, nothing narrowed: only it is "full".
-  options.full = !options.quick && !options.only && options.workload === 'all' && !options.workers && !options.depths && options.raw;
+  options.full = !options.quick && !options.only && options.workload === 'all' && !options.workers && !options.depths && options.rounds === 3 && options.raw;
   return options;
 }
 
@@ -70,7 +77,10 @@ function parseArgs(argv) {
  * one combination run back to back under the same machine conditions.
  * The 64 KiB and the read-heavy workloads run 2 workers only, and each
  * workload its own set of systems (SYSTEMS[].workloads), to stay within the
- * time budget; `--only` runs exactly the systems it names.
+ * time budget; `--only` runs exactly the systems it names. The combinations
+ * the targets compare (100-byte JSON, 2 workers, the systems they name) run
+ * `rounds` times with the systems alternating, so that a burst of outside
+ * load hits one round of every system rather than all of one system's runs.
  */
 function planRuns(options, { redisAvailable }) {
   const depths = options.depths ?? [1, 64];
@@ -92,8 +102,13 @@ function planRuns(options, { redisAvailable }) {
       for (const system of systems.filter((s) => s.inProcess)) runs.push({ system: system.id, workload, workers: 1, depth });
     }
     for (const workers of workerCounts) {
+      const rounds = workload === 'json' && workers === TARGET_WORKERS ? options.rounds : 1;
       for (const depth of depthList) {
-        for (const system of systems.filter((s) => !s.inProcess)) runs.push({ system: system.id, workload, workers, depth });
+        for (let round = 1; round <= rounds; round++) {
+          // Systems no target compares run once.
+          const inRound = systems.filter((s) => !s.inProcess && (round === 1 || TARGET_SYSTEMS.includes(s.id)));
+          for (const system of inRound) runs.push({ system: system.id, workload, workers, depth, round, rounds });
+        }
       }
     }
   }

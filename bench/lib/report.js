@@ -145,6 +145,18 @@ function workloadSection(report, workload) {
       );
     }
   }
+  const repeated = runs.filter((r) => r.roundsOpsPerSec);
+  if (repeated.length) {
+    lines.push('');
+    lines.push(
+      `The ${repeated[0].workers}-worker runs ran ${repeated[0].roundsOpsPerSec.length} rounds, every system once per round in turn; each row shows its median round. ops/s of every round:`,
+    );
+    lines.push('');
+    for (const run of repeated) {
+      const rounds = run.roundsOpsPerSec.map((ops) => (ops === null ? 'failed' : int(ops))).join(' · ');
+      lines.push(`- ${label(run.system)}, ${run.workers} workers, ${run.depth} in flight: ${rounds}`);
+    }
+  }
   const verified = runs.filter((r) => r.ok && r.verify);
   if (verified.length) {
     const clean = verified.filter((r) => !(r.verify.stale || r.verify.misses || r.verify.wrong || r.verify.errors));
@@ -262,7 +274,7 @@ function renderMarkdown(report) {
     `- Node ${m.node}, cluster-shm ${m.clusterShm}, redis-server ${m.redis ?? 'not installed'}`,
     `- Date: ${m.date}; load average (1/5/15 min) at start ${m.loadAverageAtStart}, at end ${report.loadAverageAtEnd}`,
     `- Run: \`${report.command}\` (${report.full ? 'full default run' : 'partial run'}): warm-up ${report.options.warmup} s, measured ${report.options.duration} s per run, ` +
-      `${report.runs.length} runs, each a fresh process tree; ${report.elapsedSeconds.toFixed(0)} s in all`,
+      `${report.runCount} runs, each a fresh process tree; ${report.elapsedSeconds.toFixed(0)} s in all`,
     addonLine(m.addon),
     ...report.warnings.map((message) => `- ⚠ ${message}`),
     ...report.skipped.map((message) => `- Skipped: ${message}`),

@@ -6,6 +6,9 @@
  * a run failed) says so instead of passing or failing.
  */
 
+/** The systems the targets compare: the ones whose target runs repeat in rounds (bench/lib/args.js). */
+const TARGET_SYSTEMS = ['cluster-shm', 'socket-floor', 'classic', 'ioredis', 'ioredis-autopipeline'];
+
 function findRun(runs, system, workers, depth, workload = 'json') {
   return runs.find((r) => r.ok && r.system === system && r.workers === workers && r.depth === depth && r.workload === workload);
 }
@@ -95,4 +98,4 @@ function evaluateTargets({ runs, raw, memoryPerKey }) {
   return targets;
 }
 
-module.exports = { evaluateTargets, findRun };
+module.exports = { evaluateTargets, findRun, TARGET_SYSTEMS };
