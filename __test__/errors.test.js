@@ -3,7 +3,7 @@
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
-const { run, start } = require('./helpers');
+const { run, start, stopProcess } = require('./helpers');
 const { describeOn } = require('./backend');
 
 const expected = {
@@ -110,7 +110,7 @@ describeOn(['embedded'], 'these start, stall and remove brokers of their own (re
     try {
       await client.waitFor((m) => m.waiting);
       expect(client.messages[1]).toMatchObject({ step: 'set:k=1', ok: true });
-      holder.child.kill('SIGSTOP');
+      await stopProcess(holder.child);
       client.child.stdin.write('go\n');
       const result = await client.waitFor((m) => m.step === 'get:k');
       expect(result.error).toMatchObject({ code: 'ERR_SHM_TIMEOUT', message: 'no reply from the broker within 300 ms' });

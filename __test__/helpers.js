@@ -176,4 +176,23 @@ function nearCacheClient(env) {
   };
 }
 
-module.exports = { start, run, serve, cleanEnv, which, testWithTool, startHolder, stopHolder, nearCacheClient, FIXTURES };
+/**
+ * Stops a process with SIGSTOP and waits until every one of its threads is
+ * stopped: kill() returns before a busy or descheduled thread has taken the
+ * signal, and a broker thread still running could answer one more call.
+ */
+async function stopProcess(child, timeoutMs = 5_000) {
+  child.kill('SIGSTOP');
+  const until = Date.now() + timeoutMs;
+  const stopped = () =>
+    fs.readdirSync(`/proc/${child.pid}/task`).every((tid) => {
+      const stat = fs.readFileSync(`/proc/${child.pid}/task/${tid}/stat`, 'utf8');
+      return /^[Tt]$/.test(stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3));
+    });
+  while (!stopped()) {
+    if (Date.now() > until) throw new Error(`process ${child.pid} did not stop within ${timeoutMs} ms of SIGSTOP`);
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+}
+
+module.exports = { start, run, serve, cleanEnv, which, testWithTool, startHolder, stopHolder, stopProcess, nearCacheClient, FIXTURES };
