@@ -17,6 +17,7 @@ const { systemById, loadSystem } = require('./systems');
 const { WORKLOADS } = require('./lib/workload');
 const { prefill, runLoad, readAll } = require('./lib/load');
 const { Histogram } = require('./lib/histogram');
+const { workerMessage } = require('./lib/worker-message');
 
 const SAMPLE_EVERY_MS = 100;
 /** Idle time after the load before the views are compared: invalidations still on their way arrive. */
@@ -68,48 +69,22 @@ function schedule() {
   return { measureStart, measureEnd: measureStart + durationNs };
 }
 
-/** Resolves with the first message of `type` from `worker`; rejects if the worker dies or reports an error. */
-function expectMessage(worker, type) {
-  return new Promise((resolve, reject) => {
-    const onMessage = (message) => {
-      if (!message || message.bench === undefined) return;
-      if (message.bench === 'error') {
-        cleanup();
-        reject(new Error(`worker ${worker.id}: ${message.error}`));
-      } else if (message.bench === type) {
-        cleanup();
-        resolve(message);
-      }
-    };
-    const onExit = (code, signal) => {
-      cleanup();
-      reject(new Error(`worker ${worker.id} exited (${code ?? signal}) while the primary waited for '${type}'`));
-    };
-    const cleanup = () => {
-      worker.off('message', onMessage);
-      worker.off('exit', onExit);
-    };
-    worker.on('message', onMessage);
-    worker.on('exit', onExit);
-  });
-}
-
 async function runWithWorkers(workerEnv, host) {
   cluster.setupPrimary({ exec: path.join(__dirname, 'worker.js'), args: [runDir] });
   const workers = [];
   for (let i = 0; i < config.workers; i++) {
     workers.push(cluster.fork({ ...workerEnv, BENCH_WORKER_INDEX: String(i) }));
   }
-  await Promise.all(workers.map((w) => expectMessage(w, 'ready')));
+  await Promise.all(workers.map((w) => workerMessage(w, 'bench', 'ready')));
 
   // One worker fills every key through the system's own client API.
-  const filled = expectMessage(workers[0], 'filled');
+  const filled = workerMessage(workers[0], 'bench', 'filled');
   workers[0].send({ bench: 'prefill' });
   const { prefillMs } = await filled;
 
   if (workload.warmRead) {
     // Every worker reads every key once: caches in the workers start full.
-    const warmed = workers.map((w) => expectMessage(w, 'warmed'));
+    const warmed = workers.map((w) => workerMessage(w, 'bench', 'warmed'));
     for (const w of workers) w.send({ bench: 'warm' });
     for (const { result } of await Promise.all(warmed)) {
       if (result.misses || result.wrong || result.errors) {
@@ -119,7 +94,7 @@ async function runWithWorkers(workerEnv, host) {
   }
 
   const { measureStart, measureEnd } = schedule();
-  const results = workers.map((w) => expectMessage(w, 'result'));
+  const results = workers.map((w) => workerMessage(w, 'bench', 'result'));
   for (const w of workers) w.send({ bench: 'go', measureStart: String(measureStart), measureEnd: String(measureEnd) });
   const perWorker = await Promise.all(results);
 
@@ -139,7 +114,7 @@ async function runWithWorkers(workerEnv, host) {
  */
 async function verifyViews(workers, host) {
   await new Promise((resolve) => setTimeout(resolve, VERIFY_SETTLE_MS));
-  const verified = workers.map((w) => expectMessage(w, 'verified'));
+  const verified = workers.map((w) => workerMessage(w, 'bench', 'verified'));
   for (const w of workers) w.send({ bench: 'verify' });
   const views = (await Promise.all(verified)).map((m) => m.result);
   let authority = null;

@@ -39,6 +39,7 @@ const { makeKeys, makeValuePool } = require('./lib/workload');
 const codec = require('../lib/codec');
 const { encodeCommand, wireChunks, ReplyParser } = require('../lib/connection');
 const { FloorClient } = require('./lib/socket-floor');
+const { workerMessage } = require('./lib/worker-message');
 
 const WORKLOAD = { name: 'json', keys: 10_000, valueBytes: 100 };
 const now = process.hrtime.bigint;
@@ -451,36 +452,11 @@ function run(file, args, { timeoutMs = 120_000 } = {}) {
   });
 }
 
-function expect(worker, type) {
-  return new Promise((resolve, reject) => {
-    const onMessage = (message) => {
-      if (!message || message.profile === undefined) return;
-      if (message.profile === 'error') {
-        done();
-        reject(new Error(`worker ${worker.process.pid}: ${message.error}`));
-      } else if (message.profile === type) {
-        done();
-        resolve(message);
-      }
-    };
-    const onExit = (code, signal) => {
-      done();
-      reject(new Error(`worker ${worker.process.pid} exited (${code ?? signal})`));
-    };
-    const done = () => {
-      worker.off('message', onMessage);
-      worker.off('exit', onExit);
-    };
-    worker.on('message', onMessage);
-    worker.on('exit', onExit);
-  });
-}
-
 /** One measured phase: every worker runs `mode` at `depth`; the primary accounts its broker threads meanwhile. */
 async function phase(workers, options, mode, depth, { profile = false, during = null } = {}) {
   const start = now() + 150_000_000n + BigInt(options.warmupMs) * 1_000_000n;
   const end = start + BigInt(Math.round(options.seconds * 1e9));
-  const results = workers.map((w) => expect(w, 'result'));
+  const results = workers.map((w) => workerMessage(w, 'profile', 'result'));
   for (const w of workers) {
     w.send({ profile: 'run', mode, depth, start: String(start), end: String(end), profileIntervalUs: profile ? options.profileIntervalUs : 0 });
   }
@@ -923,7 +899,7 @@ async function primaryMain() {
 
   cluster.setupPrimary({ exec: __filename, args: ['--worker'] });
   const workers = Array.from({ length: options.workers }, () => cluster.fork());
-  await Promise.all(workers.map((w) => expect(w, 'ready')));
+  await Promise.all(workers.map((w) => workerMessage(w, 'profile', 'ready')));
   const labels = { [process.pid]: 'primary' };
   workers.forEach((w, i) => (labels[w.process.pid] = `worker${i + 1}`));
 

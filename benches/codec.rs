@@ -6,14 +6,13 @@
 //! feature is not needed; see bench/results/profile.md).
 
 use std::hint::black_box;
-use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use cluster_shm::resp::{encode_command, parse_command, Frame, Limits};
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 
 mod common;
-use common::json_value;
+use common::{config, json_value};
 
 /// Commands in one pipelined batch: what 64 calls in flight on one worker
 /// connection look like when they leave in one write.
@@ -31,13 +30,6 @@ fn pipelined_batch() -> Vec<u8> {
         }
     }
     out.to_vec()
-}
-
-fn config() -> Criterion {
-    Criterion::default()
-        .warm_up_time(Duration::from_millis(500))
-        .measurement_time(Duration::from_secs(2))
-        .sample_size(30)
 }
 
 fn parse(c: &mut Criterion) {

@@ -8,7 +8,6 @@
 //! Run with `cargo bench --no-default-features --bench store`.
 
 use std::hint::black_box;
-use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use cluster_shm::cmd::{execute, Ctx, Session};
@@ -17,7 +16,7 @@ use cluster_shm::store::Db;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 
 mod common;
-use common::json_value;
+use common::{config, json_value};
 
 const KEYS: usize = 10_000;
 /// A fixed Unix ms "now"; benches that need time to pass advance it.
@@ -61,13 +60,6 @@ fn filled(prefix: &str) -> (Db, Session, Vec<Bytes>, Vec<Bytes>) {
         assert_eq!(reply, Frame::ok());
     }
     (db, session, keys, values)
-}
-
-fn config() -> Criterion {
-    Criterion::default()
-        .warm_up_time(Duration::from_millis(500))
-        .measurement_time(Duration::from_secs(2))
-        .sample_size(30)
 }
 
 fn commands(c: &mut Criterion) {
