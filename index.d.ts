@@ -257,6 +257,10 @@ declare namespace shm {
     readonly UNSUPPORTED: 'ERR_SHM_UNSUPPORTED';
     /** The code of the process warning given when a Redis server refuses to turn on key events. */
     readonly KEY_EVENTS_OFF: 'ERR_SHM_KEY_EVENTS_OFF';
+    /** Thrown by `require('cluster-shm')`: the platform package is missing or could not be loaded. */
+    readonly NATIVE_LOAD: 'ERR_SHM_NATIVE_LOAD';
+    /** Thrown by `require('cluster-shm')`: no prebuilt binary for this platform. */
+    readonly UNSUPPORTED_PLATFORM: 'ERR_SHM_UNSUPPORTED_PLATFORM';
   }
 
   interface SharedMemory {

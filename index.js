@@ -17,7 +17,7 @@
 
 const cluster = require('node:cluster');
 const { randomBytes } = require('node:crypto');
-const native = require('./binding.js');
+const native = require('./lib/native').load();
 const { SharedMemory, InProcessBackend, RemoteBackend, FailedBackend } = require('./lib/api');
 const { RedisBackend } = require('./lib/redis');
 const { CODES, shmError, fromNative, typeError } = require('./lib/errors');

@@ -96,7 +96,7 @@ function defaultSocket() {
 
 function serve(args) {
   const flags = parseFlags(args, ['--socket', '--max-memory', '--max-keys', '--eviction-policy', '--persist', '--auth-file']);
-  const native = require('../binding.js');
+  const native = require('../lib/native').load();
   const { SharedMemory, InProcessBackend } = require('../lib/api');
   const { validateOptions } = require('../lib/options');
 
@@ -166,7 +166,7 @@ function splitArgs(args) {
 function connect(flags) {
   const socket = flags.socket || process.env.CLUSTER_SHM_SOCKET;
   if (!socket) fail('no broker: pass --socket PATH or set CLUSTER_SHM_SOCKET');
-  const native = require('../binding.js');
+  const native = require('../lib/native').load();
   const { SharedMemory, RemoteBackend } = require('../lib/api');
   const authSecret = readSecret(flags['auth-file']);
   const connection = { socket: path.resolve(socket), connectTimeout: 2000, commandTimeout: 5000, authSecret };
