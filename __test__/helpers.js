@@ -136,12 +136,67 @@ function which(tool) {
 }
 
 /**
- * `test` when `tool` is installed; otherwise a skipped test that says why.
- * In CI (CI=true) a missing tool fails instead, so a broken install shows.
+ * `test` when every tool it needs is installed; otherwise a skipped test that
+ * says which is missing. In CI (CI=true) a missing tool fails the test at
+ * once, without running it, so a broken install shows and nothing is left
+ * waiting on a program that never started.
  */
-function testWithTool(tool, name, fn, timeout) {
-  if (which(tool) || process.env.CI === 'true') return test(name, fn, timeout);
-  return test.skip(`${name} [skipped: ${tool} is not installed; .ci/run installs it]`, fn);
+function testWithTool(tools, name, fn, timeout) {
+  const missing = [].concat(tools).filter((tool) => !which(tool));
+  if (missing.length === 0) return test(name, fn, timeout);
+  const why = `${missing.join(' and ')} ${missing.length > 1 ? 'are' : 'is'} not installed; .ci/run installs ${missing.length > 1 ? 'them' : 'it'}`;
+  if (process.env.CI === 'true') {
+    return test(name, () => {
+      throw new Error(`${why} (with CI=true a missing tool fails the tests that need it)`);
+    });
+  }
+  return test.skip(`${name} [skipped: ${why}]`, fn);
+}
+
+/**
+ * Collects what a spawned program prints: `output()` so far, and
+ * `printed(text, ms)`, which resolves once the output holds `text` and
+ * rejects if the program exits or fails to start first, or after `ms`.
+ */
+function outputOf(child) {
+  let output = '';
+  let ended = null;
+  const waiters = new Set();
+  const settle = () => {
+    for (const waiter of waiters) waiter();
+  };
+  child.stdout.on('data', (chunk) => {
+    output += chunk;
+    settle();
+  });
+  child.on('error', (error) => {
+    ended = `failed to start (${error.code || error.message})`;
+    settle();
+  });
+  child.on('exit', (code, signal) => {
+    ended = `exited (${code ?? signal})`;
+    settle();
+  });
+  return {
+    output: () => output,
+    printed(text, ms = 15_000) {
+      return new Promise((resolve, reject) => {
+        const timer = setTimeout(() => finish(new Error(`no ${JSON.stringify(text)} within ${ms} ms; output so far: ${JSON.stringify(output)}`)), ms);
+        const finish = (error) => {
+          clearTimeout(timer);
+          waiters.delete(check);
+          if (error) reject(error);
+          else resolve(output);
+        };
+        const check = () => {
+          if (output.includes(text)) finish();
+          else if (ended) finish(new Error(`${child.spawnfile} ${ended} before printing ${JSON.stringify(text)}; output: ${JSON.stringify(output)}`));
+        };
+        waiters.add(check);
+        check();
+      });
+    },
+  };
 }
 
 /**
@@ -195,4 +250,4 @@ async function stopProcess(child, timeoutMs = 5_000) {
   }
 }
 
-module.exports = { start, run, serve, cleanEnv, which, testWithTool, startHolder, stopHolder, stopProcess, nearCacheClient, FIXTURES };
+module.exports = { start, run, serve, cleanEnv, which, testWithTool, outputOf, startHolder, stopHolder, stopProcess, nearCacheClient, FIXTURES };

@@ -1,7 +1,8 @@
 'use strict';
 
-const { spawn } = require('node:child_process');
-const { run, startHolder, stopHolder, testWithTool } = require('./helpers');
+const { spawn, execFile } = require('node:child_process');
+const { promisify } = require('node:util');
+const { run, startHolder, stopHolder, testWithTool, outputOf } = require('./helpers');
 const { BACKEND, describeOn, testOn } = require('./backend');
 
 describe('pub/sub across a real cluster', () => {
@@ -86,6 +87,8 @@ describe('pub/sub across a real cluster', () => {
   });
 });
 
+const execFileAsync = promisify(execFile);
+
 describeOn(['embedded'], 'it talks to a broker that a primary of its own hosts (fixtures/hold.js)', 'pub/sub with redis-cli', () => {
   let holder;
   let socket;
@@ -95,18 +98,12 @@ describeOn(['embedded'], 'it talks to a broker that a primary of its own hosts (
 
   testWithTool('redis-cli', 'redis-cli subscribe receives what the app publishes', async () => {
     const cli = spawn('redis-cli', ['-s', socket, '-a', secret, '--no-auth-warning', 'subscribe', 'from-app'], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let output = '';
-    const seen = (text) =>
-      new Promise((resolve) => {
-        const check = () => (output.includes(text) ? resolve() : setTimeout(check, 10));
-        check();
-      });
-    cli.stdout.on('data', (chunk) => (output += chunk));
+    const printed = outputOf(cli);
     try {
-      await seen('from-app');
+      await printed.printed('from-app');
       holder.child.stdin.write('publish from-app {"hello":"cli"}\n');
       await holder.waitFor((m) => m.published === 'from-app');
-      await seen('{"hello":"cli"}');
+      const output = await printed.printed('{"hello":"cli"}');
       expect(output.split('\n').filter(Boolean)).toEqual(['subscribe', 'from-app', '1', 'message', 'from-app', '{"hello":"cli"}']);
     } finally {
       cli.kill();
@@ -116,13 +113,8 @@ describeOn(['embedded'], 'it talks to a broker that a primary of its own hosts (
   testWithTool('redis-cli', 'the app receives what redis-cli publishes', async () => {
     holder.child.stdin.write('subscribe from-cli\n');
     await holder.waitFor((m) => m.subscribed === 'from-cli');
-    const published = await new Promise((resolve) => {
-      const cli = spawn('redis-cli', ['-s', socket, '-a', secret, '--no-auth-warning', 'publish', 'from-cli', 'plain words'], { stdio: ['ignore', 'pipe', 'inherit'] });
-      let out = '';
-      cli.stdout.on('data', (c) => (out += c));
-      cli.on('exit', () => resolve(out.trim()));
-    });
-    expect(published).toBe('1');
+    const { stdout } = await execFileAsync('redis-cli', ['-s', socket, '-a', secret, '--no-auth-warning', 'publish', 'from-cli', 'plain words'], { timeout: 15_000 });
+    expect(stdout.trim()).toBe('1');
     expect(await holder.waitFor((m) => m.channel === 'from-cli')).toEqual({ channel: 'from-cli', message: 'plain words' });
   });
 });

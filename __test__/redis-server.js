@@ -22,7 +22,8 @@ function stopper(children, dir) {
   return async ({ keepDir = false } = {}) => {
     await Promise.all(
       children.map((child) => {
-        if (child.exitCode !== null || child.signalCode !== null) return undefined;
+        // A child that never started (spawn failed) emits no 'exit' to wait for.
+        if (child.pid === undefined || child.exitCode !== null || child.signalCode !== null) return undefined;
         const exited = new Promise((resolve) => child.once('exit', resolve));
         child.kill('SIGKILL');
         return exited;

@@ -50,7 +50,7 @@ describeOn(['embedded'], 'starts redis-servers of its own; runs once, in the emb
   });
 
   testWithTool(
-    'redis-server',
+    ['redis-server', 'redis-cli'],
     'on a Redis Cluster of three masters: keys spread and are shared, multi-key calls follow hash slots with a clear error',
     async () => {
       const redisCluster = await startRedisCluster();
@@ -121,7 +121,7 @@ describeOn(['embedded'], 'starts redis-servers of its own; runs once, in the emb
     }
   });
 
-  testWithTool('openssl', 'rediss:// works over TLS, and an untrusted certificate is ERR_SHM_UNREACHABLE saying why', async () => {
+  testWithTool(['redis-server', 'openssl'], 'rediss:// works over TLS, and an untrusted certificate is ERR_SHM_UNREACHABLE saying why', async () => {
     const redis = await startRedisTls();
     try {
       const trusted = await run('client.js', ['set:k="over TLS"', 'get:k'], { env: { CLUSTER_SHM_URL: redis.url, NODE_EXTRA_CA_CERTS: redis.ca } });
