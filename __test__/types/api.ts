@@ -126,3 +126,15 @@ async function otherStores(): Promise<void> {
 }
 
 void otherStores;
+
+import prometheus = require('../../prometheus');
+import { Registry } from 'prom-client';
+
+function metrics(): void {
+  const registry = new Registry();
+  const registered = prometheus.register(shm, { registry, prefix: 'app_shm_' });
+  registered.keys.set(1);
+  // @ts-expect-error the handle comes first
+  prometheus.register({ registry });
+}
+void metrics;
