@@ -45,4 +45,22 @@ describeOn(['embedded'], 'persist is an option of the broker a primary hosts; Re
     expect(messages[0].loadError.message).toMatch(/not a valid snapshot/);
     expect(messages[0].found.counter).toBeUndefined();
   });
+
+  test('the snapshot is readable by its owner only, and a symlink planted at the temporary name it used to write is not followed', async () => {
+    const victim = path.join(dir, 'victim');
+    fs.writeFileSync(victim, 'not the snapshot');
+    const proc = start('persist.js', [file, 'wait']);
+    const { pid } = await proc.waitFor((m) => 'found' in m);
+    // The name the temporary file had before it was random.
+    fs.symlinkSync(victim, path.join(dir, `store.tmp-${pid}`));
+    proc.child.kill('SIGTERM');
+    await proc.done;
+    expect(fs.readFileSync(victim, 'utf8')).toBe('not the snapshot');
+    const snapshot = fs.lstatSync(file);
+    expect(snapshot.isFile()).toBe(true);
+    expect(snapshot.mode & 0o777).toBe(0o600);
+    expect(fs.readdirSync(dir).sort()).toEqual(['store.snapshot', `store.tmp-${pid}`, 'victim']);
+    const again = await run('persist.js', [file, 'exit']);
+    expect(again.messages[0].found.counter).toBe(1);
+  });
 });
