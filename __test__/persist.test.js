@@ -46,6 +46,31 @@ describeOn(['embedded'], 'persist is an option of the broker a primary hosts; Re
     expect(messages[0].found.counter).toBeUndefined();
   });
 
+  test('a damaged snapshot named in CLUSTER_SHM_OPTIONS: require() does not throw, calls reject with ERR_SHM_SNAPSHOT, the file is kept', async () => {
+    const damaged = 'CLUSTER-SHM-SNAPSHOT 1\n*3\r\n$7\r\ncounter\r\n$';
+    fs.writeFileSync(file, damaged);
+    const result = await start('client.js', ['get:counter'], { env: { CLUSTER_SHM_OPTIONS: JSON.stringify({ persist: file }) } }).done;
+    expect(result.stderr).toBe('');
+    expect(result.code).toBe(0);
+    expect(result.messages[0].role).toBe('primary');
+    expect(result.messages[1]).toMatchObject({ ok: false, error: { name: 'Error', code: 'ERR_SHM_SNAPSHOT' } });
+    expect(result.messages[1].error.message).toMatch(/not a valid snapshot/);
+    expect(fs.readFileSync(file, 'utf8')).toBe(damaged);
+  });
+
+  test.each([
+    ['exits normally', 'stdin', (proc) => proc.child.stdin.write('exit\n')],
+    ['is stopped by SIGTERM', 'wait', (proc) => proc.child.kill('SIGTERM')],
+  ])('a primary whose final save fails when it %s exits with code 1 and says why', async (_, mode, stop) => {
+    const proc = start('persist.js', [file, mode]);
+    await proc.waitFor((m) => 'found' in m);
+    fs.rmSync(dir, { recursive: true });
+    stop(proc);
+    const { code, signal, stderr } = await proc.done;
+    expect({ code, signal }).toEqual({ code: 1, signal: null });
+    expect(stderr).toContain(`cluster-shm: could not write the snapshot ${file}: No such file or directory`);
+  });
+
   test('the snapshot is readable by its owner only, and a symlink planted at the temporary name it used to write is not followed', async () => {
     const victim = path.join(dir, 'victim');
     fs.writeFileSync(victim, 'not the snapshot');

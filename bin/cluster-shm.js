@@ -132,7 +132,13 @@ function serve(args) {
   const keepAlive = setInterval(() => {}, 1 << 30);
   const stop = (signal) => {
     clearInterval(keepAlive);
-    broker.close();
+    try {
+      broker.close();
+    } catch (error) {
+      // The final snapshot was not written: a supervisor must be able to tell.
+      process.stderr.write(`cluster-shm broker stopped (${signal}); ${broker.socket} removed; ${error.message.replace(/^ERR_SHM_[A-Z_]+ /, '')}\n`);
+      process.exit(1);
+    }
     process.stderr.write(`cluster-shm broker stopped (${signal}); ${broker.socket} removed\n`);
     process.exit(0);
   };

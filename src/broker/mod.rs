@@ -108,10 +108,12 @@ impl Broker {
     }
 
     /// Stops accepting, lets open connections flush their replies, and
-    /// removes the socket (and the private directory). Idempotent.
-    pub fn close(&mut self) {
+    /// removes the socket (and the private directory). Idempotent. Fails
+    /// only when the final snapshot could not be written (all else is done
+    /// by then), so that the process can say so and exit non-zero.
+    pub fn close(&mut self) -> io::Result<()> {
         let Some(runtime) = self.runtime.take() else {
-            return;
+            return Ok(());
         };
         let _ = self.shutdown.send(true);
         if let Some(server) = self.server.take() {
@@ -119,22 +121,26 @@ impl Broker {
                 .block_on(async { tokio::time::timeout(DRAIN_TIMEOUT + Duration::from_millis(500), server).await });
         }
         // Every acknowledged write is in the store now: keep it for the next start.
-        if let Some(path) = self.db.config().snapshot {
-            if let Err(error) = snapshot::save(&self.db, &path, now_ms()) {
-                eprintln!("cluster-shm: could not write the snapshot {}: {error}", path.display());
-            }
-        }
+        let saved = match self.db.config().snapshot {
+            Some(path) => snapshot::save(&self.db, &path, now_ms()).map(|_| ()).map_err(|error| {
+                io::Error::new(error.kind(), format!("could not write the snapshot {}: {error}", path.display()))
+            }),
+            None => Ok(()),
+        };
         let _ = std::fs::remove_file(&self.socket);
         if let Some(dir) = &self.owned_dir {
             let _ = std::fs::remove_dir_all(dir);
         }
         runtime.shutdown_timeout(Duration::from_millis(200));
+        saved
     }
 }
 
 impl Drop for Broker {
     fn drop(&mut self) {
-        self.close();
+        if let Err(error) = self.close() {
+            eprintln!("cluster-shm: {error}");
+        }
     }
 }
 

@@ -82,10 +82,11 @@ impl NativeBroker {
         }
     }
 
-    /// Stops the broker and removes its socket. Idempotent.
+    /// Stops the broker and removes its socket. Idempotent. Throws
+    /// ERR_SHM_SNAPSHOT when the final snapshot could not be written.
     #[napi]
-    pub fn close(&self) {
-        self.broker.lock().close();
+    pub fn close(&self) -> napi::Result<()> {
+        self.broker.lock().close().map_err(|e| ShmError::Snapshot(e.to_string()).into())
     }
 
     /// Loads the snapshot at `path`, if there is one, and writes it there
