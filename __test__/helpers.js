@@ -98,11 +98,12 @@ async function stopHolder(proc) {
 }
 
 /**
- * Starts `cluster-shm serve ...args`: { child, listening (resolves once it
- * listens), exited, output() (its stderr so far) }.
+ * Starts `cluster-shm serve ...args` (`env` added to a clean environment):
+ * { child, listening (resolves once it listens), exited, output() (its
+ * stderr so far) }.
  */
-function serve(args) {
-  const child = spawn(process.execPath, [path.join(__dirname, '..', 'bin', 'cluster-shm.js'), 'serve', ...args], { env: cleanEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
+function serve(args, { env = {} } = {}) {
+  const child = spawn(process.execPath, [path.join(__dirname, '..', 'bin', 'cluster-shm.js'), 'serve', ...args], { env: cleanEnv(env), stdio: ['ignore', 'pipe', 'pipe'] });
   let stderr = '';
   child.stderr.on('data', (chunk) => (stderr += chunk));
   const exited = new Promise((resolve) => child.on('exit', (code, signal) => resolve({ code, signal, stderr })));
