@@ -17,13 +17,15 @@ function cleanEnv(extra = {}) {
 
 /**
  * Starts `node <fixture> ...args`, pointed at the store the suite runs
- * against (__test__/backend.js); `env` can override that. Each line a fixture prints that parses as
+ * against (__test__/backend.js); `env` can override that, and `uid`/`gid`
+ * run it as another user (the suite must run as root for that). Each line a fixture prints that parses as
  * JSON is collected in `messages`; `waitFor(predicate)` resolves with the
  * first message that matches, `done` when the process exits.
  */
-function start(fixture, args = [], { env = {}, timeout = 45_000 } = {}) {
+function start(fixture, args = [], { env = {}, timeout = 45_000, uid, gid } = {}) {
   const file = path.isAbsolute(fixture) ? fixture : path.join(FIXTURES, fixture);
-  const child = spawn(process.execPath, [file, ...args], { env: cleanEnv({ ...backendEnv(), ...env }), stdio: ['pipe', 'pipe', 'pipe'] });
+  const user = uid === undefined ? {} : { uid, gid };
+  const child = spawn(process.execPath, [file, ...args], { env: cleanEnv({ ...backendEnv(), ...env }), stdio: ['pipe', 'pipe', 'pipe'], ...user });
   const messages = [];
   const waiters = [];
   let stdout = '';

@@ -213,6 +213,19 @@ fn client_options(options: ClientOptions) -> client::ClientOptions {
     }
 }
 
+/// The path to connect to for the broker socket at `socket`, once its
+/// directory is found out of other users' reach (src/trusted_socket.rs):
+/// the JS connections check each connection here, as the native ones do.
+/// Throws ERR_SHM_UNSAFE_SOCKET, or ERR_SHM_UNREACHABLE with the reason
+/// when the directory cannot be resolved (yet).
+// Only JS calls it: the test build registers no N-API functions.
+#[cfg_attr(test, allow(dead_code))]
+#[napi]
+pub fn trusted_socket_path(socket: String) -> napi::Result<String> {
+    let path = crate::trusted_socket::trusted_socket_path(std::path::Path::new(&socket))?;
+    Ok(path.display().to_string())
+}
+
 #[napi(object)]
 pub struct ClientOptions {
     pub socket: String,
