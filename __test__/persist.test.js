@@ -71,6 +71,17 @@ describeOn(['embedded'], 'persist is an option of the broker a primary hosts; Re
     expect(stderr).toContain(`cluster-shm: could not write the snapshot ${file}: No such file or directory`);
   });
 
+  test('close() rejects with ERR_SHM_SNAPSHOT when its final save fails', async () => {
+    const proc = start('persist.js', [file, 'stdin']);
+    await proc.waitFor((m) => 'found' in m);
+    fs.rmSync(dir, { recursive: true });
+    proc.child.stdin.write('close\n');
+    const { closeError } = await proc.waitFor((m) => 'closeError' in m);
+    expect(closeError).toMatchObject({ name: 'Error', code: 'ERR_SHM_SNAPSHOT' });
+    expect(closeError.message).toBe(`could not write the snapshot ${file}: No such file or directory (os error 2)`);
+    await proc.done;
+  });
+
   test('the snapshot is readable by its owner only, and a symlink planted at the temporary name it used to write is not followed', async () => {
     const victim = path.join(dir, 'victim');
     fs.writeFileSync(victim, 'not the snapshot');
