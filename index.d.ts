@@ -223,6 +223,8 @@ declare namespace shm {
     readonly CLOSED: 'ERR_SHM_CLOSED';
     /** The broker refused this process: no secret, or a wrong one, in CLUSTER_SHM_AUTH. */
     readonly AUTH: 'ERR_SHM_AUTH';
+    /** The broker socket's directory is within another user's reach: nothing was sent there. */
+    readonly UNSAFE_SOCKET: 'ERR_SHM_UNSAFE_SOCKET';
     /** A cluster worker whose primary never loaded cluster-shm. */
     readonly NO_BROKER: 'ERR_SHM_NO_BROKER';
     /** The primary could not start its broker. */
@@ -231,7 +233,7 @@ declare namespace shm {
     readonly VALUE_TOO_LARGE: 'ERR_SHM_VALUE_TOO_LARGE';
     /** A key, lock name or channel over `maxKeyBytes` (a RangeError). */
     readonly KEY_TOO_LARGE: 'ERR_SHM_KEY_TOO_LARGE';
-    /** The `persist` snapshot could not be read. */
+    /** The `persist` snapshot could not be read, or the final one written. */
     readonly SNAPSHOT: 'ERR_SHM_SNAPSHOT';
     /** The native layer refused an argument (a bug if you see it). */
     readonly BAD_ARGUMENT: 'ERR_SHM_BAD_ARGUMENT';

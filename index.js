@@ -108,15 +108,31 @@ function noBroker() {
   return new SharedMemory({ backend: new FailedBackend(error), role: 'worker' });
 }
 
+/**
+ * Stops the broker; false when its final snapshot could not be written,
+ * which is logged and makes the process exit with code 1, so that a
+ * supervisor can tell the data of this run was not kept.
+ */
+function closeBroker(broker) {
+  try {
+    broker.close();
+    return true;
+  } catch (error) {
+    process.stderr.write(`cluster-shm: ${fromNative(error).message}\n`);
+    process.exitCode = process.exitCode || 1;
+    return false;
+  }
+}
+
 /** Removes the socket on exit, and on the signals that end a process by default. */
 function cleanUpOnExit(broker) {
-  process.on('exit', () => broker.close());
+  process.on('exit', () => closeBroker(broker));
   for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
     const onSignal = () => {
       // Another listener owns this signal and will exit as it sees fit; the
       // exit handler cleans up then.
       if (process.listenerCount(signal) > 1) return;
-      broker.close();
+      if (!closeBroker(broker)) process.exit();
       process.removeListener(signal, onSignal);
       process.kill(process.pid, signal);
     };
@@ -134,18 +150,27 @@ function primary(options) {
   } catch (error) {
     return new SharedMemory({ backend: new FailedBackend(fromNative(error)), role: 'primary', options });
   }
+  let shm;
+  try {
+    shm = new SharedMemory({
+      backend: new InProcessBackend(broker),
+      role: 'primary',
+      socket: broker.socket,
+      options,
+      onConfigure: handDownOptions,
+    });
+  } catch (error) {
+    // Inherited options the broker refuses (a damaged persist snapshot):
+    // as with a broker that cannot start, calls reject, require() does not throw.
+    broker.close();
+    return new SharedMemory({ backend: new FailedBackend(error), role: 'primary', options });
+  }
   cleanUpOnExit(broker);
   // Everything forked from here on (cluster workers, child processes) finds
   // the broker through the environment.
   process.env[ENV.SOCKET] = broker.socket;
   process.env[ENV.AUTH] = authSecret;
-  return new SharedMemory({
-    backend: new InProcessBackend(broker),
-    role: 'primary',
-    socket: broker.socket,
-    options,
-    onConfigure: handDownOptions,
-  });
+  return shm;
 }
 
 function create() {

@@ -17,13 +17,15 @@ function cleanEnv(extra = {}) {
 
 /**
  * Starts `node <fixture> ...args`, pointed at the store the suite runs
- * against (__test__/backend.js); `env` can override that. Each line a fixture prints that parses as
+ * against (__test__/backend.js); `env` can override that, and `uid`/`gid`
+ * run it as another user (the suite must run as root for that). Each line a fixture prints that parses as
  * JSON is collected in `messages`; `waitFor(predicate)` resolves with the
  * first message that matches, `done` when the process exits.
  */
-function start(fixture, args = [], { env = {}, timeout = 45_000 } = {}) {
+function start(fixture, args = [], { env = {}, timeout = 45_000, uid, gid } = {}) {
   const file = path.isAbsolute(fixture) ? fixture : path.join(FIXTURES, fixture);
-  const child = spawn(process.execPath, [file, ...args], { env: cleanEnv({ ...backendEnv(), ...env }), stdio: ['pipe', 'pipe', 'pipe'] });
+  const user = uid === undefined ? {} : { uid, gid };
+  const child = spawn(process.execPath, [file, ...args], { env: cleanEnv({ ...backendEnv(), ...env }), stdio: ['pipe', 'pipe', 'pipe'], ...user });
   const messages = [];
   const waiters = [];
   let stdout = '';
@@ -98,11 +100,12 @@ async function stopHolder(proc) {
 }
 
 /**
- * Starts `cluster-shm serve ...args`: { child, listening (resolves once it
- * listens), exited, output() (its stderr so far) }.
+ * Starts `cluster-shm serve ...args` (`env` added to a clean environment):
+ * { child, listening (resolves once it listens), exited, output() (its
+ * stderr so far) }.
  */
-function serve(args) {
-  const child = spawn(process.execPath, [path.join(__dirname, '..', 'bin', 'cluster-shm.js'), 'serve', ...args], { env: cleanEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
+function serve(args, { env = {} } = {}) {
+  const child = spawn(process.execPath, [path.join(__dirname, '..', 'bin', 'cluster-shm.js'), 'serve', ...args], { env: cleanEnv(env), stdio: ['ignore', 'pipe', 'pipe'] });
   let stderr = '';
   child.stderr.on('data', (chunk) => (stderr += chunk));
   const exited = new Promise((resolve) => child.on('exit', (code, signal) => resolve({ code, signal, stderr })));

@@ -1,8 +1,9 @@
 'use strict';
 
 const fs = require('node:fs');
+const os = require('node:os');
 const path = require('node:path');
-const { start } = require('./helpers');
+const { start, run, serve } = require('./helpers');
 const { describeOn } = require('./backend');
 
 /** Starts a broker-holding primary and returns it with its socket and directory. */
@@ -54,6 +55,38 @@ describeOn(['embedded'], 'it checks the socket of the broker a primary hosts', '
     } finally {
       second.proc.child.kill('SIGTERM');
       await second.proc.done;
+    }
+  });
+
+  test('a live broker in a directory whose pid this primary cannot see (another PID namespace) is left alone', async () => {
+    // Above the largest pid Linux hands out: no such process here, as for a
+    // primary in another container sharing the temp directory.
+    const unseenPid = 4_194_305;
+    expect(fs.existsSync(`/proc/${unseenPid}`)).toBe(false);
+    const base = fs.mkdtempSync(path.join(os.tmpdir(), 'shm-cleanup-'));
+    const liveDir = path.join(base, `cluster-shm-${unseenPid}-0a1b2c3d4e5f`);
+    const deadDir = path.join(base, `cluster-shm-${unseenPid + 1}-0a1b2c3d4e5f`);
+    fs.mkdirSync(liveDir, { mode: 0o700 });
+    fs.mkdirSync(deadDir, { mode: 0o700 });
+    const live = serve(['--socket', path.join(liveDir, 'broker.sock')]);
+    // A broker killed with SIGKILL leaves its socket, which then refuses connections.
+    const dead = serve(['--socket', path.join(deadDir, 'broker.sock')]);
+    try {
+      await Promise.all([live.listening, dead.listening]);
+      dead.child.kill('SIGKILL');
+      await dead.exited;
+      const primary = start('hold.js', [], { env: { TMPDIR: base } });
+      const { socket } = await primary.waitFor((m) => m.socket);
+      primary.child.kill('SIGTERM');
+      await primary.done;
+      expect(path.dirname(path.dirname(socket))).toBe(base);
+      expect({ live: fs.existsSync(liveDir), dead: fs.existsSync(deadDir) }).toEqual({ live: true, dead: false });
+      const { messages } = await run('client.js', ['set:still="reachable"'], { env: { CLUSTER_SHM_SOCKET: path.join(liveDir, 'broker.sock') } });
+      expect(messages[1]).toMatchObject({ ok: true });
+    } finally {
+      live.child.kill('SIGTERM');
+      await live.exited;
+      fs.rmSync(base, { recursive: true, force: true });
     }
   });
 });

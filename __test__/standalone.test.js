@@ -123,6 +123,24 @@ describeOn(['embedded'], 'it starts standalone brokers of its own', 'cluster-shm
     }
   });
 
+  test('a final snapshot that cannot be written makes it exit with status 1, saying why', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'shm-serve-'));
+    const snapshotDir = fs.mkdtempSync(path.join(os.tmpdir(), 'shm-serve-snapshot-'));
+    const snapshot = path.join(snapshotDir, 'store.snapshot');
+    const broker = serve(['--socket', path.join(dir, 'broker.sock'), '--persist', snapshot]);
+    try {
+      await broker.listening;
+      fs.rmSync(snapshotDir, { recursive: true });
+      broker.child.kill('SIGTERM');
+      const result = await broker.exited;
+      expect(result.code).toBe(1);
+      expect(result.stderr).toContain(`could not write the snapshot ${snapshot}: No such file or directory`);
+    } finally {
+      broker.child.kill('SIGKILL');
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   test('bad flags exit with status 2 and the usage', async () => {
     for (const args of [['--bogus', '1'], ['--max-memory', 'lots'], ['--eviction-policy', 'random']]) {
       const result = await serve(args).exited;

@@ -82,15 +82,38 @@ function readSecret(file) {
   return secret;
 }
 
-/** The default socket: in a directory of this user's that nobody else may enter. */
+/**
+ * The default socket: in <tmp>/cluster-shm-<uid>, a directory of this user's
+ * that nobody else may enter. Another user may have created that path
+ * first, in a shared /tmp: a symlink there is refused, not followed (it
+ * could point at one of our directories now and at theirs later), and the
+ * owner and mode are read from the directory opened, not from the path.
+ */
 function defaultSocket() {
-  const uid = typeof process.getuid === 'function' ? process.getuid() : 'user';
-  const dir = path.join(os.tmpdir(), `cluster-shm-${uid}`);
-  fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
-  const stat = fs.statSync(dir);
-  if (typeof process.getuid === 'function' && (stat.uid !== process.getuid() || (stat.mode & 0o077) !== 0)) {
-    fail(`${dir} must belong to you and be private (mode 0700); remove it or pass --socket`);
+  if (typeof process.getuid !== 'function') {
+    const dir = path.join(os.tmpdir(), 'cluster-shm-user');
+    fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+    return path.join(dir, 'broker.sock');
   }
+  const dir = path.join(os.tmpdir(), `cluster-shm-${process.getuid()}`);
+  const refuse = (why) => fail(`${dir} ${why}; remove it or pass --socket`);
+  try {
+    fs.mkdirSync(dir, { mode: 0o700 });
+  } catch (error) {
+    if (error.code !== 'EEXIST') fail(`cannot create ${dir}: ${error.code || error.message}`);
+  }
+  let fd;
+  try {
+    fd = fs.openSync(dir, fs.constants.O_RDONLY | fs.constants.O_DIRECTORY | fs.constants.O_NOFOLLOW);
+  } catch (error) {
+    if (error.code !== 'ELOOP' && error.code !== 'ENOTDIR') fail(`cannot open ${dir}: ${error.code || error.message}`);
+    // Linux says ENOTDIR for a symlink opened with O_DIRECTORY | O_NOFOLLOW, others ELOOP.
+    refuse(fs.lstatSync(dir).isSymbolicLink() ? 'is a symbolic link (another user may have planted it)' : 'is not a directory');
+  }
+  const stat = fs.fstatSync(fd);
+  fs.closeSync(fd);
+  if (stat.uid !== process.geteuid()) refuse(`belongs to uid ${stat.uid}, not to you (uid ${process.geteuid()})`);
+  if ((stat.mode & 0o077) !== 0) refuse(`must be private (mode 0700), not ${(stat.mode & 0o777).toString(8)}`);
   return path.join(dir, 'broker.sock');
 }
 
@@ -132,7 +155,13 @@ function serve(args) {
   const keepAlive = setInterval(() => {}, 1 << 30);
   const stop = (signal) => {
     clearInterval(keepAlive);
-    broker.close();
+    try {
+      broker.close();
+    } catch (error) {
+      // The final snapshot was not written: a supervisor must be able to tell.
+      process.stderr.write(`cluster-shm broker stopped (${signal}); ${broker.socket} removed; ${error.message.replace(/^ERR_SHM_[A-Z_]+ /, '')}\n`);
+      process.exit(1);
+    }
     process.stderr.write(`cluster-shm broker stopped (${signal}); ${broker.socket} removed\n`);
     process.exit(0);
   };

@@ -67,7 +67,11 @@ class InProcessBackend {
   }
 
   close() {
-    this.broker.close();
+    try {
+      this.broker.close();
+    } catch (error) {
+      throw fromNative(error);
+    }
   }
 }
 

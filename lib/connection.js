@@ -13,7 +13,8 @@
  */
 
 const net = require('node:net');
-const { CODES, shmError } = require('./errors');
+const { trustedSocketPath } = require('../binding.js');
+const { CODES, shmError, fromNative } = require('./errors');
 
 /**
  * Encodes a command (strings and Buffers) as a RESP array of bulk strings:
@@ -279,7 +280,13 @@ class Connection {
         this.#attach(socket);
         return;
       } catch (error) {
-        reason = error.code || error.message;
+        // A socket another user could have put there stays refused.
+        if (error.code === CODES.UNSAFE_SOCKET) {
+          this.connecting = null;
+          this.#failAll(error);
+          return;
+        }
+        reason = error.code === CODES.UNREACHABLE ? error.message : error.code || error.message;
       }
       if (Date.now() - started + delay > connectTimeout) break;
       await new Promise((resolve) => setTimeout(resolve, delay));
@@ -432,9 +439,21 @@ function readReplies(socket, onReply) {
   });
 }
 
+/**
+ * Connects to the broker socket at `path`, only through a directory out of
+ * other users' reach (src/trusted_socket.rs, the check every client makes
+ * before it sends the secret): rejects with ERR_SHM_UNSAFE_SOCKET otherwise,
+ * or with ERR_SHM_UNREACHABLE while the directory cannot be resolved.
+ */
 function open(path, timeout) {
+  let trusted;
+  try {
+    trusted = trustedSocketPath(path);
+  } catch (error) {
+    return Promise.reject(fromNative(error));
+  }
   return new Promise((resolve, reject) => {
-    const socket = net.createConnection(path);
+    const socket = net.createConnection(trusted);
     socket.unref();
     const timer = setTimeout(() => {
       socket.destroy();

@@ -263,7 +263,7 @@ class NearCache {
             // A server that refuses (no CLIENT, no SUBSCRIBE permission, a
             // cluster) will go on refusing; an unreachable one is tried
             // again a second later, uncached meanwhile.
-            if (error && (error.code === CODES.UNSUPPORTED || error.code === CODES.SERVER || error.code === CODES.AUTH)) this.#turnOff(error.message);
+            if (error && (error.code === CODES.UNSUPPORTED || error.code === CODES.SERVER || error.code === CODES.AUTH || error.code === CODES.UNSAFE_SOCKET)) this.#turnOff(error.message);
             else this.#retryAt = Date.now() + 1_000;
             return null;
           },

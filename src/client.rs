@@ -3,8 +3,9 @@
 //! of its own from a small pool, so it never holds up the replies of the
 //! process's shared connection (lib/connection.js, driven from the JS
 //! thread). Connections open with a retry and backoff bounded by the connect
-//! timeout, authenticate with the broker's secret, and a failed one is
-//! dropped. The helpers here also serve the pub/sub connection.
+//! timeout, only through a socket directory out of other users' reach
+//! (src/trusted_socket.rs), authenticate with the broker's secret, and a
+//! failed one is dropped. The helpers here also serve the pub/sub connection.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -19,6 +20,7 @@ use redis::{ConnectionAddr, IntoConnectionInfo};
 
 use crate::error::ShmError;
 use crate::resp::Frame;
+use crate::trusted_socket::trusted_socket_path;
 
 #[derive(Clone, Debug)]
 pub struct ClientOptions {
@@ -32,7 +34,6 @@ pub struct ClientOptions {
 }
 
 pub struct Client {
-    redis: redis::Client,
     options: ClientOptions,
     /// Idle connections for blocking commands (lock waits), which must not
     /// hold up the replies of the shared connection. Never closed while
@@ -49,9 +50,7 @@ pub struct Client {
 
 impl Client {
     pub fn new(options: ClientOptions) -> Result<Client, ShmError> {
-        let redis = redis_client(&options)?;
         Ok(Client {
-            redis,
             options,
             blocking: Mutex::new(Vec::new()),
             holding: Mutex::new(HashMap::new()),
@@ -108,10 +107,16 @@ impl Client {
         let attempts = async {
             let mut delay = Duration::from_millis(10);
             loop {
-                match self.redis.get_multiplexed_async_connection_with_config(&config).await {
-                    Ok(connection) => return Ok(connection),
-                    // A refused secret will not get better by retrying.
-                    Err(error) if is_auth_error(&error) => return Err(auth_error(&self.options)),
+                match redis_client(&self.options) {
+                    Ok(redis) => match redis.get_multiplexed_async_connection_with_config(&config).await {
+                        Ok(connection) => return Ok(connection),
+                        // A refused secret will not get better by retrying.
+                        Err(error) if is_auth_error(&error) => return Err(auth_error(&self.options)),
+                        Err(error) => last_error = error.to_string(),
+                    },
+                    // Neither will a socket another user could have put there.
+                    Err(error @ ShmError::UnsafeSocket(_)) => return Err(error),
+                    // A directory that is not there yet may be by the next attempt.
                     Err(error) => last_error = error.to_string(),
                 }
                 tokio::time::sleep(delay).await;
@@ -188,9 +193,13 @@ impl Client {
     }
 }
 
-/// A `redis` crate client for the broker these options name.
+/// A `redis` crate client for the broker these options name, reaching it
+/// through the real path of its socket's directory once that is found out
+/// of other users' reach; made anew for each connection, so that each one
+/// is checked.
 pub fn redis_client(options: &ClientOptions) -> Result<redis::Client, ShmError> {
-    let mut info = ConnectionAddr::Unix(options.socket.clone())
+    let socket = trusted_socket_path(&options.socket)?;
+    let mut info = ConnectionAddr::Unix(socket)
         .into_connection_info()
         .map_err(|e| ShmError::BadArgument(format!("invalid broker address: {e}")))?;
     if let Some(secret) = &options.secret {

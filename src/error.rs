@@ -21,6 +21,9 @@ pub enum ShmError {
     Auth(String),
     /// A snapshot file could not be read or written.
     Snapshot(String),
+    /// The broker socket's directory is within another user's reach: the
+    /// secret is not sent there (src/trusted_socket.rs).
+    UnsafeSocket(String),
 }
 
 impl ShmError {
@@ -34,6 +37,7 @@ impl ShmError {
             ShmError::BrokerStart(_) => "ERR_SHM_BROKER_START",
             ShmError::Auth(_) => "ERR_SHM_AUTH",
             ShmError::Snapshot(_) => "ERR_SHM_SNAPSHOT",
+            ShmError::UnsafeSocket(_) => "ERR_SHM_UNSAFE_SOCKET",
         }
     }
 }
@@ -48,7 +52,8 @@ impl fmt::Display for ShmError {
             | ShmError::BadArgument(m)
             | ShmError::BrokerStart(m)
             | ShmError::Auth(m)
-            | ShmError::Snapshot(m) => f.write_str(m),
+            | ShmError::Snapshot(m)
+            | ShmError::UnsafeSocket(m) => f.write_str(m),
         }
     }
 }

@@ -15,3 +15,4 @@ mod node;
 pub mod resp;
 pub mod store;
 pub mod subscriber;
+pub mod trusted_socket;

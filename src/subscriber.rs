@@ -80,9 +80,7 @@ impl Subscriber {
     }
 
     pub fn remote(options: ClientOptions, emit: Emit) -> Result<Subscriber, ShmError> {
-        let redis = crate::client::redis_client(&options)?;
         Ok(Subscriber::Remote(Arc::new(Remote {
-            redis,
             options,
             emit,
             sink: tokio::sync::Mutex::new(None),
@@ -127,7 +125,6 @@ struct Wanted {
 }
 
 pub struct Remote {
-    redis: redis::Client,
     options: ClientOptions,
     emit: Emit,
     /// The open pub/sub connection's command side, if any.
@@ -237,7 +234,14 @@ impl Remote {
                     self.options.socket.display()
                 ))
             };
-            let opened = tokio::time::timeout(self.options.connect_timeout, self.redis.get_async_pubsub()).await;
+            // Checked anew for each connection: the socket's directory must
+            // be out of other users' reach (src/trusted_socket.rs).
+            let redis = match crate::client::redis_client(&self.options) {
+                Ok(redis) => redis,
+                Err(ShmError::Unreachable(why)) => return Err(unreachable(why)),
+                Err(error) => return Err(error),
+            };
+            let opened = tokio::time::timeout(self.options.connect_timeout, redis.get_async_pubsub()).await;
             let pubsub = match opened {
                 Ok(Ok(pubsub)) => pubsub,
                 Ok(Err(error)) if crate::client::is_auth_error(&error) => {

@@ -45,17 +45,6 @@ pub struct Broker {
 
 impl Broker {
     pub fn start(options: BrokerOptions) -> io::Result<Broker> {
-        let (owned_dir, socket) = match options.socket {
-            Some(path) => {
-                remove_stale_socket(&path)?;
-                (None, path)
-            }
-            None => {
-                let dir = create_private_dir()?;
-                let socket = dir.join(SOCKET_NAME);
-                (Some(dir), socket)
-            }
-        };
         // One I/O thread: every command runs under the store lock anyway, and
         // a second thread only added cross-thread wake-ups between a
         // connection's reading and writing tasks (redis-benchmark -P 16 GET
@@ -65,6 +54,17 @@ impl Broker {
             .thread_name("cluster-shm-broker")
             .enable_all()
             .build()?;
+        let (owned_dir, socket) = match options.socket {
+            Some(path) => {
+                remove_stale_socket(&path)?;
+                (None, path)
+            }
+            None => {
+                let dir = create_private_dir(&runtime)?;
+                let socket = dir.join(SOCKET_NAME);
+                (Some(dir), socket)
+            }
+        };
         let listener = match runtime.block_on(async { UnixListener::bind(&socket) }) {
             Ok(listener) => listener,
             Err(error) => {
@@ -108,10 +108,12 @@ impl Broker {
     }
 
     /// Stops accepting, lets open connections flush their replies, and
-    /// removes the socket (and the private directory). Idempotent.
-    pub fn close(&mut self) {
+    /// removes the socket (and the private directory). Idempotent. Fails
+    /// only when the final snapshot could not be written (all else is done
+    /// by then), so that the process can say so and exit non-zero.
+    pub fn close(&mut self) -> io::Result<()> {
         let Some(runtime) = self.runtime.take() else {
-            return;
+            return Ok(());
         };
         let _ = self.shutdown.send(true);
         if let Some(server) = self.server.take() {
@@ -119,22 +121,26 @@ impl Broker {
                 .block_on(async { tokio::time::timeout(DRAIN_TIMEOUT + Duration::from_millis(500), server).await });
         }
         // Every acknowledged write is in the store now: keep it for the next start.
-        if let Some(path) = self.db.config().snapshot {
-            if let Err(error) = snapshot::save(&self.db, &path, now_ms()) {
-                eprintln!("cluster-shm: could not write the snapshot {}: {error}", path.display());
-            }
-        }
+        let saved = match self.db.config().snapshot {
+            Some(path) => snapshot::save(&self.db, &path, now_ms()).map(|_| ()).map_err(|error| {
+                io::Error::new(error.kind(), format!("could not write the snapshot {}: {error}", path.display()))
+            }),
+            None => Ok(()),
+        };
         let _ = std::fs::remove_file(&self.socket);
         if let Some(dir) = &self.owned_dir {
             let _ = std::fs::remove_dir_all(dir);
         }
         runtime.shutdown_timeout(Duration::from_millis(200));
+        saved
     }
 }
 
 impl Drop for Broker {
     fn drop(&mut self) {
-        self.close();
+        if let Err(error) = self.close() {
+            eprintln!("cluster-shm: {error}");
+        }
     }
 }
 
@@ -169,32 +175,47 @@ async fn accept_loop(listener: UnixListener, db: Db, mut stop: watch::Receiver<b
 }
 
 /// Creates `<tmp>/cluster-shm-<pid>-<random>` with mode 0700, after removing
-/// directories left by earlier brokers of this user whose process is gone.
-fn create_private_dir() -> io::Result<PathBuf> {
+/// directories left by earlier brokers of this user that are gone.
+fn create_private_dir(runtime: &Runtime) -> io::Result<PathBuf> {
     let base = std::env::temp_dir();
     let dir = base.join(format!("{DIR_PREFIX}{}-{}", std::process::id(), random_hex(6)));
     std::fs::DirBuilder::new().mode(0o700).create(&dir)?;
     if let Ok(uid) = std::fs::metadata(&dir).map(|m| m.uid()) {
-        remove_abandoned_dirs(&base, uid);
+        runtime.block_on(remove_abandoned_dirs(&base, uid));
     }
     Ok(dir)
 }
 
-/// A primary killed with SIGKILL cannot clean up; its successor does.
-fn remove_abandoned_dirs(base: &Path, uid: u32) {
-    if !Path::new("/proc/self").exists() {
-        return; // No way to tell live pids apart here.
-    }
+/// A primary killed with SIGKILL cannot clean up; its successor does. A
+/// directory goes only when its socket refuses connections: the pid in its
+/// name says nothing about a primary in another PID namespace sharing this
+/// temp directory (two containers with one /tmp volume), and a directory
+/// without a socket may belong to a broker that is starting.
+async fn remove_abandoned_dirs(base: &Path, uid: u32) {
     let Ok(entries) = std::fs::read_dir(base) else { return };
     for entry in entries.flatten() {
         let name = entry.file_name();
         let Some(rest) = name.to_str().and_then(|n| n.strip_prefix(DIR_PREFIX)) else { continue };
-        let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<u32>().ok()) else { continue };
+        if rest.split('-').next().and_then(|p| p.parse::<u32>().ok()).is_none() {
+            continue;
+        }
+        // Not followed if it is a symlink: only real directories of this user.
         let owned = entry.metadata().map(|m| m.is_dir() && m.uid() == uid).unwrap_or(false);
-        if owned && !Path::new(&format!("/proc/{pid}")).exists() {
+        if owned && socket_refuses(&entry.path().join(SOCKET_NAME)).await {
             let _ = std::fs::remove_dir_all(entry.path());
         }
     }
+}
+
+/// True only when nothing listens on the socket at `path`. A connection
+/// that cannot be made at once for another reason (a full backlog of a
+/// stopped broker) counts as alive; the connect never blocks.
+async fn socket_refuses(path: &Path) -> bool {
+    let connecting = tokio::net::UnixStream::connect(path);
+    matches!(
+        tokio::time::timeout(Duration::from_millis(500), connecting).await,
+        Ok(Err(error)) if error.kind() == io::ErrorKind::ConnectionRefused
+    )
 }
 
 /// A socket file nobody listens on is left by a broker that was killed; a

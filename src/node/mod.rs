@@ -82,10 +82,11 @@ impl NativeBroker {
         }
     }
 
-    /// Stops the broker and removes its socket. Idempotent.
+    /// Stops the broker and removes its socket. Idempotent. Throws
+    /// ERR_SHM_SNAPSHOT when the final snapshot could not be written.
     #[napi]
-    pub fn close(&self) {
-        self.broker.lock().close();
+    pub fn close(&self) -> napi::Result<()> {
+        self.broker.lock().close().map_err(|e| ShmError::Snapshot(e.to_string()).into())
     }
 
     /// Loads the snapshot at `path`, if there is one, and writes it there
@@ -210,6 +211,19 @@ fn client_options(options: ClientOptions) -> client::ClientOptions {
         command_timeout: Duration::from_millis(options.command_timeout.unwrap_or(10_000) as u64),
         secret: options.auth_secret,
     }
+}
+
+/// The path to connect to for the broker socket at `socket`, once its
+/// directory is found out of other users' reach (src/trusted_socket.rs):
+/// the JS connections check each connection here, as the native ones do.
+/// Throws ERR_SHM_UNSAFE_SOCKET, or ERR_SHM_UNREACHABLE with the reason
+/// when the directory cannot be resolved (yet).
+// Only JS calls it: the test build registers no N-API functions.
+#[cfg_attr(test, allow(dead_code))]
+#[napi]
+pub fn trusted_socket_path(socket: String) -> napi::Result<String> {
+    let path = crate::trusted_socket::trusted_socket_path(std::path::Path::new(&socket))?;
+    Ok(path.display().to_string())
 }
 
 #[napi(object)]

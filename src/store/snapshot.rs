@@ -6,14 +6,18 @@
 //! broker speaks. It is written to a temporary file, synced, then renamed
 //! over the old one, so a crash mid-write never leaves a torn snapshot.
 //! Locks and subscriptions belong to live connections and are not saved.
+//!
+//! The file holds what the store holds (sessions, tokens): it is readable
+//! by its owner only, like the socket.
 
 use std::fs;
 use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use bytes::{Bytes, BytesMut};
 
-use super::{Db, Expiry, Keyspace};
+use super::{random_hex, Db, Expiry, Keyspace};
 use crate::resp::{parse_frame, Frame, Limits};
 
 const HEADER: &[u8] = b"CLUSTER-SHM-SNAPSHOT 1\n";
@@ -53,9 +57,15 @@ pub struct Encoded {
 /// Writes an encoded snapshot to `path` atomically; returns how many keys.
 pub fn write(encoded: &Encoded, path: &Path) -> io::Result<usize> {
     let out = &encoded.bytes;
-    let temporary = path.with_extension(format!("tmp-{}", std::process::id()));
+    let name = path.file_name().ok_or_else(|| {
+        io::Error::new(io::ErrorKind::InvalidInput, format!("{} does not name a file", path.display()))
+    })?;
+    // A name nobody can guess, created only if nothing is there yet: O_EXCL
+    // refuses an existing entry, a planted symlink included, so the bytes go
+    // to a new file of ours and never through a link to somebody else's.
+    let temporary = path.with_file_name(format!("{}.tmp-{}", name.to_string_lossy(), random_hex(8)));
     let written = (|| {
-        let mut file = fs::File::create(&temporary)?;
+        let mut file = fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&temporary)?;
         file.write_all(out)?;
         file.sync_all()?;
         fs::rename(&temporary, path)
@@ -103,7 +113,8 @@ pub fn load(db: &Db, path: &Path, now: u64) -> io::Result<usize> {
     for (key, value, expires) in records {
         let expiry = match expires {
             -1 => Expiry::Clear,
-            at if at as u64 <= now => continue,
+            // Any other negative deadline (a hand-edited file) lies in the past.
+            at if at < 0 || at as u64 <= now => continue,
             at => Expiry::At(at as u64),
         };
         if !ks.contains(&key, now) {
@@ -151,6 +162,61 @@ mod tests {
         assert!(untouched.lock().is_empty());
         fs::write(&path, b"something else").unwrap();
         assert!(load(&Db::new(), &path, 0).is_err());
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A snapshot file holding `records` of `[key, value, expires-at]`.
+    fn snapshot_of(records: &[(&[u8], &[u8], i64)]) -> Vec<u8> {
+        let mut out = BytesMut::from(HEADER);
+        for (key, value, expires) in records {
+            Frame::Array(vec![
+                Frame::Bulk(Bytes::copy_from_slice(key)),
+                Frame::Bulk(Bytes::copy_from_slice(value)),
+                Frame::Integer(*expires),
+            ])
+            .encode(&mut out);
+        }
+        out.to_vec()
+    }
+
+    #[test]
+    fn a_negative_deadline_other_than_none_counts_as_expired() {
+        let dir = std::env::temp_dir().join(format!("shm-snapshot-negative-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("store.snapshot");
+        fs::write(&path, snapshot_of(&[(b"forever", b"1", -1), (b"edited", b"2", -5), (b"far-past", b"3", i64::MIN)]))
+            .unwrap();
+        let db = Db::new();
+        assert_eq!(load(&db, &path, 1_000).unwrap(), 1);
+        let mut ks = db.lock();
+        assert_eq!(ks.get(b"forever", 1_000).unwrap().expires_at(), None);
+        assert!(ks.get(b"edited", 1_000).is_none());
+        assert!(ks.get(b"far-past", 1_000).is_none());
+        drop(ks);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_file_is_private_and_replaces_a_symlink_at_its_path_without_following_it() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("shm-snapshot-private-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("store.snapshot");
+        let victim = dir.join("victim");
+        fs::write(&victim, b"not yours").unwrap();
+        std::os::unix::fs::symlink(&victim, &path).unwrap();
+        let db = Db::new();
+        db.lock().set(b"k", b"v", Expiry::Clear, 0);
+        assert_eq!(save(&db, &path, 0).unwrap(), 1);
+
+        let metadata = fs::symlink_metadata(&path).unwrap();
+        assert!(metadata.file_type().is_file());
+        assert_eq!(metadata.permissions().mode() & 0o777, 0o600);
+        assert_eq!(fs::read(&victim).unwrap(), b"not yours");
+        // Nothing is left behind but the snapshot and the untouched file.
+        let mut names: Vec<_> = fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+        names.sort();
+        assert_eq!(names, ["store.snapshot", "victim"]);
         fs::remove_dir_all(&dir).unwrap();
     }
 }
