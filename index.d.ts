@@ -263,6 +263,10 @@ declare namespace shm {
     readonly NATIVE_LOAD: 'ERR_SHM_NATIVE_LOAD';
     /** Thrown by `require('cluster-shm')`: no prebuilt binary for this platform. */
     readonly UNSUPPORTED_PLATFORM: 'ERR_SHM_UNSUPPORTED_PLATFORM';
+    /** `cluster-shm/prometheus` without prom-client installed. */
+    readonly MISSING_PEER: 'ERR_SHM_MISSING_PEER';
+    /** The code of the warning given when the runtime directory cannot list a broker. */
+    readonly UNSAFE_DIR: 'ERR_SHM_UNSAFE_DIR';
   }
 
   interface SharedMemory {

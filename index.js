@@ -22,6 +22,7 @@ const { SharedMemory, InProcessBackend, RemoteBackend, FailedBackend } = require
 const { RedisBackend } = require('./lib/redis');
 const { CODES, shmError, fromNative, typeError } = require('./lib/errors');
 const { ENV, inheritedOptions, validateOptions } = require('./lib/options');
+const { announce } = require('./lib/runtime');
 
 /**
  * How a handle is made: the process's own one (`require('cluster-shm')`)
@@ -113,9 +114,9 @@ function noBroker() {
  * which is logged and makes the process exit with code 1, so that a
  * supervisor can tell the data of this run was not kept.
  */
-function closeBroker(broker) {
+function closeBroker(backend) {
   try {
-    broker.close();
+    backend.close();
     return true;
   } catch (error) {
     process.stderr.write(`cluster-shm: ${fromNative(error).message}\n`);
@@ -125,14 +126,14 @@ function closeBroker(broker) {
 }
 
 /** Removes the socket on exit, and on the signals that end a process by default. */
-function cleanUpOnExit(broker) {
-  process.on('exit', () => closeBroker(broker));
+function cleanUpOnExit(backend) {
+  process.on('exit', () => closeBroker(backend));
   for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
     const onSignal = () => {
       // Another listener owns this signal and will exit as it sees fit; the
       // exit handler cleans up then.
       if (process.listenerCount(signal) > 1) return;
-      if (!closeBroker(broker)) process.exit();
+      if (!closeBroker(backend)) process.exit();
       process.removeListener(signal, onSignal);
       process.kill(process.pid, signal);
     };
@@ -150,10 +151,12 @@ function primary(options) {
   } catch (error) {
     return new SharedMemory({ backend: new FailedBackend(fromNative(error)), role: 'primary', options });
   }
+  // Listed for `cluster-shm ls` and the other commands, until the broker closes.
+  const backend = new InProcessBackend(broker, { onClose: announce({ socket: broker.socket, secret: authSecret }) || undefined });
   let shm;
   try {
     shm = new SharedMemory({
-      backend: new InProcessBackend(broker),
+      backend,
       role: 'primary',
       socket: broker.socket,
       options,
@@ -162,10 +165,10 @@ function primary(options) {
   } catch (error) {
     // Inherited options the broker refuses (a damaged persist snapshot):
     // as with a broker that cannot start, calls reject, require() does not throw.
-    broker.close();
+    backend.close();
     return new SharedMemory({ backend: new FailedBackend(error), role: 'primary', options });
   }
-  cleanUpOnExit(broker);
+  cleanUpOnExit(backend);
   // Everything forked from here on (cluster workers, child processes) finds
   // the broker through the environment.
   process.env[ENV.SOCKET] = broker.socket;

@@ -12,6 +12,8 @@ const FIXTURES = path.join(__dirname, 'fixtures');
 function cleanEnv(extra = {}) {
   const env = { ...process.env };
   for (const name of Object.keys(env)) if (name.startsWith('CLUSTER_SHM_')) delete env[name];
+  // Brokers list themselves in the runtime directory; a test that looks there gives its own.
+  delete env.XDG_RUNTIME_DIR;
   return { ...env, ...extra };
 }
 
@@ -157,18 +159,18 @@ function testWithTool(tools, name, fn, timeout) {
 }
 
 /**
- * Collects what a spawned program prints: `output()` so far, and
+ * Collects what a spawned program prints (on stdout, or `stream`): `output()` so far, and
  * `printed(text, ms)`, which resolves once the output holds `text` and
  * rejects if the program exits or fails to start first, or after `ms`.
  */
-function outputOf(child) {
+function outputOf(child, stream = 'stdout') {
   let output = '';
   let ended = null;
   const waiters = new Set();
   const settle = () => {
     for (const waiter of waiters) waiter();
   };
-  child.stdout.on('data', (chunk) => {
+  child[stream].on('data', (chunk) => {
     output += chunk;
     settle();
   });

@@ -5,13 +5,13 @@
 // with no Rust toolchain, and uses them from CommonJS, ESM, TypeScript and a
 // 2-worker cluster.
 
-const { execFile } = require('node:child_process');
+const { execFile, spawn } = require('node:child_process');
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
 const { promisify } = require('node:util');
 const { describeOn } = require('./backend');
-const { cleanEnv } = require('./helpers');
+const { cleanEnv, outputOf } = require('./helpers');
 
 const run = promisify(execFile);
 const ROOT = path.join(__dirname, '..');
@@ -128,6 +128,36 @@ describeOn(['embedded'], 'packs and installs the package once, in the embedded r
       if (typeof target === 'object') expect({ subpath, types: fs.existsSync(path.join(project, 'node_modules', manifest.name, target.types)) }).toEqual({ subpath, types: true });
     }
   });
+
+  test('npx cluster-shm serve stops when npx gets SIGTERM, leaving no broker or socket', async () => {
+    const runtime = path.join(work, 'run');
+    fs.mkdirSync(runtime, { mode: 0o700 });
+    const socket = path.join(runtime, 'serve.sock');
+    const npx = spawn('npx', ['cluster-shm', 'serve', '--socket', socket], { cwd: project, env: { ...env, XDG_RUNTIME_DIR: runtime }, stdio: ['ignore', 'ignore', 'pipe'] });
+    await outputOf(npx, 'stderr').printed('listening on');
+    const [file] = fs.readdirSync(path.join(runtime, 'cluster-shm'));
+    const { pid } = JSON.parse(fs.readFileSync(path.join(runtime, 'cluster-shm', file), 'utf8'));
+    npx.kill('SIGTERM');
+    const alive = () => {
+      try {
+        process.kill(pid, 0);
+        return true;
+      } catch {
+        return false;
+      }
+    };
+    try {
+      for (let waited = 0; alive() && waited < 15_000; waited += 100) await new Promise((resolve) => setTimeout(resolve, 100));
+      expect({ brokerRunning: alive(), socketLeft: fs.existsSync(socket), listed: fs.readdirSync(path.join(runtime, 'cluster-shm')) }).toEqual({
+        brokerRunning: false,
+        socketLeft: false,
+        listed: [],
+      });
+    } finally {
+      // An orphaned broker would hold the test's pipe open and keep jest from exiting.
+      if (alive()) process.kill(pid, 'SIGKILL');
+    }
+  }, 30_000);
 
   test('every file the README links to is in the package', () => {
     const dir = path.join(project, 'node_modules', manifest.name);

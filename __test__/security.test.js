@@ -76,7 +76,7 @@ describeOn(['embedded'], 'it starts brokers and listeners of its own', 'another 
     const listened = await broker.listening.then(() => true, () => false);
     if (listened) broker.child.kill('SIGTERM');
     const { code, stderr } = await broker.exited;
-    expect({ listened, code }).toEqual({ listened: false, code: 2 });
+    expect({ listened, code }).toEqual({ listened: false, code: 1 });
     expect(stderr).toMatch(why);
     expect(fs.readdirSync(planted)).toEqual([]);
   });

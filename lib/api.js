@@ -28,8 +28,10 @@ const FLIGHT_COUNTER_TTL = 3_600_000;
 
 /** Runs commands against the store in this process (the primary). */
 class InProcessBackend {
-  constructor(broker) {
+  /** `onClose`: called once the broker is closed (the primary removes its connection file). */
+  constructor(broker, { onClose = () => {} } = {}) {
     this.broker = broker;
+    this.onClose = onClose;
   }
 
   get hostsBroker() {
@@ -71,6 +73,8 @@ class InProcessBackend {
       this.broker.close();
     } catch (error) {
       throw fromNative(error);
+    } finally {
+      this.onClose();
     }
   }
 }

@@ -13,7 +13,7 @@
  */
 
 const net = require('node:net');
-const { trustedSocketPath } = require('../binding.js');
+const { trustedSocketPath } = require('./native').load();
 const { CODES, shmError, fromNative } = require('./errors');
 
 /**

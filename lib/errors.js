@@ -32,6 +32,7 @@ const CODES = Object.freeze({
   NATIVE_LOAD: 'ERR_SHM_NATIVE_LOAD',
   UNSUPPORTED_PLATFORM: 'ERR_SHM_UNSUPPORTED_PLATFORM',
   MISSING_PEER: 'ERR_SHM_MISSING_PEER',
+  UNSAFE_DIR: 'ERR_SHM_UNSAFE_DIR',
 });
 
 function withCode(error, code, extra) {
