@@ -212,6 +212,18 @@ declare namespace shm {
   type Entries = Record<string, Value> | Map<string, Value> | Array<[string, Value]>;
 
   /** Error codes carried by `err.code`. */
+  /** An error cluster-shm raised. */
+  interface ShmError extends Error {
+    readonly code: Codes[keyof Codes];
+    /** For ERR_SHM_SERVER: the error prefix of the reply (ERR, WRONGTYPE, ...). */
+    readonly reply?: string;
+  }
+
+  interface ShmErrorConstructor {
+    new (message: string, code: string): ShmError;
+    readonly prototype: ShmError;
+  }
+
   interface Codes {
     /** No broker answered within `connectTimeout`. */
     readonly UNREACHABLE: 'ERR_SHM_UNREACHABLE';
@@ -380,6 +392,12 @@ declare namespace shm {
 
 declare const shm: shm.SharedMemory & {
   readonly default: shm.SharedMemory;
+  /**
+   * The class of every error cluster-shm raises: `err instanceof ShmError`
+   * holds for all of them, argument errors included, which are also
+   * `TypeError` or `RangeError` instances. `err.code` tells them apart.
+   */
+  readonly ShmError: shm.ShmErrorConstructor;
   /**
    * A separate handle on another store, with its own options: a standalone
    * broker, a Redis/Valkey server or a Redis Cluster. Throws a TypeError for

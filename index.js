@@ -20,7 +20,7 @@ const { randomBytes } = require('node:crypto');
 const native = require('./lib/native').load();
 const { SharedMemory, InProcessBackend, RemoteBackend, FailedBackend } = require('./lib/api');
 const { RedisBackend } = require('./lib/redis');
-const { CODES, shmError, fromNative, typeError } = require('./lib/errors');
+const { CODES, ShmError, shmError, fromNative, typeError } = require('./lib/errors');
 const { ENV, inheritedOptions, validateOptions } = require('./lib/options');
 const { announce } = require('./lib/runtime');
 
@@ -191,3 +191,4 @@ const shm = create();
 module.exports = shm;
 module.exports.default = shm;
 module.exports.connect = connect;
+module.exports.ShmError = ShmError;

@@ -6,8 +6,8 @@ interface ShmStoreOptions {
   prefix?: string;
   /** Ms a session lives when its cookie has no expiry. Default one day. */
   ttl?: number | ((session: object) => number);
-  /** The cluster-shm instance; default the module's own. */
-  client?: typeof shm;
+  /** Any cluster-shm handle (the module itself, one from `connect()`, a namespace); default the module's own. */
+  client?: shm.SharedMemory;
 }
 
 /**

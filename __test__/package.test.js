@@ -56,7 +56,7 @@ describeOn(['embedded'], 'packs and installs the package once, in the embedded r
     project = path.join(work, 'app');
     fs.mkdirSync(project);
     fs.writeFileSync(path.join(project, 'package.json'), JSON.stringify({ name: 'app', version: '1.0.0', private: true }));
-    for (const file of ['app.js', 'import.mjs', 'types.ts']) fs.copyFileSync(path.join(__dirname, 'fixtures', 'installed', file), path.join(project, file));
+    for (const file of ['app.js', 'import.mjs', 'types.ts', 'types.mts']) fs.copyFileSync(path.join(__dirname, 'fixtures', 'installed', file), path.join(project, file));
     // Nothing of the npm run that started the suite leaks into the user's install.
     env = cleanEnv({ PATH: pathWithoutRust() });
     for (const name of Object.keys(env)) if (/^npm_/i.test(name)) delete env[name];
@@ -113,20 +113,25 @@ describeOn(['embedded'], 'packs and installs the package once, in the embedded r
 
   test('import works for the package and every subpath', async () => {
     const { stdout } = await run(process.execPath, ['import.mjs'], { cwd: project, env, timeout: 30_000 });
-    expect(JSON.parse(stdout)).toEqual({ value: [1, 2, 3], connect: 'function', session: 'function', keyv: 'function', compat: 'object' });
+    expect(JSON.parse(stdout)).toEqual({ value: [1, 2, 3], connect: 'function', named: 1, session: 'function', keyv: 'function', compat: 'object' });
   });
 
   test('every subpath export type-checks from TypeScript with node16 resolution', async () => {
     const tsc = path.join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc');
-    const args = ['--noEmit', '--strict', '--module', 'node16', '--moduleResolution', 'node16', '--typeRoots', path.join(ROOT, 'node_modules', '@types'), '--types', 'node', 'types.ts'];
+    const args = ['--noEmit', '--strict', '--module', 'node16', '--moduleResolution', 'node16', '--typeRoots', path.join(ROOT, 'node_modules', '@types'), '--types', 'node', 'types.ts', 'types.mts'];
     const result = await run(process.execPath, [tsc, ...args], { cwd: project, env }).then(
       () => 'ok',
       (error) => error.stdout,
     );
     expect(result).toBe('ok');
-    for (const [subpath, target] of Object.entries(manifest.exports)) {
-      if (typeof target === 'object') expect({ subpath, types: fs.existsSync(path.join(project, 'node_modules', manifest.name, target.types)) }).toEqual({ subpath, types: true });
-    }
+    const typesOf = (target) => (typeof target !== 'object' ? [] : Object.entries(target).flatMap(([condition, value]) => (condition === 'types' ? [value] : typesOf(value))));
+    const subpaths = Object.entries(manifest.exports).filter(([subpath]) => subpath !== './package.json');
+    const missing = subpaths.flatMap(([subpath, target]) => {
+      const types = typesOf(target);
+      if (types.length === 0) return [`${subpath}: no types`];
+      return types.filter((file) => !fs.existsSync(path.join(project, 'node_modules', manifest.name, file))).map((file) => `${subpath}: ${file}`);
+    });
+    expect(missing).toEqual([]);
   });
 
   test('npx cluster-shm serve stops when npx gets SIGTERM, leaving no broker or socket', async () => {
@@ -168,7 +173,7 @@ describeOn(['embedded'], 'packs and installs the package once, in the embedded r
   test('the tarball holds only what a user needs (npm pack --dry-run)', async () => {
     const { stdout } = await run('npm', ['pack', '--dry-run', '--json', '--ignore-scripts'], { cwd: ROOT });
     const files = JSON.parse(stdout)[0].files.map((file) => file.path);
-    const needed = /^(package\.json|README\.md|LICENSE|(index|compat|session|keyv|prometheus)\.(js|d\.ts)|lib\/[\w-]+\.js|bin\/cluster-shm\.js|docs\/[\w-]+\.md)$/;
+    const needed = /^(package\.json|README\.md|LICENSE|(index|compat|session|keyv|prometheus)\.(js|d\.ts)|index\.(mjs|d\.mts)|lib\/[\w-]+\.js|bin\/cluster-shm\.js|docs\/[\w-]+\.md)$/;
     expect(files.filter((file) => !needed.test(file))).toEqual([]);
     expect(files).toEqual(expect.arrayContaining(['LICENSE', 'README.md', 'index.js', 'index.d.ts', 'lib/native.js', 'bin/cluster-shm.js']));
   });

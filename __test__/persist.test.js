@@ -53,7 +53,7 @@ describeOn(['embedded'], 'persist is an option of the broker a primary hosts; Re
     expect(result.stderr).toBe('');
     expect(result.code).toBe(0);
     expect(result.messages[0].role).toBe('primary');
-    expect(result.messages[1]).toMatchObject({ ok: false, error: { name: 'Error', code: 'ERR_SHM_SNAPSHOT' } });
+    expect(result.messages[1]).toMatchObject({ ok: false, error: { name: 'ShmError', code: 'ERR_SHM_SNAPSHOT' } });
     expect(result.messages[1].error.message).toMatch(/not a valid snapshot/);
     expect(fs.readFileSync(file, 'utf8')).toBe(damaged);
   });
@@ -77,7 +77,7 @@ describeOn(['embedded'], 'persist is an option of the broker a primary hosts; Re
     fs.rmSync(dir, { recursive: true });
     proc.child.stdin.write('close\n');
     const { closeError } = await proc.waitFor((m) => 'closeError' in m);
-    expect(closeError).toMatchObject({ name: 'Error', code: 'ERR_SHM_SNAPSHOT' });
+    expect(closeError).toMatchObject({ name: 'ShmError', code: 'ERR_SHM_SNAPSHOT' });
     expect(closeError.message).toBe(`could not write the snapshot ${file}: No such file or directory (os error 2)`);
     await proc.done;
   });

@@ -237,6 +237,7 @@ class SharedMemory {
     this.#applyNearCache();
     this.#hub = new PubSubHub((onEvent) => this.#backend.createSubscriber(onEvent), backend.db);
     if (backend.hostsBroker) this.#applyBrokerOptions();
+    bindMethods(this);
   }
 
   /** 'primary' (hosts the broker), 'worker' (cluster worker) or 'client'. */
@@ -770,6 +771,19 @@ class SharedMemory {
     if (this.#nearCache) this.#nearCache.close();
     this.#hub.close();
     this.#backend.close();
+  }
+}
+
+/**
+ * Every method as an own property bound to its handle, so that
+ * `const { get } = require('cluster-shm')` and named ESM imports work.
+ */
+function bindMethods(handle) {
+  for (const name of Object.getOwnPropertyNames(SharedMemory.prototype)) {
+    const { value } = Object.getOwnPropertyDescriptor(SharedMemory.prototype, name);
+    if (name !== 'constructor' && typeof value === 'function') {
+      Object.defineProperty(handle, name, { value: value.bind(handle), writable: true, configurable: true });
+    }
   }
 }
 

@@ -35,14 +35,36 @@ const CODES = Object.freeze({
   UNSAFE_DIR: 'ERR_SHM_UNSAFE_DIR',
 });
 
+/** Marks every error cluster-shm raises, whatever its class, for `instanceof ShmError`. */
+const RAISED = Symbol.for('cluster-shm.error');
+
 function withCode(error, code, extra) {
   error.code = code;
   if (extra) Object.assign(error, extra);
+  Object.defineProperty(error, RAISED, { value: true });
   return error;
 }
 
+/**
+ * The class of cluster-shm's errors: `err instanceof ShmError` holds for
+ * every error it raises, argument errors included, which stay `TypeError`
+ * and `RangeError` instances as Node's own do; `err.code` tells them apart.
+ */
+class ShmError extends Error {
+  constructor(message, code, extra) {
+    super(message);
+    withCode(this, code, extra);
+  }
+
+  static [Symbol.hasInstance](value) {
+    return value !== null && typeof value === 'object' && value[RAISED] === true;
+  }
+}
+
+ShmError.prototype.name = 'ShmError';
+
 function shmError(code, message, extra) {
-  return withCode(new Error(message), code, extra);
+  return new ShmError(message, code, extra);
 }
 
 function typeError(message, code = CODES.INVALID_ARG_TYPE) {
@@ -70,4 +92,4 @@ function fromNative(error) {
   return shmError(code, message);
 }
 
-module.exports = { CODES, shmError, typeError, rangeError, fromNative };
+module.exports = { CODES, ShmError, shmError, typeError, rangeError, fromNative };

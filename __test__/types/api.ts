@@ -138,3 +138,27 @@ function metrics(): void {
   prometheus.register({ registry });
 }
 void metrics;
+
+import session = require('express-session');
+import clusterShmSession = require('../../session');
+
+async function moduleShape(): Promise<void> {
+  // Destructured methods are bound to the handle.
+  const { incr, get } = shm;
+  const n: number = await incr('n');
+  const v: number | undefined = await get<number>('n');
+  // Any handle serves the session store, one from connect() included.
+  const Store = clusterShmSession(session);
+  new Store({ client: shm.connect({ socket: '/tmp/broker.sock' }) });
+  new Store({ client: shm });
+  try {
+    await shm.get('k');
+  } catch (error) {
+    if (error instanceof shm.ShmError) {
+      const code: string = error.code;
+      void code;
+    }
+  }
+  void [n, v];
+}
+void moduleShape;
