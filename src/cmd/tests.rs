@@ -5,7 +5,7 @@ use bytes::Bytes;
 
 use super::{execute, Ctx, Session};
 use crate::resp::Frame;
-use crate::store::{Db, Keyspace};
+use crate::store::{Db, Keyspace, MAX_PATTERN_LEN};
 
 struct Harness {
     db: Db,
@@ -153,6 +153,25 @@ fn keys_and_scan() {
     assert_eq!(h.run("SCAN x"), err("ERR invalid cursor"));
     assert_eq!(h.run("SCAN 0 COUNT 0"), err("ERR syntax error"));
     assert_eq!(h.run("SCAN 0 TYPE hash"), Frame::Array(vec![bulk("40"), Frame::Array(vec![])]));
+}
+
+#[test]
+fn patterns_longer_than_the_limit_are_refused_where_they_would_be_matched() {
+    let mut h = Harness::new();
+    h.run("SET a x");
+    let at_limit = format!("{}*", "?".repeat(MAX_PATTERN_LEN - 1));
+    let over = format!("{}*", "?".repeat(MAX_PATTERN_LEN));
+    let refused = err(&format!("ERR pattern is longer than {MAX_PATTERN_LEN} bytes"));
+    assert_eq!(h.run(&format!("KEYS {at_limit}")), Frame::Array(vec![]));
+    assert_eq!(h.run(&format!("KEYS {over}")), refused);
+    assert_eq!(h.run(&format!("SCAN 0 MATCH {at_limit}")), Frame::Array(vec![bulk("0"), Frame::Array(vec![])]));
+    assert_eq!(h.run(&format!("SCAN 0 MATCH {over}")), refused);
+    assert_eq!(h.run(&format!("PUBSUB CHANNELS {over}")), refused);
+    let mut clients = Clients::new();
+    assert_eq!(clients.run(SUB, &format!("PSUBSCRIBE short:* {over}")), refused);
+    // Nothing of a refused PSUBSCRIBE is kept.
+    assert_eq!(clients.run(WRITER, "PUBSUB NUMPAT"), int(0));
+    assert!(matches!(clients.run(SUB, &format!("PSUBSCRIBE {at_limit}")), Frame::Many(_)));
 }
 
 #[test]
