@@ -175,6 +175,33 @@ fn patterns_longer_than_the_limit_are_refused_where_they_would_be_matched() {
 }
 
 #[test]
+fn numbers_out_of_range_get_redis_errors() {
+    let mut h = Harness::new();
+    h.run("SET k v");
+    let not_an_integer = err("ERR value is not an integer or out of range");
+    // 1e20 and 2^63 written out: past i64, or past it once added to now.
+    for amount in ["100000000000000000000", "1e20"] {
+        assert_eq!(h.run(&format!("SET k v PX {amount}")), not_an_integer);
+        assert_eq!(h.run(&format!("PEXPIRE k {amount}")), not_an_integer);
+        assert_eq!(h.run(&format!("SHM.LOCK l t {amount}")), not_an_integer);
+        assert_eq!(h.run(&format!("SHM.LOCK l t 10 WAIT {amount}")), not_an_integer);
+        assert_eq!(h.run(&format!("SHM.EXTEND l t {amount}")), not_an_integer);
+        assert_eq!(h.run(&format!("SHM.RATELIMIT r 1 {amount}")), not_an_integer);
+        assert_eq!(h.run(&format!("SHM.RATELIMIT r {amount} 10")), not_an_integer);
+    }
+    assert_eq!(h.run("SET k v PX 9223372036854775807"), err("ERR invalid expire time in 'set' command"));
+    assert_eq!(h.run("PEXPIRE k 9223372036854775807"), err("ERR invalid expire time in 'pexpire' command"));
+    assert_eq!(h.run("SHM.RATELIMIT r 1 9223372036854775807"), err("ERR points and window must be positive integers"));
+    // The largest ttl the JS API sends (2^53 - 1 ms) is taken.
+    assert_eq!(h.run("SET k v PX 9007199254740991"), Frame::ok());
+    assert_eq!(h.run("PTTL k"), int(9_007_199_254_740_991));
+    assert_eq!(h.run("PEXPIRE k 9007199254740991"), int(1));
+    assert_eq!(h.run("SHM.LOCK l t 9007199254740991"), int(1));
+    assert_eq!(h.run("SHM.EXTEND l t 9007199254740991"), int(1));
+    assert!(matches!(h.run("SHM.RATELIMIT r 9007199254740991 9007199254740991"), Frame::Array(_)));
+}
+
+#[test]
 fn connection_commands() {
     let mut h = Harness::new();
     assert_eq!(h.run("PING"), Frame::Simple("PONG".into()));
