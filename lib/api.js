@@ -170,9 +170,23 @@ class FailedBackend {
   close() {}
 }
 
+/** A UTF-16 unit of a surrogate pair without its other half. */
+const LONE_SURROGATE = /\p{Surrogate}/u;
+
+/**
+ * True when the string has no lone surrogate: its UTF-8 bytes, which are
+ * what the store keeps, say exactly which string it was. (UTF-8 has no
+ * bytes for a lone surrogate: encoding makes it U+FFFD, so 'a\ud800b' and
+ * 'a\ufffdb' would be one key.)
+ */
+const isWellFormed = String.prototype.isWellFormed ? (text) => text.isWellFormed() : (text) => !LONE_SURROGATE.test(text);
+
 function checkKey(key, fn, maxBytes) {
   if (typeof key !== 'string') {
     throw typeError(`${fn}: key must be a string, got ${key === null ? 'null' : typeof key}`);
+  }
+  if (!isWellFormed(key)) {
+    throw typeError(`${fn}: the key holds a lone surrogate (half of a UTF-16 pair), which UTF-8 cannot store; it would become U+FFFD and share an entry with another key`, CODES.INVALID_ARG_VALUE);
   }
   // A UTF-16 unit is at most 3 UTF-8 bytes: only long keys need counting.
   if (key.length * 3 > maxBytes && Buffer.byteLength(key) > maxBytes) {
