@@ -362,7 +362,7 @@ declare namespace shm {
     /** Statistics of the store and the broker. */
     stats(): Promise<Stats>;
     /** Sends a raw broker command; resolves with the raw reply (Buffers for bulk strings). */
-    command(name: string, ...args: Array<string | number | Buffer>): Promise<unknown>;
+    command(name: string, ...args: Array<string | number | Uint8Array>): Promise<unknown>;
     /** Closes this process's connection; in the primary, stops the broker. */
     close(): Promise<void>;
   }

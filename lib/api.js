@@ -1,6 +1,7 @@
 'use strict';
 
 const { randomBytes } = require('node:crypto');
+const { types } = require('node:util');
 const { encode, decode, encodedLength } = require('./codec');
 const { CODES, shmError, typeError, rangeError, fromNative } = require('./errors');
 const { DEFAULTS, BROKER_OPTIONS, validateOptions, callOptions, checkTtl, checkTimeout } = require('./options');
@@ -202,6 +203,16 @@ function parseInfo(reply) {
     if (at > 0 && !line.startsWith('#')) fields[line.slice(0, at)] = line.slice(at + 1);
   }
   return fields;
+}
+
+/**
+ * An argument as the server matches it against a command's words: its
+ * bytes, ASCII letters in upper case and nothing else folded (as Redis's
+ * strcasecmp does; JS's toUpperCase would also turn 'ſ' into 'S').
+ */
+function commandWord(arg) {
+  const bytes = typeof arg === 'string' ? arg : arg.toString('latin1');
+  return bytes.replace(/[a-z]+/g, (letters) => letters.toUpperCase());
 }
 
 function toText(reply) {
@@ -675,23 +686,26 @@ class SharedMemory {
    */
   async command(name, ...args) {
     if (typeof name !== 'string') throw typeError('command: the command name must be a string');
-    const upper = name.toUpperCase();
-    const subcommand = typeof args[0] === 'string' ? args[0].toUpperCase() : '';
+    const argv = [name];
+    for (const arg of args) {
+      if (typeof arg === 'string' || Buffer.isBuffer(arg)) argv.push(arg);
+      else if (types.isUint8Array(arg)) argv.push(Buffer.from(arg.buffer, arg.byteOffset, arg.byteLength));
+      else if (typeof arg === 'number' && Number.isFinite(arg)) argv.push(String(arg));
+      else throw typeError('command: arguments must be strings, finite numbers, Buffers or Uint8Arrays');
+    }
+    // The server reads a command's words as bytes, whatever the caller
+    // passed them as: they are compared so here too.
+    const upper = commandWord(name);
+    const subcommand = upper === 'CLIENT' && argv.length > 1 ? commandWord(argv[1]) : '';
     if (
       CONNECTION_STATE_COMMANDS.has(upper) ||
-      (upper === 'CLIENT' && CONNECTION_STATE_CLIENT.has(subcommand)) ||
-      (upper === 'SHM.LOCK' && args.some((a) => typeof a === 'string' && a.toUpperCase() === 'WAIT'))
+      CONNECTION_STATE_CLIENT.has(subcommand) ||
+      (upper === 'SHM.LOCK' && argv.some((arg, i) => i > 0 && arg.length === 4 && commandWord(arg) === 'WAIT'))
     ) {
       throw typeError(
         `command: ${upper}${upper === 'CLIENT' ? ` ${subcommand}` : ''} would change the connection every call of this process shares; use subscribe(), update(), lock() or the nearCache option instead`,
         CODES.INVALID_ARG_VALUE,
       );
-    }
-    const argv = [name];
-    for (const arg of args) {
-      if (typeof arg === 'string' || Buffer.isBuffer(arg)) argv.push(arg);
-      else if (typeof arg === 'number' && Number.isFinite(arg)) argv.push(String(arg));
-      else throw typeError('command: arguments must be strings, finite numbers or Buffers');
     }
     return this.#data.call(argv);
   }
