@@ -7,7 +7,7 @@
  *   them readably and any Redis client can read them.
  * - A Buffer or Uint8Array is stored as its bytes behind a 5-byte tag.
  * - With `serialization: 'advanced'`, anything else structured clone keeps
- *   (Date, Map, Set, BigInt, RegExp, typed arrays, cycles) is stored as
+ *   (Date, Map, Set, BigInt, RegExp, Error, typed arrays, cycles) is stored as
  *   v8-serialized bytes behind another tag.
  *
  * Reading never needs to know the mode: the stored bytes say what they are.
@@ -73,7 +73,16 @@ function replacer(advanced) {
         // toJSON (Buffer, Date) has already run: look at the original.
         const original = this[key];
         if (original !== null && typeof original === 'object' && !Array.isArray(original)) {
-          if (ArrayBuffer.isView(original) || types.isAnyArrayBuffer(original) || types.isMap(original) || types.isSet(original) || types.isRegExp(original)) {
+          // An Error's name, message, stack and cause are not own enumerable
+          // properties: as JSON it would be {}.
+          if (
+            ArrayBuffer.isView(original) ||
+            types.isAnyArrayBuffer(original) ||
+            types.isMap(original) ||
+            types.isSet(original) ||
+            types.isRegExp(original) ||
+            types.isNativeError(original)
+          ) {
             throw new NotJson(`a ${describe(original)}${at(key)}`);
           }
           if (advanced && types.isDate(original)) throw new NotJson(`a Date${at(key)}`);
