@@ -231,6 +231,8 @@ declare namespace shm {
     readonly VALUE_TOO_LARGE: 'ERR_SHM_VALUE_TOO_LARGE';
     /** A key, lock name or channel over `maxKeyBytes` (a RangeError). */
     readonly KEY_TOO_LARGE: 'ERR_SHM_KEY_TOO_LARGE';
+    /** A glob pattern (`keys`, `subscribe`, `watch`) over 1024 bytes (a RangeError). */
+    readonly PATTERN_TOO_LARGE: 'ERR_SHM_PATTERN_TOO_LARGE';
     /** The `persist` snapshot could not be read. */
     readonly SNAPSHOT: 'ERR_SHM_SNAPSHOT';
     /** The native layer refused an argument (a bug if you see it). */
@@ -282,7 +284,7 @@ declare namespace shm {
     has(key: string): Promise<boolean>;
     /** Deletes `key`; true when it existed. */
     delete(key: string): Promise<boolean>;
-    /** Keys matching a Redis glob pattern (`*`, `?`, `[a-z]`). Default `'*'`. */
+    /** Keys matching a Redis glob pattern (`*`, `?`, `[a-z]`; at most 1024 bytes). Default `'*'`. */
     keys(pattern?: string): Promise<string[]>;
     /** Number of keys. */
     size(): Promise<number>;

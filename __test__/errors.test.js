@@ -41,13 +41,20 @@ const expected = {
   'get("\\udc00")': ['TypeError', 'ERR_INVALID_ARG_VALUE'],
   'mset with a lone surrogate in a key': ['TypeError', 'ERR_INVALID_ARG_VALUE'],
   'lock("\\ud800")': ['TypeError', 'ERR_INVALID_ARG_VALUE'],
+  'keys("a\\ud800*")': ['TypeError', 'ERR_INVALID_ARG_VALUE'],
   'command SHM.LOCK … WAIT with WAIT as a Buffer': ['TypeError', 'ERR_INVALID_ARG_VALUE'],
   'command SHM.LOCK … wait with wait as a Uint8Array': ['TypeError', 'ERR_INVALID_ARG_VALUE'],
   'command CLIENT TRACKING with TRACKING as a Buffer': ['TypeError', 'ERR_INVALID_ARG_VALUE'],
+  'keys with a pattern over 1024 bytes': ['RangeError', 'ERR_SHM_PATTERN_TOO_LARGE'],
+  'subscribe to a pattern over 1024 bytes': ['RangeError', 'ERR_SHM_PATTERN_TOO_LARGE'],
+  'watch a pattern over 1024 bytes': ['RangeError', 'ERR_SHM_PATTERN_TOO_LARGE'],
   'configure unknown option': ['TypeError', 'ERR_SHM_UNKNOWN_OPTION'],
   'configure bad serialization': ['TypeError', 'ERR_INVALID_ARG_VALUE'],
   'configure negative timeout': ['RangeError', 'ERR_OUT_OF_RANGE'],
 };
+
+/** What the fixture reports beside the errors. */
+const NOT_ERRORS = ['falsy values are values', 'a pattern of 1024 bytes is taken'];
 
 describe('argument and usage errors', () => {
   let report;
@@ -58,7 +65,7 @@ describe('argument and usage errors', () => {
   test.each(['primary', 'worker'])('in the %s: each bad call rejects its Promise with the right class and code', (side) => {
     const got = {};
     for (const [name, error] of Object.entries(report[side])) {
-      if (name === 'falsy values are values') continue;
+      if (NOT_ERRORS.includes(name)) continue;
       got[name] = error && [error.name, error.code];
       // Never a synchronous throw: every API call returns a Promise.
       expect({ name, promise: error && error.returnedPromise }).toEqual({ name, promise: true });
@@ -68,6 +75,10 @@ describe('argument and usage errors', () => {
 
   test.each(['primary', 'worker'])('in the %s: 0, "", false and null are stored and read back as themselves', (side) => {
     expect(report[side]['falsy values are values']).toBeNull();
+  });
+
+  test.each(['primary', 'worker'])('in the %s: a pattern of 1024 bytes, the most there may be, is taken', (side) => {
+    expect(report[side]['a pattern of 1024 bytes is taken']).toEqual([]);
   });
 
   test('server errors keep the broker text', () => {

@@ -195,6 +195,22 @@ function checkKey(key, fn, maxBytes) {
   }
 }
 
+/**
+ * The longest glob pattern, in UTF-8 bytes, as the broker has it
+ * (src/store/glob.rs): matching one costs up to its length times each key's.
+ */
+const MAX_PATTERN_BYTES = 1024;
+
+function checkPattern(pattern, fn) {
+  if (typeof pattern !== 'string') throw typeError(`${fn}: pattern must be a string, got ${pattern === null ? 'null' : typeof pattern}`);
+  if (!isWellFormed(pattern)) {
+    throw typeError(`${fn}: the pattern holds a lone surrogate (half of a UTF-16 pair), which UTF-8 cannot store`, CODES.INVALID_ARG_VALUE);
+  }
+  if (pattern.length * 3 > MAX_PATTERN_BYTES && Buffer.byteLength(pattern) > MAX_PATTERN_BYTES) {
+    throw rangeError(`${fn}: the pattern is ${Buffer.byteLength(pattern)} bytes, over the ${MAX_PATTERN_BYTES} a glob pattern may have`, CODES.PATTERN_TOO_LARGE);
+  }
+}
+
 /** The fields of an INFO reply. */
 function parseInfo(reply) {
   const fields = {};
@@ -355,7 +371,7 @@ class SharedMemory {
   }
 
   async keys(pattern = '*') {
-    if (typeof pattern !== 'string') throw typeError('keys: pattern must be a string');
+    checkPattern(pattern, 'keys');
     return (await this.#everywhere(['KEYS', pattern])).flat().map(toText);
   }
 
@@ -736,6 +752,7 @@ class SharedMemory {
     const { pattern, onMissed } = callOptions(options, ['pattern', 'onMissed'], 'subscribe');
     if (onMissed !== undefined && typeof onMissed !== 'function') throw typeError('subscribe: onMissed must be a function');
     const isPattern = pattern === undefined ? /[*?[]/.test(channel) : Boolean(pattern);
+    if (isPattern) checkPattern(channel, 'subscribe');
     return this.#hub.add(isPattern ? 'pattern' : 'channel', channel, { listener, onMissed });
   }
 
@@ -757,8 +774,10 @@ class SharedMemory {
       // key, and a subscription connection listens to one node.
       throw shmError(CODES.UNSUPPORTED, 'watch: key events are not supported on a Redis Cluster (each node publishes only its own keys)');
     }
+    const channel = this.#hub.keyspaceChannel(keyOrPattern);
+    if (isPattern) checkPattern(channel, 'watch');
     await this.#enableKeyspaceEvents();
-    return this.#hub.add(isPattern ? 'pattern' : 'channel', this.#hub.keyspaceChannel(keyOrPattern), { listener, onMissed, keyEvents: true });
+    return this.#hub.add(isPattern ? 'pattern' : 'channel', channel, { listener, onMissed, keyEvents: true });
   }
 
   /**
