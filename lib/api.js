@@ -429,7 +429,13 @@ class SharedMemory {
     if (!Number.isFinite(by)) throw rangeError(`${fn}: by must be finite, got ${by}`);
     if (Number.isInteger(by)) {
       if (!Number.isSafeInteger(by)) throw rangeError(`${fn}: by must be a safe integer, got ${by}`);
-      return this.#data.call(['INCRBY', key, String(by)]);
+      const result = await this.#data.call(['INCRBY', key, String(by)]);
+      if (Number.isSafeInteger(result)) return result;
+      // The reply, a 64-bit integer, lost digits on its way into a number:
+      // the increment is withdrawn (INCRBY -by, exact whatever else was
+      // added meanwhile) and refused, rather than answered wrong.
+      await this.#data.call(['INCRBY', key, String(-by)]);
+      throw rangeError(`${fn}: the result would pass ±(2^53 - 1), beyond which a number cannot hold every integer; the increment was withdrawn`);
     }
     return Number(toText(await this.#data.call(['INCRBYFLOAT', key, String(by)])));
   }

@@ -18,7 +18,7 @@
 const v8 = require('node:v8');
 const { isUtf8 } = require('node:buffer');
 const { types } = require('node:util');
-const { typeError, CODES } = require('./errors');
+const { typeError, rangeError, CODES } = require('./errors');
 
 // 0xFF never starts JSON text or valid UTF-8.
 const MAGIC = [0xff, 0x53, 0x48, 0x4d]; // "\xFFSHM"
@@ -162,7 +162,7 @@ function encode(value, serialization) {
     return JSON.stringify(value, advanced ? REPLACERS.advanced : REPLACERS.json);
   } catch (error) {
     const notJson = error instanceof NotJson || isCycleError(error);
-    if (!notJson) throw error;
+    if (!notJson) throw isTooDeep(error) ? tooDeep() : error;
     if (serialization === 'advanced') return encodeV8(value);
     const what = error instanceof NotJson ? error.message : 'a circular structure';
     throw typeError(
@@ -170,6 +170,19 @@ function encode(value, serialization) {
       CODES.INVALID_ARG_VALUE,
     );
   }
+}
+
+/**
+ * JSON.stringify and v8.serialize recurse once per level of nesting: a
+ * value nested some thousands deep (how many depends on the stack left)
+ * exhausts the stack.
+ */
+function isTooDeep(error) {
+  return error instanceof RangeError && /call stack/i.test(error.message);
+}
+
+function tooDeep() {
+  return rangeError('cannot store this value: it is nested too deeply to encode (thousands of levels)', CODES.VALUE_TOO_DEEP);
 }
 
 function isCycleError(error) {
@@ -180,6 +193,7 @@ function encodeV8(value) {
   try {
     return Buffer.concat([V8_HEADER, v8.serialize(value)]);
   } catch (error) {
+    if (isTooDeep(error)) throw tooDeep();
     throw typeError(`cannot store this value: ${error.message}`, CODES.INVALID_ARG_VALUE);
   }
 }
