@@ -133,6 +133,20 @@ impl ByteSet {
         self.0[(c >> 6) as usize] & (1 << (c & 63)) != 0
     }
 
+    /// The bytes in the set, one step each (a literal costs one, not 256).
+    fn members(&self) -> impl Iterator<Item = u8> + '_ {
+        self.0.iter().enumerate().flat_map(|(at, &word)| {
+            let mut rest = word;
+            std::iter::from_fn(move || {
+                (rest != 0).then(|| {
+                    let bit = rest.trailing_zeros();
+                    rest &= rest - 1;
+                    (at as u32 * 64 + bit) as u8
+                })
+            })
+        })
+    }
+
     fn inverted(self) -> ByteSet {
         ByteSet(self.0.map(|word| !word))
     }
@@ -187,10 +201,8 @@ impl Run {
         if searched && sets.len() > SHORT_RUN {
             masks = vec![0; 256 * words];
             for (at, set) in sets.iter().enumerate() {
-                for c in 0..=255u8 {
-                    if set.contains(c) {
-                        masks[c as usize * words + at / 64] |= 1 << (at % 64);
-                    }
+                for c in set.members() {
+                    masks[c as usize * words + at / 64] |= 1 << (at % 64);
                 }
             }
         }
