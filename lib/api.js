@@ -196,8 +196,8 @@ function checkKey(key, fn, maxBytes) {
 }
 
 /**
- * The longest glob pattern, in UTF-8 bytes, as the broker has it
- * (src/store/glob.rs): matching one costs up to its length times each key's.
+ * The longest glob pattern, in UTF-8 bytes: the broker refuses longer ones
+ * (src/store/glob.rs), and the same bound holds on every backend.
  */
 const MAX_PATTERN_BYTES = 1024;
 
