@@ -302,7 +302,7 @@ declare namespace shm {
      * An integer `by` needs an integer value (Redis INCRBY); a fractional
      * one works on any number (INCRBYFLOAT). An integer result past
      * ±(2^53 - 1), where a number cannot hold every integer, is refused
-     * with a RangeError (`ERR_OUT_OF_RANGE`) and the increment withdrawn.
+     * with a RangeError (`ERR_OUT_OF_RANGE`), the key left unchanged.
      */
     incr(key: string, by?: number): Promise<number>;
     /** `incr(key, -by)`. */

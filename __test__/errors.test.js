@@ -89,7 +89,7 @@ describe('argument and usage errors', () => {
     expect(report[side]['falsy values are values']).toBeNull();
   });
 
-  test.each(['primary', 'worker'])('in the %s: an increment refused past 2^53 is withdrawn: the counter keeps its value', (side) => {
+  test.each(['primary', 'worker'])('in the %s: an increment refused past 2^53 changes nothing: the counter keeps its value', (side) => {
     expect(report[side]['counters refused past 2^53 keep their value']).toEqual([Number.MAX_SAFE_INTEGER, -Number.MAX_SAFE_INTEGER]);
   });
 

@@ -20,6 +20,9 @@ const CONNECTION_STATE_COMMANDS = new Set(['MULTI', 'EXEC', 'DISCARD', 'WATCH', 
 /** CLIENT subcommands that change the connection (the near cache's tracking, or its replies). */
 const CONNECTION_STATE_CLIENT = new Set(['TRACKING', 'REPLY', 'CACHING']);
 
+/** SHM.INCRBY's refusal of a result past ±(2^53 - 1) (src/cmd/strings.rs). */
+const SAFE_RANGE_ERROR = /^ERR increment or decrement would pass 2\^53 - 1 either way/;
+
 /** How long a single-flight leader's lock lives without renewal. */
 const FLIGHT_LEASE = 15_000;
 /** How long a failed fetch's error is kept for the callers that waited on it. */
@@ -429,13 +432,16 @@ class SharedMemory {
     if (!Number.isFinite(by)) throw rangeError(`${fn}: by must be finite, got ${by}`);
     if (Number.isInteger(by)) {
       if (!Number.isSafeInteger(by)) throw rangeError(`${fn}: by must be a safe integer, got ${by}`);
-      const result = await this.#data.call(['INCRBY', key, String(by)]);
-      if (Number.isSafeInteger(result)) return result;
-      // The reply, a 64-bit integer, lost digits on its way into a number:
-      // the increment is withdrawn (INCRBY -by, exact whatever else was
-      // added meanwhile) and refused, rather than answered wrong.
-      await this.#data.call(['INCRBY', key, String(-by)]);
-      throw rangeError(`${fn}: the result would pass ±(2^53 - 1), beyond which a number cannot hold every integer; the increment was withdrawn`);
+      // INCRBY, except that a result a number could not hold exactly is
+      // refused in the store, changing nothing, instead of coming back rounded.
+      try {
+        return await this.#data.call(['SHM.INCRBY', key, String(by)]);
+      } catch (error) {
+        if (error.code === CODES.SERVER && SAFE_RANGE_ERROR.test(error.message)) {
+          throw rangeError(`${fn}: the result would pass 2^53 - 1 either way (Number.MAX_SAFE_INTEGER), beyond which a number does not hold every integer; the key is unchanged`);
+        }
+        throw error;
+      }
     }
     return Number(toText(await this.#data.call(['INCRBYFLOAT', key, String(by)])));
   }

@@ -284,6 +284,29 @@ fn stored_values_do_not_pin_the_read_buffer() {
 }
 
 #[test]
+fn shm_incrby_refuses_a_result_past_2_pow_53_and_changes_nothing() {
+    let mut h = Harness::new();
+    let refused = err("ERR increment or decrement would pass 2^53 - 1 either way, beyond which a JavaScript number does not hold every integer");
+    h.run("SET c 9007199254740990 PX 5000");
+    assert_eq!(h.run("SHM.INCRBY c 1"), int(9_007_199_254_740_991));
+    assert_eq!(h.run("SHM.INCRBY c 1"), refused);
+    assert_eq!(h.run("GET c"), bulk("9007199254740991"));
+    assert_eq!(h.run("PTTL c"), int(5000));
+    assert_eq!(h.run("SHM.INCRBY c -18014398509481982"), int(-9_007_199_254_740_991));
+    assert_eq!(h.run("SHM.INCRBY c -1"), refused);
+    assert_eq!(h.run("GET c"), bulk("-9007199254740991"));
+    assert_eq!(h.run("SHM.INCRBY fresh 7"), int(7));
+    // Past 2^53 already (written by another client): only a step back into range is taken.
+    h.run("SET big 9007199254740993");
+    assert_eq!(h.run("SHM.INCRBY big 1"), refused);
+    assert_eq!(h.run("SHM.INCRBY big -2"), int(9_007_199_254_740_991));
+    // INCRBY keeps Redis's whole 64-bit range, and its errors stay.
+    assert_eq!(h.run("INCRBY c -1"), int(-9_007_199_254_740_992));
+    assert_eq!(h.run("SHM.INCRBY text 1.5"), err("ERR value is not an integer or out of range"));
+    assert_eq!(h.run("SHM.INCRBY c"), err("ERR wrong number of arguments for 'shm.incrby' command"));
+}
+
+#[test]
 fn counters() {
     let mut h = Harness::new();
     assert_eq!(h.run("INCR n"), int(1));
