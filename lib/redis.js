@@ -55,9 +55,10 @@ return false`,
     lua: `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
 return 0`,
   },
-  // SHM.INCRBY key increment: INCRBY, taken back within the script (so
-  // nobody sees it) and refused when the result passes ±(2^53 - 1), as the
-  // broker refuses it (src/cmd/strings.rs). Lua's numbers are doubles: a
+  // SHM.INCRBY key increment: INCRBY, taken back within the script (no
+  // other command sees it; key events and invalidations for both are still
+  // sent) and refused when the result passes ±(2^53 - 1), as the broker
+  // refuses it (src/cmd/strings.rs), exactly. Lua's numbers are doubles: a
   // result past 2^53 - 1 arrives rounded, but still past it. INCRBY's own
   // errors are handed on as they are (pcall: without the script's name).
   shmIncrBy: {
