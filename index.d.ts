@@ -175,7 +175,7 @@ declare namespace shm {
   }
 
   interface SetOptions {
-    /** Time to live in milliseconds (positive, finite). */
+    /** Time to live in milliseconds (positive, at most 2^53 - 1). */
     ttl?: number;
   }
 
@@ -245,6 +245,10 @@ declare namespace shm {
     readonly VALUE_TOO_LARGE: 'ERR_SHM_VALUE_TOO_LARGE';
     /** A key, lock name or channel over `maxKeyBytes` (a RangeError). */
     readonly KEY_TOO_LARGE: 'ERR_SHM_KEY_TOO_LARGE';
+    /** A glob pattern (`keys`, `subscribe`, `watch`) over 1024 bytes (a RangeError). */
+    readonly PATTERN_TOO_LARGE: 'ERR_SHM_PATTERN_TOO_LARGE';
+    /** A value nested too deeply (thousands of levels) to encode (a RangeError). */
+    readonly VALUE_TOO_DEEP: 'ERR_SHM_VALUE_TOO_DEEP';
     /** The `persist` snapshot could not be read, or the final one written. */
     readonly SNAPSHOT: 'ERR_SHM_SNAPSHOT';
     /** The native layer refused an argument (a bug if you see it). */
@@ -255,7 +259,7 @@ declare namespace shm {
     readonly INVALID_ARG_VALUE: 'ERR_INVALID_ARG_VALUE';
     /** An option name that does not exist (a TypeError). */
     readonly UNKNOWN_OPTION: 'ERR_SHM_UNKNOWN_OPTION';
-    /** A number out of its range, such as a negative ttl (a RangeError). */
+    /** A number out of its range, such as a negative ttl or an `incr` result past 2^53 - 1 (a RangeError). */
     readonly OUT_OF_RANGE: 'ERR_OUT_OF_RANGE';
     /** A write refused at the memory bound under `evictionPolicy: 'noeviction'`. */
     readonly OOM: 'ERR_SHM_OOM';
@@ -304,7 +308,7 @@ declare namespace shm {
     has(key: string): Promise<boolean>;
     /** Deletes `key`; true when it existed. */
     delete(key: string): Promise<boolean>;
-    /** Keys matching a Redis glob pattern (`*`, `?`, `[a-z]`). Default `'*'`. */
+    /** Keys matching a Redis glob pattern (`*`, `?`, `[a-z]`; at most 1024 bytes). Default `'*'`. */
     keys(pattern?: string): Promise<string[]>;
     /** Number of keys. */
     size(): Promise<number>;
@@ -318,7 +322,9 @@ declare namespace shm {
      * Adds `by` (default 1) to the number at `key` atomically and resolves
      * with the result; a missing key counts as 0 and the key keeps its ttl.
      * An integer `by` needs an integer value (Redis INCRBY); a fractional
-     * one works on any number (INCRBYFLOAT).
+     * one works on any number (INCRBYFLOAT). An integer result past
+     * ±(2^53 - 1), where a number cannot hold every integer, is refused
+     * with a RangeError (`ERR_OUT_OF_RANGE`), the key left unchanged.
      */
     incr(key: string, by?: number): Promise<number>;
     /** `incr(key, -by)`. */
@@ -384,7 +390,7 @@ declare namespace shm {
     /** Statistics of the store and the broker. */
     stats(): Promise<Stats>;
     /** Sends a raw broker command; resolves with the raw reply (Buffers for bulk strings). */
-    command(name: string, ...args: Array<string | number | Buffer>): Promise<unknown>;
+    command(name: string, ...args: Array<string | number | Uint8Array>): Promise<unknown>;
     /** Closes this process's connection; in the primary, stops the broker. */
     close(): Promise<void>;
   }

@@ -37,10 +37,36 @@ const expected = {
   'command SUBSCRIBE on the shared connection': ['TypeError', 'ERR_INVALID_ARG_VALUE'],
   'key too large': ['RangeError', 'ERR_SHM_KEY_TOO_LARGE'],
   'lock name too large': ['RangeError', 'ERR_SHM_KEY_TOO_LARGE'],
+  'set("a\\ud800b") (a lone surrogate)': ['TypeError', 'ERR_INVALID_ARG_VALUE'],
+  'get("\\udc00")': ['TypeError', 'ERR_INVALID_ARG_VALUE'],
+  'mset with a lone surrogate in a key': ['TypeError', 'ERR_INVALID_ARG_VALUE'],
+  'lock("\\ud800")': ['TypeError', 'ERR_INVALID_ARG_VALUE'],
+  'keys("a\\ud800*")': ['TypeError', 'ERR_INVALID_ARG_VALUE'],
+  'set ttl 1e20': ['RangeError', 'ERR_OUT_OF_RANGE'],
+  'set ttl 2^53': ['RangeError', 'ERR_OUT_OF_RANGE'],
+  'expire ttl 1e20': ['RangeError', 'ERR_OUT_OF_RANGE'],
+  'lock ttl 1e20': ['RangeError', 'ERR_OUT_OF_RANGE'],
+  'getOrSet ttl 1e20': ['RangeError', 'ERR_OUT_OF_RANGE'],
+  'rateLimit duration 1e20': ['RangeError', 'ERR_OUT_OF_RANGE'],
+  'rateLimit points 1e20': ['RangeError', 'ERR_OUT_OF_RANGE'],
+  'incr past 2^53': ['RangeError', 'ERR_OUT_OF_RANGE'],
+  'decr past -2^53': ['RangeError', 'ERR_OUT_OF_RANGE'],
+  'set an array nested 10,000 deep': ['RangeError', 'ERR_SHM_VALUE_TOO_DEEP'],
+  'set a Map holding an array nested 10,000 deep (advanced)': ['RangeError', 'ERR_SHM_VALUE_TOO_DEEP'],
+  'publish an object nested 10,000 deep': ['RangeError', 'ERR_SHM_VALUE_TOO_DEEP'],
+  'command SHM.LOCK … WAIT with WAIT as a Buffer': ['TypeError', 'ERR_INVALID_ARG_VALUE'],
+  'command SHM.LOCK … wait with wait as a Uint8Array': ['TypeError', 'ERR_INVALID_ARG_VALUE'],
+  'command CLIENT TRACKING with TRACKING as a Buffer': ['TypeError', 'ERR_INVALID_ARG_VALUE'],
+  'keys with a pattern over 1024 bytes': ['RangeError', 'ERR_SHM_PATTERN_TOO_LARGE'],
+  'subscribe to a pattern over 1024 bytes': ['RangeError', 'ERR_SHM_PATTERN_TOO_LARGE'],
+  'watch a pattern over 1024 bytes': ['RangeError', 'ERR_SHM_PATTERN_TOO_LARGE'],
   'configure unknown option': ['TypeError', 'ERR_SHM_UNKNOWN_OPTION'],
   'configure bad serialization': ['TypeError', 'ERR_INVALID_ARG_VALUE'],
   'configure negative timeout': ['RangeError', 'ERR_OUT_OF_RANGE'],
 };
+
+/** What the fixture reports beside the errors. */
+const NOT_ERRORS = ['falsy values are values', 'counters refused past 2^53 keep their value', 'the longest ttl, 2^53 - 1 ms, is taken', 'a pattern of 1024 bytes is taken'];
 
 describe('argument and usage errors', () => {
   let report;
@@ -51,7 +77,7 @@ describe('argument and usage errors', () => {
   test.each(['primary', 'worker'])('in the %s: each bad call rejects its Promise with the right class and code', (side) => {
     const got = {};
     for (const [name, error] of Object.entries(report[side])) {
-      if (name === 'falsy values are values') continue;
+      if (NOT_ERRORS.includes(name)) continue;
       got[name] = error && [error.name, error.code];
       // Never a synchronous throw: every API call returns a Promise.
       expect({ name, promise: error && error.returnedPromise }).toEqual({ name, promise: true });
@@ -61,6 +87,18 @@ describe('argument and usage errors', () => {
 
   test.each(['primary', 'worker'])('in the %s: 0, "", false and null are stored and read back as themselves', (side) => {
     expect(report[side]['falsy values are values']).toBeNull();
+  });
+
+  test.each(['primary', 'worker'])('in the %s: an increment refused past 2^53 changes nothing: the counter keeps its value', (side) => {
+    expect(report[side]['counters refused past 2^53 keep their value']).toEqual([Number.MAX_SAFE_INTEGER, -Number.MAX_SAFE_INTEGER]);
+  });
+
+  test.each(['primary', 'worker'])('in the %s: the longest ttl, 2^53 - 1 ms, is taken by set, expire, lock and rateLimit', (side) => {
+    expect(report[side]['the longest ttl, 2^53 - 1 ms, is taken']).toEqual({ setTtl: true, expired: true, locked: 'number', allowed: true });
+  });
+
+  test.each(['primary', 'worker'])('in the %s: a pattern of 1024 bytes, the most there may be, is taken', (side) => {
+    expect(report[side]['a pattern of 1024 bytes is taken']).toEqual([]);
   });
 
   test('server errors keep the broker text', () => {

@@ -3,7 +3,8 @@
 //! 100-byte values, GET hits, SET overwrites, INCR, SET with PX (the expiry
 //! index), SET of new keys under maxmemory with allkeys-lru (an eviction per
 //! write), and a pipelined batch the way a broker connection runs it
-//! (parse, execute under one lock, encode).
+//! (parse, execute under one lock, encode); and KEYS with glob patterns at
+//! their most costly over 60 KiB keys.
 //!
 //! Run with `cargo bench --no-default-features --bench store`.
 
@@ -154,6 +155,28 @@ fn commands(c: &mut Criterion) {
     group.finish();
 }
 
+/// KEYS over four 60 KiB keys with the patterns that cost a backtracking
+/// matcher pattern × key steps: a long run after a star that nearly
+/// matches everywhere, at the 1024-byte limit, and a short one.
+fn glob(c: &mut Criterion) {
+    let mut group = c.benchmark_group("keys");
+    let db = Db::new();
+    let mut session = Session::new(1);
+    for i in 0..4 {
+        let key = format!("{}{i}", "a".repeat(60 * 1024));
+        run(&db, &mut session, NOW, &args(&[b"SET", key.as_bytes(), b"v"]));
+    }
+    group.throughput(Throughput::Bytes(4 * 60 * 1024));
+    for (name, run_len) in [("run_of_1021_after_a_star", 1021), ("run_of_61_after_a_star", 61)] {
+        let pattern = format!("*{}b*", "a".repeat(run_len));
+        let command = args(&[b"KEYS", pattern.as_bytes()]);
+        group.bench_function(format!("keys_4_keys_of_60_kib_{name}"), |b| {
+            b.iter(|| run(&db, &mut session, NOW, &command))
+        });
+    }
+    group.finish();
+}
+
 /// What a broker connection does with a read of 64 pipelined commands
 /// (src/broker/connection.rs): parse them all, run them under one lock,
 /// encode every reply into one output buffer. No socket, no tokio.
@@ -228,6 +251,6 @@ fn split_commands(wire: &[u8], limits: &Limits) -> Vec<Vec<u8>> {
 criterion_group! {
     name = benches;
     config = config();
-    targets = commands, pipeline
+    targets = commands, pipeline, glob
 }
 criterion_main!(benches);

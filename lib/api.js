@@ -1,6 +1,7 @@
 'use strict';
 
 const { randomBytes } = require('node:crypto');
+const { types } = require('node:util');
 const { encode, decode, encodedLength } = require('./codec');
 const { CODES, shmError, typeError, rangeError, fromNative } = require('./errors');
 const { DEFAULTS, BROKER_OPTIONS, validateOptions, callOptions, checkTtl, checkTimeout } = require('./options');
@@ -18,6 +19,9 @@ const { NearCache, openSocketInvalidations } = require('./near-cache');
 const CONNECTION_STATE_COMMANDS = new Set(['MULTI', 'EXEC', 'DISCARD', 'WATCH', 'UNWATCH', 'SUBSCRIBE', 'UNSUBSCRIBE', 'PSUBSCRIBE', 'PUNSUBSCRIBE', 'QUIT', 'RESET', 'HELLO', 'AUTH', 'SELECT']);
 /** CLIENT subcommands that change the connection (the near cache's tracking, or its replies). */
 const CONNECTION_STATE_CLIENT = new Set(['TRACKING', 'REPLY', 'CACHING']);
+
+/** SHM.INCRBY's refusal of a result past ±(2^53 - 1) (src/cmd/strings.rs). */
+const SAFE_RANGE_ERROR = /^ERR increment or decrement would pass 2\^53 - 1 either way/;
 
 /** How long a single-flight leader's lock lives without renewal. */
 const FLIGHT_LEASE = 15_000;
@@ -178,13 +182,43 @@ class FailedBackend {
   close() {}
 }
 
+/** A UTF-16 unit of a surrogate pair without its other half. */
+const LONE_SURROGATE = /\p{Surrogate}/u;
+
+/**
+ * True when the string has no lone surrogate: its UTF-8 bytes, which are
+ * what the store keeps, say exactly which string it was. (UTF-8 has no
+ * bytes for a lone surrogate: encoding makes it U+FFFD, so 'a\ud800b' and
+ * 'a\ufffdb' would be one key.)
+ */
+const isWellFormed = String.prototype.isWellFormed ? (text) => text.isWellFormed() : (text) => !LONE_SURROGATE.test(text);
+
 function checkKey(key, fn, maxBytes) {
   if (typeof key !== 'string') {
     throw typeError(`${fn}: key must be a string, got ${key === null ? 'null' : typeof key}`);
   }
+  if (!isWellFormed(key)) {
+    throw typeError(`${fn}: the key holds a lone surrogate (half of a UTF-16 pair), which UTF-8 cannot store; it would become U+FFFD and share an entry with another key`, CODES.INVALID_ARG_VALUE);
+  }
   // A UTF-16 unit is at most 3 UTF-8 bytes: only long keys need counting.
   if (key.length * 3 > maxBytes && Buffer.byteLength(key) > maxBytes) {
     throw rangeError(`${fn}: the key is ${Buffer.byteLength(key)} bytes, over maxKeyBytes (${maxBytes})`, CODES.KEY_TOO_LARGE);
+  }
+}
+
+/**
+ * The longest glob pattern, in UTF-8 bytes: the broker refuses longer ones
+ * (src/store/glob.rs), and the same bound holds on every backend.
+ */
+const MAX_PATTERN_BYTES = 1024;
+
+function checkPattern(pattern, fn) {
+  if (typeof pattern !== 'string') throw typeError(`${fn}: pattern must be a string, got ${pattern === null ? 'null' : typeof pattern}`);
+  if (!isWellFormed(pattern)) {
+    throw typeError(`${fn}: the pattern holds a lone surrogate (half of a UTF-16 pair), which UTF-8 cannot store`, CODES.INVALID_ARG_VALUE);
+  }
+  if (pattern.length * 3 > MAX_PATTERN_BYTES && Buffer.byteLength(pattern) > MAX_PATTERN_BYTES) {
+    throw rangeError(`${fn}: the pattern is ${Buffer.byteLength(pattern)} bytes, over the ${MAX_PATTERN_BYTES} a glob pattern may have`, CODES.PATTERN_TOO_LARGE);
   }
 }
 
@@ -196,6 +230,16 @@ function parseInfo(reply) {
     if (at > 0 && !line.startsWith('#')) fields[line.slice(0, at)] = line.slice(at + 1);
   }
   return fields;
+}
+
+/**
+ * An argument as the server matches it against a command's words: its
+ * bytes, ASCII letters in upper case and nothing else folded (as Redis's
+ * strcasecmp does; JS's toUpperCase would also turn 'ſ' into 'S').
+ */
+function commandWord(arg) {
+  const bytes = typeof arg === 'string' ? arg : arg.toString('latin1');
+  return bytes.replace(/[a-z]+/g, (letters) => letters.toUpperCase());
 }
 
 function toText(reply) {
@@ -339,7 +383,7 @@ class SharedMemory {
   }
 
   async keys(pattern = '*') {
-    if (typeof pattern !== 'string') throw typeError('keys: pattern must be a string');
+    checkPattern(pattern, 'keys');
     return (await this.#everywhere(['KEYS', pattern])).flat().map(toText);
   }
 
@@ -397,7 +441,16 @@ class SharedMemory {
     if (!Number.isFinite(by)) throw rangeError(`${fn}: by must be finite, got ${by}`);
     if (Number.isInteger(by)) {
       if (!Number.isSafeInteger(by)) throw rangeError(`${fn}: by must be a safe integer, got ${by}`);
-      return this.#data.call(['INCRBY', key, String(by)]);
+      // INCRBY, except that a result a number could not hold exactly is
+      // refused in the store, changing nothing, instead of coming back rounded.
+      try {
+        return await this.#data.call(['SHM.INCRBY', key, String(by)]);
+      } catch (error) {
+        if (error.code === CODES.SERVER && SAFE_RANGE_ERROR.test(error.message)) {
+          throw rangeError(`${fn}: the result would pass 2^53 - 1 either way (Number.MAX_SAFE_INTEGER), beyond which a number does not hold every integer; the key is unchanged`);
+        }
+        throw error;
+      }
     }
     return Number(toText(await this.#data.call(['INCRBYFLOAT', key, String(by)])));
   }
@@ -670,23 +723,26 @@ class SharedMemory {
    */
   async command(name, ...args) {
     if (typeof name !== 'string') throw typeError('command: the command name must be a string');
-    const upper = name.toUpperCase();
-    const subcommand = typeof args[0] === 'string' ? args[0].toUpperCase() : '';
+    const argv = [name];
+    for (const arg of args) {
+      if (typeof arg === 'string' || Buffer.isBuffer(arg)) argv.push(arg);
+      else if (types.isUint8Array(arg)) argv.push(Buffer.from(arg.buffer, arg.byteOffset, arg.byteLength));
+      else if (typeof arg === 'number' && Number.isFinite(arg)) argv.push(String(arg));
+      else throw typeError('command: arguments must be strings, finite numbers, Buffers or Uint8Arrays');
+    }
+    // The server reads a command's words as bytes, whatever the caller
+    // passed them as: they are compared so here too.
+    const upper = commandWord(name);
+    const subcommand = upper === 'CLIENT' && argv.length > 1 ? commandWord(argv[1]) : '';
     if (
       CONNECTION_STATE_COMMANDS.has(upper) ||
-      (upper === 'CLIENT' && CONNECTION_STATE_CLIENT.has(subcommand)) ||
-      (upper === 'SHM.LOCK' && args.some((a) => typeof a === 'string' && a.toUpperCase() === 'WAIT'))
+      CONNECTION_STATE_CLIENT.has(subcommand) ||
+      (upper === 'SHM.LOCK' && argv.some((arg, i) => i > 0 && arg.length === 4 && commandWord(arg) === 'WAIT'))
     ) {
       throw typeError(
         `command: ${upper}${upper === 'CLIENT' ? ` ${subcommand}` : ''} would change the connection every call of this process shares; use subscribe(), update(), lock() or the nearCache option instead`,
         CODES.INVALID_ARG_VALUE,
       );
-    }
-    const argv = [name];
-    for (const arg of args) {
-      if (typeof arg === 'string' || Buffer.isBuffer(arg)) argv.push(arg);
-      else if (typeof arg === 'number' && Number.isFinite(arg)) argv.push(String(arg));
-      else throw typeError('command: arguments must be strings, finite numbers or Buffers');
     }
     return this.#data.call(argv);
   }
@@ -717,6 +773,7 @@ class SharedMemory {
     const { pattern, onMissed } = callOptions(options, ['pattern', 'onMissed'], 'subscribe');
     if (onMissed !== undefined && typeof onMissed !== 'function') throw typeError('subscribe: onMissed must be a function');
     const isPattern = pattern === undefined ? /[*?[]/.test(channel) : Boolean(pattern);
+    if (isPattern) checkPattern(channel, 'subscribe');
     return this.#hub.add(isPattern ? 'pattern' : 'channel', channel, { listener, onMissed });
   }
 
@@ -738,8 +795,10 @@ class SharedMemory {
       // key, and a subscription connection listens to one node.
       throw shmError(CODES.UNSUPPORTED, 'watch: key events are not supported on a Redis Cluster (each node publishes only its own keys)');
     }
+    const channel = this.#hub.keyspaceChannel(keyOrPattern);
+    if (isPattern) checkPattern(channel, 'watch');
     await this.#enableKeyspaceEvents();
-    return this.#hub.add(isPattern ? 'pattern' : 'channel', this.#hub.keyspaceChannel(keyOrPattern), { listener, onMissed, keyEvents: true });
+    return this.#hub.add(isPattern ? 'pattern' : 'channel', channel, { listener, onMissed, keyEvents: true });
   }
 
   /**

@@ -7,7 +7,7 @@
  *   them readably and any Redis client can read them.
  * - A Buffer or Uint8Array is stored as its bytes behind a 5-byte tag.
  * - With `serialization: 'advanced'`, anything else structured clone keeps
- *   (Date, Map, Set, BigInt, RegExp, typed arrays, cycles) is stored as
+ *   (Date, Map, Set, BigInt, RegExp, Error, typed arrays, cycles) is stored as
  *   v8-serialized bytes behind another tag.
  *
  * Reading never needs to know the mode: the stored bytes say what they are.
@@ -18,7 +18,7 @@
 const v8 = require('node:v8');
 const { isUtf8 } = require('node:buffer');
 const { types } = require('node:util');
-const { typeError, CODES } = require('./errors');
+const { typeError, rangeError, CODES } = require('./errors');
 
 // 0xFF never starts JSON text or valid UTF-8.
 const MAGIC = [0xff, 0x53, 0x48, 0x4d]; // "\xFFSHM"
@@ -73,7 +73,16 @@ function replacer(advanced) {
         // toJSON (Buffer, Date) has already run: look at the original.
         const original = this[key];
         if (original !== null && typeof original === 'object' && !Array.isArray(original)) {
-          if (ArrayBuffer.isView(original) || types.isAnyArrayBuffer(original) || types.isMap(original) || types.isSet(original) || types.isRegExp(original)) {
+          // An Error's name, message, stack and cause are not own enumerable
+          // properties: as JSON it would be {}.
+          if (
+            ArrayBuffer.isView(original) ||
+            types.isAnyArrayBuffer(original) ||
+            types.isMap(original) ||
+            types.isSet(original) ||
+            types.isRegExp(original) ||
+            types.isNativeError(original)
+          ) {
             throw new NotJson(`a ${describe(original)}${at(key)}`);
           }
           if (advanced && types.isDate(original)) throw new NotJson(`a Date${at(key)}`);
@@ -153,7 +162,7 @@ function encode(value, serialization) {
     return JSON.stringify(value, advanced ? REPLACERS.advanced : REPLACERS.json);
   } catch (error) {
     const notJson = error instanceof NotJson || isCycleError(error);
-    if (!notJson) throw error;
+    if (!notJson) throw isTooDeep(error) ? tooDeep() : error;
     if (serialization === 'advanced') return encodeV8(value);
     const what = error instanceof NotJson ? error.message : 'a circular structure';
     throw typeError(
@@ -161,6 +170,19 @@ function encode(value, serialization) {
       CODES.INVALID_ARG_VALUE,
     );
   }
+}
+
+/**
+ * JSON.stringify and v8.serialize recurse once per level of nesting: a
+ * value nested some thousands deep (how many depends on the stack left)
+ * exhausts the stack.
+ */
+function isTooDeep(error) {
+  return error instanceof RangeError && /call stack/i.test(error.message);
+}
+
+function tooDeep() {
+  return rangeError('cannot store this value: it is nested too deeply to encode (thousands of levels)', CODES.VALUE_TOO_DEEP);
 }
 
 function isCycleError(error) {
@@ -171,6 +193,7 @@ function encodeV8(value) {
   try {
     return Buffer.concat([V8_HEADER, v8.serialize(value)]);
   } catch (error) {
+    if (isTooDeep(error)) throw tooDeep();
     throw typeError(`cannot store this value: ${error.message}`, CODES.INVALID_ARG_VALUE);
   }
 }

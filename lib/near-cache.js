@@ -66,6 +66,7 @@ const ONE_KEY_WRITES = new Set([
   'DECR',
   'DECRBY',
   'INCRBYFLOAT',
+  'SHM.INCRBY',
   'EXPIRE',
   'PEXPIRE',
   'EXPIREAT',

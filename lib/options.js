@@ -137,11 +137,20 @@ function checkTimeout(timeout, fn) {
   return Math.round(timeout);
 }
 
-/** A ttl in milliseconds: a positive finite number, or undefined for none. */
+/**
+ * The longest ttl, in ms (285,000 years): beyond it a number no longer
+ * holds every integer, and from 1e21 on it no longer prints as one, which
+ * the server would refuse.
+ */
+const MAX_TTL = Number.MAX_SAFE_INTEGER;
+
+/** A ttl in milliseconds: a positive number up to MAX_TTL, or undefined for none. */
 function checkTtl(ttl, fn) {
   if (ttl === undefined) return undefined;
   if (typeof ttl !== 'number') throw typeError(`${fn}: ttl must be a number of milliseconds, got ${typeof ttl}`);
-  if (!Number.isFinite(ttl) || ttl <= 0) throw rangeError(`${fn}: ttl must be a positive, finite number of milliseconds, got ${ttl}`);
+  if (!(ttl > 0 && ttl <= MAX_TTL)) {
+    throw rangeError(`${fn}: ttl must be a positive number of milliseconds up to 2^53 - 1, got ${ttl}`);
+  }
   return Math.max(1, Math.round(ttl));
 }
 

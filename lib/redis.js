@@ -6,7 +6,7 @@
  *
  * The API sends the same commands to every backend. The few this broker
  * has and Redis lacks run here as Lua scripts with the same semantics:
- * SET … IFEQ and DELEX … IFEQ (native only from Redis 8.4), SHM.RATELIMIT,
+ * SET … IFEQ and DELEX … IFEQ (native only from Redis 8.4), SHM.INCRBY, SHM.RATELIMIT,
  * and the locks (SHM.LOCK/UNLOCK/EXTEND). A Redis lock is a lease: a key
  * set with NX PX and a random token, kept alive by its holder (lib/lock.js),
  * so a crashed holder's lock ends when its lease does.
@@ -54,6 +54,22 @@ return false`,
     numberOfKeys: 1,
     lua: `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
 return 0`,
+  },
+  // SHM.INCRBY key increment: INCRBY, taken back within the script (no
+  // other command sees it; key events and invalidations for both are still
+  // sent) and refused when the result passes ±(2^53 - 1), as the broker
+  // refuses it (src/cmd/strings.rs), exactly. Lua's numbers are doubles: a
+  // result past 2^53 - 1 arrives rounded, but still past it. INCRBY's own
+  // errors are handed on as they are (pcall: without the script's name).
+  shmIncrBy: {
+    numberOfKeys: 1,
+    lua: `local n = redis.pcall('INCRBY', KEYS[1], ARGV[1])
+if type(n) == 'table' then return n end
+if n > 9007199254740991 or n < -9007199254740991 then
+  redis.call('DECRBY', KEYS[1], ARGV[1])
+  return redis.error_reply('ERR increment or decrement would pass 2^53 - 1 either way, beyond which a JavaScript number does not hold every integer')
+end
+return n`,
   },
   // SHM.RATELIMIT key points window [SLIDING]: the broker's algorithm
   // (src/cmd/ratelimit.rs) and state format, on the server's clock.
@@ -342,6 +358,8 @@ class RedisBackend {
         return client.shmDelIfEqBuffer(lockKey(text(rest[0])), rest[1]);
       case 'SHM.EXTEND':
         return client.shmExtendBuffer(lockKey(text(rest[0])), rest[1], rest[2]);
+      case 'SHM.INCRBY':
+        return client.shmIncrByBuffer(rest[0], rest[1]);
       case 'SHM.RATELIMIT':
         return client.shmRateLimitBuffer(rest[0], rest[1], rest[2], rest[3] === undefined ? '' : text(rest[3]).toUpperCase());
       default:

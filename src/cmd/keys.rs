@@ -4,9 +4,9 @@
 
 use bytes::Bytes;
 
-use super::{int_arg, is, syntax_error, try_reply, CommandSpec, Ctx};
+use super::{int_arg, is, pattern_arg, syntax_error, try_reply, CommandSpec, Ctx};
 use crate::resp::Frame;
-use crate::store::{glob_match, notify};
+use crate::store::{notify, Glob};
 
 #[rustfmt::skip]
 pub static COMMANDS: &[CommandSpec] = &[
@@ -68,7 +68,8 @@ fn exists(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
 }
 
 fn keys(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
-    Frame::Array(ctx.ks.keys(&args[1], ctx.now).into_iter().map(Frame::Bulk).collect())
+    let pattern = try_reply!(pattern_arg(&args[1]));
+    Frame::Array(ctx.ks.keys(pattern, ctx.now).into_iter().map(Frame::Bulk).collect())
 }
 
 /// SCAN cursor [MATCH pattern] [COUNT count] [TYPE type]
@@ -84,7 +85,7 @@ fn scan(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
     while i < args.len() {
         let Some(value) = args.get(i + 1) else { return syntax_error() };
         if is(&args[i], "MATCH") {
-            pattern = Some(value).filter(|p| p.as_ref() != b"*");
+            pattern = Some(try_reply!(pattern_arg(value))).filter(|p| p.as_ref() != b"*");
         } else if is(&args[i], "COUNT") {
             let n = try_reply!(int_arg(value));
             if n < 1 {
@@ -98,11 +99,12 @@ fn scan(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
         }
         i += 2;
     }
+    let glob = pattern.map(|p| Glob::new(p));
     let (next, found) = ctx.ks.scan(
         cursor,
         count,
         |entry| {
-            pattern.is_none_or(|p| glob_match(p, entry.key())) && type_filter.is_none_or(|t| is(t, entry.type_name()))
+            glob.as_ref().is_none_or(|g| g.matches(entry.key())) && type_filter.is_none_or(|t| is(t, entry.type_name()))
         },
         ctx.now,
     );

@@ -17,7 +17,7 @@ use std::sync::LazyLock;
 use bytes::Bytes;
 
 use crate::resp::{parse_i64, Frame};
-use crate::store::{Db, Keyspace, Mailbox};
+use crate::store::{Db, Keyspace, Mailbox, MAX_PATTERN_LEN};
 use std::sync::Arc;
 
 pub use locks::Blocked;
@@ -277,6 +277,15 @@ pub fn unknown_subcommand(sub: &[u8], command: &str) -> Frame {
 /// An integer argument, or Redis's not-an-integer error.
 pub fn int_arg(arg: &[u8]) -> Result<i64, Frame> {
     parse_i64(arg).ok_or_else(not_an_integer)
+}
+
+/// A glob pattern argument, or an error when it is longer than matching it
+/// against every key may cost (see `store::MAX_PATTERN_LEN`).
+pub fn pattern_arg(pattern: &Bytes) -> Result<&Bytes, Frame> {
+    if pattern.len() > MAX_PATTERN_LEN {
+        return Err(Frame::error(format!("ERR pattern is longer than {MAX_PATTERN_LEN} bytes")));
+    }
+    Ok(pattern)
 }
 
 /// Case-insensitive comparison of an argument with an option name.

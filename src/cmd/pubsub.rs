@@ -3,7 +3,7 @@
 
 use bytes::Bytes;
 
-use super::{is, unknown_subcommand, CommandSpec, Ctx};
+use super::{is, pattern_arg, try_reply, unknown_subcommand, CommandSpec, Ctx};
 use crate::resp::Frame;
 use crate::store::Kind;
 
@@ -42,6 +42,12 @@ fn subscribe(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
     if ctx.in_transaction {
         return Frame::error(format!("ERR Command not allowed inside a transaction: {prefix}subscribe"));
     }
+    if kind == Kind::Pattern {
+        // Every publish matches the channel against every pattern.
+        for pattern in &args[1..] {
+            try_reply!(pattern_arg(pattern));
+        }
+    }
     let client = ctx.session.id;
     let replies = args[1..]
         .iter()
@@ -77,7 +83,10 @@ fn publish(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
 fn pubsub(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
     let sub = &args[1];
     if is(sub, "CHANNELS") && args.len() <= 3 {
-        let pattern = args.get(2).map(|p| p.as_ref());
+        let pattern = match args.get(2) {
+            Some(pattern) => Some(try_reply!(pattern_arg(pattern)).as_ref()),
+            None => None,
+        };
         Frame::Array(ctx.ks.pubsub.active_channels(pattern).into_iter().map(Frame::Bulk).collect())
     } else if is(sub, "NUMSUB") {
         let mut reply = Vec::new();

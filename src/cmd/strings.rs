@@ -18,6 +18,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     CommandSpec { name: "decr", arity: 2, flags: &["write", "denyoom", "fast"], keys: (1, 1, 1), group: "string", since: "1.0.0", summary: "Decrements the integer value of a key by one.", run: incr },
     CommandSpec { name: "incrby", arity: 3, flags: &["write", "denyoom", "fast"], keys: (1, 1, 1), group: "string", since: "1.0.0", summary: "Increments the integer value of a key by a number.", run: incr },
     CommandSpec { name: "decrby", arity: 3, flags: &["write", "denyoom", "fast"], keys: (1, 1, 1), group: "string", since: "1.0.0", summary: "Decrements the integer value of a key by a number.", run: incr },
+    CommandSpec { name: "shm.incrby", arity: 3, flags: &["write", "denyoom", "fast"], keys: (1, 1, 1), group: "cluster-shm", since: "0.1.0", summary: "Increments an integer like INCRBY, but refuses, changing nothing, a result past 2^53 - 1 either way.", run: incr },
     CommandSpec { name: "incrbyfloat", arity: 3, flags: &["write", "denyoom", "fast"], keys: (1, 1, 1), group: "string", since: "2.6.0", summary: "Increments the floating point value of a key by a number.", run: incr_by_float },
     CommandSpec { name: "strlen", arity: 2, flags: &["readonly", "fast"], keys: (1, 1, 1), group: "string", since: "2.2.0", summary: "Returns the length of a string value.", run: strlen },
 ];
@@ -193,8 +194,18 @@ pub fn deadline(unit: &[u8], amount: i64, now: u64, command: &str) -> Result<u64
     at.filter(|&at| at <= i64::MAX as u64).ok_or_else(invalid)
 }
 
+/// SHM.INCRBY's answer for a result past ±(2^53 - 1); the Redis backend's
+/// script (lib/redis.js) gives the same.
+const SAFE_RANGE_ERROR: &str = "ERR increment or decrement would pass 2^53 - 1 either way, beyond which a JavaScript number does not hold every integer";
+
+/// The largest integer up to which a JavaScript number holds every integer
+/// (Number.MAX_SAFE_INTEGER): SHM.INCRBY refuses results past it.
+const MAX_SAFE_INTEGER: u64 = (1 << 53) - 1;
+
 /// INCR, DECR, INCRBY, DECRBY: integer arithmetic on a string value, keeping
 /// the key's expiry, with Redis's errors for non-integers and overflow.
+/// SHM.INCRBY, the API's `incr`, also refuses a result its caller could not
+/// hold exactly.
 fn incr(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
     let name = &args[0];
     let amount = if args.len() == 3 { try_reply!(int_arg(&args[2])) } else { 1 };
@@ -215,6 +226,9 @@ fn incr(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
     let Some(next) = current.checked_add(delta) else {
         return Frame::error("ERR increment or decrement would overflow");
     };
+    if next.unsigned_abs() > MAX_SAFE_INTEGER && is(name, "SHM.INCRBY") {
+        return Frame::error(SAFE_RANGE_ERROR);
+    }
     let mut text = itoa::Buffer::new();
     ctx.ks.set(&args[1], text.format(next).as_bytes(), Expiry::Keep, ctx.now);
     ctx.ks.notify(notify::STRING, "incrby", &args[1]);

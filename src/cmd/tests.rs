@@ -5,7 +5,7 @@ use bytes::Bytes;
 
 use super::{execute, Ctx, Session};
 use crate::resp::Frame;
-use crate::store::{Db, Keyspace};
+use crate::store::{Db, Keyspace, MAX_PATTERN_LEN};
 
 struct Harness {
     db: Db,
@@ -156,6 +156,52 @@ fn keys_and_scan() {
 }
 
 #[test]
+fn patterns_longer_than_the_limit_are_refused_where_they_would_be_matched() {
+    let mut h = Harness::new();
+    h.run("SET a x");
+    let at_limit = format!("{}*", "?".repeat(MAX_PATTERN_LEN - 1));
+    let over = format!("{}*", "?".repeat(MAX_PATTERN_LEN));
+    let refused = err(&format!("ERR pattern is longer than {MAX_PATTERN_LEN} bytes"));
+    assert_eq!(h.run(&format!("KEYS {at_limit}")), Frame::Array(vec![]));
+    assert_eq!(h.run(&format!("KEYS {over}")), refused);
+    assert_eq!(h.run(&format!("SCAN 0 MATCH {at_limit}")), Frame::Array(vec![bulk("0"), Frame::Array(vec![])]));
+    assert_eq!(h.run(&format!("SCAN 0 MATCH {over}")), refused);
+    assert_eq!(h.run(&format!("PUBSUB CHANNELS {over}")), refused);
+    let mut clients = Clients::new();
+    assert_eq!(clients.run(SUB, &format!("PSUBSCRIBE short:* {over}")), refused);
+    // Nothing of a refused PSUBSCRIBE is kept.
+    assert_eq!(clients.run(WRITER, "PUBSUB NUMPAT"), int(0));
+    assert!(matches!(clients.run(SUB, &format!("PSUBSCRIBE {at_limit}")), Frame::Many(_)));
+}
+
+#[test]
+fn numbers_out_of_range_get_redis_errors() {
+    let mut h = Harness::new();
+    h.run("SET k v");
+    let not_an_integer = err("ERR value is not an integer or out of range");
+    // 1e20 and 2^63 written out: past i64, or past it once added to now.
+    for amount in ["100000000000000000000", "1e20"] {
+        assert_eq!(h.run(&format!("SET k v PX {amount}")), not_an_integer);
+        assert_eq!(h.run(&format!("PEXPIRE k {amount}")), not_an_integer);
+        assert_eq!(h.run(&format!("SHM.LOCK l t {amount}")), not_an_integer);
+        assert_eq!(h.run(&format!("SHM.LOCK l t 10 WAIT {amount}")), not_an_integer);
+        assert_eq!(h.run(&format!("SHM.EXTEND l t {amount}")), not_an_integer);
+        assert_eq!(h.run(&format!("SHM.RATELIMIT r 1 {amount}")), not_an_integer);
+        assert_eq!(h.run(&format!("SHM.RATELIMIT r {amount} 10")), not_an_integer);
+    }
+    assert_eq!(h.run("SET k v PX 9223372036854775807"), err("ERR invalid expire time in 'set' command"));
+    assert_eq!(h.run("PEXPIRE k 9223372036854775807"), err("ERR invalid expire time in 'pexpire' command"));
+    assert_eq!(h.run("SHM.RATELIMIT r 1 9223372036854775807"), err("ERR points and window must be positive integers"));
+    // The largest ttl the JS API sends (2^53 - 1 ms) is taken.
+    assert_eq!(h.run("SET k v PX 9007199254740991"), Frame::ok());
+    assert_eq!(h.run("PTTL k"), int(9_007_199_254_740_991));
+    assert_eq!(h.run("PEXPIRE k 9007199254740991"), int(1));
+    assert_eq!(h.run("SHM.LOCK l t 9007199254740991"), int(1));
+    assert_eq!(h.run("SHM.EXTEND l t 9007199254740991"), int(1));
+    assert!(matches!(h.run("SHM.RATELIMIT r 9007199254740991 9007199254740991"), Frame::Array(_)));
+}
+
+#[test]
 fn connection_commands() {
     let mut h = Harness::new();
     assert_eq!(h.run("PING"), Frame::Simple("PONG".into()));
@@ -235,6 +281,29 @@ fn stored_values_do_not_pin_the_read_buffer() {
     // The only remaining handle on the 1 MiB buffer is ours.
     assert!(big.is_unique());
     assert_eq!(h.keyspace().len(), 1);
+}
+
+#[test]
+fn shm_incrby_refuses_a_result_past_2_pow_53_and_changes_nothing() {
+    let mut h = Harness::new();
+    let refused = err("ERR increment or decrement would pass 2^53 - 1 either way, beyond which a JavaScript number does not hold every integer");
+    h.run("SET c 9007199254740990 PX 5000");
+    assert_eq!(h.run("SHM.INCRBY c 1"), int(9_007_199_254_740_991));
+    assert_eq!(h.run("SHM.INCRBY c 1"), refused);
+    assert_eq!(h.run("GET c"), bulk("9007199254740991"));
+    assert_eq!(h.run("PTTL c"), int(5000));
+    assert_eq!(h.run("SHM.INCRBY c -18014398509481982"), int(-9_007_199_254_740_991));
+    assert_eq!(h.run("SHM.INCRBY c -1"), refused);
+    assert_eq!(h.run("GET c"), bulk("-9007199254740991"));
+    assert_eq!(h.run("SHM.INCRBY fresh 7"), int(7));
+    // Past 2^53 already (written by another client): only a step back into range is taken.
+    h.run("SET big 9007199254740993");
+    assert_eq!(h.run("SHM.INCRBY big 1"), refused);
+    assert_eq!(h.run("SHM.INCRBY big -2"), int(9_007_199_254_740_991));
+    // INCRBY keeps Redis's whole 64-bit range, and its errors stay.
+    assert_eq!(h.run("INCRBY c -1"), int(-9_007_199_254_740_992));
+    assert_eq!(h.run("SHM.INCRBY text 1.5"), err("ERR value is not an integer or out of range"));
+    assert_eq!(h.run("SHM.INCRBY c"), err("ERR wrong number of arguments for 'shm.incrby' command"));
 }
 
 #[test]

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use indexmap::set::MutableValues;
 use indexmap::IndexSet;
 
-use super::glob::glob_match;
+use super::glob::Glob;
 use super::locks::LockTable;
 use super::notify;
 use super::pubsub::PubSub;
@@ -484,8 +484,9 @@ impl Keyspace {
     /// Every live key matching `pattern` (KEYS).
     pub fn keys(&self, pattern: &[u8], now: u64) -> Vec<Bytes> {
         let all = pattern == b"*";
+        let glob = Glob::new(pattern);
         self.live_entries(now)
-            .filter(|e| all || glob_match(pattern, e.key()))
+            .filter(|e| all || glob.matches(e.key()))
             .map(|e| Bytes::copy_from_slice(e.key()))
             .collect()
     }

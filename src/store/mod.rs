@@ -18,7 +18,7 @@ use parking_lot::{Mutex, MutexGuard, RwLock};
 
 use crate::resp::Limits;
 
-pub use glob::glob_match;
+pub use glob::{glob_match, Glob, MAX_PATTERN_LEN};
 pub use keyspace::{
     Entry, EvictionPolicy, Expiry, Keyspace, MemoryLimits, OutOfMemory, Stats, ENTRY_OVERHEAD, EXPIRY_OVERHEAD,
 };
