@@ -2,7 +2,7 @@
 
 const { run } = require('./helpers');
 
-const error = (code, name = 'Error') => expect.objectContaining({ code, name, returnedPromise: true });
+const error = (code, name = 'ShmError') => expect.objectContaining({ code, name, returnedPromise: true });
 
 describe.each(['primary', 'worker'])('the atomic API in the %s', (side) => {
   let r;
