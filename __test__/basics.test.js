@@ -24,6 +24,14 @@ describe('sharing state across a real cluster', () => {
     }
   });
 
+  // The reply arrives in thousands of socket chunks; it used to be parsed
+  // again from its start on each one, and a worker's keys() of 400,000
+  // keys took seconds (a million timed out).
+  test("a worker's keys() lists 400,000 keys", async () => {
+    const { messages } = await run('worker-keys.js', ['400000']);
+    expect(messages).toEqual([{ listed: 400_000, distinct: 400_000, missing: 0 }]);
+  });
+
   test('a plain script without cluster has the whole API (served in-process on the embedded backend)', async () => {
     const { messages } = await run('in-process.js');
     expect(messages[0]).toEqual({

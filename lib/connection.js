@@ -84,47 +84,146 @@ class ReplyError {
   }
 }
 
+/** A RESP3 push frame (`>`): a message the broker sends unasked, not a reply. */
+class Push {
+  constructor(items) {
+    this.items = items;
+  }
+}
+
 /**
- * Incremental RESP2 reply decoder. Input is kept as a list of chunks and
- * only joined once enough bytes for the next reply can be there, so a large
- * value arriving in many chunks is copied once, not once per chunk.
+ * Incremental RESP2 reply decoder (plus RESP3 pushes). It resumes where the
+ * last chunk ended: the arrays being filled are kept on a stack, and a bulk
+ * string that is not all there yet is kept as a list of pieces joined once
+ * it is complete, so every byte is parsed once and copied at most twice,
+ * whatever the chunking. Re-parsing from the start of a reply on each chunk
+ * made a large array reply cost time quadratic in its size.
  */
 class ReplyParser {
   constructor() {
-    this.chunks = [];
-    this.length = 0;
-    this.needed = 1;
+    /** Unparsed input: the rest of the last chunk (with a partial line at its end, at most). */
+    this.buffer = null;
+    this.offset = 0;
+    /** Arrays (and pushes) whose items are still coming, innermost last. */
+    this.open = [];
+    /** A bulk string still arriving: its length, its pieces so far and their total. */
+    this.bulk = null;
   }
 
   /** Adds input; returns the replies it completes. */
   push(chunk) {
-    this.chunks.push(chunk);
-    this.length += chunk.length;
     const replies = [];
-    if (this.length < this.needed) return replies;
-    let buffer = this.chunks.length === 1 ? this.chunks[0] : Buffer.concat(this.chunks, this.length);
-    let offset = 0;
-    for (;;) {
-      const parsed = parse(buffer, offset);
-      if (parsed === null) break;
-      replies.push(parsed.value);
-      offset = parsed.end;
-      if (offset === buffer.length) break;
+    if (this.bulk !== null) {
+      chunk = this.#fillBulk(chunk, replies);
+      if (chunk === null) return replies;
     }
-    buffer = offset === buffer.length ? null : buffer.subarray(offset);
-    this.chunks = buffer ? [buffer] : [];
-    this.length = buffer ? buffer.length : 0;
-    this.needed = buffer ? Math.max(this.length + 1, expectedLength(buffer)) : 1;
+    if (this.buffer === null) {
+      this.buffer = chunk;
+    } else {
+      // Only a partial line is ever left over: a few bytes.
+      this.buffer = Buffer.concat([this.buffer.subarray(this.offset), chunk]);
+    }
+    this.offset = 0;
+    this.#parse(replies);
     return replies;
   }
-}
 
-/** For a bulk string that is not all there yet, how many bytes it needs. */
-function expectedLength(buffer) {
-  if (buffer[0] !== 0x24) return 0; // '$'
-  const end = lineEnd(buffer, 1);
-  if (end < 0) return 0;
-  return end + 2 + readInteger(buffer, 1, end) + 2;
+  #parse(replies) {
+    const buffer = this.buffer;
+    let offset = this.offset;
+    while (offset < buffer.length) {
+      const end = lineEnd(buffer, offset + 1);
+      if (end < 0) break;
+      const type = buffer[offset];
+      let value;
+      switch (type) {
+        case 0x2b: // '+'
+          value = end === offset + 3 && buffer[offset + 1] === 0x4f && buffer[offset + 2] === 0x4b ? 'OK' : buffer.toString('utf8', offset + 1, end);
+          offset = end + 2;
+          break;
+        case 0x2d: // '-'
+          value = new ReplyError(buffer.toString('utf8', offset + 1, end));
+          offset = end + 2;
+          break;
+        case 0x3a: // ':'
+          value = readInteger(buffer, offset + 1, end);
+          offset = end + 2;
+          break;
+        case 0x24: {
+          // '$'
+          const length = readInteger(buffer, offset + 1, end);
+          offset = end + 2;
+          if (length < 0) {
+            value = null;
+            break;
+          }
+          if (buffer.length < offset + length + 2) {
+            // The rest comes in later chunks.
+            const piece = buffer.subarray(offset);
+            this.bulk = { length, pieces: [piece], received: piece.length };
+            this.buffer = null;
+            return;
+          }
+          const bytes = buffer.subarray(offset, offset + length);
+          // A small value is copied, so that it does not keep a large read
+          // buffer alive; one that is most of the buffer is not.
+          value = length * 2 >= buffer.length ? bytes : Buffer.from(bytes);
+          offset += length + 2;
+          break;
+        }
+        case 0x2a: // '*'
+        case 0x3e: {
+          // '>'
+          const count = readInteger(buffer, offset + 1, end);
+          offset = end + 2;
+          if (count > 0) {
+            this.open.push({ items: new Array(count), filled: 0, push: type === 0x3e });
+            continue;
+          }
+          value = count < 0 ? null : type === 0x3e ? new Push([]) : [];
+          break;
+        }
+        default:
+          throw malformed(type);
+      }
+      this.#complete(value, replies);
+    }
+    if (offset === buffer.length) {
+      this.buffer = null;
+      this.offset = 0;
+    } else {
+      this.offset = offset;
+    }
+  }
+
+  /** Takes what `chunk` holds of the pending bulk string; returns the rest of the chunk, or null when it had no more. */
+  #fillBulk(chunk, replies) {
+    const bulk = this.bulk;
+    const wanted = bulk.length + 2 - bulk.received;
+    if (chunk.length < wanted) {
+      bulk.pieces.push(chunk);
+      bulk.received += chunk.length;
+      return null;
+    }
+    bulk.pieces.push(chunk.subarray(0, wanted));
+    this.bulk = null;
+    const whole = Buffer.concat(bulk.pieces, bulk.length + 2);
+    this.#complete(whole.subarray(0, bulk.length), replies);
+    return wanted === chunk.length ? null : chunk.subarray(wanted);
+  }
+
+  /** A value is complete: it fills the innermost open array, or is a reply. */
+  #complete(value, replies) {
+    const open = this.open;
+    while (open.length > 0) {
+      const array = open[open.length - 1];
+      array.items[array.filled++] = value;
+      if (array.filled < array.items.length) return;
+      open.pop();
+      value = array.push ? new Push(array.items) : array.items;
+    }
+    replies.push(value);
+  }
 }
 
 /**
@@ -158,50 +257,6 @@ function readInteger(buffer, start, end) {
 
 function malformed(byte) {
   return shmError(CODES.UNREACHABLE, `the broker sent a malformed reply (byte ${byte})`);
-}
-
-/** Parses one reply at `offset`: { value, end }, or null when incomplete. */
-function parse(buffer, offset) {
-  if (offset >= buffer.length) return null;
-  const end = lineEnd(buffer, offset + 1);
-  if (end < 0) return null;
-  const type = buffer[offset];
-  switch (type) {
-    case 0x2b: // '+'
-      if (end === offset + 3 && buffer[offset + 1] === 0x4f && buffer[offset + 2] === 0x4b) return { value: 'OK', end: end + 2 };
-      return { value: buffer.toString('utf8', offset + 1, end), end: end + 2 };
-    case 0x2d: // '-'
-      return { value: new ReplyError(buffer.toString('utf8', offset + 1, end)), end: end + 2 };
-    case 0x3a: // ':'
-      return { value: readInteger(buffer, offset + 1, end), end: end + 2 };
-    case 0x24: {
-      // '$'
-      const length = readInteger(buffer, offset + 1, end);
-      if (length < 0) return { value: null, end: end + 2 };
-      const start = end + 2;
-      if (buffer.length < start + length + 2) return null;
-      const value = buffer.subarray(start, start + length);
-      // A small value is copied, so that it does not keep a large read
-      // buffer alive; one that is most of the buffer is not.
-      return { value: length * 2 >= buffer.length ? value : Buffer.from(value), end: start + length + 2 };
-    }
-    case 0x2a: {
-      // '*'
-      const count = readInteger(buffer, offset + 1, end);
-      if (count < 0) return { value: null, end: end + 2 };
-      const items = new Array(count);
-      let at = end + 2;
-      for (let i = 0; i < count; i++) {
-        const item = parse(buffer, at);
-        if (item === null) return null;
-        items[i] = item.value;
-        at = item.end;
-      }
-      return { value: items, end: at };
-    }
-    default:
-      throw malformed(type);
-  }
 }
 
 const AUTH_REPLY = /^(NOAUTH|WRONGPASS) /;
@@ -414,8 +469,11 @@ class Connection {
   }
 }
 
-/** Calls `onReply` for each reply read from `socket`; malformed input closes it. */
-function readReplies(socket, onReply) {
+/**
+ * Calls `onReply` for each reply read from `socket`, and `onPush` for each
+ * push the broker sends unasked; malformed input closes it.
+ */
+function readReplies(socket, onReply, onPush = () => {}) {
   const parser = new ReplyParser();
   socket.on('data', (chunk) => {
     let replies;
@@ -426,7 +484,8 @@ function readReplies(socket, onReply) {
       return;
     }
     for (const reply of replies) {
-      onReply(reply);
+      if (reply instanceof Push) onPush(reply.items);
+      else onReply(reply);
       if (socket.destroyed) return;
     }
   });
@@ -459,4 +518,4 @@ function authError(options, reply = '') {
   return shmError(CODES.AUTH, `the cluster-shm broker at ${options.socket} refused this process: ${why}`);
 }
 
-module.exports = { Connection, ReplyParser, ReplyError, encodeCommand, wireChunks, writeCommands, open, readReplies };
+module.exports = { Connection, ReplyParser, ReplyError, Push, encodeCommand, wireChunks, writeCommands, open, readReplies };
