@@ -172,7 +172,6 @@ function connect(flags) {
   const connection = { socket: path.resolve(socket), connectTimeout: 2000, commandTimeout: 5000, authSecret };
   const backend = new RemoteBackend(
     () => connection,
-    () => new native.Client(connection),
     (onEvent) => native.Subscriber.connect(connection, onEvent),
   );
   return new SharedMemory({ backend, role: 'client', socket: connection.socket });

@@ -72,18 +72,16 @@ class InProcessBackend {
 }
 
 /**
- * Sends commands over the broker's socket (workers, other processes): the
- * ordinary calls on one pipelined connection driven from the JS thread
- * (lib/connection.js), blocking calls (lock waits) on native connections of
- * their own, so that they never hold up the shared one.
+ * Sends commands over the broker's socket (workers, other processes), all
+ * on one pipelined connection driven from the JS thread (lib/connection.js).
+ * Lock waits share it too: the broker queues them without blocking the
+ * connection and pushes each one's outcome.
  */
 class RemoteBackend {
-  constructor(connectionOptions, createNativeClient, createSubscriber) {
+  constructor(connectionOptions, createSubscriber) {
     this.connectionOptions = connectionOptions;
-    this.createNativeClient = createNativeClient;
     this.createSubscriber = createSubscriber;
     this.connection = null;
-    this.nativeClient = null;
   }
 
   get hostsBroker() {
@@ -93,11 +91,6 @@ class RemoteBackend {
   call(args) {
     if (this.connection === null) this.connection = new Connection(this.connectionOptions());
     return this.connection.call(args);
-  }
-
-  /** A lock acquired by a wait was released: the connection that waited may wait again. */
-  lockReleased(token) {
-    if (this.nativeClient) this.nativeClient.released(token);
   }
 
   /** Changes whenever calls start going over a new socket. */
@@ -116,33 +109,22 @@ class RemoteBackend {
     return openSocketInvalidations(this.connectionOptions(), onInvalidate, onLost);
   }
 
+  /** A lock wait (`SHM.LOCK … WAIT ms`): resolves with the fencing token, or null when it timed out. */
   callBlocking(args, waitMs) {
-    if (this.nativeClient === null) this.nativeClient = this.createNativeClient();
-    return this.nativeClient.callBlocking(args, waitMs).catch(rethrowNative);
+    if (this.connection === null) this.connection = new Connection(this.connectionOptions());
+    return this.connection.waitForLock(args, waitMs);
   }
 
-  /**
-   * New timeouts apply from the next call on. The native client is kept:
-   * dropping it would close connections that may hold locks.
-   */
+  /** New timeouts apply from the next call on. */
   reset() {
     if (this.connection) this.connection.options = this.connectionOptions();
   }
 
   close() {
-    const closed = () => {
-      throw shmError(CODES.CLOSED, 'the cluster-shm connection is closed');
-    };
     if (this.connection) this.connection.close();
     else this.connection = new Connection(this.connectionOptions());
     this.connection.close();
-    if (this.nativeClient) this.nativeClient.close();
-    this.createNativeClient = closed;
   }
-}
-
-function rethrowNative(error) {
-  throw fromNative(error);
 }
 
 /** A backend that can only fail, with the reason it was given. */
@@ -561,7 +543,6 @@ class SharedMemory {
     this.#locksHeld++;
     const onRelease = () => {
       this.#locksHeld--;
-      if (this.#backend.lockReleased) this.#backend.lockReleased(token);
     };
     return new Lock((args) => this.#data.call(args), name, token, fence, leases ? { ttl: ttlMs, lease: this.#options.lockLease, onRelease } : { onRelease });
   }

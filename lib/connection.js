@@ -278,6 +278,8 @@ class Connection {
     this.timer = null;
     /** Changes when a socket is attached or lost: state set on one (CLIENT TRACKING) is gone with it. */
     this.generation = 0;
+    /** Lock waits queued in the broker, by token: their outcome comes as a push. */
+    this.lockWaits = new Map();
     this.write = () => this.#write();
     this.checkTimeouts = () => this.#checkTimeouts();
   }
@@ -300,6 +302,55 @@ class Connection {
         this.connecting = this.#connect();
       }
     });
+  }
+
+  /**
+   * A lock wait (`SHM.LOCK name token ttl WAIT ms`) that does not block this
+   * connection: with ASYNC the broker replies at once, and the outcome of a
+   * wait it queued comes later as a push. Any number of waits share the
+   * connection, and the locks they get belong to it, as those taken without
+   * waiting do. Resolves with the fencing token, or null when the wait timed
+   * out in the broker; rejects with ERR_SHM_TIMEOUT when the broker says
+   * nothing within the wait and commandTimeout.
+   */
+  waitForLock(args, waitMs) {
+    const token = String(args[2]);
+    return new Promise((resolve, reject) => {
+      const wait = { resolve, reject, timer: null };
+      this.lockWaits.set(token, wait);
+      const settled = () => this.lockWaits.get(token) !== wait;
+      const end = () => {
+        clearTimeout(wait.timer);
+        if (this.lockWaits.get(token) === wait) this.lockWaits.delete(token);
+      };
+      wait.resolve = (fence) => {
+        end();
+        resolve(fence);
+      };
+      wait.reject = (error) => {
+        end();
+        reject(error);
+      };
+      this.call([...args, 'ASYNC']).then((reply) => {
+        if (settled()) return; // its outcome came first
+        if (reply !== 'QUEUED') return wait.resolve(reply);
+        wait.timer = setTimeout(
+          () => wait.reject(shmError(CODES.TIMEOUT, `no reply from the broker within ${this.options.commandTimeout} ms after the lock wait of ${waitMs} ms`)),
+          waitMs + this.options.commandTimeout,
+        );
+      }, wait.reject);
+    });
+  }
+
+  #onPush(items) {
+    const [kind, , token, fence] = items;
+    if (!Buffer.isBuffer(kind) || kind.toString() !== 'shm.lock' || !Buffer.isBuffer(token)) return;
+    const wait = this.lockWaits.get(token.toString());
+    if (wait) wait.resolve(fence);
+  }
+
+  #failLockWaits(error) {
+    for (const wait of [...this.lockWaits.values()]) wait.reject(error);
   }
 
   #write() {
@@ -354,7 +405,11 @@ class Connection {
     // An idle connection does not keep the process alive; the timeout check
     // does while calls are pending.
     socket.unref();
-    readReplies(socket, (reply) => this.#settle(reply));
+    readReplies(
+      socket,
+      (reply) => this.#settle(reply),
+      (items) => this.#onPush(items),
+    );
     socket.on('error', () => {});
     socket.on('close', () => {
       if (this.socket !== socket) return;
@@ -362,6 +417,8 @@ class Connection {
       this.generation++;
       const lost = shmError(CODES.UNREACHABLE, `lost the connection to the cluster-shm broker at ${this.options.socket}`);
       this.#failInFlight(lost);
+      // The waits queued on it ended with it, and the locks it was granted.
+      this.#failLockWaits(lost);
       // Calls that were not written yet go out on a new connection.
       if (this.outbox.length && !this.closed && !this.connecting) this.connecting = this.#connect();
     });
@@ -458,6 +515,7 @@ class Connection {
     this.outbox = [];
     for (const call of calls) call.reject(error);
     this.#failInFlight(error);
+    this.#failLockWaits(error);
   }
 
   close() {
