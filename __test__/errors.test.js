@@ -122,6 +122,33 @@ describeOn(['embedded'], 'these start, stall and remove brokers of their own (re
     }
   });
 
+  test('a lock that timed out on the client is not left held when the broker answers late', async () => {
+    const holder = start('hold.js');
+    const { socket, secret } = await holder.waitFor((m) => m.socket);
+    const client = start('client.js', ['set:k=1', 'stdin', 'lock:L2', 'stdin', 'lock:L2'], {
+      env: { CLUSTER_SHM_SOCKET: socket, CLUSTER_SHM_AUTH: secret, CLUSTER_SHM_OPTIONS: '{"commandTimeout":300}' },
+    });
+    const locks = () => client.messages.filter((m) => m.step === 'lock:L2');
+    try {
+      await client.waitFor((m) => m.waiting);
+      await stopProcess(holder.child);
+      client.child.stdin.write('go\n');
+      const timedOut = await client.waitFor((m) => m.step === 'lock:L2');
+      expect(timedOut).toMatchObject({ ok: false, error: { code: 'ERR_SHM_TIMEOUT' } });
+      holder.child.kill('SIGCONT');
+      client.child.stdin.write('go\n');
+      // The broker got the first SHM.LOCK late and granted it; the client
+      // took it back, so the lock is free for the next caller at once.
+      await client.waitFor(() => locks().length === 2);
+      expect(locks()[1]).toMatchObject({ ok: true, value: 2 });
+    } finally {
+      holder.child.kill('SIGCONT');
+      holder.child.kill('SIGTERM');
+      client.child.kill('SIGTERM');
+      await Promise.all([holder.done, client.done]);
+    }
+  });
+
   test('a process of the same user without the secret, or with a wrong one, can neither read nor write', async () => {
     const holder = start('hold.js');
     const { socket, secret } = await holder.waitFor((m) => m.socket);

@@ -532,9 +532,18 @@ class SharedMemory {
     const ms = String(leases ? Math.min(ttlMs, this.#options.lockLease) : ttlMs);
     const wait = checkTimeout(timeout, 'lock');
     const token = randomBytes(16).toString('hex');
-    let fence = await this.#data.call(['SHM.LOCK', name, token, ms]);
-    if (fence === null && wait > 0) {
-      fence = await this.#backend.callBlocking(['SHM.LOCK', name, token, ms, 'WAIT', String(wait)], wait);
+    let fence;
+    try {
+      fence = await this.#data.call(['SHM.LOCK', name, token, ms]);
+      if (fence === null && wait > 0) {
+        fence = await this.#backend.callBlocking(['SHM.LOCK', name, token, ms, 'WAIT', String(wait)], wait);
+      }
+    } catch (error) {
+      // The broker may still grant what it did not answer in time: take it
+      // back (it releases the lock, or withdraws the wait, of this token),
+      // or nobody would hold the lock until its ttl passed.
+      if (error.code === CODES.TIMEOUT) this.#data.call(['SHM.UNLOCK', name, token]).catch(() => {});
+      throw error;
     }
     if (fence === null) throw lockTimeout(name, wait);
     // While this process holds a lock, its reads skip the near cache: what
