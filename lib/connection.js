@@ -261,6 +261,14 @@ function malformed(byte) {
 
 const AUTH_REPLY = /^(NOAUTH|WRONGPASS) /;
 
+/** Connect errors that say this process (or the system) ran out of something, and of what. */
+const OUT_OF = {
+  EMFILE: 'open files (its limit: ulimit -n)',
+  ENFILE: 'open files (the system-wide limit)',
+  ENOBUFS: 'buffer space',
+  ENOMEM: 'memory',
+};
+
 class Connection {
   /**
    * @param {{ socket: string, connectTimeout: number, commandTimeout: number, authSecret?: string }} options
@@ -375,6 +383,7 @@ class Connection {
     const started = Date.now();
     let delay = 10;
     let reason = 'connect timeout';
+    let outOf = null;
     while (!this.closed) {
       try {
         const socket = await open(path, Math.max(1, started + connectTimeout - Date.now()));
@@ -386,15 +395,19 @@ class Connection {
         return;
       } catch (error) {
         reason = error.code || error.message;
+        outOf = OUT_OF[error.code] || null;
       }
       if (Date.now() - started + delay > connectTimeout) break;
       await new Promise((resolve) => setTimeout(resolve, delay));
       delay = Math.min(delay * 2, 500);
     }
     this.connecting = null;
+    // Running out of files is not the broker's fault: say so, with its own code.
     const error = this.closed
       ? shmError(CODES.CLOSED, 'the cluster-shm connection is closed')
-      : shmError(CODES.UNREACHABLE, `cannot reach the cluster-shm broker at ${path} within ${connectTimeout} ms (${reason})`);
+      : outOf
+        ? shmError(CODES.NO_RESOURCES, `cannot connect to the cluster-shm broker at ${path}: this process ran out of ${outOf} (${reason}), still after ${connectTimeout} ms`)
+        : shmError(CODES.UNREACHABLE, `cannot reach the cluster-shm broker at ${path} within ${connectTimeout} ms (${reason})`);
     this.#failAll(error);
   }
 
