@@ -215,6 +215,7 @@ declare namespace shm {
   interface Codes {
     /** No broker answered within `connectTimeout`. */
     readonly UNREACHABLE: 'ERR_SHM_UNREACHABLE';
+    /** This process ran out of a system resource (open files, memory) connecting to the broker. */
     readonly NO_RESOURCES: 'ERR_SHM_NO_RESOURCES';
     /** A sent command got no reply within `commandTimeout`. */
     readonly TIMEOUT: 'ERR_SHM_TIMEOUT';
