@@ -553,7 +553,7 @@ class SharedMemory {
     const onRelease = () => {
       this.#locksHeld--;
     };
-    return new Lock((args) => this.#data.call(args), name, token, fence, leases ? { ttl: ttlMs, lease: this.#options.lockLease, onRelease } : { onRelease });
+    return new Lock((args) => this.#data.call(args), name, token, fence, { ttl: ttlMs, lease: leases ? this.#options.lockLease : undefined, onRelease });
   }
 
   /** Runs `fn(lock)` holding the named lock, and always releases it. */
