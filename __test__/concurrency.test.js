@@ -94,6 +94,15 @@ describe('single flight', () => {
     expect(stored).toEqual({ fetchedBy: 2, at: 'once' });
     expect(results[0].distinct).toEqual([{ value: stored }]);
   });
+
+  test('a fetcher that never settles is abandoned after fetchTimeout, and the next caller fetches', async () => {
+    const { messages } = await run('single-flight.js', ['hang']);
+    const [{ results, fetches, stored }] = messages;
+    expect(results[1].error).toMatchObject({ code: 'ERR_SHM_FETCH_TIMEOUT', isError: true });
+    expect(results[1].error.message).toBe('getOrSet: the fetcher for "missing" did not settle within 300 ms (fetchTimeout); the next caller fetches instead');
+    expect(results[2]).toEqual({ value: { fetchedBy: 2 } });
+    expect({ fetches, stored }).toEqual({ fetches: 1, stored: { fetchedBy: 2 } });
+  });
 });
 
 describe('ttl', () => {

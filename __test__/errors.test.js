@@ -40,6 +40,8 @@ const expected = {
   'configure unknown option': ['TypeError', 'ERR_SHM_UNKNOWN_OPTION'],
   'configure bad serialization': ['TypeError', 'ERR_INVALID_ARG_VALUE'],
   'configure negative timeout': ['RangeError', 'ERR_OUT_OF_RANGE'],
+  'configure fetchTimeout 0': ['RangeError', 'ERR_OUT_OF_RANGE'],
+  'getOrSet fetchTimeout "1"': ['TypeError', 'ERR_INVALID_ARG_TYPE'],
 };
 
 describe('argument and usage errors', () => {

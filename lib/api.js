@@ -3,7 +3,7 @@
 const { randomBytes } = require('node:crypto');
 const { encode, decode, encodedLength } = require('./codec');
 const { CODES, shmError, typeError, rangeError, fromNative } = require('./errors');
-const { DEFAULTS, BROKER_OPTIONS, validateOptions, callOptions, checkTtl, checkTimeout } = require('./options');
+const { DEFAULTS, BROKER_OPTIONS, validateOptions, callOptions, checkTtl, checkTimeout, positiveMilliseconds } = require('./options');
 const { Lock, lockTimeout } = require('./lock');
 const { PubSubHub } = require('./pubsub');
 const { Connection } = require('./connection');
@@ -25,6 +25,23 @@ const FLIGHT_LEASE = 15_000;
 const FLIGHT_ERROR_TTL = 60_000;
 /** How long the failure count of a key outlives its last failure. */
 const FLIGHT_COUNTER_TTL = 3_600_000;
+
+/** What settleWithin() rejects with when the time is up. */
+const FETCH_ABANDONED = Symbol('fetch abandoned');
+
+/**
+ * Resolves or rejects as `fn()` does, or rejects with FETCH_ABANDONED after
+ * `ms`; what the abandoned call does afterwards is ignored.
+ */
+function settleWithin(fn, ms) {
+  let timer;
+  const late = new Promise((resolve, reject) => {
+    timer = setTimeout(() => reject(FETCH_ABANDONED), ms);
+  });
+  const settled = (async () => fn())();
+  settled.catch(() => {});
+  return Promise.race([settled, late]).finally(() => clearTimeout(timer));
+}
 
 /** Runs commands against the store in this process (the primary). */
 class InProcessBackend {
@@ -465,17 +482,18 @@ class SharedMemory {
   async getOrSet(key, fetcher, options) {
     this.#key(key, 'getOrSet');
     if (typeof fetcher !== 'function') throw typeError('getOrSet: fetcher must be a function');
-    const { ttl, timeout = 30_000 } = callOptions(options, ['ttl', 'timeout'], 'getOrSet');
+    const { ttl, timeout = 30_000, fetchTimeout = this.#options.fetchTimeout } = callOptions(options, ['ttl', 'timeout', 'fetchTimeout'], 'getOrSet');
     const ms = checkTtl(ttl, 'getOrSet');
     const wait = checkTimeout(timeout, 'getOrSet');
+    positiveMilliseconds(fetchTimeout, 'getOrSet: fetchTimeout');
     const joined = this.#flights.get(key);
     if (joined) return joined;
-    const flight = this.#fetchOnce(key, fetcher, ms, wait).finally(() => this.#flights.delete(key));
+    const flight = this.#fetchOnce(key, fetcher, ms, wait, fetchTimeout).finally(() => this.#flights.delete(key));
     this.#flights.set(key, flight);
     return flight;
   }
 
-  async #fetchOnce(key, fetcher, ttl, timeout) {
+  async #fetchOnce(key, fetcher, ttl, timeout, fetchTimeout) {
     // Failures of the fetch for `key` are counted; a caller shares a
     // failure's error only if it looked before that failure was counted,
     // i.e. it was waiting on that very fetch.
@@ -499,9 +517,14 @@ class SharedMemory {
       renew.unref();
       let value;
       try {
-        value = await fetcher();
+        value = await settleWithin(fetcher, fetchTimeout);
         if (value === undefined) throw typeError('getOrSet: fetcher resolved with undefined, which cannot be stored', CODES.INVALID_ARG_VALUE);
       } catch (error) {
+        // A fetch that never settles is abandoned, not shared: the lock
+        // goes (below) and the next caller fetches instead.
+        if (error === FETCH_ABANDONED) {
+          throw shmError(CODES.FETCH_TIMEOUT, `getOrSet: the fetcher for "${key}" did not settle within ${fetchTimeout} ms (fetchTimeout); the next caller fetches instead`);
+        }
         const failed = await this.#data.call(['INCR', failuresKey]);
         await this.#data.call(['PEXPIRE', failuresKey, String(FLIGHT_COUNTER_TTL)]);
         const record = { failed, error: { message: String(error && error.message), name: error && error.name, code: error && error.code } };
