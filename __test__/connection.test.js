@@ -134,3 +134,21 @@ test('an array of large values arriving in many chunks comes out whole', () => {
   expect(replies).toHaveLength(1);
   expect(replies[0].map(String)).toEqual(values);
 });
+
+test('the bulk strings of a reply asked for as text come out as strings, the replies around it as Buffers, whatever the chunking', () => {
+  const wire = Buffer.from('$1\r\na\r\n>2\r\n$8\r\nshm.lock\r\n$1\r\nt\r\n*3\r\n$2\r\nk1\r\n$4\r\nclé\r\n*1\r\n$0\r\n\r\n$1\r\nb\r\n');
+  for (let cut = 0; cut <= wire.length; cut++) {
+    // The second reply (after one other, whatever pushes come between) is text.
+    const parser = new ReplyParser((n) => n === 1);
+    const replies = [];
+    for (const chunk of [wire.subarray(0, cut), wire.subarray(cut)]) {
+      const completed = parser.push(chunk);
+      replies.push(...completed);
+      // Completed replies leave the line of calls, as the connection settles them.
+      const settled = completed.filter((r) => !(r instanceof Push)).length;
+      const textAt = parser.textAt;
+      parser.textAt = (n) => textAt(n + settled);
+    }
+    expect(replies).toEqual([Buffer.from('a'), new Push([Buffer.from('shm.lock'), Buffer.from('t')]), ['k1', 'clé', ['']], Buffer.from('b')]);
+  }
+});
