@@ -61,6 +61,15 @@ class InProcessBackend {
     }
   }
 
+  /** Runs a command whose bulk strings come back as strings. */
+  callForText(args) {
+    try {
+      return this.broker.callText(args);
+    } catch (error) {
+      throw fromNative(error);
+    }
+  }
+
   createSubscriber(onEvent) {
     return this.broker.subscriber(onEvent);
   }
@@ -336,8 +345,9 @@ class SharedMemory {
 
   async keys(pattern = '*') {
     if (typeof pattern !== 'string') throw typeError('keys: pattern must be a string');
-    // Over a socket the keys are decoded to strings as they are read (the
-    // near cache passes KEYS through, so it is skipped).
+    // The keys come as strings, not Buffers turned into strings afterwards:
+    // over a socket they are decoded as they are read, in-process made by
+    // the addon (the near cache passes KEYS through, so it is skipped).
     if (this.#backend.callForText) return this.#backend.callForText(['KEYS', pattern]);
     return (await this.#everywhere(['KEYS', pattern])).flat().map(toText);
   }

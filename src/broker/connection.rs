@@ -441,7 +441,8 @@ mod tests {
         call(&mut waiter, &["SHM.LOCK", "free", "te", "60000", "WAIT", "5000", "ASYNC"], b":2\r\n").await;
         expect(&mut waiter, b">4\r\n$8\r\nshm.lock\r\n$1\r\nl\r\n$2\r\ntc\r\n$-1\r\n").await;
         // Unlocking with the token of a queued wait withdraws it.
-        call(&mut waiter, &["SHM.UNLOCK", "l", "td"], b":0\r\n>4\r\n$8\r\nshm.lock\r\n$1\r\nl\r\n$2\r\ntd\r\n$-1\r\n").await;
+        call(&mut waiter, &["SHM.UNLOCK", "l", "td"], b":0\r\n>4\r\n$8\r\nshm.lock\r\n$1\r\nl\r\n$2\r\ntd\r\n$-1\r\n")
+            .await;
         call(&mut holder, &["SHM.UNLOCK", "l", "ta"], b":1\r\n").await;
         expect(&mut waiter, b">4\r\n$8\r\nshm.lock\r\n$1\r\nl\r\n$2\r\ntb\r\n:3\r\n").await;
         // The lock belongs to the connection that waited: it goes with it.

@@ -70,18 +70,20 @@ fn positive_ms(arg: &[u8]) -> Result<u64, Frame> {
     }
 }
 
+fn wait_ms(arg: &[u8]) -> Result<u64, Frame> {
+    match int_arg(arg)? {
+        ms if ms >= 0 => Ok(ms as u64),
+        _ => Err(Frame::error("ERR timeout is negative")),
+    }
+}
+
 fn lock(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
     let (name, token) = (&args[1], &args[2]);
     let ttl = try_reply!(positive_ms(&args[3]));
     let (wait, pushed) = match &args[4..] {
         [] => (0, false),
-        [option, timeout, rest @ ..] if is(option, "WAIT") && (rest.is_empty() || is(&rest[0], "ASYNC") && rest.len() == 1) => {
-            match int_arg(timeout) {
-                Ok(ms) if ms >= 0 => (ms as u64, !rest.is_empty()),
-                Ok(_) => return Frame::error("ERR timeout is negative"),
-                Err(e) => return e,
-            }
-        }
+        [option, timeout] if is(option, "WAIT") => (try_reply!(wait_ms(timeout)), false),
+        [option, timeout, mode] if is(option, "WAIT") && is(mode, "ASYNC") => (try_reply!(wait_ms(timeout)), true),
         _ => return syntax_error(),
     };
     let client = ctx.session.id;

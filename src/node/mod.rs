@@ -17,10 +17,10 @@ use parking_lot::Mutex;
 use crate::broker::{self, LocalReply};
 use crate::cmd::Session;
 use crate::error::ShmError;
-use crate::resp::Limits;
+use crate::resp::{Frame, Limits};
 use crate::store::Kind;
 use crate::{client, subscriber};
-use js_value::{Args, Reply};
+use js_value::{Args, Reply, TextReply};
 
 #[napi(object)]
 pub struct BrokerOptions {
@@ -79,6 +79,23 @@ impl NativeBroker {
             LocalReply::Blocked(blocked) => {
                 Ok(Either::B(env.spawn_future(async move { Reply(blocked.reply(&db).await).into_result() })?))
             }
+        }
+    }
+
+    /// Runs a command that does not block (KEYS) on the calling thread; its
+    /// bulk strings come back as strings.
+    #[napi(ts_args_type = "args: Array<string | Buffer>", ts_return_type = "unknown")]
+    pub fn call_text(&self, args: Args) -> napi::Result<TextReply> {
+        let broker = self.broker.lock();
+        if !broker.is_running() {
+            return Err(ShmError::Closed.into());
+        }
+        let db = broker.db().clone();
+        drop(broker);
+        match broker::execute_local(&db, &mut self.session.lock(), &args.0) {
+            LocalReply::Ready(Frame::Error(text)) => Err(ShmError::Server(text).into()),
+            LocalReply::Ready(frame) => Ok(TextReply(frame)),
+            LocalReply::Blocked(_) => Err(ShmError::BadArgument("callText: a blocking command".into()).into()),
         }
     }
 
