@@ -117,6 +117,8 @@ class ReplyParser {
     this.bulk = null;
     /** Whether the reply being parsed decodes its bulk strings as text. */
     this.text = false;
+    /** Replies (not pushes) completed so far by the current push(). */
+    this.completed = 0;
   }
 
   /** Adds input; returns the replies it completes. */

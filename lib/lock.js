@@ -3,6 +3,9 @@
 const { CODES, shmError, typeError } = require('./errors');
 const { checkTtl } = require('./options');
 
+/** The longest delay setTimeout takes. */
+const MAX_TIMER = 2 ** 31 - 1;
+
 /**
  * A held lock. Only this handle's random token can release or extend it;
  * the broker hands it to the next waiter on release, when the holder's
@@ -12,9 +15,6 @@ const { checkTtl } = require('./options');
  * its process lives, until the ttl passes: a holder that dies keeps the
  * lock at most `lease` ms longer.
  */
-/** The longest delay setTimeout takes. */
-const MAX_TIMER = 2 ** 31 - 1;
-
 class Lock {
   #call;
   #token;
