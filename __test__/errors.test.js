@@ -124,19 +124,22 @@ describeOn(['embedded'], 'these start, stall and remove brokers of their own (re
     }
   });
 
-  test('a process out of file descriptors gets ERR_SHM_NO_RESOURCES saying so, and connects once it has one again', async () => {
+  test('a process out of file descriptors gets ERR_SHM_NO_RESOURCES saying so, for calls and subscriptions, and connects once it has one again', async () => {
     const holder = start('hold.js');
     const { socket, secret } = await holder.waitFor((m) => m.socket);
     try {
-      const { messages } = await run('low-fd-limit.js', ['exhaust-fds', 'get:app:count', 'free-fds', 'get:app:count'], {
+      const { messages } = await run('low-fd-limit.js', ['exhaust-fds', 'get:app:count', 'subscribe:news', 'free-fds', 'get:app:count', 'subscribe:news'], {
         env: { CLUSTER_SHM_SOCKET: socket, CLUSTER_SHM_AUTH: secret, CLUSTER_SHM_OPTIONS: '{"connectTimeout":300}' },
       });
-      expect(messages.slice(1, 3)).toMatchObject([
+      // Calls (the JS connection) and subscriptions (the native one) alike.
+      expect(messages.slice(1, 4)).toMatchObject([
         { step: 'exhaust-fds', error: 'EMFILE' },
         { step: 'get:app:count', ok: false, error: { code: 'ERR_SHM_NO_RESOURCES' } },
+        { step: 'subscribe:news', ok: false, error: { code: 'ERR_SHM_NO_RESOURCES' } },
       ]);
       expect(messages[2].error.message).toMatch(/ran out of open files \(its limit: ulimit -n\) \(EMFILE\)/);
-      expect(messages.slice(3)).toMatchObject([{ step: 'free-fds' }, { step: 'get:app:count', ok: true, value: 41 }]);
+      expect(messages[3].error.message).toMatch(/ran out of open files \(its limit: ulimit -n\) \(Too many open files/);
+      expect(messages.slice(4)).toMatchObject([{ step: 'free-fds' }, { step: 'get:app:count', ok: true, value: 41 }, { step: 'subscribe:news', ok: true, value: 'subscribed' }]);
     } finally {
       holder.child.kill('SIGTERM');
       await holder.done;

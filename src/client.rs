@@ -38,6 +38,23 @@ pub fn is_auth_error(error: &redis::RedisError) -> bool {
     matches!(error.code(), Some("NOAUTH" | "WRONGPASS")) || error.kind() == redis::ErrorKind::AuthenticationFailed
 }
 
+/// What this process ran out of, when that is why `error` happened: open
+/// files (EMFILE, ENFILE) or memory (ENOMEM), the same numbers on Linux and
+/// macOS.
+pub fn out_of(error: &redis::RedisError) -> Option<&'static str> {
+    let source = std::error::Error::source(error)?;
+    let io = match source.downcast_ref::<std::io::Error>() {
+        Some(io) => io,
+        None => source.downcast_ref::<std::sync::Arc<dyn std::error::Error + Send + Sync>>()?.downcast_ref()?,
+    };
+    match io.raw_os_error()? {
+        24 => Some("open files (its limit: ulimit -n)"),
+        23 => Some("open files (the system-wide limit)"),
+        12 => Some("memory"),
+        _ => None,
+    }
+}
+
 /// The error for a refused secret; it never contains the secret.
 pub fn auth_error(options: &ClientOptions) -> ShmError {
     ShmError::Auth(format!(
