@@ -59,6 +59,12 @@ declare namespace shm {
      */
     lockLease?: number;
     /**
+     * How long a `getOrSet()` fetcher may run, in ms, before its flight is
+     * abandoned: that call rejects with ERR_SHM_FETCH_TIMEOUT and the next
+     * caller fetches. Default 20000 (below getOrSet's default wait of 30000).
+     */
+    fetchTimeout?: number;
+    /**
      * Keep values this process reads in memory, kept coherent by
      * invalidations the broker (or Redis) pushes: `true` for the defaults, or
      * `{ maxKeys, ttl }` (defaults 10000 keys, 60000 ms). Off by default.
@@ -110,6 +116,8 @@ declare namespace shm {
     ttl?: number;
     /** Longest wait for another process's fetch, in ms. Default 30000. */
     timeout?: number;
+    /** Longest run of this call's fetcher before the flight is abandoned, in ms. Default: the `fetchTimeout` option. */
+    fetchTimeout?: number;
   }
 
   interface LockOptions {
@@ -227,6 +235,8 @@ declare namespace shm {
   interface Codes {
     /** No broker answered within `connectTimeout`. */
     readonly UNREACHABLE: 'ERR_SHM_UNREACHABLE';
+    /** This process ran out of a system resource (open files, memory) connecting to the broker. */
+    readonly NO_RESOURCES: 'ERR_SHM_NO_RESOURCES';
     /** A sent command got no reply within `commandTimeout`. */
     readonly TIMEOUT: 'ERR_SHM_TIMEOUT';
     /** The broker answered with an error; `err.reply` holds its prefix (ERR, WRONGTYPE, ...). */
@@ -269,6 +279,8 @@ declare namespace shm {
     readonly CONFLICT: 'ERR_SHM_CONFLICT';
     /** A `getOrSet()` fetch in another process failed with an error that had no code. */
     readonly FETCH_FAILED: 'ERR_SHM_FETCH_FAILED';
+    /** A `getOrSet()` fetcher did not settle within `fetchTimeout`: its flight was abandoned. */
+    readonly FETCH_TIMEOUT: 'ERR_SHM_FETCH_TIMEOUT';
     /** Redis Cluster: keys of one call hash to different slots; give them a common hash tag. */
     readonly CROSSSLOT: 'ERR_SHM_CROSSSLOT';
     /** Not available on this backend (`watch()` on a Redis Cluster). */

@@ -39,11 +39,7 @@ function remote(socket, options, { role, onConfigure } = OWN, authSecret = proce
     const { connectTimeout, commandTimeout } = shm.options;
     return { socket, connectTimeout, commandTimeout, authSecret: authSecret || undefined };
   };
-  const backend = new RemoteBackend(
-    connection,
-    () => new native.Client(connection()),
-    (onEvent) => native.Subscriber.connect(connection(), onEvent),
-  );
+  const backend = new RemoteBackend(connection, (onEvent) => native.Subscriber.connect(connection(), onEvent));
   shm = new SharedMemory({ backend, role, socket, options, onConfigure });
   return shm;
 }

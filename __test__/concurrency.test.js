@@ -48,11 +48,10 @@ describe('locks', () => {
   });
 
   testOn(['embedded'], "it counts the broker's connections, which a shared store also gets from the test harness")(
-    "a wait's connection that got a lock waits for nothing else until that lock is released",
+    "500 concurrent lock waiters in a worker share its one connection, and each gets the lock in turn",
     async () => {
       const { messages } = await run('lock-pool.js');
-      // One connection for A; B needs a second (the first holds A); C reuses one.
-      expect(messages[0]).toEqual({ opened: [1, 2, 2] });
+      expect(messages[0]).toEqual({ opened: 0, ran: 500, failed: [], mostInside: 1, connectionsAfter: 0 });
     },
   );
 
@@ -94,6 +93,15 @@ describe('single flight', () => {
     expect(fetches).toBe(1);
     expect(stored).toEqual({ fetchedBy: 2, at: 'once' });
     expect(results[0].distinct).toEqual([{ value: stored }]);
+  });
+
+  test('a fetcher that never settles is abandoned after fetchTimeout, and the next caller fetches', async () => {
+    const { messages } = await run('single-flight.js', ['hang']);
+    const [{ results, fetches, stored }] = messages;
+    expect(results[1].error).toMatchObject({ code: 'ERR_SHM_FETCH_TIMEOUT', isError: true });
+    expect(results[1].error.message).toBe('getOrSet: the fetcher for "missing" did not settle within 300 ms (fetchTimeout); the next caller fetches instead');
+    expect(results[2]).toEqual({ value: { fetchedBy: 2 } });
+    expect({ fetches, stored }).toEqual({ fetches: 1, stored: { fetchedBy: 2 } });
   });
 });
 

@@ -3,7 +3,7 @@
 // The JS side of the wire: the command encoder and the incremental reply
 // parser of lib/connection.js (the broker side has its own Rust tests).
 const { Writable } = require('node:stream');
-const { ReplyParser, encodeCommand, wireChunks, writeCommands } = require('../lib/connection');
+const { ReplyParser, Push, encodeCommand, wireChunks, writeCommands } = require('../lib/connection');
 
 /** The bytes a stream receives from writeCommands, and the writes it saw. */
 async function written(encoded) {
@@ -86,4 +86,69 @@ test('a small value is copied out of the read buffer, a value that is most of it
   expect(hi.buffer).not.toBe(chunk.buffer);
   expect(large.equals(Buffer.alloc(4096, 1))).toBe(true);
   expect(large.buffer).toBe(chunk.buffer);
+});
+
+test('replies parse the same whatever the chunking: split at every two places', () => {
+  for (let first = 0; first <= wire.length; first++) {
+    for (let second = first; second <= wire.length; second++) {
+      const parser = new ReplyParser();
+      check([...parser.push(wire.subarray(0, first)), ...parser.push(wire.subarray(first, second)), ...parser.push(wire.subarray(second))]);
+    }
+  }
+});
+
+test('a push from the broker comes out as a Push, apart from the replies around it, whatever the chunking', () => {
+  const pushes = Buffer.from('$1\r\na\r\n>3\r\n$8\r\nshm.lock\r\n$2\r\nt1\r\n:7\r\n*1\r\n>0\r\n:2\r\n>2\r\n$8\r\nshm.lock\r\n$-1\r\n');
+  for (let cut = 0; cut <= pushes.length; cut++) {
+    const parser = new ReplyParser();
+    const replies = [...parser.push(pushes.subarray(0, cut)), ...parser.push(pushes.subarray(cut))];
+    expect(replies).toEqual([Buffer.from('a'), new Push([Buffer.from('shm.lock'), Buffer.from('t1'), 7]), [new Push([])], 2, new Push([Buffer.from('shm.lock'), null])]);
+  }
+});
+
+/** `items` as a RESP array of bulk strings, cut in chunks of `size` bytes. */
+function chunkedArray(items, size) {
+  const wire = Buffer.from(`*${items.length}\r\n${items.map((item) => `$${Buffer.byteLength(item)}\r\n${item}\r\n`).join('')}`);
+  const chunks = [];
+  for (let at = 0; at < wire.length; at += size) chunks.push(wire.subarray(at, at + size));
+  return chunks;
+}
+
+// Parsing resumes where the last chunk ended: a reply of a million items
+// in 16 KiB chunks is parsed once, not once per chunk (which took minutes).
+test('an array reply of a million keys arriving in many chunks is parsed once', () => {
+  const keys = Array.from({ length: 1_000_000 }, (_, i) => `key:${i}`);
+  const parser = new ReplyParser();
+  const replies = [];
+  for (const chunk of chunkedArray(keys, 16 * 1024)) replies.push(...parser.push(chunk));
+  expect(replies).toHaveLength(1);
+  expect(replies[0]).toHaveLength(keys.length);
+  expect(replies[0].filter((key, i) => key.toString() !== keys[i])).toEqual([]);
+});
+
+test('an array of large values arriving in many chunks comes out whole', () => {
+  const values = Array.from({ length: 48 }, (_, i) => String.fromCharCode(65 + (i % 26)).repeat(1024 * 1024));
+  const parser = new ReplyParser();
+  const replies = [];
+  for (const chunk of chunkedArray(values, 64 * 1024)) replies.push(...parser.push(chunk));
+  expect(replies).toHaveLength(1);
+  expect(replies[0].map(String)).toEqual(values);
+});
+
+test('the bulk strings of a reply asked for as text come out as strings, the replies around it as Buffers, whatever the chunking', () => {
+  const wire = Buffer.from('$1\r\na\r\n>2\r\n$8\r\nshm.lock\r\n$1\r\nt\r\n*3\r\n$2\r\nk1\r\n$4\r\nclé\r\n*1\r\n$0\r\n\r\n$1\r\nb\r\n');
+  for (let cut = 0; cut <= wire.length; cut++) {
+    // The second reply (after one other, whatever pushes come between) is text.
+    const parser = new ReplyParser((n) => n === 1);
+    const replies = [];
+    for (const chunk of [wire.subarray(0, cut), wire.subarray(cut)]) {
+      const completed = parser.push(chunk);
+      replies.push(...completed);
+      // Completed replies leave the line of calls, as the connection settles them.
+      const settled = completed.filter((r) => !(r instanceof Push)).length;
+      const textAt = parser.textAt;
+      parser.textAt = (n) => textAt(n + settled);
+    }
+    expect(replies).toEqual([Buffer.from('a'), new Push([Buffer.from('shm.lock'), Buffer.from('t')]), ['k1', 'clé', ['']], Buffer.from('b')]);
+  }
 });

@@ -63,6 +63,8 @@ const expected = {
   'configure unknown option': ['TypeError', 'ERR_SHM_UNKNOWN_OPTION'],
   'configure bad serialization': ['TypeError', 'ERR_INVALID_ARG_VALUE'],
   'configure negative timeout': ['RangeError', 'ERR_OUT_OF_RANGE'],
+  'configure fetchTimeout 0': ['RangeError', 'ERR_OUT_OF_RANGE'],
+  'getOrSet fetchTimeout "1"': ['TypeError', 'ERR_INVALID_ARG_TYPE'],
 };
 
 /** What the fixture reports beside the errors. */
@@ -152,6 +154,55 @@ describeOn(['embedded'], 'these start, stall and remove brokers of their own (re
       client.child.stdin.write('go\n');
       const result = await client.waitFor((m) => m.step === 'get:k');
       expect(result.error).toMatchObject({ code: 'ERR_SHM_TIMEOUT', message: 'no reply from the broker within 300 ms' });
+    } finally {
+      holder.child.kill('SIGCONT');
+      holder.child.kill('SIGTERM');
+      client.child.kill('SIGTERM');
+      await Promise.all([holder.done, client.done]);
+    }
+  });
+
+  test('a process out of file descriptors gets ERR_SHM_NO_RESOURCES saying so, for calls and subscriptions, and connects once it has one again', async () => {
+    const holder = start('hold.js');
+    const { socket, secret } = await holder.waitFor((m) => m.socket);
+    try {
+      const { messages } = await run('low-fd-limit.js', ['exhaust-fds', 'get:app:count', 'subscribe:news', 'free-fds', 'get:app:count', 'subscribe:news'], {
+        env: { CLUSTER_SHM_SOCKET: socket, CLUSTER_SHM_AUTH: secret, CLUSTER_SHM_OPTIONS: '{"connectTimeout":300}' },
+      });
+      // Calls (the JS connection) and subscriptions (the native one) alike.
+      expect(messages.slice(1, 4)).toMatchObject([
+        { step: 'exhaust-fds', error: 'EMFILE' },
+        { step: 'get:app:count', ok: false, error: { code: 'ERR_SHM_NO_RESOURCES' } },
+        { step: 'subscribe:news', ok: false, error: { code: 'ERR_SHM_NO_RESOURCES' } },
+      ]);
+      expect(messages[2].error.message).toMatch(/ran out of open files \(its limit: ulimit -n\) \(EMFILE\)/);
+      expect(messages[3].error.message).toMatch(/ran out of open files \(its limit: ulimit -n\) \(Too many open files/);
+      expect(messages.slice(4)).toMatchObject([{ step: 'free-fds' }, { step: 'get:app:count', ok: true, value: 41 }, { step: 'subscribe:news', ok: true, value: 'subscribed' }]);
+    } finally {
+      holder.child.kill('SIGTERM');
+      await holder.done;
+    }
+  });
+
+  test('a lock that timed out on the client is not left held when the broker answers late', async () => {
+    const holder = start('hold.js');
+    const { socket, secret } = await holder.waitFor((m) => m.socket);
+    const client = start('client.js', ['set:k=1', 'stdin', 'lock:L2', 'stdin', 'lock:L2'], {
+      env: { CLUSTER_SHM_SOCKET: socket, CLUSTER_SHM_AUTH: secret, CLUSTER_SHM_OPTIONS: '{"commandTimeout":300}' },
+    });
+    const locks = () => client.messages.filter((m) => m.step === 'lock:L2');
+    try {
+      await client.waitFor((m) => m.waiting);
+      await stopProcess(holder.child);
+      client.child.stdin.write('go\n');
+      const timedOut = await client.waitFor((m) => m.step === 'lock:L2');
+      expect(timedOut).toMatchObject({ ok: false, error: { code: 'ERR_SHM_TIMEOUT' } });
+      holder.child.kill('SIGCONT');
+      client.child.stdin.write('go\n');
+      // The broker got the first SHM.LOCK late and granted it; the client
+      // took it back, so the lock is free for the next caller at once.
+      await client.waitFor(() => locks().length === 2);
+      expect(locks()[1]).toMatchObject({ ok: true, value: 2 });
     } finally {
       holder.child.kill('SIGCONT');
       holder.child.kill('SIGTERM');

@@ -27,4 +27,6 @@ test('near cache: another worker stops serving a stale copy once the invalidatio
   expect(r.expiry).toMatchObject({ before: ['lives 300 ms', 'lives 300 ms'], after: true });
   // While the process holds a lock, reads go to the server; after, to the near cache again.
   expect(r.locked).toMatchObject({ hitsWhileLocked: 0, hitsAfter: 1, trackingOff: 'ERR_INVALID_ARG_VALUE' });
+  // So also once a lock this process never released has expired.
+  expect(r.lockExpired).toEqual({ step: 'read after a lock expired', hits: 100 });
 });

@@ -4,7 +4,7 @@
 /**
  * `npm run bench`: runs every (system, workload, workers, in-flight) run as a
  * fresh process tree (bench/primary.js in a process group and temp dir of its
- * own), then the redis-benchmark and memory-per-key sections, and writes
+ * own), then the redis-benchmark, memory-per-key and keys() sections, and writes
  * bench/results/latest.{md,json,svg}. See `npm run bench -- --help`.
  */
 
@@ -21,6 +21,7 @@ const { renderMarkdown } = require('./lib/report');
 const { throughputChart } = require('./lib/svg');
 const { runRawServer } = require('./sections/raw-server');
 const { runMemoryPerKey } = require('./sections/memory-per-key');
+const { runWorkerKeys } = require('./sections/worker-keys');
 const { int, micros, hitRate } = require('./lib/format');
 
 const RESULTS = path.join(__dirname, 'results');
@@ -113,6 +114,7 @@ async function main() {
 
   let raw = null;
   let memoryPerKey = null;
+  let workerKeys = null;
   if (options.raw) {
     log('bench: raw server comparison (redis-benchmark)');
     raw = await runRawServer({ quick: options.quick, redisAvailable, log }).catch((error) => ({ skipped: `failed: ${error.message}` }));
@@ -122,6 +124,12 @@ async function main() {
     }
     log('bench: memory per 100-byte key');
     memoryPerKey = await runMemoryPerKey({ redisAvailable }).catch((error) => ({ error: error.message }));
+    log("bench: a worker's keys() of 1,000,000 keys vs redis-cli KEYS");
+    workerKeys = await runWorkerKeys({ log }).catch((error) => ({ error: error.message }));
+    if (workerKeys.skipped) {
+      skipped.push(workerKeys.skipped);
+      log(`bench: ${workerKeys.skipped}`);
+    }
   }
 
   const report = {
@@ -136,6 +144,7 @@ async function main() {
     runs,
     raw,
     memoryPerKey,
+    workerKeys,
   };
   // Another build may replace the addon while the benchmark runs: say so.
   report.warnings = [];

@@ -283,7 +283,6 @@ function connect({ socket, secret }) {
   const connection = { socket, connectTimeout: 2000, commandTimeout: 5000, authSecret: secret };
   const backend = new RemoteBackend(
     () => connection,
-    () => new native.Client(connection),
     (onEvent) => native.Subscriber.connect(connection, onEvent),
   );
   return new SharedMemory({ backend, role: 'client', socket });

@@ -4,7 +4,7 @@ const { randomBytes } = require('node:crypto');
 const { types } = require('node:util');
 const { encode, decode, encodedLength } = require('./codec');
 const { CODES, shmError, typeError, rangeError, fromNative } = require('./errors');
-const { DEFAULTS, BROKER_OPTIONS, validateOptions, callOptions, checkTtl, checkTimeout } = require('./options');
+const { DEFAULTS, BROKER_OPTIONS, validateOptions, callOptions, checkTtl, checkTimeout, positiveMilliseconds } = require('./options');
 const { Lock, lockTimeout } = require('./lock');
 const { PubSubHub } = require('./pubsub');
 const { Connection } = require('./connection');
@@ -30,6 +30,23 @@ const FLIGHT_ERROR_TTL = 60_000;
 /** How long the failure count of a key outlives its last failure. */
 const FLIGHT_COUNTER_TTL = 3_600_000;
 
+/** What settleWithin() rejects with when the time is up. */
+const FETCH_ABANDONED = Symbol('fetch abandoned');
+
+/**
+ * Resolves or rejects as `fn()` does, or rejects with FETCH_ABANDONED after
+ * `ms`; what the abandoned call does afterwards is ignored.
+ */
+function settleWithin(fn, ms) {
+  let timer;
+  const late = new Promise((resolve, reject) => {
+    timer = setTimeout(() => reject(FETCH_ABANDONED), ms);
+  });
+  const settled = (async () => fn())();
+  settled.catch(() => {});
+  return Promise.race([settled, late]).finally(() => clearTimeout(timer));
+}
+
 /** Runs commands against the store in this process (the primary). */
 class InProcessBackend {
   /** `onClose`: called once the broker is closed (the primary removes its connection file). */
@@ -45,6 +62,15 @@ class InProcessBackend {
   call(args) {
     try {
       return this.broker.call(args);
+    } catch (error) {
+      throw fromNative(error);
+    }
+  }
+
+  /** Runs a command whose bulk strings come back as strings. */
+  callForText(args) {
+    try {
+      return this.broker.callText(args);
     } catch (error) {
       throw fromNative(error);
     }
@@ -84,18 +110,16 @@ class InProcessBackend {
 }
 
 /**
- * Sends commands over the broker's socket (workers, other processes): the
- * ordinary calls on one pipelined connection driven from the JS thread
- * (lib/connection.js), blocking calls (lock waits) on native connections of
- * their own, so that they never hold up the shared one.
+ * Sends commands over the broker's socket (workers, other processes), all
+ * on one pipelined connection driven from the JS thread (lib/connection.js).
+ * Lock waits share it too: the broker queues them without blocking the
+ * connection and pushes each one's outcome.
  */
 class RemoteBackend {
-  constructor(connectionOptions, createNativeClient, createSubscriber) {
+  constructor(connectionOptions, createSubscriber) {
     this.connectionOptions = connectionOptions;
-    this.createNativeClient = createNativeClient;
     this.createSubscriber = createSubscriber;
     this.connection = null;
-    this.nativeClient = null;
   }
 
   get hostsBroker() {
@@ -107,14 +131,15 @@ class RemoteBackend {
     return this.connection.call(args);
   }
 
-  /** A lock acquired by a wait was released: the connection that waited may wait again. */
-  lockReleased(token) {
-    if (this.nativeClient) this.nativeClient.released(token);
-  }
-
   /** Changes whenever calls start going over a new socket. */
   get generation() {
     return this.connection === null ? 0 : this.connection.generation;
+  }
+
+  /** Sends a command whose bulk strings come back as strings. */
+  callForText(args) {
+    if (this.connection === null) this.connection = new Connection(this.connectionOptions());
+    return this.connection.callForText(args);
   }
 
   /** Resolves with `{ reply, generation }`: the generation of the socket the command was written on. */
@@ -128,33 +153,22 @@ class RemoteBackend {
     return openSocketInvalidations(this.connectionOptions(), onInvalidate, onLost);
   }
 
+  /** A lock wait (`SHM.LOCK … WAIT ms`): resolves with the fencing token, or null when it timed out. */
   callBlocking(args, waitMs) {
-    if (this.nativeClient === null) this.nativeClient = this.createNativeClient();
-    return this.nativeClient.callBlocking(args, waitMs).catch(rethrowNative);
+    if (this.connection === null) this.connection = new Connection(this.connectionOptions());
+    return this.connection.waitForLock(args, waitMs);
   }
 
-  /**
-   * New timeouts apply from the next call on. The native client is kept:
-   * dropping it would close connections that may hold locks.
-   */
+  /** New timeouts apply from the next call on. */
   reset() {
     if (this.connection) this.connection.options = this.connectionOptions();
   }
 
   close() {
-    const closed = () => {
-      throw shmError(CODES.CLOSED, 'the cluster-shm connection is closed');
-    };
     if (this.connection) this.connection.close();
     else this.connection = new Connection(this.connectionOptions());
     this.connection.close();
-    if (this.nativeClient) this.nativeClient.close();
-    this.createNativeClient = closed;
   }
-}
-
-function rethrowNative(error) {
-  throw fromNative(error);
 }
 
 /** A backend that can only fail, with the reason it was given. */
@@ -384,6 +398,10 @@ class SharedMemory {
 
   async keys(pattern = '*') {
     checkPattern(pattern, 'keys');
+    // The keys come as strings, not Buffers turned into strings afterwards:
+    // over a socket they are decoded as they are read, in-process made by
+    // the addon (the near cache passes KEYS through, so it is skipped).
+    if (this.#backend.callForText) return this.#backend.callForText(['KEYS', pattern]);
     return (await this.#everywhere(['KEYS', pattern])).flat().map(toText);
   }
 
@@ -545,17 +563,18 @@ class SharedMemory {
   async getOrSet(key, fetcher, options) {
     this.#key(key, 'getOrSet');
     if (typeof fetcher !== 'function') throw typeError('getOrSet: fetcher must be a function');
-    const { ttl, timeout = 30_000 } = callOptions(options, ['ttl', 'timeout'], 'getOrSet');
+    const { ttl, timeout = 30_000, fetchTimeout = this.#options.fetchTimeout } = callOptions(options, ['ttl', 'timeout', 'fetchTimeout'], 'getOrSet');
     const ms = checkTtl(ttl, 'getOrSet');
     const wait = checkTimeout(timeout, 'getOrSet');
+    positiveMilliseconds(fetchTimeout, 'getOrSet: fetchTimeout');
     const joined = this.#flights.get(key);
     if (joined) return joined;
-    const flight = this.#fetchOnce(key, fetcher, ms, wait).finally(() => this.#flights.delete(key));
+    const flight = this.#fetchOnce(key, fetcher, ms, wait, fetchTimeout).finally(() => this.#flights.delete(key));
     this.#flights.set(key, flight);
     return flight;
   }
 
-  async #fetchOnce(key, fetcher, ttl, timeout) {
+  async #fetchOnce(key, fetcher, ttl, timeout, fetchTimeout) {
     // Failures of the fetch for `key` are counted; a caller shares a
     // failure's error only if it looked before that failure was counted,
     // i.e. it was waiting on that very fetch.
@@ -579,9 +598,14 @@ class SharedMemory {
       renew.unref();
       let value;
       try {
-        value = await fetcher();
+        value = await settleWithin(fetcher, fetchTimeout);
         if (value === undefined) throw typeError('getOrSet: fetcher resolved with undefined, which cannot be stored', CODES.INVALID_ARG_VALUE);
       } catch (error) {
+        // A fetch that never settles is abandoned, not shared: the lock
+        // goes (below) and the next caller fetches instead.
+        if (error === FETCH_ABANDONED) {
+          throw shmError(CODES.FETCH_TIMEOUT, `getOrSet: the fetcher for "${key}" did not settle within ${fetchTimeout} ms (fetchTimeout); the next caller fetches instead`);
+        }
         const failed = await this.#data.call(['INCR', failuresKey]);
         await this.#data.call(['PEXPIRE', failuresKey, String(FLIGHT_COUNTER_TTL)]);
         const record = { failed, error: { message: String(error && error.message), name: error && error.name, code: error && error.code } };
@@ -612,9 +636,18 @@ class SharedMemory {
     const ms = String(leases ? Math.min(ttlMs, this.#options.lockLease) : ttlMs);
     const wait = checkTimeout(timeout, 'lock');
     const token = randomBytes(16).toString('hex');
-    let fence = await this.#data.call(['SHM.LOCK', name, token, ms]);
-    if (fence === null && wait > 0) {
-      fence = await this.#backend.callBlocking(['SHM.LOCK', name, token, ms, 'WAIT', String(wait)], wait);
+    let fence;
+    try {
+      fence = await this.#data.call(['SHM.LOCK', name, token, ms]);
+      if (fence === null && wait > 0) {
+        fence = await this.#backend.callBlocking(['SHM.LOCK', name, token, ms, 'WAIT', String(wait)], wait);
+      }
+    } catch (error) {
+      // The broker may still grant what it did not answer in time: take it
+      // back (it releases the lock, or withdraws the wait, of this token),
+      // or nobody would hold the lock until its ttl passed.
+      if (error.code === CODES.TIMEOUT) this.#data.call(['SHM.UNLOCK', name, token]).catch(() => {});
+      throw error;
     }
     if (fence === null) throw lockTimeout(name, wait);
     // While this process holds a lock, its reads skip the near cache: what
@@ -623,9 +656,8 @@ class SharedMemory {
     this.#locksHeld++;
     const onRelease = () => {
       this.#locksHeld--;
-      if (this.#backend.lockReleased) this.#backend.lockReleased(token);
     };
-    return new Lock((args) => this.#data.call(args), name, token, fence, leases ? { ttl: ttlMs, lease: this.#options.lockLease, onRelease } : { onRelease });
+    return new Lock((args) => this.#data.call(args), name, token, fence, { ttl: ttlMs, lease: leases ? this.#options.lockLease : undefined, onRelease });
   }
 
   /** Runs `fn(lock)` holding the named lock, and always releases it. */

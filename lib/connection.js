@@ -85,47 +85,164 @@ class ReplyError {
   }
 }
 
+/** A RESP3 push frame (`>`): a message the broker sends unasked, not a reply. */
+class Push {
+  constructor(items) {
+    this.items = items;
+  }
+}
+
 /**
- * Incremental RESP2 reply decoder. Input is kept as a list of chunks and
- * only joined once enough bytes for the next reply can be there, so a large
- * value arriving in many chunks is copied once, not once per chunk.
+ * Incremental RESP2 reply decoder (plus RESP3 pushes). It resumes where the
+ * last chunk ended: the arrays being filled are kept on a stack, and a bulk
+ * string that is not all there yet is kept as a list of pieces joined once
+ * it is complete, so every byte is parsed once and copied at most twice,
+ * whatever the chunking. Re-parsing from the start of a reply on each chunk
+ * made a large array reply cost time quadratic in its size.
  */
 class ReplyParser {
-  constructor() {
-    this.chunks = [];
-    this.length = 0;
-    this.needed = 1;
+  /**
+   * `textAt(n)`: whether the bulk strings of the reply that starts after
+   * `n` others completed in the same push() come out as (UTF-8) strings
+   * rather than Buffers. A large list of keys decodes several times faster
+   * so than as a million small Buffers turned into strings afterwards.
+   */
+  constructor(textAt = () => false) {
+    this.textAt = textAt;
+    /** Unparsed input: the rest of the last chunk (with a partial line at its end, at most). */
+    this.buffer = null;
+    this.offset = 0;
+    /** Arrays (and pushes) whose items are still coming, innermost last. */
+    this.open = [];
+    /** A bulk string still arriving: its length, its pieces so far and their total. */
+    this.bulk = null;
+    /** Whether the reply being parsed decodes its bulk strings as text. */
+    this.text = false;
+    /** Replies (not pushes) completed so far by the current push(). */
+    this.completed = 0;
   }
 
   /** Adds input; returns the replies it completes. */
   push(chunk) {
-    this.chunks.push(chunk);
-    this.length += chunk.length;
     const replies = [];
-    if (this.length < this.needed) return replies;
-    let buffer = this.chunks.length === 1 ? this.chunks[0] : Buffer.concat(this.chunks, this.length);
-    let offset = 0;
-    for (;;) {
-      const parsed = parse(buffer, offset);
-      if (parsed === null) break;
-      replies.push(parsed.value);
-      offset = parsed.end;
-      if (offset === buffer.length) break;
+    this.completed = 0;
+    if (this.bulk !== null) {
+      chunk = this.#fillBulk(chunk, replies);
+      if (chunk === null) return replies;
     }
-    buffer = offset === buffer.length ? null : buffer.subarray(offset);
-    this.chunks = buffer ? [buffer] : [];
-    this.length = buffer ? buffer.length : 0;
-    this.needed = buffer ? Math.max(this.length + 1, expectedLength(buffer)) : 1;
+    if (this.buffer === null) {
+      this.buffer = chunk;
+    } else {
+      // Only a partial line is ever left over: a few bytes.
+      this.buffer = Buffer.concat([this.buffer.subarray(this.offset), chunk]);
+    }
+    this.offset = 0;
+    this.#parse(replies);
     return replies;
   }
-}
 
-/** For a bulk string that is not all there yet, how many bytes it needs. */
-function expectedLength(buffer) {
-  if (buffer[0] !== 0x24) return 0; // '$'
-  const end = lineEnd(buffer, 1);
-  if (end < 0) return 0;
-  return end + 2 + readInteger(buffer, 1, end) + 2;
+  #parse(replies) {
+    const buffer = this.buffer;
+    let offset = this.offset;
+    while (offset < buffer.length) {
+      const end = lineEnd(buffer, offset + 1);
+      if (end < 0) break;
+      const type = buffer[offset];
+      if (this.open.length === 0) this.text = type !== 0x3e && this.textAt(this.completed);
+      let value;
+      switch (type) {
+        case 0x2b: // '+'
+          value = end === offset + 3 && buffer[offset + 1] === 0x4f && buffer[offset + 2] === 0x4b ? 'OK' : buffer.toString('utf8', offset + 1, end);
+          offset = end + 2;
+          break;
+        case 0x2d: // '-'
+          value = new ReplyError(buffer.toString('utf8', offset + 1, end));
+          offset = end + 2;
+          break;
+        case 0x3a: // ':'
+          value = readInteger(buffer, offset + 1, end);
+          offset = end + 2;
+          break;
+        case 0x24: {
+          // '$'
+          const length = readInteger(buffer, offset + 1, end);
+          offset = end + 2;
+          if (length < 0) {
+            value = null;
+            break;
+          }
+          if (buffer.length < offset + length + 2) {
+            // The rest comes in later chunks.
+            const piece = buffer.subarray(offset);
+            this.bulk = { length, pieces: [piece], received: piece.length };
+            this.buffer = null;
+            return;
+          }
+          if (this.text) {
+            value = buffer.toString('utf8', offset, offset + length);
+          } else {
+            const bytes = buffer.subarray(offset, offset + length);
+            // A small value is copied, so that it does not keep a large read
+            // buffer alive; one that is most of the buffer is not.
+            value = length * 2 >= buffer.length ? bytes : Buffer.from(bytes);
+          }
+          offset += length + 2;
+          break;
+        }
+        case 0x2a: // '*'
+        case 0x3e: {
+          // '>'
+          const count = readInteger(buffer, offset + 1, end);
+          offset = end + 2;
+          if (count > 0) {
+            this.open.push({ items: new Array(count), filled: 0, push: type === 0x3e });
+            continue;
+          }
+          value = count < 0 ? null : type === 0x3e ? new Push([]) : [];
+          break;
+        }
+        default:
+          throw malformed(type);
+      }
+      this.#complete(value, replies);
+    }
+    if (offset === buffer.length) {
+      this.buffer = null;
+      this.offset = 0;
+    } else {
+      this.offset = offset;
+    }
+  }
+
+  /** Takes what `chunk` holds of the pending bulk string; returns the rest of the chunk, or null when it had no more. */
+  #fillBulk(chunk, replies) {
+    const bulk = this.bulk;
+    const wanted = bulk.length + 2 - bulk.received;
+    if (chunk.length < wanted) {
+      bulk.pieces.push(chunk);
+      bulk.received += chunk.length;
+      return null;
+    }
+    bulk.pieces.push(chunk.subarray(0, wanted));
+    this.bulk = null;
+    const whole = Buffer.concat(bulk.pieces, bulk.length + 2);
+    this.#complete(this.text ? whole.toString('utf8', 0, bulk.length) : whole.subarray(0, bulk.length), replies);
+    return wanted === chunk.length ? null : chunk.subarray(wanted);
+  }
+
+  /** A value is complete: it fills the innermost open array, or is a reply. */
+  #complete(value, replies) {
+    const open = this.open;
+    while (open.length > 0) {
+      const array = open[open.length - 1];
+      array.items[array.filled++] = value;
+      if (array.filled < array.items.length) return;
+      open.pop();
+      value = array.push ? new Push(array.items) : array.items;
+    }
+    if (!(value instanceof Push)) this.completed++;
+    replies.push(value);
+  }
 }
 
 /**
@@ -161,51 +278,15 @@ function malformed(byte) {
   return shmError(CODES.UNREACHABLE, `the broker sent a malformed reply (byte ${byte})`);
 }
 
-/** Parses one reply at `offset`: { value, end }, or null when incomplete. */
-function parse(buffer, offset) {
-  if (offset >= buffer.length) return null;
-  const end = lineEnd(buffer, offset + 1);
-  if (end < 0) return null;
-  const type = buffer[offset];
-  switch (type) {
-    case 0x2b: // '+'
-      if (end === offset + 3 && buffer[offset + 1] === 0x4f && buffer[offset + 2] === 0x4b) return { value: 'OK', end: end + 2 };
-      return { value: buffer.toString('utf8', offset + 1, end), end: end + 2 };
-    case 0x2d: // '-'
-      return { value: new ReplyError(buffer.toString('utf8', offset + 1, end)), end: end + 2 };
-    case 0x3a: // ':'
-      return { value: readInteger(buffer, offset + 1, end), end: end + 2 };
-    case 0x24: {
-      // '$'
-      const length = readInteger(buffer, offset + 1, end);
-      if (length < 0) return { value: null, end: end + 2 };
-      const start = end + 2;
-      if (buffer.length < start + length + 2) return null;
-      const value = buffer.subarray(start, start + length);
-      // A small value is copied, so that it does not keep a large read
-      // buffer alive; one that is most of the buffer is not.
-      return { value: length * 2 >= buffer.length ? value : Buffer.from(value), end: start + length + 2 };
-    }
-    case 0x2a: {
-      // '*'
-      const count = readInteger(buffer, offset + 1, end);
-      if (count < 0) return { value: null, end: end + 2 };
-      const items = new Array(count);
-      let at = end + 2;
-      for (let i = 0; i < count; i++) {
-        const item = parse(buffer, at);
-        if (item === null) return null;
-        items[i] = item.value;
-        at = item.end;
-      }
-      return { value: items, end: at };
-    }
-    default:
-      throw malformed(type);
-  }
-}
-
 const AUTH_REPLY = /^(NOAUTH|WRONGPASS) /;
+
+/** Connect errors that say this process (or the system) ran out of something, and of what. */
+const OUT_OF = {
+  EMFILE: 'open files (its limit: ulimit -n)',
+  ENFILE: 'open files (the system-wide limit)',
+  ENOBUFS: 'buffer space',
+  ENOMEM: 'memory',
+};
 
 class Connection {
   /**
@@ -224,6 +305,8 @@ class Connection {
     this.timer = null;
     /** Changes when a socket is attached or lost: state set on one (CLIENT TRACKING) is gone with it. */
     this.generation = 0;
+    /** Lock waits queued in the broker, by token: their outcome comes as a push. */
+    this.lockWaits = new Map();
     this.write = () => this.#write();
     this.checkTimeouts = () => this.#checkTimeouts();
   }
@@ -232,10 +315,10 @@ class Connection {
    * Sends a command; resolves with its reply, or with `{ reply, generation }`
    * when `tagged` (the generation of the socket it was written on).
    */
-  call(args, tagged = false) {
+  call(args, tagged = false, text = false) {
     if (this.closed) return Promise.reject(shmError(CODES.CLOSED, 'the cluster-shm connection is closed'));
     return new Promise((resolve, reject) => {
-      this.outbox.push({ payload: encodeCommand(args), resolve, reject, deadline: 0, settled: false, tagged, generation: 0 });
+      this.outbox.push({ payload: encodeCommand(args), resolve, reject, deadline: 0, settled: false, tagged, text, generation: 0 });
       this.#watchTimeouts();
       if (this.socket) {
         if (!this.writeQueued) {
@@ -246,6 +329,60 @@ class Connection {
         this.connecting = this.#connect();
       }
     });
+  }
+
+  /** Sends a command whose bulk strings come back as strings (KEYS). */
+  callForText(args) {
+    return this.call(args, false, true);
+  }
+
+  /**
+   * A lock wait (`SHM.LOCK name token ttl WAIT ms`) that does not block this
+   * connection: with ASYNC the broker replies at once, and the outcome of a
+   * wait it queued comes later as a push. Any number of waits share the
+   * connection, and the locks they get belong to it, as those taken without
+   * waiting do. Resolves with the fencing token, or null when the wait timed
+   * out in the broker; rejects with ERR_SHM_TIMEOUT when the broker says
+   * nothing within the wait and commandTimeout.
+   */
+  waitForLock(args, waitMs) {
+    const token = String(args[2]);
+    return new Promise((resolve, reject) => {
+      const wait = { resolve, reject, timer: null };
+      this.lockWaits.set(token, wait);
+      const settled = () => this.lockWaits.get(token) !== wait;
+      const end = () => {
+        clearTimeout(wait.timer);
+        if (this.lockWaits.get(token) === wait) this.lockWaits.delete(token);
+      };
+      wait.resolve = (fence) => {
+        end();
+        resolve(fence);
+      };
+      wait.reject = (error) => {
+        end();
+        reject(error);
+      };
+      this.call([...args, 'ASYNC']).then((reply) => {
+        if (settled()) return; // its outcome came first
+        if (reply !== 'QUEUED') return wait.resolve(reply);
+        wait.timer = setTimeout(
+          () => wait.reject(shmError(CODES.TIMEOUT, `no reply from the broker within ${this.options.commandTimeout} ms after the lock wait of ${waitMs} ms`)),
+          waitMs + this.options.commandTimeout,
+        );
+      }, wait.reject);
+    });
+  }
+
+  #onPush(items) {
+    const [kind, , token, fence] = items;
+    if (!Buffer.isBuffer(kind) || kind.toString() !== 'shm.lock' || !Buffer.isBuffer(token)) return;
+    const wait = this.lockWaits.get(token.toString());
+    if (wait) wait.resolve(fence);
+  }
+
+  #failLockWaits(error) {
+    for (const wait of [...this.lockWaits.values()]) wait.reject(error);
   }
 
   #write() {
@@ -270,6 +407,7 @@ class Connection {
     const started = Date.now();
     let delay = 10;
     let reason = 'connect timeout';
+    let outOf = null;
     while (!this.closed) {
       try {
         const socket = await open(path, Math.max(1, started + connectTimeout - Date.now()));
@@ -287,15 +425,19 @@ class Connection {
           return;
         }
         reason = error.code === CODES.UNREACHABLE ? error.message : error.code || error.message;
+        outOf = OUT_OF[error.code] || null;
       }
       if (Date.now() - started + delay > connectTimeout) break;
       await new Promise((resolve) => setTimeout(resolve, delay));
       delay = Math.min(delay * 2, 500);
     }
     this.connecting = null;
+    // Running out of files is not the broker's fault: say so, with its own code.
     const error = this.closed
       ? shmError(CODES.CLOSED, 'the cluster-shm connection is closed')
-      : shmError(CODES.UNREACHABLE, `cannot reach the cluster-shm broker at ${path} within ${connectTimeout} ms (${reason})`);
+      : outOf
+        ? shmError(CODES.NO_RESOURCES, `cannot connect to the cluster-shm broker at ${path}: this process ran out of ${outOf} (${reason}), still after ${connectTimeout} ms`)
+        : shmError(CODES.UNREACHABLE, `cannot reach the cluster-shm broker at ${path} within ${connectTimeout} ms (${reason})`);
     this.#failAll(error);
   }
 
@@ -306,7 +448,13 @@ class Connection {
     // An idle connection does not keep the process alive; the timeout check
     // does while calls are pending.
     socket.unref();
-    readReplies(socket, (reply) => this.#settle(reply));
+    readReplies(
+      socket,
+      (reply) => this.#settle(reply),
+      (items) => this.#onPush(items),
+      // Replies come in the order of the calls in flight.
+      (n) => n < this.inFlight.length && this.inFlight[n].text === true,
+    );
     socket.on('error', () => {});
     socket.on('close', () => {
       if (this.socket !== socket) return;
@@ -314,6 +462,8 @@ class Connection {
       this.generation++;
       const lost = shmError(CODES.UNREACHABLE, `lost the connection to the cluster-shm broker at ${this.options.socket}`);
       this.#failInFlight(lost);
+      // The waits queued on it ended with it, and the locks it was granted.
+      this.#failLockWaits(lost);
       // Calls that were not written yet go out on a new connection.
       if (this.outbox.length && !this.closed && !this.connecting) this.connecting = this.#connect();
     });
@@ -410,6 +560,7 @@ class Connection {
     this.outbox = [];
     for (const call of calls) call.reject(error);
     this.#failInFlight(error);
+    this.#failLockWaits(error);
   }
 
   close() {
@@ -421,9 +572,13 @@ class Connection {
   }
 }
 
-/** Calls `onReply` for each reply read from `socket`; malformed input closes it. */
-function readReplies(socket, onReply) {
-  const parser = new ReplyParser();
+/**
+ * Calls `onReply` for each reply read from `socket`, and `onPush` for each
+ * push the broker sends unasked; malformed input closes it. `textAt` is the
+ * parser's (see ReplyParser).
+ */
+function readReplies(socket, onReply, onPush = () => {}, textAt = undefined) {
+  const parser = new ReplyParser(textAt);
   socket.on('data', (chunk) => {
     let replies;
     try {
@@ -433,7 +588,8 @@ function readReplies(socket, onReply) {
       return;
     }
     for (const reply of replies) {
-      onReply(reply);
+      if (reply instanceof Push) onPush(reply.items);
+      else onReply(reply);
       if (socket.destroyed) return;
     }
   });
@@ -478,4 +634,4 @@ function authError(options, reply = '') {
   return shmError(CODES.AUTH, `the cluster-shm broker at ${options.socket} refused this process: ${why}`);
 }
 
-module.exports = { Connection, ReplyParser, ReplyError, encodeCommand, wireChunks, writeCommands, open, readReplies };
+module.exports = { Connection, ReplyParser, ReplyError, Push, encodeCommand, wireChunks, writeCommands, open, readReplies };

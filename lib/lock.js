@@ -3,6 +3,9 @@
 const { CODES, shmError, typeError } = require('./errors');
 const { checkTtl } = require('./options');
 
+/** The longest delay setTimeout takes. */
+const MAX_TIMER = 2 ** 31 - 1;
+
 /**
  * A held lock. Only this handle's random token can release or extend it;
  * the broker hands it to the next waiter on release, when the holder's
@@ -18,14 +21,19 @@ class Lock {
   #lease;
   #deadline = 0;
   #keepAlive = null;
+  #expiry = null;
   #onRelease;
 
-  /** `onRelease` runs once, when this handle releases the lock or learns it lost it. */
+  /**
+   * `onRelease` runs once, when this handle releases the lock, learns it
+   * lost it, or its ttl (`ttl` ms from now) passes without an extension.
+   */
   constructor(call, name, token, fence, { ttl, lease, onRelease = () => {} } = {}) {
     this.#call = call;
     this.#token = token;
     this.#lease = lease;
     this.#onRelease = onRelease;
+    this.#expireAt(Date.now() + ttl);
     if (lease !== undefined) this.#renewUntil(Date.now() + ttl);
     /** The lock's name. */
     this.name = name;
@@ -54,14 +62,36 @@ class Lock {
     if (!held) {
       this.#stopKeepAlive();
       this.#released();
-    } else if (this.#lease !== undefined) this.#renewUntil(Date.now() + ms);
-    return held;
+      return false;
+    }
+    this.#expireAt(Date.now() + ms);
+    if (this.#lease !== undefined) this.#renewUntil(Date.now() + ms);
+    return true;
   }
 
   #released() {
+    clearTimeout(this.#expiry);
     const onRelease = this.#onRelease;
     this.#onRelease = () => {};
     onRelease();
+  }
+
+  /**
+   * Counts the lock as gone at `deadline` unless it is extended before:
+   * the broker lets it expire then (on Redis, renewals stop then), release()
+   * or not. Measured from the reply, so never before the broker's ttl ends.
+   * A timer cannot wait more than 2^31 - 1 ms: a longer one is set again.
+   */
+  #expireAt(deadline) {
+    clearTimeout(this.#expiry);
+    const left = deadline - Date.now();
+    if (left <= 0) {
+      this.#stopKeepAlive();
+      this.#released();
+      return;
+    }
+    this.#expiry = setTimeout(() => this.#expireAt(deadline), Math.min(left, MAX_TIMER));
+    this.#expiry.unref();
   }
 
   /** Renews the lease every third of it until `deadline`; the timer does not keep the process alive. */

@@ -23,6 +23,9 @@ const DEFAULTS = Object.freeze({
   evictionPolicy: 'noeviction',
   persist: null,
   lockLease: 10_000,
+  // Below getOrSet's default wait (30 s), so that a caller queued behind a
+  // fetch that never settles still gets its turn.
+  fetchTimeout: 20_000,
   nearCache: false,
 });
 
@@ -39,6 +42,7 @@ const VALIDATORS = {
   connectTimeout: positiveMilliseconds,
   commandTimeout: positiveMilliseconds,
   lockLease: positiveMilliseconds,
+  fetchTimeout: positiveMilliseconds,
   nearCache(value) {
     if (value === false || value === true) return;
     if (value === null || typeof value !== 'object' || Array.isArray(value)) {
@@ -154,4 +158,4 @@ function checkTtl(ttl, fn) {
   return Math.max(1, Math.round(ttl));
 }
 
-module.exports = { ENV, DEFAULTS, BROKER_OPTIONS, validateOptions, inheritedOptions, callOptions, checkTtl, checkTimeout };
+module.exports = { ENV, DEFAULTS, BROKER_OPTIONS, validateOptions, inheritedOptions, callOptions, checkTtl, checkTimeout, positiveMilliseconds };

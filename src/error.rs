@@ -6,6 +6,9 @@ use std::fmt;
 pub enum ShmError {
     /// No broker answered within the connect timeout.
     Unreachable(String),
+    /// This process ran out of a system resource (open files, memory)
+    /// connecting to the broker.
+    NoResources(String),
     /// A sent command got no reply within the command timeout.
     Timeout(String),
     /// The broker (or Redis) answered with an error reply; the text keeps
@@ -30,6 +33,7 @@ impl ShmError {
     pub fn code(&self) -> &'static str {
         match self {
             ShmError::Unreachable(_) => "ERR_SHM_UNREACHABLE",
+            ShmError::NoResources(_) => "ERR_SHM_NO_RESOURCES",
             ShmError::Timeout(_) => "ERR_SHM_TIMEOUT",
             ShmError::Server(_) => "ERR_SHM_SERVER",
             ShmError::Closed => "ERR_SHM_CLOSED",
@@ -47,6 +51,7 @@ impl fmt::Display for ShmError {
         match self {
             ShmError::Closed => f.write_str("the cluster-shm connection is closed"),
             ShmError::Unreachable(m)
+            | ShmError::NoResources(m)
             | ShmError::Timeout(m)
             | ShmError::Server(m)
             | ShmError::BadArgument(m)

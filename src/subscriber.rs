@@ -247,7 +247,16 @@ impl Remote {
                 Ok(Err(error)) if crate::client::is_auth_error(&error) => {
                     return Err(crate::client::auth_error(&self.options))
                 }
-                Ok(Err(error)) => return Err(unreachable(error.to_string())),
+                // Running out of files is not the broker's fault: say so.
+                Ok(Err(error)) => match crate::client::out_of(&error) {
+                    Some(what) => {
+                        return Err(ShmError::NoResources(format!(
+                            "cannot connect to the cluster-shm broker at {} to subscribe: this process ran out of {what} ({error})",
+                            self.options.socket.display()
+                        )))
+                    }
+                    None => return Err(unreachable(error.to_string())),
+                },
                 Err(_) => return Err(unreachable("connect timeout".into())),
             };
             let (mut sink, stream) = pubsub.split();

@@ -1,6 +1,6 @@
 'use strict';
 
-/** The markdown report: machine, one table per workload, raw server, memory per key, targets. */
+/** The markdown report: machine, one table per workload, raw server, memory per key, a worker's keys(), targets. */
 
 const { SYSTEMS } = require('../systems');
 const { WORKLOADS } = require('./workload');
@@ -223,6 +223,29 @@ function memorySection(memory) {
   return lines.join('\n');
 }
 
+function workerKeysSection(workerKeys) {
+  if (!workerKeys) return '';
+  const lines = ["## A worker's keys() of a million keys", ''];
+  if (workerKeys.error) return `${lines.join('\n')}\nfailed: ${workerKeys.error}\n`;
+  if (workerKeys.skipped) return `${lines.join('\n')}\n${workerKeys.skipped}\n`;
+  lines.push(
+    `${int(workerKeys.keys)} keys in a fresh standalone broker, listed by \`keys('*')\` through the client a worker uses (the JS RESP client over the socket) and by \`redis-cli KEYS '*'\` on the same socket (output to /dev/null, process start included); ${workerKeys.rounds} alternating rounds, the median reported.`,
+  );
+  lines.push('');
+  lines.push(
+    table(
+      ['client', 'median ms', 'rounds (ms)', 'vs redis-cli'],
+      [
+        ['worker keys()', workerKeys.workerMedianMs.toFixed(0), workerKeys.workerMs.map((ms) => ms.toFixed(0)).join(', '), ratio(workerKeys.workerMedianMs, workerKeys.redisCliMedianMs)],
+        ['redis-cli KEYS', workerKeys.redisCliMedianMs.toFixed(0), workerKeys.redisCliMs.map((ms) => ms.toFixed(0)).join(', '), '1.00×'],
+      ],
+      ['l', 'r', 'r', 'r'],
+    ),
+  );
+  lines.push('');
+  return lines.join('\n');
+}
+
 function targetsSection(targets) {
   const lines = ['## Targets', ''];
   const mark = { met: '✅ met', missed: '❌ missed', 'not measured': '— not measured' };
@@ -286,6 +309,7 @@ function renderMarkdown(report) {
     ...Object.keys(WORKLOADS).map((workload) => workloadSection(report, workload)),
     rawSection(report.raw),
     memorySection(report.memoryPerKey),
+    workerKeysSection(report.workerKeys),
     targetsSection(report.targets),
   ];
   return sections.filter(Boolean).join('\n');

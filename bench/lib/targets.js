@@ -52,7 +52,7 @@ function throughputTarget(runs, peer, peerLabel, depth, factor) {
   });
 }
 
-function evaluateTargets({ runs, raw, memoryPerKey }) {
+function evaluateTargets({ runs, raw, memoryPerKey, workerKeys }) {
   const targets = [
     throughputTarget(runs, 'classic', 'classic', 64, 10),
     throughputTarget(runs, 'classic', 'classic', 1, 3),
@@ -93,6 +93,13 @@ function evaluateTargets({ runs, raw, memoryPerKey }) {
       const redis = need(results.find((r) => r.server === 'redis-server'), 'redis-server memory');
       const r = broker.usedPerKey / redis.usedPerKey;
       return { met: broker.usedPerKey <= redis.usedPerKey, text: `${broker.usedPerKey.toFixed(1)} vs ${redis.usedPerKey.toFixed(1)} B/key (${fmtRatio(r)})` };
+    }),
+  );
+  targets.push(
+    check("a worker's keys() of 1,000,000 keys ≤ 3× redis-cli KEYS on the same socket (median of 3)", '≤ 3.00×', () => {
+      const measured = need(workerKeys && !workerKeys.error && !workerKeys.skipped && workerKeys, "the keys() comparison");
+      const r = measured.workerMedianMs / measured.redisCliMedianMs;
+      return { met: r <= 3, text: `${fmtRatio(r)} (${measured.workerMedianMs.toFixed(0)} vs ${measured.redisCliMedianMs.toFixed(0)} ms)` };
     }),
   );
   return targets;

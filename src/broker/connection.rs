@@ -103,6 +103,16 @@ impl Mailbox for ConnectionMailbox {
         }
         true
     }
+
+    fn push(&self, frame: Bytes) -> bool {
+        let len = frame.len();
+        self.backlog.add(len);
+        if self.replies.send(frame).is_err() {
+            self.backlog.sub(len);
+            return false;
+        }
+        true
+    }
 }
 
 pub async fn serve<S>(stream: S, db: Db, mut shutdown: watch::Receiver<bool>)
@@ -414,6 +424,31 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
         panic!("never: {what}");
+    }
+
+    #[tokio::test]
+    async fn an_async_lock_wait_leaves_its_connection_free_and_pushes_its_outcome() {
+        let db = Db::new();
+        let (_stop, shutdown) = watch::channel(false);
+        let mut holder = connect(&db, &shutdown).await;
+        let mut waiter = connect(&db, &shutdown).await;
+        call(&mut holder, &["SHM.LOCK", "l", "ta", "60000"], b":1\r\n").await;
+        call(&mut waiter, &["SHM.LOCK", "l", "tb", "60000", "WAIT", "5000", "ASYNC"], b"+QUEUED\r\n").await;
+        // The connection serves other commands, and other waits, meanwhile.
+        call(&mut waiter, &["PING"], b"+PONG\r\n").await;
+        call(&mut waiter, &["SHM.LOCK", "l", "tc", "60000", "WAIT", "20", "ASYNC"], b"+QUEUED\r\n").await;
+        call(&mut waiter, &["SHM.LOCK", "l", "td", "60000", "WAIT", "5000", "ASYNC"], b"+QUEUED\r\n").await;
+        call(&mut waiter, &["SHM.LOCK", "free", "te", "60000", "WAIT", "5000", "ASYNC"], b":2\r\n").await;
+        expect(&mut waiter, b">4\r\n$8\r\nshm.lock\r\n$1\r\nl\r\n$2\r\ntc\r\n$-1\r\n").await;
+        // Unlocking with the token of a queued wait withdraws it.
+        call(&mut waiter, &["SHM.UNLOCK", "l", "td"], b":0\r\n>4\r\n$8\r\nshm.lock\r\n$1\r\nl\r\n$2\r\ntd\r\n$-1\r\n")
+            .await;
+        call(&mut holder, &["SHM.UNLOCK", "l", "ta"], b":1\r\n").await;
+        expect(&mut waiter, b">4\r\n$8\r\nshm.lock\r\n$1\r\nl\r\n$2\r\ntb\r\n:3\r\n").await;
+        // The lock belongs to the connection that waited: it goes with it.
+        assert_eq!(db.lock().locks.held(), 2);
+        drop(waiter);
+        eventually("the waiter's locks released", || db.lock().locks.held() == 0).await;
     }
 
     /// The bytes Redis 7.0.15 sends, checked against redis-server.

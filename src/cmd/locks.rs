@@ -1,11 +1,18 @@
 //! Lock commands (this broker's own, in the `SHM.` namespace):
 //!
-//! - `SHM.LOCK name token ttl-ms [WAIT timeout-ms]`: the fencing token
-//!   (integer) once held, nil if not acquired. With WAIT the connection
-//!   blocks, first come first served, until the lock is handed over or the
-//!   timeout passes; without it the call never waits.
+//! - `SHM.LOCK name token ttl-ms [WAIT timeout-ms [ASYNC]]`: the fencing
+//!   token (integer) once held, nil if not acquired. With WAIT the
+//!   connection blocks, first come first served, until the lock is handed
+//!   over or the timeout passes; without it the call never waits.
+//!   With WAIT … ASYNC the connection does not block: a lock that is busy
+//!   replies `+QUEUED` at once, and the outcome of the wait comes later as
+//!   a RESP3 push, `>4 shm.lock name token fence` (nil fence: timed out),
+//!   so one connection can wait for any number of locks while it goes on
+//!   serving other commands. In-process (no connection to push to) ASYNC
+//!   waits as WAIT does.
 //! - `SHM.UNLOCK name token`: 1 if `token` held the lock (it passes to the
-//!   next waiter), else 0.
+//!   next waiter), else 0. A wait queued with `token` is withdrawn too, so a
+//!   client that gave up on a wait can take it back whatever became of it.
 //! - `SHM.EXTEND name token ttl-ms`: 1 if `token` holds the lock, else 0.
 //!
 //! A lock belongs to the connection that took it: when that connection
@@ -13,7 +20,7 @@
 
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 
 use super::{int_arg, is, syntax_error, try_reply, CommandSpec, Ctx};
 use crate::resp::Frame;
@@ -63,16 +70,20 @@ fn positive_ms(arg: &[u8]) -> Result<u64, Frame> {
     }
 }
 
+fn wait_ms(arg: &[u8]) -> Result<u64, Frame> {
+    match int_arg(arg)? {
+        ms if ms >= 0 => Ok(ms as u64),
+        _ => Err(Frame::error("ERR timeout is negative")),
+    }
+}
+
 fn lock(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
     let (name, token) = (&args[1], &args[2]);
     let ttl = try_reply!(positive_ms(&args[3]));
-    let wait = match &args[4..] {
-        [] => 0,
-        [option, timeout] if is(option, "WAIT") => match int_arg(timeout) {
-            Ok(ms) if ms >= 0 => ms as u64,
-            Ok(_) => return Frame::error("ERR timeout is negative"),
-            Err(e) => return e,
-        },
+    let (wait, pushed) = match &args[4..] {
+        [] => (0, false),
+        [option, timeout] if is(option, "WAIT") => (try_reply!(wait_ms(timeout)), false),
+        [option, timeout, mode] if is(option, "WAIT") && is(mode, "ASYNC") => (try_reply!(wait_ms(timeout)), true),
         _ => return syntax_error(),
     };
     let client = ctx.session.id;
@@ -82,10 +93,39 @@ fn lock(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
         Acquire::Busy if wait == 0 || ctx.in_transaction => Frame::Null,
         Acquire::Busy => {
             let (waiter, grant) = ctx.ks.locks.enqueue(name, client, token, ttl);
-            ctx.blocked = Some(Blocked { name: name.clone(), waiter, grant, timeout: Duration::from_millis(wait) });
-            Frame::Null
+            let blocked = Blocked { name: name.clone(), waiter, grant, timeout: Duration::from_millis(wait) };
+            match (pushed, &ctx.mailbox, tokio::runtime::Handle::try_current()) {
+                (true, Some(mailbox), Ok(runtime)) => {
+                    let (db, mailbox, token) = (ctx.db.clone(), mailbox.clone(), token.clone());
+                    runtime.spawn(async move {
+                        let name = blocked.name.clone();
+                        let outcome = blocked.reply(&db).await;
+                        // The outcome was decided under the store's lock, and
+                        // a batch queues its replies before it lets go of it:
+                        // taking the lock once more keeps the push behind the
+                        // replies of the batch that decided it (+QUEUED, or an
+                        // SHM.UNLOCK that withdrew this wait).
+                        drop(db.lock());
+                        mailbox.push(lock_push(name, token, outcome));
+                    });
+                    Frame::Simple("QUEUED".into())
+                }
+                _ => {
+                    ctx.blocked = Some(blocked);
+                    Frame::Null
+                }
+            }
         }
     }
+}
+
+/// The push that tells an ASYNC waiter how its wait ended.
+fn lock_push(name: Bytes, token: Bytes, outcome: Frame) -> Bytes {
+    let mut out = BytesMut::from(&b">4\r\n"[..]);
+    for frame in [Frame::bulk_str("shm.lock"), Frame::Bulk(name), Frame::Bulk(token), outcome] {
+        frame.encode(&mut out);
+    }
+    out.freeze()
 }
 
 fn unlock(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {

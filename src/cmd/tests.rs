@@ -484,6 +484,8 @@ fn lock_commands_without_waiting() {
     assert_eq!(h.run("SHM.LOCK l tokC 0"), err("ERR invalid expire time in 'shm.lock' command"));
     assert_eq!(h.run("SHM.LOCK l tokC 10 WAIT -1"), err("ERR timeout is negative"));
     assert_eq!(h.run("SHM.LOCK l tokC 10 LATER 5"), err("ERR syntax error"));
+    assert_eq!(h.run("SHM.LOCK l tokC 10 WAIT 5 LATER"), err("ERR syntax error"));
+    assert_eq!(h.run("SHM.LOCK l tokC 10 WAIT 5 ASYNC ASYNC"), err("ERR syntax error"));
     // Locks are not keys.
     assert_eq!(h.run("DBSIZE"), int(0));
     h.run("FLUSHDB");

@@ -80,11 +80,23 @@ impl Reply {
 
 impl ToNapiValue for Reply {
     unsafe fn to_napi_value(env: sys::napi_env, reply: Self) -> napi::Result<sys::napi_value> {
-        frame_to_js(env, &reply.0)
+        frame_to_js(env, &reply.0, false)
     }
 }
 
-unsafe fn frame_to_js(env: sys::napi_env, frame: &Frame) -> napi::Result<sys::napi_value> {
+/// A reply whose bulk strings become JS strings (UTF-8, invalid bytes
+/// replaced) instead of Buffers: for a list of keys, a million Buffers cost
+/// a malloc'd backing store each, which the process's RSS kept long after
+/// they were collected.
+pub struct TextReply(pub Frame);
+
+impl ToNapiValue for TextReply {
+    unsafe fn to_napi_value(env: sys::napi_env, reply: Self) -> napi::Result<sys::napi_value> {
+        frame_to_js(env, &reply.0, true)
+    }
+}
+
+unsafe fn frame_to_js(env: sys::napi_env, frame: &Frame, text: bool) -> napi::Result<sys::napi_value> {
     let mut out = ptr::null_mut();
     match frame {
         Frame::Simple(text) => {
@@ -92,6 +104,9 @@ unsafe fn frame_to_js(env: sys::napi_env, frame: &Frame) -> napi::Result<sys::na
         }
         Frame::Integer(n) => {
             check_status!(sys::napi_create_int64(env, *n, &mut out))?;
+        }
+        Frame::Bulk(data) if text => {
+            check_status!(sys::napi_create_string_utf8(env, data.as_ptr().cast(), data.len() as isize, &mut out))?;
         }
         Frame::Bulk(data) => {
             let mut copy = ptr::null_mut();
@@ -103,7 +118,7 @@ unsafe fn frame_to_js(env: sys::napi_env, frame: &Frame) -> napi::Result<sys::na
         Frame::Array(items) | Frame::Many(items) => {
             check_status!(sys::napi_create_array_with_length(env, items.len(), &mut out))?;
             for (index, item) in items.iter().enumerate() {
-                let value = frame_to_js(env, item)?;
+                let value = frame_to_js(env, item, text)?;
                 check_status!(sys::napi_set_element(env, out, index as u32, value))?;
             }
         }

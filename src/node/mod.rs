@@ -1,4 +1,4 @@
-//! The N-API surface: the classes JavaScript sees (`Broker`, `Client`,
+//! The N-API surface: the classes JavaScript sees (`Broker` and
 //! `Subscriber`) and their conversions. Everything here is glue; the work
 //! happens in the modules it calls.
 
@@ -17,10 +17,10 @@ use parking_lot::Mutex;
 use crate::broker::{self, LocalReply};
 use crate::cmd::Session;
 use crate::error::ShmError;
-use crate::resp::Limits;
+use crate::resp::{Frame, Limits};
 use crate::store::Kind;
 use crate::{client, subscriber};
-use js_value::{Args, Reply};
+use js_value::{Args, Reply, TextReply};
 
 #[napi(object)]
 pub struct BrokerOptions {
@@ -79,6 +79,23 @@ impl NativeBroker {
             LocalReply::Blocked(blocked) => {
                 Ok(Either::B(env.spawn_future(async move { Reply(blocked.reply(&db).await).into_result() })?))
             }
+        }
+    }
+
+    /// Runs a command that does not block (KEYS) on the calling thread; its
+    /// bulk strings come back as strings.
+    #[napi(ts_args_type = "args: Array<string | Buffer>", ts_return_type = "unknown")]
+    pub fn call_text(&self, args: Args) -> napi::Result<TextReply> {
+        let broker = self.broker.lock();
+        if !broker.is_running() {
+            return Err(ShmError::Closed.into());
+        }
+        let db = broker.db().clone();
+        drop(broker);
+        match broker::execute_local(&db, &mut self.session.lock(), &args.0) {
+            LocalReply::Ready(Frame::Error(text)) => Err(ShmError::Server(text).into()),
+            LocalReply::Ready(frame) => Ok(TextReply(frame)),
+            LocalReply::Blocked(_) => Err(ShmError::BadArgument("callText: a blocking command".into()).into()),
         }
     }
 
@@ -235,51 +252,4 @@ pub struct ClientOptions {
     pub command_timeout: Option<u32>,
     /// The broker's secret.
     pub auth_secret: Option<String>,
-}
-
-/// Native connections to a broker in another process, for blocking calls
-/// (lock waits): each waits on a connection of its own. Ordinary calls go
-/// through the JS-side connection (lib/connection.js).
-#[napi(js_name = "Client")]
-pub struct NativeClient {
-    inner: Arc<client::Client>,
-}
-
-#[napi]
-impl NativeClient {
-    #[napi(constructor)]
-    pub fn new(options: ClientOptions) -> napi::Result<NativeClient> {
-        let inner = client::Client::new(client_options(options))?;
-        Ok(NativeClient { inner: Arc::new(inner) })
-    }
-
-    /// Sends a command that may block for up to `waitMs` on a connection of
-    /// its own, so the replies of the shared connection keep flowing.
-    #[napi(ts_args_type = "args: Array<string | Buffer>, waitMs: number", ts_return_type = "Promise<unknown>")]
-    pub fn call_blocking<'env>(
-        &self,
-        env: &'env Env,
-        args: Args,
-        wait_ms: u32,
-    ) -> napi::Result<PromiseRaw<'env, Reply>> {
-        let client = self.inner.clone();
-        env.spawn_future(async move {
-            match client.call_blocking(args.0, Duration::from_millis(wait_ms as u64)).await {
-                Ok(frame) => Reply(frame).into_result(),
-                Err(error) => Err(error.into()),
-            }
-        })
-    }
-
-    /// The lock acquired with `token` was released: the connection its wait
-    /// ran on may be used for other waits.
-    #[napi]
-    pub fn released(&self, token: String) {
-        self.inner.released(token.as_bytes());
-    }
-
-    #[napi]
-    pub fn close(&self) {
-        self.inner.close();
-    }
 }

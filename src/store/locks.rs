@@ -107,10 +107,13 @@ impl LockTable {
         removed
     }
 
-    /// Releases the lock if `token` holds it, handing it to the next waiter.
+    /// Releases the lock if `token` holds it, handing it to the next waiter;
+    /// a wait queued with `token` is withdrawn (its grant is dropped).
     pub fn release(&mut self, name: &[u8], token: &[u8], now: u64) -> bool {
         let Some(lock) = self.locks.get_mut(name) else { return false };
         if lock.holder.as_ref().is_none_or(|h| h.token != token) {
+            lock.waiters.retain(|w| w.token != token);
+            self.forget_if_idle(name);
             return false;
         }
         lock.holder = None;
@@ -277,6 +280,19 @@ mod tests {
         assert!(!t.extend(b"l", b"a", 100, 150));
         // An expired holder does not block a new caller either.
         assert!(matches!(t.try_acquire(b"l", 3, &token("c"), 100, 250), Acquire::Granted(_)));
+    }
+
+    #[test]
+    fn unlocking_with_a_waiting_token_withdraws_the_wait() {
+        let mut t = LockTable::default();
+        granted(t.try_acquire(b"l", 1, &token("a"), 100, 0));
+        let (_, mut withdrawn) = t.enqueue(b"l", 2, &token("b"), 100);
+        let (_, mut next) = t.enqueue(b"l", 3, &token("c"), 100);
+        assert!(!t.release(b"l", b"b", 0));
+        assert_eq!(t.waiting(), 1);
+        assert_eq!(withdrawn.try_recv(), Err(oneshot::error::TryRecvError::Closed));
+        assert!(t.release(b"l", b"a", 0));
+        assert!(next.try_recv().is_ok());
     }
 
     #[test]

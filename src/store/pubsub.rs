@@ -36,6 +36,13 @@ pub trait Mailbox: Send + Sync {
     /// `output_limit` bytes behind (0: no limit), and is dropped from every
     /// subscription.
     fn deliver(&self, message: &Message<'_>, output_limit: usize) -> bool;
+
+    /// Sends an encoded frame the client did not ask for (a lock wait's
+    /// outcome), in order with the replies; false when the client is gone.
+    /// Only a socket connection has a way to send one.
+    fn push(&self, _frame: bytes::Bytes) -> bool {
+        false
+    }
 }
 
 struct Subscriber {
