@@ -73,6 +73,22 @@ declare namespace shm {
      * process's write is seen once its invalidation arrives.
      */
     nearCache?: boolean | NearCacheOptions;
+    /**
+     * Put in front of every key and lock name this handle stores; its
+     * keys(), scan(), size() and clear() see only the keys behind it.
+     * Default ''. Workers inherit it from the primary. See `namespace()`.
+     */
+    keyPrefix?: string;
+  }
+
+  interface ScanOptions {
+    /** How many keys the store looks at per step (SCAN's COUNT hint). Default 100. */
+    count?: number;
+  }
+
+  interface NamespaceOptions {
+    /** Put between the name and the key. Default ':'. */
+    separator?: string;
   }
 
   interface NearCacheOptions {
@@ -293,6 +309,8 @@ declare namespace shm {
     readonly UNSUPPORTED_PLATFORM: 'ERR_SHM_UNSUPPORTED_PLATFORM';
     /** `cluster-shm/prometheus` without prom-client installed. */
     readonly MISSING_PEER: 'ERR_SHM_MISSING_PEER';
+    /** The code of the warning given when broker-only options are ignored on Redis. */
+    readonly IGNORED_OPTION: 'ERR_SHM_IGNORED_OPTION';
     /** The code of the warning given when the runtime directory cannot list a broker. */
     readonly UNSAFE_DIR: 'ERR_SHM_UNSAFE_DIR';
   }
@@ -320,12 +338,32 @@ declare namespace shm {
     has(key: string): Promise<boolean>;
     /** Deletes `key`; true when it existed. */
     delete(key: string): Promise<boolean>;
-    /** Keys matching a Redis glob pattern (`*`, `?`, `[a-z]`; at most 1024 bytes). Default `'*'`. */
+    /**
+     * Keys matching a Redis glob pattern (`*`, `?`, `[a-z]`; at most 1024
+     * bytes). Default `'*'`. On Redis the keys come from a SCAN walk, never
+     * KEYS.
+     */
     keys(pattern?: string): Promise<string[]>;
-    /** Number of keys. */
+    /**
+     * Walks the keys matching the pattern a batch at a time without holding
+     * up the store: `for await (const key of shm.scan('user:*')) ...`. Keys
+     * present for the whole walk are yielded; on Redis one may come twice.
+     */
+    scan(pattern?: string, options?: ScanOptions): AsyncGenerator<string, void, undefined>;
+    /** Number of keys (of this namespace, when the handle has a keyPrefix). */
     size(): Promise<number>;
-    /** Deletes every key. */
+    /**
+     * Deletes every key (of this namespace, when the handle has a
+     * keyPrefix). On Redis it deletes what SCAN finds, never FLUSHDB.
+     */
     clear(): Promise<void>;
+    /**
+     * A handle whose keys and lock names live behind `name` + separator
+     * (default ':'); its keys(), scan(), size() and clear() cover only them.
+     * Channels are not prefixed. It shares this handle's connections and
+     * options: its configure() throws, its close() does nothing.
+     */
+    namespace(name: string, options?: NamespaceOptions): SharedMemory;
     /** Values of several keys, `undefined` for missing ones, read atomically. */
     mget<T = Value>(keys: string[]): Promise<Array<T | undefined>>;
     /** Stores several keys atomically. */

@@ -6,7 +6,10 @@ declare namespace KeyvClusterShm {
   interface Options {
     /** The cluster-shm instance to store in. Default: `require('cluster-shm')`. */
     shm?: shm.SharedMemory;
-    /** Put in front of every key the adapter stores (after it, Keyv's `namespace:`). Default ''. */
+    /**
+     * The adapter's namespace in the store: put in front of every key it
+     * stores (after it, Keyv's `namespace:`). Default 'keyv:'; '' for none.
+     */
     prefix?: string;
   }
 
@@ -32,6 +35,8 @@ declare class KeyvClusterShm extends EventEmitter {
   static readonly KeyvClusterShm: typeof KeyvClusterShm;
 
   readonly shm: shm.SharedMemory;
+  /** The namespace handle the adapter stores through (`shm` itself with prefix ''). */
+  readonly store: shm.SharedMemory;
   readonly prefix: string;
   /** Read by Keyv: `dialect: 'redis'` lets Keyv 5 offer `keyv.iterator()`. */
   opts: { dialect: 'redis'; prefix: string; [option: string]: unknown };
@@ -57,8 +62,8 @@ declare class KeyvClusterShm extends EventEmitter {
   /** True when every key existed. */
   deleteMany(keys: string[]): Promise<boolean>;
   /**
-   * Deletes the keys of the Keyv namespace (and prefix) in use; with neither
-   * a namespace nor a prefix, every key of the store.
+   * Deletes the keys of the Keyv namespace in use, or without one, the
+   * adapter's own; only with `prefix: ''` and no namespace, every key of the store.
    */
   clear(): Promise<void>;
   /** `[key, value]` for each key of `namespace` (or of the prefix), keys without the prefix. */

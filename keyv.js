@@ -15,12 +15,13 @@
  * broker's: a ttl from Keyv becomes the key's ttl in the broker.
  *
  * Keys are `prefix + key`, where Keyv 5 has already put `namespace:` in front
- * of the key. `clear()` deletes only the keys of the Keyv namespace (and
- * prefix) in use; only with neither a namespace nor a prefix does it delete
- * every key of the store.
+ * of the key: the adapter keeps its keys in the namespace `prefix` of the
+ * store (`shm.namespace(prefix)`). `clear()` deletes only the keys of the
+ * Keyv namespace in use, or without one, the adapter's; only with `prefix:
+ * ''` does it delete every key of the store. Keys are walked with SCAN.
  *
- * Options: `shm` (a cluster-shm instance; default `require('cluster-shm')`),
- * `prefix` (default '').
+ * Options: `shm` (any cluster-shm handle; default `require('cluster-shm')`),
+ * `prefix` (default 'keyv:'; '' for none).
  *
  * One adapter per Keyv instance: Keyv 5 writes its namespace into the adapter
  * (`adapter.namespace`), so two Keyv instances sharing an adapter would share
@@ -28,14 +29,11 @@
  */
 
 const { EventEmitter } = require('node:events');
+const { globEscape } = require('./lib/glob');
 
 /** Keys fetched per MGET while iterating. */
 const ITERATOR_BATCH = 100;
 
-/** A Redis glob matching `text` literally. */
-function globEscape(text) {
-  return text.replace(/[*?[\]\\]/g, '\\$&');
-}
 
 // `namespace` is deliberately not declared (no field, no accessor): Keyv 5
 // assigns it, while keyv 6 takes an adapter that has a `namespace` property
@@ -47,41 +45,39 @@ class KeyvClusterShm extends EventEmitter {
     if (options === null || typeof options !== 'object') {
       throw new TypeError('KeyvClusterShm: options must be an object');
     }
-    const { shm = require('./index.js'), prefix = '' } = options;
+    const { shm = require('./index.js'), prefix = 'keyv:' } = options;
     if (typeof prefix !== 'string') throw new TypeError('KeyvClusterShm: prefix must be a string');
     this.shm = shm;
     this.prefix = prefix;
+    // The adapter's keys live in a namespace of their own (prefix '' for none).
+    this.store = prefix ? shm.namespace(prefix, { separator: '' }) : shm;
     // Keyv 5 reads `opts` and enables `keyv.iterator()` only for adapters
     // whose `opts.dialect` is in its list of iterable stores ('redis' among
     // them); the broker speaks the Redis protocol.
     this.opts = { dialect: 'redis', prefix };
   }
 
-  #key(key) {
-    return this.prefix + key;
-  }
-
-  /** The glob of the keys this adapter owns for `namespace` (or all of them). */
+  /** The glob of the keys of a Keyv namespace (or all of this adapter's). */
   #pattern(namespace) {
-    return globEscape(this.prefix + (namespace ? `${namespace}:` : '')) + '*';
+    return namespace ? `${globEscape(namespace)}:*` : '*';
   }
 
   async get(key) {
-    return this.shm.get(this.#key(key));
+    return this.store.get(key);
   }
 
   async getMany(keys) {
     if (keys.length === 0) return [];
-    return this.#readMany(keys.map((key) => this.#key(key)));
+    return this.#readMany(keys);
   }
 
   /** One MGET; on a Redis Cluster, where the keys may live in different slots, one GET each. */
   async #readMany(storeKeys) {
     try {
-      return await this.shm.mget(storeKeys);
+      return await this.store.mget(storeKeys);
     } catch (error) {
       if (error.code !== 'ERR_SHM_CROSSSLOT') throw error;
-      return Promise.all(storeKeys.map((key) => this.shm.get(key)));
+      return Promise.all(storeKeys.map((key) => this.store.get(key)));
     }
   }
 
@@ -90,10 +86,10 @@ class KeyvClusterShm extends EventEmitter {
     const ttlMs = typeof ttl === 'number' && Number.isFinite(ttl) && ttl !== 0 ? ttl : undefined;
     if (ttlMs !== undefined && ttlMs < 0) {
       // Already expired: what a write with a past deadline leaves is no key.
-      await this.shm.delete(this.#key(key));
+      await this.store.delete(key);
       return true;
     }
-    await this.shm.set(this.#key(key), value, ttlMs === undefined ? undefined : { ttl: ttlMs });
+    await this.store.set(key, value, ttlMs === undefined ? undefined : { ttl: ttlMs });
     return true;
   }
 
@@ -103,7 +99,7 @@ class KeyvClusterShm extends EventEmitter {
   }
 
   async has(key) {
-    return this.shm.has(this.#key(key));
+    return this.store.has(key);
   }
 
   async hasMany(keys) {
@@ -111,7 +107,7 @@ class KeyvClusterShm extends EventEmitter {
   }
 
   async delete(key) {
-    return this.shm.delete(this.#key(key));
+    return this.store.delete(key);
   }
 
   /** True when every key existed (and is now deleted), as Keyv's own fallback answers. */
@@ -121,13 +117,15 @@ class KeyvClusterShm extends EventEmitter {
   }
 
   /**
-   * Deletes the keys of this adapter's Keyv namespace (and prefix). With
-   * neither a namespace nor a prefix, deletes every key of the store.
+   * Deletes the keys of this adapter's Keyv namespace, or without one, every
+   * key of the adapter's own namespace (every key of the store only with
+   * `prefix: ''`). Keys are found with SCAN, not KEYS.
    */
   async clear() {
-    if (!this.namespace && !this.prefix) return this.shm.clear();
-    const keys = await this.shm.keys(this.#pattern(this.namespace));
-    await Promise.all(keys.map((key) => this.shm.delete(key)));
+    if (!this.namespace) return this.store.clear();
+    const batch = [];
+    for await (const key of this.store.scan(this.#pattern(this.namespace))) batch.push(key);
+    await Promise.all(batch.map((key) => this.store.delete(key)));
   }
 
   /**
@@ -138,14 +136,21 @@ class KeyvClusterShm extends EventEmitter {
    * from `shm.incr` under the same prefix is not one).
    */
   async *iterator(namespace) {
-    const keys = await this.shm.keys(this.#pattern(namespace));
-    for (let i = 0; i < keys.length; i += ITERATOR_BATCH) {
-      const batch = keys.slice(i, i + ITERATOR_BATCH);
-      const values = await this.#readMany(batch);
-      for (let j = 0; j < batch.length; j++) {
-        if (typeof values[j] === 'string') yield [batch[j].slice(this.prefix.length), values[j]];
-      }
+    let batch = [];
+    for await (const key of this.store.scan(this.#pattern(namespace), { count: ITERATOR_BATCH })) {
+      batch.push(key);
+      if (batch.length < ITERATOR_BATCH) continue;
+      yield* this.#entries(batch);
+      batch = [];
     }
+    yield* this.#entries(batch);
+  }
+
+  /** `[key, value]` for the keys that still hold a string Keyv wrote. */
+  async *#entries(keys) {
+    if (keys.length === 0) return;
+    const values = await this.#readMany(keys);
+    for (let i = 0; i < keys.length; i++) if (typeof values[i] === 'string') yield [keys[i], values[i]];
   }
 
   /**

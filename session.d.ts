@@ -2,7 +2,7 @@
 import shm = require('./index');
 
 interface ShmStoreOptions {
-  /** Key prefix. Default 'sess:'. */
+  /** The sessions' namespace: put in front of every session id. Default 'sess:'. */
   prefix?: string;
   /** Ms a session lives when its cookie has no expiry. Default one day. */
   ttl?: number | ((session: object) => number);

@@ -8,7 +8,7 @@
  *   const ShmStore = require('cluster-shm/session')(session);
  *   app.use(session({ store: new ShmStore(), secret: '...', resave: false, saveUninitialized: false }));
  *
- * Options: `prefix` (default 'sess:'), `ttl` in ms for sessions whose cookie
+ * Options: `prefix` (default 'sess:': the sessions' namespace), `ttl` in ms for sessions whose cookie
  * has no expiry (default one day; or a function of the session), `client`
  * (a cluster-shm instance; default the module's own).
  */
@@ -25,6 +25,9 @@ module.exports = function clusterShmSession(session) {
       super(options);
       this.client = options.client || require('./index.js');
       this.prefix = options.prefix === undefined ? 'sess:' : String(options.prefix);
+      // Sessions live in a namespace of their own: all(), length() and
+      // clear() see only them, and walk them with SCAN rather than KEYS.
+      this.sessions = this.prefix ? this.client.namespace(this.prefix, { separator: '' }) : this.client;
       this.ttl = options.ttl === undefined ? DAY : options.ttl;
     }
 
@@ -36,46 +39,38 @@ module.exports = function clusterShmSession(session) {
     }
 
     get(sid, callback) {
-      settle(this.client.get(this.prefix + sid).then((sess) => (sess === undefined ? null : sess)), callback);
+      settle(this.sessions.get(sid).then((sess) => (sess === undefined ? null : sess)), callback);
     }
 
     set(sid, sess, callback) {
       const ttl = this.ttlOf(sess);
       if (ttl <= 0) return this.destroy(sid, callback);
-      settle(this.client.set(this.prefix + sid, sess, { ttl }), callback);
+      settle(this.sessions.set(sid, sess, { ttl }), callback);
     }
 
     touch(sid, sess, callback) {
       const ttl = this.ttlOf(sess);
       if (ttl <= 0) return this.destroy(sid, callback);
-      settle(this.client.expire(this.prefix + sid, ttl), callback);
+      settle(this.sessions.expire(sid, ttl), callback);
     }
 
     destroy(sid, callback) {
-      settle(this.client.delete(this.prefix + sid), callback);
+      settle(this.sessions.delete(sid), callback);
     }
 
     all(callback) {
       settle(
-        this.#keys().then(async (keys) => (keys.length ? (await this.client.mget(keys)).filter((s) => s !== undefined) : [])),
+        this.sessions.keys().then(async (keys) => (keys.length ? (await this.sessions.mget(keys)).filter((s) => s !== undefined) : [])),
         callback,
       );
     }
 
     length(callback) {
-      settle(this.#keys().then((keys) => keys.length), callback);
+      settle(this.sessions.size(), callback);
     }
 
     clear(callback) {
-      settle(
-        this.#keys().then((keys) => Promise.all(keys.map((key) => this.client.delete(key)))),
-        callback,
-      );
-    }
-
-    #keys() {
-      // The prefix is matched literally, whatever glob characters it holds.
-      return this.client.keys(this.prefix.replace(/[*?[\]\\]/g, '\\$&') + '*');
+      settle(this.sessions.clear(), callback);
     }
   }
 

@@ -64,25 +64,25 @@ describe('@keyv/test-suite', () => {
 describe('the adapter', () => {
   beforeEach(() => shm.clear());
 
-  test('keys are `namespace:key` in the broker, values what Keyv serialized, the ttl the broker\'s', async () => {
+  test('keys are `keyv:namespace:key` in the broker (the adapter\'s own namespace), values what Keyv serialized, the ttl the broker\'s', async () => {
     const keyv = new Keyv({ store: store(), namespace: 'users' });
     await keyv.set('ada', { name: 'Ada' }, 60_000);
-    expect(await shm.keys('*')).toEqual(['users:ada']);
-    const stored = await shm.get('users:ada');
+    expect(await shm.keys('*')).toEqual(['keyv:users:ada']);
+    const stored = await shm.get('keyv:users:ada');
     expect(typeof stored).toBe('string');
     expect(JSON.parse(stored).value).toEqual({ name: 'Ada' });
-    const ttl = await shm.ttl('users:ada');
+    const ttl = await shm.ttl('keyv:users:ada');
     expect(ttl).toBeGreaterThan(59_000);
     expect(ttl).toBeLessThanOrEqual(60_000);
     await keyv.set('forever', 1);
-    expect(await shm.ttl('users:forever')).toBe(Infinity);
+    expect(await shm.ttl('keyv:users:forever')).toBe(Infinity);
   });
 
   test('an expired entry is gone from the broker itself, not only hidden by Keyv', async () => {
     const keyv = new Keyv({ store: store(), namespace: 'n' });
     await keyv.set('brief', 'x', 50);
     await new Promise((resolve) => setTimeout(resolve, 120));
-    expect(await shm.has('n:brief')).toBe(false);
+    expect(await shm.has('keyv:n:brief')).toBe(false);
     expect(await keyv.get('brief')).toBeUndefined();
   });
 
@@ -97,7 +97,7 @@ describe('the adapter', () => {
     await cache.clear();
     expect(await cache.get('a')).toBeUndefined();
     expect(await other.get('a')).toBe(3);
-    expect((await shm.keys('*')).sort()).toEqual(['cache2:a', 'counter', 'sess:abc']);
+    expect((await shm.keys('*')).sort()).toEqual(['counter', 'keyv:cache2:a', 'sess:abc']);
   });
 
   test('a namespace or prefix with glob characters is matched literally by clear() and the iterator', async () => {
@@ -127,9 +127,18 @@ describe('the adapter', () => {
     expect(await shm.keys('*')).toEqual(['keyv:outside']);
   });
 
-  test('without a namespace and a prefix, clear() empties the whole store (documented)', async () => {
+  test('without a Keyv namespace, clear() empties the adapter\'s namespace and nothing else', async () => {
     await shm.set('unrelated', 1);
     const keyv = new Keyv({ store: store(), namespace: '' });
+    await keyv.set('k', 1);
+    expect((await shm.keys('*')).sort()).toEqual(['keyv:k', 'unrelated']);
+    await keyv.clear();
+    expect(await shm.keys('*')).toEqual(['unrelated']);
+  });
+
+  test("with prefix: '' and no Keyv namespace, clear() empties the whole store (documented)", async () => {
+    await shm.set('unrelated', 1);
+    const keyv = new Keyv({ store: new KeyvClusterShm({ shm, prefix: '' }), namespace: '' });
     await keyv.set('k', 1);
     expect((await shm.keys('*')).sort()).toEqual(['k', 'unrelated']);
     await keyv.clear();
@@ -139,8 +148,8 @@ describe('the adapter', () => {
   test('setMany, getMany, hasMany and deleteMany go to the broker with their ttls', async () => {
     const keyv = new Keyv({ store: store(), namespace: 'm' });
     expect(await keyv.setMany([{ key: 'a', value: 1 }, { key: 'b', value: 'two', ttl: 30_000 }])).toEqual([true, true]);
-    expect(await shm.ttl('m:a')).toBe(Infinity);
-    expect(await shm.ttl('m:b')).toBeGreaterThan(29_000);
+    expect(await shm.ttl('keyv:m:a')).toBe(Infinity);
+    expect(await shm.ttl('keyv:m:b')).toBeGreaterThan(29_000);
     expect(await keyv.get(['a', 'b', 'c'])).toEqual([1, 'two', undefined]);
     expect(await keyv.has(['a', 'c'])).toEqual([true, false]);
     expect(await keyv.delete(['a', 'b'])).toBe(true);
@@ -157,7 +166,7 @@ describe('the adapter', () => {
       keyv.on('error', (error) => errors.push(error));
       expect(await keyv.set('big', 'x'.repeat(4096))).toBe(false);
       expect(errors.map((e) => e.code)).toEqual(['ERR_SHM_VALUE_TOO_LARGE']);
-      expect(await shm.has('e:big')).toBe(false);
+      expect(await shm.has('keyv:e:big')).toBe(false);
     } finally {
       shm.configure({ maxValueBytes });
     }
@@ -166,7 +175,7 @@ describe('the adapter', () => {
   test('the options are checked', () => {
     expect(() => new KeyvClusterShm({ prefix: 5 })).toThrow(TypeError);
     expect(() => new KeyvClusterShm(null)).toThrow(TypeError);
-    expect(new KeyvClusterShm({ shm }).prefix).toBe('');
+    expect(new KeyvClusterShm({ shm }).prefix).toBe('keyv:');
   });
 });
 
@@ -191,5 +200,5 @@ test('two workers of a real cluster share one Keyv store through the adapter', a
   expect(r.afterClear).toEqual({ worker: 1, result: [null, null] });
   expect(r.otherNamespace).toEqual({ worker: 2, result: 'kept' });
   expect(r.unrelated).toBe('kept too');
-  expect(r.keysLeft.sort()).toEqual(['other:k', 'unrelated']);
+  expect(r.keysLeft.sort()).toEqual(['keyv:other:k', 'unrelated']);
 });

@@ -9,6 +9,7 @@ const { Lock, lockTimeout } = require('./lock');
 const { PubSubHub } = require('./pubsub');
 const { Connection } = require('./connection');
 const { InOrder } = require('./in-order');
+const { globEscape } = require('./glob');
 const { NearCache, openSocketInvalidations } = require('./near-cache');
 
 /**
@@ -29,6 +30,8 @@ const FLIGHT_LEASE = 15_000;
 const FLIGHT_ERROR_TTL = 60_000;
 /** How long the failure count of a key outlives its last failure. */
 const FLIGHT_COUNTER_TTL = 3_600_000;
+/** The COUNT hint of the SCAN walks behind scan(), and keys(), size() and clear() where they walk. */
+const SCAN_COUNT = 100;
 
 /** What settleWithin() rejects with when the time is up. */
 const FETCH_ABANDONED = Symbol('fetch abandoned');
@@ -56,6 +59,11 @@ class InProcessBackend {
   }
 
   get hostsBroker() {
+    return true;
+  }
+
+  /** The store is this app's own: keys() may list it at once, clear() may flush it. */
+  get ownsServer() {
     return true;
   }
 
@@ -124,6 +132,11 @@ class RemoteBackend {
 
   get hostsBroker() {
     return false;
+  }
+
+  /** The broker is this app's own (see InProcessBackend). */
+  get ownsServer() {
+    return true;
   }
 
   call(args) {
@@ -280,12 +293,34 @@ class SharedMemory {
   #hub;
   /** The snapshot file in use, once loaded. */
   #persisted = null;
-  /** Locks this process holds (as far as it knows): reads skip the near cache meanwhile. */
-  #locksHeld = 0;
+  /**
+   * Locks this process holds through this handle or its namespaces (as far
+   * as it knows): reads skip the near cache meanwhile.
+   */
+  #locks = { held: 0 };
+  /** The handle this one is a namespace of, or null. */
+  #parent = null;
   /** Whether the warning that key events could not be turned on was given. */
   #keyEventsWarned = false;
 
-  constructor({ backend, role, socket, options = {}, onConfigure = () => {} }) {
+  /** `parent`: the handle a namespace shares its connections, near cache and queues with. */
+  constructor({ backend, role, socket, options = {}, onConfigure = () => {}, parent = null }) {
+    if (parent) {
+      this.#parent = parent;
+      this.#backend = parent.#backend;
+      this.#role = parent.#role;
+      this.#socket = parent.#socket;
+      this.#options = { ...parent.#options, ...options };
+      this.#onConfigure = () => {};
+      this.#data = parent.#data;
+      this.#nearCache = parent.#nearCache;
+      this.#hub = parent.#hub;
+      this.#updates = parent.#updates;
+      this.#flights = parent.#flights;
+      this.#locks = parent.#locks;
+      bindMethods(this);
+      return;
+    }
     this.#backend = backend;
     this.#role = role;
     this.#socket = socket;
@@ -319,9 +354,19 @@ class SharedMemory {
   }
 
   configure(options) {
+    if (this.#parent) {
+      throw typeError('configure: a namespace takes the options of the handle it came from; configure that one', CODES.INVALID_ARG_VALUE);
+    }
     validateOptions(options);
-    const defined = Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined));
-    const brokerOptions = BROKER_OPTIONS.filter((name) => name in defined);
+    let defined = Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined));
+    let brokerOptions = BROKER_OPTIONS.filter((name) => name in defined);
+    if (brokerOptions.length && this.#backend.ownsServer === false) {
+      // An app moved to Redis keeps its configure() call: the server's own
+      // settings (maxmemory, its persistence) do the job there.
+      warnIgnored(brokerOptions);
+      defined = Object.fromEntries(Object.entries(defined).filter(([name]) => !brokerOptions.includes(name)));
+      brokerOptions = [];
+    }
     if (brokerOptions.length && !this.#backend.hostsBroker) {
       const where = this.#backend.leases
         ? 'on the Redis server itself (maxmemory, maxmemory-policy, its own persistence)'
@@ -359,8 +404,28 @@ class SharedMemory {
     }
   }
 
+  /** Checks a key (or lock name) and returns it as stored: behind this handle's keyPrefix. */
   #key(key, fn) {
-    checkKey(key, fn, this.#options.maxKeyBytes);
+    const stored = typeof key === 'string' ? this.#options.keyPrefix + key : key;
+    checkKey(stored, fn, this.#options.maxKeyBytes);
+    return stored;
+  }
+
+  /** A key as this handle shows it: without its keyPrefix. */
+  #shown(stored) {
+    return stored.slice(this.#options.keyPrefix.length);
+  }
+
+  /** A glob pattern over this handle's keys, as the store matches it. */
+  #storedPattern(pattern, fn) {
+    const stored = globEscape(this.#options.keyPrefix) + pattern;
+    checkPattern(stored, fn);
+    return stored;
+  }
+
+  /** Checks a pub/sub channel name: channels are not behind the keyPrefix. */
+  #channel(channel, fn) {
+    checkKey(channel, fn, this.#options.maxKeyBytes);
   }
 
   #encode(value, fn) {
@@ -378,8 +443,8 @@ class SharedMemory {
   }
 
   async get(key) {
-    this.#key(key, 'get');
-    return decode(await (this.#locksHeld > 0 ? this.#backend : this.#data).call(['GET', key]));
+    key = this.#key(key, 'get');
+    return decode(await (this.#locks.held > 0 ? this.#backend : this.#data).call(['GET', key]));
   }
 
   async set(key, value, options) {
@@ -387,30 +452,109 @@ class SharedMemory {
   }
 
   async has(key) {
-    this.#key(key, 'has');
+    key = this.#key(key, 'has');
     return (await this.#data.call(['EXISTS', key])) === 1;
   }
 
   async delete(key) {
-    this.#key(key, 'delete');
+    key = this.#key(key, 'delete');
     return (await this.#data.call(['DEL', key])) === 1;
   }
 
+  /**
+   * Every key matching the glob pattern (of this handle's namespace, when it
+   * has one). The broker answers at once from memory; on Redis, whose KEYS
+   * blocks the server and every other client of it, the keys come from a
+   * SCAN walk.
+   */
   async keys(pattern = '*') {
-    checkPattern(pattern, 'keys');
+    const stored = this.#storedPattern(pattern, 'keys');
+    if (this.#backend.ownsServer === false) {
+      const keys = new Set();
+      for await (const key of this.#scanStored(stored, SCAN_COUNT)) keys.add(key);
+      return [...keys].map((key) => this.#shown(key));
+    }
     // The keys come as strings, not Buffers turned into strings afterwards:
     // over a socket they are decoded as they are read, in-process made by
     // the addon (the near cache passes KEYS through, so it is skipped).
-    if (this.#backend.callForText) return this.#backend.callForText(['KEYS', pattern]);
-    return (await this.#everywhere(['KEYS', pattern])).flat().map(toText);
+    const keys = this.#backend.callForText ? await this.#backend.callForText(['KEYS', stored]) : (await this.#everywhere(['KEYS', stored])).flat().map(toText);
+    return this.#options.keyPrefix ? keys.map((key) => this.#shown(key)) : keys;
   }
 
+  /**
+   * Walks the keys matching the glob pattern a batch at a time (SCAN with
+   * `count` as its hint, default 100), without holding up the store: keys
+   * that exist for the whole walk are yielded; keys written or deleted
+   * meanwhile may or may not be, and on Redis a key may come twice.
+   *
+   *   for await (const key of shm.scan('user:*')) ...
+   */
+  async *scan(pattern = '*', options) {
+    const stored = this.#storedPattern(pattern, 'scan');
+    const { count = SCAN_COUNT } = callOptions(options, ['count'], 'scan');
+    if (!Number.isSafeInteger(count) || count < 1) throw rangeError(`scan: count must be a positive integer, got ${count}`);
+    for await (const key of this.#scanStored(stored, count)) yield this.#shown(key);
+  }
+
+  /** SCAN over every server holding keys (each master of a Redis Cluster), keys as stored. */
+  async *#scanStored(pattern, count) {
+    const servers = this.#backend.eachServer ? await this.#backend.eachServer() : [(args) => this.#data.call(args)];
+    for (const call of servers) {
+      let cursor = '0';
+      do {
+        const [next, keys] = await call(['SCAN', cursor, 'MATCH', pattern, 'COUNT', String(count)]);
+        cursor = toText(next);
+        for (const key of keys) yield toText(key);
+      } while (cursor !== '0');
+    }
+  }
+
+  /** How many keys the store (or this namespace) holds. */
   async size() {
-    return (await this.#everywhere(['DBSIZE'])).reduce((sum, n) => sum + n, 0);
+    if (!this.#options.keyPrefix) return (await this.#everywhere(['DBSIZE'])).reduce((sum, n) => sum + n, 0);
+    const keys = new Set();
+    for await (const key of this.#scanStored(this.#storedPattern('*', 'size'), SCAN_COUNT)) keys.add(key);
+    return keys.size;
   }
 
+  /**
+   * Deletes every key of the store, or of this handle's namespace. On
+   * Redis, which may be shared with other apps, it deletes only what SCAN
+   * finds (under the keyPrefix, when there is one), never FLUSHDB.
+   */
   async clear() {
-    await this.#everywhere(['FLUSHDB']);
+    if (!this.#options.keyPrefix && this.#backend.ownsServer !== false) {
+      await this.#everywhere(['FLUSHDB']);
+      return;
+    }
+    let batch = [];
+    const unlink = async () => {
+      // A Redis Cluster refuses multi-key commands across slots: one key each there.
+      if (this.#backend.isCluster) await Promise.all(batch.map((key) => this.#data.call(['UNLINK', key])));
+      else if (batch.length) await this.#data.call(['UNLINK', ...batch]);
+      batch = [];
+    };
+    for await (const key of this.#scanStored(this.#storedPattern('*', 'clear'), SCAN_COUNT)) {
+      batch.push(key);
+      if (batch.length >= SCAN_COUNT) await unlink();
+    }
+    await unlink();
+  }
+
+  /**
+   * A handle on the same store whose keys live under `name` + separator
+   * (default ':'): its keys(), scan(), size() and clear() see only them,
+   * and every key and lock name it is given is stored behind that prefix.
+   * Pub/sub channels are not prefixed. A namespace shares its parent's
+   * connections and options; configure() and close() belong to the parent.
+   */
+  namespace(name, options) {
+    const { separator = ':' } = callOptions(options, ['separator'], 'namespace');
+    if (typeof name !== 'string' || name === '') throw typeError('namespace: name must be a non-empty string');
+    if (typeof separator !== 'string') throw typeError('namespace: separator must be a string');
+    const keyPrefix = this.#options.keyPrefix + name + separator;
+    checkKey(keyPrefix, 'namespace', this.#options.maxKeyBytes);
+    return new SharedMemory({ parent: this, options: { keyPrefix } });
   }
 
   /** Runs a command on every server holding keys (the masters of a Redis Cluster): a list of replies. */
@@ -420,9 +564,9 @@ class SharedMemory {
 
   async mget(keys) {
     if (!Array.isArray(keys)) throw typeError('mget: keys must be an array of strings');
-    for (const key of keys) this.#key(key, 'mget');
-    if (keys.length === 0) return [];
-    return (await this.#data.call(['MGET', ...keys])).map(decode);
+    const stored = keys.map((key) => this.#key(key, 'mget'));
+    if (stored.length === 0) return [];
+    return (await this.#data.call(['MGET', ...stored])).map(decode);
   }
 
   async mset(entries) {
@@ -430,8 +574,7 @@ class SharedMemory {
     if (pairs.length === 0) return;
     const args = ['MSET'];
     for (const [key, value] of pairs) {
-      this.#key(key, 'mset');
-      args.push(key, this.#encode(value, 'mset'));
+      args.push(this.#key(key, 'mset'), this.#encode(value, 'mset'));
     }
     await this.#data.call(args);
   }
@@ -443,13 +586,13 @@ class SharedMemory {
    * one on any number (INCRBYFLOAT). The key keeps its ttl.
    */
   async incr(key, by = 1) {
-    this.#key(key, 'incr');
+    key = this.#key(key, 'incr');
     return this.#increment(key, by, 'incr');
   }
 
   /** `incr(key, -by)`. */
   async decr(key, by = 1) {
-    this.#key(key, 'decr');
+    key = this.#key(key, 'decr');
     if (typeof by !== 'number') throw typeError(`decr: by must be a number, got ${typeof by}`);
     return this.#increment(key, -by, 'decr');
   }
@@ -478,7 +621,11 @@ class SharedMemory {
    * options, and PX for a `{ ttl }` option (or `withoutTtl` when none).
    */
   #setCommand(fn, key, value, options, setOptions = [], withoutTtl = []) {
-    this.#key(key, fn);
+    return this.#setArgs(fn, this.#key(key, fn), value, options, setOptions, withoutTtl);
+  }
+
+  /** #setCommand for a key already as stored. */
+  #setArgs(fn, key, value, options, setOptions = [], withoutTtl = []) {
     const { ttl } = callOptions(options, ['ttl'], fn);
     const ms = checkTtl(ttl, fn);
     return ['SET', key, this.#encode(value, fn), ...setOptions, ...(ms === undefined ? withoutTtl : ['PX', String(ms)])];
@@ -496,7 +643,7 @@ class SharedMemory {
 
   /** Deletes the key and resolves with the value it held (or undefined). */
   async getAndDelete(key) {
-    this.#key(key, 'getAndDelete');
+    key = this.#key(key, 'getAndDelete');
     return decode(await this.#data.call(['GETDEL', key]));
   }
 
@@ -524,7 +671,7 @@ class SharedMemory {
    * not compete with each other.
    */
   async update(key, fn, options) {
-    this.#key(key, 'update');
+    key = this.#key(key, 'update');
     if (typeof fn !== 'function') throw typeError('update: fn must be a function');
     const { retries = 1000, ttl } = callOptions(options, ['retries', 'ttl'], 'update');
     if (!Number.isSafeInteger(retries) || retries < 0) throw rangeError(`update: retries must be a non-negative integer, got ${retries}`);
@@ -561,7 +708,7 @@ class SharedMemory {
    * fetching process dies, the next waiter fetches instead.
    */
   async getOrSet(key, fetcher, options) {
-    this.#key(key, 'getOrSet');
+    key = this.#key(key, 'getOrSet');
     if (typeof fetcher !== 'function') throw typeError('getOrSet: fetcher must be a function');
     const { ttl, timeout = 30_000, fetchTimeout = this.#options.fetchTimeout } = callOptions(options, ['ttl', 'timeout', 'fetchTimeout'], 'getOrSet');
     const ms = checkTtl(ttl, 'getOrSet');
@@ -585,7 +732,7 @@ class SharedMemory {
     const [failures, stored] = await Promise.all([this.#backend.call(['GET', failuresKey]), this.#backend.call(['GET', key])]);
     if (stored !== null) return decode(stored);
     const seen = failures === null ? 0 : Number(failures);
-    const lock = await this.lock(`__shm:flight:${key}`, { ttl: FLIGHT_LEASE, timeout });
+    const lock = await this.#acquire(`__shm:flight:${key}`, { ttl: FLIGHT_LEASE, timeout });
     let renew;
     try {
       const [now, failure] = await Promise.all([this.#backend.call(['GET', key]), this.#backend.call(['GET', errorKey])]);
@@ -612,7 +759,7 @@ class SharedMemory {
         await this.#data.call(['SET', errorKey, JSON.stringify(record), 'PX', String(FLIGHT_ERROR_TTL)]);
         throw error;
       }
-      await this.set(key, value, ttl === undefined ? undefined : { ttl });
+      await this.#data.call(this.#setArgs('getOrSet', key, value, ttl === undefined ? undefined : { ttl }));
       return value;
     } finally {
       clearInterval(renew);
@@ -629,7 +776,11 @@ class SharedMemory {
    * a holder that dies keeps it until that lease ends.
    */
   async lock(name, options) {
-    this.#key(name, 'lock');
+    return this.#acquire(this.#key(name, 'lock'), options);
+  }
+
+  /** lock() for a name already as stored. */
+  async #acquire(name, options) {
     const { ttl = 30_000, timeout = 10_000 } = callOptions(options, ['ttl', 'timeout'], 'lock');
     const ttlMs = checkTtl(ttl, 'lock');
     const leases = this.#backend.leases;
@@ -653,9 +804,9 @@ class SharedMemory {
     // While this process holds a lock, its reads skip the near cache: what
     // the lock protects may have been written just before it was granted,
     // by a process whose invalidation is still on its way.
-    this.#locksHeld++;
+    this.#locks.held++;
     const onRelease = () => {
-      this.#locksHeld--;
+      this.#locks.held--;
     };
     return new Lock((args) => this.#data.call(args), name, token, fence, { ttl: ttlMs, lease: leases ? this.#options.lockLease : undefined, onRelease });
   }
@@ -681,7 +832,7 @@ class SharedMemory {
    * ends).
    */
   async rateLimit(key, options) {
-    this.#key(key, 'rateLimit');
+    key = this.#key(key, 'rateLimit');
     const { points, duration, sliding = false } = callOptions(options, ['points', 'duration', 'sliding'], 'rateLimit');
     if (!Number.isSafeInteger(points) || points < 1) throw rangeError(`rateLimit: points must be a positive integer, got ${points}`);
     const window = checkTtl(duration, 'rateLimit');
@@ -694,14 +845,14 @@ class SharedMemory {
 
   /** Sets a key's time to live; false when the key does not exist. */
   async expire(key, ttl) {
-    this.#key(key, 'expire');
+    key = this.#key(key, 'expire');
     if (ttl === undefined) throw typeError('expire: ttl is required');
     return (await this.#data.call(['PEXPIRE', key, String(checkTtl(ttl, 'expire'))])) === 1;
   }
 
   /** Milliseconds left: undefined for a missing key, Infinity for no expiry. */
   async ttl(key) {
-    this.#key(key, 'ttl');
+    key = this.#key(key, 'ttl');
     const left = await this.#data.call(['PTTL', key]);
     if (left === -2) return undefined;
     return left === -1 ? Infinity : left;
@@ -709,7 +860,7 @@ class SharedMemory {
 
   /** Removes a key's expiry; false when it had none or does not exist. */
   async persist(key) {
-    this.#key(key, 'persist');
+    key = this.#key(key, 'persist');
     return (await this.#data.call(['PERSIST', key])) === 1;
   }
 
@@ -785,7 +936,7 @@ class SharedMemory {
    * many subscriptions received it.
    */
   async publish(channel, message) {
-    this.#key(channel, 'publish');
+    this.#channel(channel, 'publish');
     return this.#data.call(['PUBLISH', channel, this.#encode(message, 'publish')]);
   }
 
@@ -800,7 +951,7 @@ class SharedMemory {
    * overflowed); subscriptions are restored by themselves.
    */
   async subscribe(channel, listener, options) {
-    this.#key(channel, 'subscribe');
+    this.#channel(channel, 'subscribe');
     if (typeof listener !== 'function') throw typeError('subscribe: listener must be a function');
     const { pattern, onMissed } = callOptions(options, ['pattern', 'onMissed'], 'subscribe');
     if (onMissed !== undefined && typeof onMissed !== 'function') throw typeError('subscribe: onMissed must be a function');
@@ -822,6 +973,13 @@ class SharedMemory {
     const { onMissed, pattern } = callOptions(options, ['onMissed', 'pattern'], 'watch');
     if (onMissed !== undefined && typeof onMissed !== 'function') throw typeError('watch: onMissed must be a function');
     const isPattern = pattern === undefined ? /[*?[]/.test(keyOrPattern) : Boolean(pattern);
+    const { keyPrefix } = this.#options;
+    if (keyPrefix) {
+      // Events name keys as this handle shows them.
+      const shown = listener;
+      listener = (event) => shown({ ...event, key: this.#shown(event.key) });
+      keyOrPattern = isPattern ? globEscape(keyPrefix) + keyOrPattern : keyPrefix + keyOrPattern;
+    }
     if (this.#backend.isCluster) {
       // Redis Cluster publishes key events only on the node that holds the
       // key, and a subscription connection listens to one node.
@@ -857,12 +1015,25 @@ class SharedMemory {
     }
   }
 
-  /** Closes this process's connections, or in the primary, the broker. */
+  /** Closes this process's connections, or in the primary, the broker. A namespace's close() does nothing: its parent owns them. */
   async close() {
+    if (this.#parent) return;
     if (this.#nearCache) this.#nearCache.close();
     this.#hub.close();
     this.#backend.close();
   }
+}
+
+/** Broker options given on Redis: a warning, once per process and option. */
+const warnedIgnored = new Set();
+function warnIgnored(names) {
+  const fresh = names.filter((name) => !warnedIgnored.has(name));
+  if (fresh.length === 0) return;
+  for (const name of fresh) warnedIgnored.add(name);
+  process.emitWarning(
+    `${fresh.join(', ')}: options of cluster-shm's own broker, ignored on Redis (use the server's maxmemory, maxmemory-policy and persistence settings)`,
+    { code: CODES.IGNORED_OPTION },
+  );
 }
 
 /**

@@ -37,6 +37,7 @@ const CODES = Object.freeze({
   UNSUPPORTED_PLATFORM: 'ERR_SHM_UNSUPPORTED_PLATFORM',
   MISSING_PEER: 'ERR_SHM_MISSING_PEER',
   UNSAFE_DIR: 'ERR_SHM_UNSAFE_DIR',
+  IGNORED_OPTION: 'ERR_SHM_IGNORED_OPTION',
 });
 
 /** Marks every error cluster-shm raises, whatever its class, for `instanceof ShmError`. */

@@ -27,6 +27,8 @@ const DEFAULTS = Object.freeze({
   // fetch that never settles still gets its turn.
   fetchTimeout: 20_000,
   nearCache: false,
+  /** Put in front of every key and lock name this handle stores (see namespace()). */
+  keyPrefix: '',
 });
 
 /** Options of the broker itself: set where it runs, seen everywhere. */
@@ -43,6 +45,10 @@ const VALIDATORS = {
   commandTimeout: positiveMilliseconds,
   lockLease: positiveMilliseconds,
   fetchTimeout: positiveMilliseconds,
+  keyPrefix(value) {
+    if (typeof value !== 'string') throw typeError(`keyPrefix must be a string, got ${value === null ? 'null' : typeof value}`);
+    if (!value.isWellFormed()) throw typeError('keyPrefix holds a lone surrogate (half of a UTF-16 pair), which UTF-8 cannot store', CODES.INVALID_ARG_VALUE);
+  },
   nearCache(value) {
     if (value === false || value === true) return;
     if (value === null || typeof value !== 'object' || Array.isArray(value)) {

@@ -239,6 +239,14 @@ class RedisBackend {
     return false;
   }
 
+  /**
+   * A Redis server may be shared with other apps and blocks on KEYS: keys()
+   * walks with SCAN and clear() deletes what it finds, never FLUSHDB.
+   */
+  get ownsServer() {
+    return false;
+  }
+
   /** Changes whenever calls start going over a new connection (single server). */
   get generation() {
     return this.#generation;
@@ -368,6 +376,25 @@ class RedisBackend {
         }
     }
     return client.callBuffer(args[0], ...rest);
+  }
+
+  /**
+   * A call function for each server holding keys: each master of a Redis
+   * Cluster, whose SCAN cursors are its own; the one server otherwise.
+   */
+  async eachServer() {
+    if (!this.#target.cluster) return [(args) => this.call(args)];
+    const client = this.#connection();
+    this.#liveness.hold();
+    try {
+      if (client.status === 'wait') await client.connect();
+      else if (client.status !== 'ready') await waitReady(client, this.#connectionOptions().connectTimeout);
+      return client.nodes('master').map((node) => (args) => node.callBuffer(args[0], ...args.slice(1)).catch((error) => Promise.reject(this.#error(error))));
+    } catch (error) {
+      throw this.#error(error);
+    } finally {
+      this.#liveness.release();
+    }
   }
 
   /**
