@@ -134,6 +134,12 @@ declare namespace shm {
     timeout?: number;
     /** Longest run of this call's fetcher before the flight is abandoned, in ms. Default: the `fetchTimeout` option. */
     fetchTimeout?: number;
+    /**
+     * Cancels the wait: aborting rejects the call with an AbortError (code
+     * ABORT_ERR) and the flight's lock wait is withdrawn once every caller
+     * of this process waiting on it has aborted.
+     */
+    signal?: AbortSignal;
   }
 
   interface LockOptions {
@@ -145,6 +151,11 @@ declare namespace shm {
      * 50 ms at most), in no set order.
      */
     timeout?: number;
+    /**
+     * Cancels the wait: aborting rejects the call with an AbortError (code
+     * ABORT_ERR) and withdraws it from the broker's queue.
+     */
+    signal?: AbortSignal;
   }
 
   interface SubscribeOptions {
@@ -160,6 +171,11 @@ declare namespace shm {
      * (`reason: 'overflow'`). Subscriptions are restored by themselves.
      */
     onMissed?: (info: { reason: 'reconnected' | 'overflow' }) => void;
+    /**
+     * Ends the subscription: aborted before it is in place, the call rejects
+     * with an AbortError; aborted later, it unsubscribes.
+     */
+    signal?: AbortSignal;
   }
 
   interface KeyEvent {
@@ -187,8 +203,8 @@ declare namespace shm {
     resetMs: number;
   }
 
-  /** A held lock. */
-  interface Lock {
+  /** A held lock; `await using lock = await shm.lock('x')` releases it at the end of the scope. */
+  interface Lock extends AsyncDisposable {
     readonly name: string;
     /** Strictly increasing across grants of any lock: a fencing token. */
     readonly fence: number;
@@ -196,6 +212,8 @@ declare namespace shm {
     release(): Promise<boolean>;
     /** Sets the lock's ttl to `ttl` ms from now; false when no longer held. */
     extend(ttl: number): Promise<boolean>;
+    /** Releases the lock (see `await using`). */
+    [Symbol.asyncDispose](): Promise<void>;
   }
 
   interface SetOptions {
@@ -309,6 +327,8 @@ declare namespace shm {
     readonly UNSUPPORTED_PLATFORM: 'ERR_SHM_UNSUPPORTED_PLATFORM';
     /** `cluster-shm/prometheus` without prom-client installed. */
     readonly MISSING_PEER: 'ERR_SHM_MISSING_PEER';
+    /** A wait cancelled through its AbortSignal (an AbortError, Node's own code). */
+    readonly ABORTED: 'ABORT_ERR';
     /** The code of the warning given when broker-only options are ignored on Redis. */
     readonly IGNORED_OPTION: 'ERR_SHM_IGNORED_OPTION';
     /** The code of the warning given when the runtime directory cannot list a broker. */

@@ -3,7 +3,7 @@
 const { randomBytes } = require('node:crypto');
 const { types } = require('node:util');
 const { encode, decode, encodedLength } = require('./codec');
-const { CODES, shmError, typeError, rangeError, fromNative } = require('./errors');
+const { CODES, shmError, typeError, rangeError, abortError, fromNative } = require('./errors');
 const { DEFAULTS, BROKER_OPTIONS, validateOptions, callOptions, checkTtl, checkTimeout, positiveMilliseconds } = require('./options');
 const { Lock, lockTimeout } = require('./lock');
 const { PubSubHub } = require('./pubsub');
@@ -249,6 +249,56 @@ function checkPattern(pattern, fn) {
   }
 }
 
+/** An AbortSignal, or undefined. */
+function checkSignal(signal, fn) {
+  if (signal === undefined) return;
+  if (signal === null || typeof signal !== 'object' || typeof signal.aborted !== 'boolean' || typeof signal.addEventListener !== 'function') {
+    throw typeError(`${fn}: signal must be an AbortSignal`);
+  }
+}
+
+/**
+ * `promise`, unless `signal` aborts first: then `onAbort()` runs (it takes
+ * back what the call asked of the store) and the result rejects with the
+ * error it returns. The promise's own outcome is still handled, so it never
+ * goes unhandled.
+ */
+function untilAborted(promise, signal, onAbort) {
+  if (!signal) return promise;
+  return new Promise((resolve, reject) => {
+    const abort = () => reject(onAbort());
+    if (signal.aborted) return abort();
+    signal.addEventListener('abort', abort, { once: true });
+    promise.then(
+      (value) => {
+        signal.removeEventListener('abort', abort);
+        resolve(value);
+      },
+      (error) => {
+        signal.removeEventListener('abort', abort);
+        reject(error);
+      },
+    );
+  });
+}
+
+/**
+ * A subscription that `signal` ends: aborted before it is in place, the call
+ * rejects with an AbortError and the subscription is taken back once made;
+ * aborted later, it unsubscribes, as an event listener given a signal does.
+ */
+async function withSignal(subscribe, signal, what) {
+  if (signal && signal.aborted) throw abortError(signal, what);
+  const subscribing = subscribe();
+  if (!signal) return subscribing;
+  const unsubscribe = await untilAborted(subscribing, signal, () => {
+    subscribing.then((undo) => undo(), () => {}).catch(() => {});
+    return abortError(signal, what);
+  });
+  signal.addEventListener('abort', () => unsubscribe().catch(() => {}), { once: true });
+  return unsubscribe;
+}
+
 /** The fields of an INFO reply. */
 function parseInfo(reply) {
   const fields = {};
@@ -418,6 +468,7 @@ class SharedMemory {
 
   /** A glob pattern over this handle's keys, as the store matches it. */
   #storedPattern(pattern, fn) {
+    checkPattern(pattern, fn);
     const stored = globEscape(this.#options.keyPrefix) + pattern;
     checkPattern(stored, fn);
     return stored;
@@ -710,18 +761,31 @@ class SharedMemory {
   async getOrSet(key, fetcher, options) {
     key = this.#key(key, 'getOrSet');
     if (typeof fetcher !== 'function') throw typeError('getOrSet: fetcher must be a function');
-    const { ttl, timeout = 30_000, fetchTimeout = this.#options.fetchTimeout } = callOptions(options, ['ttl', 'timeout', 'fetchTimeout'], 'getOrSet');
+    const { ttl, timeout = 30_000, fetchTimeout = this.#options.fetchTimeout, signal } = callOptions(options, ['ttl', 'timeout', 'fetchTimeout', 'signal'], 'getOrSet');
     const ms = checkTtl(ttl, 'getOrSet');
     const wait = checkTimeout(timeout, 'getOrSet');
     positiveMilliseconds(fetchTimeout, 'getOrSet: fetchTimeout');
-    const joined = this.#flights.get(key);
-    if (joined) return joined;
-    const flight = this.#fetchOnce(key, fetcher, ms, wait, fetchTimeout).finally(() => this.#flights.delete(key));
-    this.#flights.set(key, flight);
-    return flight;
+    checkSignal(signal, 'getOrSet');
+    const what = `getOrSet "${this.#shown(key)}"`;
+    if (signal && signal.aborted) throw abortError(signal, what);
+    // Callers of this process share one flight; it is withdrawn (its lock
+    // wait taken back) only once every caller waiting on it has aborted.
+    let flight = this.#flights.get(key);
+    if (!flight) {
+      const withdrawn = new AbortController();
+      const promise = this.#fetchOnce(key, fetcher, ms, wait, fetchTimeout, withdrawn.signal).finally(() => this.#flights.delete(key));
+      promise.catch(() => {}); // its callers handle its outcome; one withdrawn has none
+      flight = { promise, withdrawn, callers: 0 };
+      this.#flights.set(key, flight);
+    }
+    flight.callers++;
+    return untilAborted(flight.promise, signal, () => {
+      if (--flight.callers === 0) flight.withdrawn.abort();
+      return abortError(signal, what);
+    });
   }
 
-  async #fetchOnce(key, fetcher, ttl, timeout, fetchTimeout) {
+  async #fetchOnce(key, fetcher, ttl, timeout, fetchTimeout, signal) {
     // Failures of the fetch for `key` are counted; a caller shares a
     // failure's error only if it looked before that failure was counted,
     // i.e. it was waiting on that very fetch.
@@ -732,7 +796,7 @@ class SharedMemory {
     const [failures, stored] = await Promise.all([this.#backend.call(['GET', failuresKey]), this.#backend.call(['GET', key])]);
     if (stored !== null) return decode(stored);
     const seen = failures === null ? 0 : Number(failures);
-    const lock = await this.#acquire(`__shm:flight:${key}`, { ttl: FLIGHT_LEASE, timeout });
+    const lock = await this.#acquire(`__shm:flight:${key}`, { ttl: FLIGHT_LEASE, timeout, signal });
     let renew;
     try {
       const [now, failure] = await Promise.all([this.#backend.call(['GET', key]), this.#backend.call(['GET', errorKey])]);
@@ -781,7 +845,10 @@ class SharedMemory {
 
   /** lock() for a name already as stored. */
   async #acquire(name, options) {
-    const { ttl = 30_000, timeout = 10_000 } = callOptions(options, ['ttl', 'timeout'], 'lock');
+    const { ttl = 30_000, timeout = 10_000, signal } = callOptions(options, ['ttl', 'timeout', 'signal'], 'lock');
+    checkSignal(signal, 'lock');
+    const what = `lock "${this.#shown(name)}"`;
+    if (signal && signal.aborted) throw abortError(signal, what);
     const ttlMs = checkTtl(ttl, 'lock');
     const leases = this.#backend.leases;
     const ms = String(leases ? Math.min(ttlMs, this.#options.lockLease) : ttlMs);
@@ -791,7 +858,12 @@ class SharedMemory {
     try {
       fence = await this.#data.call(['SHM.LOCK', name, token, ms]);
       if (fence === null && wait > 0) {
-        fence = await this.#backend.callBlocking(['SHM.LOCK', name, token, ms, 'WAIT', String(wait)], wait);
+        // An abort withdraws the wait (SHM.UNLOCK of this token also takes
+        // back a grant that crossed it on the way).
+        fence = await untilAborted(this.#backend.callBlocking(['SHM.LOCK', name, token, ms, 'WAIT', String(wait)], wait, signal), signal, () => {
+          this.#data.call(['SHM.UNLOCK', name, token]).catch(() => {});
+          return abortError(signal, what);
+        });
       }
     } catch (error) {
       // The broker may still grant what it did not answer in time: take it
@@ -953,11 +1025,12 @@ class SharedMemory {
   async subscribe(channel, listener, options) {
     this.#channel(channel, 'subscribe');
     if (typeof listener !== 'function') throw typeError('subscribe: listener must be a function');
-    const { pattern, onMissed } = callOptions(options, ['pattern', 'onMissed'], 'subscribe');
+    const { pattern, onMissed, signal } = callOptions(options, ['pattern', 'onMissed', 'signal'], 'subscribe');
     if (onMissed !== undefined && typeof onMissed !== 'function') throw typeError('subscribe: onMissed must be a function');
+    checkSignal(signal, 'subscribe');
     const isPattern = pattern === undefined ? /[*?[]/.test(channel) : Boolean(pattern);
     if (isPattern) checkPattern(channel, 'subscribe');
-    return this.#hub.add(isPattern ? 'pattern' : 'channel', channel, { listener, onMissed });
+    return withSignal(() => this.#hub.add(isPattern ? 'pattern' : 'channel', channel, { listener, onMissed }), signal, `subscribe "${channel}"`);
   }
 
   /**
@@ -970,8 +1043,10 @@ class SharedMemory {
   async watch(keyOrPattern, listener, options) {
     this.#key(keyOrPattern, 'watch');
     if (typeof listener !== 'function') throw typeError('watch: listener must be a function');
-    const { onMissed, pattern } = callOptions(options, ['onMissed', 'pattern'], 'watch');
+    const { onMissed, pattern, signal } = callOptions(options, ['onMissed', 'pattern', 'signal'], 'watch');
     if (onMissed !== undefined && typeof onMissed !== 'function') throw typeError('watch: onMissed must be a function');
+    checkSignal(signal, 'watch');
+    const what = `watch "${keyOrPattern}"`;
     const isPattern = pattern === undefined ? /[*?[]/.test(keyOrPattern) : Boolean(pattern);
     const { keyPrefix } = this.#options;
     if (keyPrefix) {
@@ -987,8 +1062,14 @@ class SharedMemory {
     }
     const channel = this.#hub.keyspaceChannel(keyOrPattern);
     if (isPattern) checkPattern(channel, 'watch');
-    await this.#enableKeyspaceEvents();
-    return this.#hub.add(isPattern ? 'pattern' : 'channel', channel, { listener, onMissed, keyEvents: true });
+    return withSignal(
+      async () => {
+        await this.#enableKeyspaceEvents();
+        return this.#hub.add(isPattern ? 'pattern' : 'channel', channel, { listener, onMissed, keyEvents: true });
+      },
+      signal,
+      what,
+    );
   }
 
   /**

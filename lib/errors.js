@@ -38,6 +38,8 @@ const CODES = Object.freeze({
   MISSING_PEER: 'ERR_SHM_MISSING_PEER',
   UNSAFE_DIR: 'ERR_SHM_UNSAFE_DIR',
   IGNORED_OPTION: 'ERR_SHM_IGNORED_OPTION',
+  /** Node's own code for an operation cancelled through an AbortSignal. */
+  ABORTED: 'ABORT_ERR',
 });
 
 /** Marks every error cluster-shm raises, whatever its class, for `instanceof ShmError`. */
@@ -80,6 +82,11 @@ function rangeError(message, code = CODES.OUT_OF_RANGE) {
   return withCode(new RangeError(message), code);
 }
 
+/** The error a call cancelled by `signal` rejects with: an AbortError, as Node's own APIs give. */
+function abortError(signal, what) {
+  return shmError(CODES.ABORTED, `${what}: aborted`, { name: 'AbortError', cause: signal.reason });
+}
+
 const NATIVE_MESSAGE = /^(ERR_SHM_[A-Z_]+) ([\s\S]*)$/;
 
 /** Rebuilds an error thrown by the native addon. */
@@ -97,4 +104,4 @@ function fromNative(error) {
   return shmError(code, message);
 }
 
-module.exports = { CODES, ShmError, shmError, typeError, rangeError, fromNative };
+module.exports = { CODES, ShmError, shmError, typeError, rangeError, abortError, fromNative };

@@ -54,6 +54,14 @@ class Lock {
     }
   }
 
+  /**
+   * Releases the lock at the end of an `await using` scope:
+   * `await using lock = await shm.lock('x')`.
+   */
+  async [Symbol.asyncDispose]() {
+    await this.release();
+  }
+
   /** Sets the ttl to `ttl` ms from now; false when no longer held. */
   async extend(ttl) {
     if (ttl === undefined) throw typeError('extend: ttl is required');

@@ -424,11 +424,12 @@ class RedisBackend {
    * with a growing pause (at most LOCK_POLL_MAX ms) until the lease is free
    * or the wait is over.
    */
-  async callBlocking(args, waitMs) {
+  async callBlocking(args, waitMs, signal) {
     const attempt = args.slice(0, 4);
     const deadline = Date.now() + waitMs;
     let pause = 2;
-    for (;;) {
+    // An aborted wait stops trying (the caller has rejected already).
+    while (!(signal && signal.aborted)) {
       const fence = await this.call(attempt);
       if (fence !== null) return fence;
       const left = deadline - Date.now();
@@ -436,6 +437,7 @@ class RedisBackend {
       await new Promise((resolve) => setTimeout(resolve, Math.min(left, pause * (0.5 + Math.random()))));
       pause = Math.min(pause * 2, LOCK_POLL_MAX);
     }
+    return null;
   }
 
   /**

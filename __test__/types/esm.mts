@@ -26,3 +26,16 @@ async function named(): Promise<void> {
   void [value, n, existed, options, stats, closed];
 }
 void named;
+
+async function cancellation(): Promise<void> {
+  const controller = new AbortController();
+  await using lock = await shm.lock('x', { signal: controller.signal, timeout: 1000 });
+  const fence: number = lock.fence;
+  await shm.withLock('y', async () => fence, { signal: AbortSignal.timeout(100) });
+  await shm.getOrSet('k', async () => 1, { signal: controller.signal });
+  const off = await shm.subscribe('c', () => {}, { signal: controller.signal });
+  await off();
+  // @ts-expect-error a signal is an AbortSignal
+  await shm.lock('x', { signal: 'now' });
+}
+void cancellation;
