@@ -1,4 +1,5 @@
 /// <reference types="node" />
+import { EventEmitter } from 'node:events';
 
 /**
  * cluster-shm: shared state for Node.js cluster workers.
@@ -335,7 +336,21 @@ declare namespace shm {
     readonly UNSAFE_DIR: 'ERR_SHM_UNSAFE_DIR';
   }
 
-  interface SharedMemory {
+  /** What a handle emits. */
+  interface Events {
+    /**
+     * The connection to the store was lost or could not be made. Emitted
+     * only while someone listens: the calls it concerns reject anyway.
+     */
+    error: [error: ShmError];
+    /** A new connection was made after one was lost. */
+    reconnect: [];
+  }
+
+  interface SharedMemory extends EventEmitter {
+    on<E extends keyof Events>(event: E, listener: (...args: Events[E]) => void): this;
+    once<E extends keyof Events>(event: E, listener: (...args: Events[E]) => void): this;
+    off<E extends keyof Events>(event: E, listener: (...args: Events[E]) => void): this;
     /** 'primary' hosts the broker; 'worker' is a cluster worker; 'client' any other process using a broker. */
     readonly role: 'primary' | 'worker' | 'client';
     /** The broker's socket path (for `redis-cli -s`), if there is one. */

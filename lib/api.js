@@ -1,6 +1,7 @@
 'use strict';
 
 const { randomBytes } = require('node:crypto');
+const { EventEmitter } = require('node:events');
 const { types } = require('node:util');
 const { encode, decode, encodedLength } = require('./codec');
 const { CODES, shmError, typeError, rangeError, abortError, fromNative } = require('./errors');
@@ -128,6 +129,8 @@ class RemoteBackend {
     this.connectionOptions = connectionOptions;
     this.createSubscriber = createSubscriber;
     this.connection = null;
+    /** Set by the handle: hears 'error' and 'reconnect' from the connection. */
+    this.onEvent = () => {};
   }
 
   get hostsBroker() {
@@ -140,8 +143,13 @@ class RemoteBackend {
   }
 
   call(args) {
-    if (this.connection === null) this.connection = new Connection(this.connectionOptions());
-    return this.connection.call(args);
+    return this.#connection().call(args);
+  }
+
+  /** The process's connection to the broker, made on first use; it tells `onEvent` what happens to it. */
+  #connection() {
+    if (this.connection === null) this.connection = new Connection(this.connectionOptions(), (name, detail) => this.onEvent(name, detail));
+    return this.connection;
   }
 
   /** Changes whenever calls start going over a new socket. */
@@ -151,14 +159,12 @@ class RemoteBackend {
 
   /** Sends a command whose bulk strings come back as strings. */
   callForText(args) {
-    if (this.connection === null) this.connection = new Connection(this.connectionOptions());
-    return this.connection.callForText(args);
+    return this.#connection().callForText(args);
   }
 
   /** Resolves with `{ reply, generation }`: the generation of the socket the command was written on. */
   callTagged(args) {
-    if (this.connection === null) this.connection = new Connection(this.connectionOptions());
-    return this.connection.call(args, true);
+    return this.#connection().call(args, true);
   }
 
   /** The near cache's invalidation connection (lib/near-cache.js). */
@@ -168,8 +174,7 @@ class RemoteBackend {
 
   /** A lock wait (`SHM.LOCK … WAIT ms`): resolves with the fencing token, or null when it timed out. */
   callBlocking(args, waitMs) {
-    if (this.connection === null) this.connection = new Connection(this.connectionOptions());
-    return this.connection.waitForLock(args, waitMs);
+    return this.#connection().waitForLock(args, waitMs);
   }
 
   /** New timeouts apply from the next call on. */
@@ -178,9 +183,7 @@ class RemoteBackend {
   }
 
   close() {
-    if (this.connection) this.connection.close();
-    else this.connection = new Connection(this.connectionOptions());
-    this.connection.close();
+    this.#connection().close();
   }
 }
 
@@ -327,7 +330,7 @@ function toText(reply) {
  * The API every process sees. The backend decides where commands run; all
  * value encoding and argument checking happens here, once.
  */
-class SharedMemory {
+class SharedMemory extends EventEmitter {
   #backend;
   /** Where calls go: the backend, or the near cache in front of it. */
   #data;
@@ -355,6 +358,7 @@ class SharedMemory {
 
   /** `parent`: the handle a namespace shares its connections, near cache and queues with. */
   constructor({ backend, role, socket, options = {}, onConfigure = () => {}, parent = null }) {
+    super();
     if (parent) {
       this.#parent = parent;
       this.#backend = parent.#backend;
@@ -372,6 +376,11 @@ class SharedMemory {
       return;
     }
     this.#backend = backend;
+    // 'error' is emitted only to listeners: the calls it concerns reject
+    // anyway, and an unheard 'error' event would throw.
+    backend.onEvent = (name, detail) => {
+      if (name !== 'error' || this.listenerCount('error') > 0) this.emit(name, detail);
+    };
     this.#role = role;
     this.#socket = socket;
     this.#options = withPolicyDefault({ ...DEFAULTS, ...options }, options);

@@ -292,8 +292,16 @@ class Connection {
   /**
    * @param {{ socket: string, connectTimeout: number, commandTimeout: number, authSecret?: string }} options
    */
-  constructor(options) {
+  /**
+   * `onEvent(name, detail)` hears what the handle emits: 'error' when the
+   * connection is lost or cannot be made, 'reconnect' when a new one is
+   * made after one was lost.
+   */
+  constructor(options, onEvent = () => {}) {
     this.options = options;
+    this.onEvent = onEvent;
+    /** Sockets attached so far: a second one is a reconnection. */
+    this.attached = 0;
     this.socket = null;
     this.connecting = null;
     /** Calls written and waiting for their reply, in order. */
@@ -438,6 +446,7 @@ class Connection {
       : outOf
         ? shmError(CODES.NO_RESOURCES, `cannot connect to the cluster-shm broker at ${path}: this process ran out of ${outOf} (${reason}), still after ${connectTimeout} ms`)
         : shmError(CODES.UNREACHABLE, `cannot reach the cluster-shm broker at ${path} within ${connectTimeout} ms (${reason})`);
+    if (!this.closed) this.onEvent('error', error);
     this.#failAll(error);
   }
 
@@ -445,6 +454,7 @@ class Connection {
     this.socket = socket;
     this.generation++;
     this.connecting = null;
+    if (this.attached++ > 0) this.onEvent('reconnect', { socket: this.options.socket });
     // An idle connection does not keep the process alive; the timeout check
     // does while calls are pending.
     socket.unref();
@@ -461,6 +471,7 @@ class Connection {
       this.socket = null;
       this.generation++;
       const lost = shmError(CODES.UNREACHABLE, `lost the connection to the cluster-shm broker at ${this.options.socket}`);
+      if (!this.closed) this.onEvent('error', lost);
       this.#failInFlight(lost);
       // The waits queued on it ended with it, and the locks it was granted.
       this.#failLockWaits(lost);

@@ -233,6 +233,8 @@ class RedisBackend {
   constructor(target, connectionOptions) {
     this.#target = parseTarget(target);
     this.#connectionOptions = connectionOptions;
+    /** Set by the handle: hears 'error' and 'reconnect' from the client. */
+    this.onEvent = () => {};
   }
 
   get hostsBroker() {
@@ -314,9 +316,20 @@ class RedisBackend {
       // (a refused connection, a certificate) goes into their message.
       this.#client.on('error', (error) => {
         this.#lastError = error && error.message;
+        this.onEvent('error', this.#error(error));
       });
+      let readyBefore = false;
+      let connected = false;
       this.#client.on('ready', () => {
         this.#lastError = null;
+        if (readyBefore) this.onEvent('reconnect', { url: this.#target.display });
+        readyBefore = true;
+        connected = true;
+      });
+      // A server that goes away closes the connection without an error.
+      this.#client.on('close', () => {
+        if (connected && !this.#closed) this.onEvent('error', shmError(CODES.UNREACHABLE, `lost the connection to ${this.#target.display}`));
+        connected = false;
       });
     }
     const client = this.#client;

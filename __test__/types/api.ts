@@ -162,3 +162,14 @@ async function moduleShape(): Promise<void> {
   void [n, v];
 }
 void moduleShape;
+
+function events(): void {
+  shm.on('error', (error) => {
+    const code: string = error.code;
+    void code;
+  });
+  shm.once('reconnect', () => {});
+  // @ts-expect-error 'reconnect' passes no arguments
+  shm.on('reconnect', (n: number) => n);
+}
+void events;
