@@ -410,6 +410,7 @@ impl Keyspace {
         self.used_memory -= entry.data.len() + ENTRY_OVERHEAD;
         self.reindex_expiry(entry.key(), entry.expires_at(), None);
         self.invalidate(entry.key(), by_command);
+        self.shrink_if_sparse();
         entry
     }
 
@@ -526,9 +527,6 @@ impl Keyspace {
             self.expire_index(index, false);
             purged += 1;
         }
-        if purged > 0 {
-            self.shrink_if_sparse();
-        }
         purged
     }
 
@@ -537,7 +535,9 @@ impl Keyspace {
         self.expiries.first().map(|(at, _)| *at)
     }
 
-    /// Gives memory back after mass deletion or expiry.
+    /// Gives the table's memory back once most keys are gone, however they
+    /// went. Shrinking to twice the keys left keeps the cost amortized: the
+    /// next shrink needs another fourfold drop, the next growth a doubling.
     fn shrink_if_sparse(&mut self) {
         let capacity = self.entries.capacity();
         if capacity > 1024 && self.entries.len() < capacity / 4 {
@@ -655,6 +655,42 @@ mod tests {
             ks.remove(format!("key:{i}").as_bytes(), 0);
         }
         assert_eq!(ks.used_memory(), 0);
+    }
+
+    #[test]
+    fn the_entry_table_shrinks_as_keys_go_by_any_path() {
+        let mut ks = Keyspace::new();
+        ks.limits = MemoryLimits { max_keys: 100_000, policy: EvictionPolicy::AllKeysLru, ..Default::default() };
+        let fill = |ks: &mut Keyspace, expiry: Expiry| {
+            for i in 0..100_000 {
+                ks.set(format!("key:{i}").as_bytes(), s("v"), expiry, 0);
+            }
+        };
+        // Deleted.
+        fill(&mut ks, Expiry::Clear);
+        assert!(ks.entries.capacity() >= 100_000);
+        for i in 0..99_000 {
+            ks.remove(format!("key:{i}").as_bytes(), 0);
+        }
+        assert!(ks.entries.capacity() <= 4_096, "capacity {} for {} keys", ks.entries.capacity(), ks.len());
+        // Evicted: a bound of 1,000 keys makes room for each new one.
+        fill(&mut ks, Expiry::Clear);
+        ks.limits.max_keys = 1_000;
+        ks.make_room(0, 1, 0).unwrap();
+        assert_eq!(ks.len(), 999);
+        assert!(ks.entries.capacity() <= 4_096, "capacity {} for {} keys", ks.entries.capacity(), ks.len());
+        // Found expired by a read.
+        ks.limits.max_keys = 0;
+        fill(&mut ks, Expiry::At(10));
+        for i in 0..100_000 {
+            ks.get(format!("key:{i}").as_bytes(), 10);
+        }
+        assert_eq!(ks.len(), 0);
+        assert!(ks.entries.capacity() <= 4_096, "capacity {} for {} keys", ks.entries.capacity(), ks.len());
+        // Cleared.
+        fill(&mut ks, Expiry::Clear);
+        ks.clear();
+        assert_eq!((ks.entries.capacity(), ks.volatile_len()), (0, 0));
     }
 
     #[test]
