@@ -1,7 +1,7 @@
 'use strict';
 
 const { run } = require('./helpers');
-const { testOn } = require('./backend');
+const { BACKEND, testOn } = require('./backend');
 
 const MiB = 1024 * 1024;
 
@@ -26,4 +26,17 @@ describe('memory comes back when the data goes', () => {
     },
     120_000,
   );
+
+  test('stats() reports the resident memory and the fragmentation ratio, as INFO does', async () => {
+    const { messages } = await run('stats-memory.js');
+    const [{ empty, usedMemory, residentMemory, fragmentationRatio }] = messages;
+    expect(usedMemory).toBeGreaterThan(1000 * 1024);
+    expect(residentMemory).toBeGreaterThan(usedMemory);
+    expect(fragmentationRatio).toBeGreaterThan(1);
+    if (BACKEND !== 'redis') {
+      // The broker divides the same two figures it reports; Redis samples its own.
+      expect(Math.abs(fragmentationRatio - residentMemory / usedMemory)).toBeLessThanOrEqual(0.005 + 1e-9);
+      expect(empty).toEqual({ usedMemory: 0, fragmentationRatio: 0 });
+    }
+  });
 });
