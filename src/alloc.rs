@@ -61,3 +61,31 @@ pub fn release_free_memory() {
         libc::malloc_trim(0);
     }
 }
+
+#[cfg(all(test, not(any(target_env = "msvc", fuzzing))))]
+mod tests {
+    fn read_opt(name: &str) -> isize {
+        let name = std::ffi::CString::new(name).unwrap();
+        let mut value: isize = 0;
+        let mut len = std::mem::size_of::<isize>();
+        // SAFETY: the named options are ssize_t, and `len` says so.
+        let status = unsafe {
+            tikv_jemalloc_sys::mallctl(
+                name.as_ptr(),
+                (&mut value as *mut isize).cast(),
+                &mut len,
+                std::ptr::null_mut(),
+                0,
+            )
+        };
+        assert_eq!(status, 0, "mallctl {name:?}");
+        value
+    }
+
+    #[test]
+    fn jemalloc_runs_with_the_decay_times_set_here() {
+        assert_eq!((read_opt("opt.dirty_decay_ms"), read_opt("opt.muzzy_decay_ms")), (1000, 0));
+        super::start_background_purging();
+        super::release_free_memory();
+    }
+}
