@@ -228,8 +228,14 @@ declare namespace shm {
     /** Bytes held by keys, values and their bookkeeping. */
     usedMemory: number;
     peakMemory: number;
-    /** Resident memory of the broker's process. */
+    /** Resident memory of the broker's process (INFO `used_memory_rss`). */
     residentMemory: number;
+    /**
+     * `residentMemory / usedMemory`, as INFO's `mem_fragmentation_ratio`: the
+     * process's own memory counts too, so a small store shows a high ratio
+     * (0 while the broker's store is empty).
+     */
+    fragmentationRatio: number;
     maxMemory: number;
     /** null on Redis, which bounds memory only. */
     maxKeys: number | null;

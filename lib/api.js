@@ -961,6 +961,9 @@ class SharedMemory extends EventEmitter {
       usedMemory: number('used_memory'),
       peakMemory: number('used_memory_peak'),
       residentMemory: number('used_memory_rss'),
+      // INFO's mem_fragmentation_ratio; over a Redis Cluster's masters, their RSS over their used memory.
+      fragmentationRatio:
+        servers.length === 1 ? Number(fields.mem_fragmentation_ratio || 0) : Math.round((number('used_memory_rss') / number('used_memory')) * 100) / 100,
       expiredKeys: number('expired_keys'),
       evictedKeys: number('evicted_keys'),
       keyspaceHits: number('keyspace_hits'),

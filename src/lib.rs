@@ -6,6 +6,7 @@
 //! `node` feature); without it the crate is the broker and client alone
 //! (fuzzing, benchmarks).
 
+mod alloc;
 pub mod broker;
 pub mod client;
 pub mod cmd;

@@ -57,7 +57,7 @@ async function everyCall(): Promise<void> {
   const allowed: boolean = limit.allowed;
   void [allowed, limit.remaining, limit.resetMs];
   const stats = await shm.stats();
-  const figures: number[] = [stats.keys, stats.usedMemory, stats.evictedKeys];
+  const figures: number[] = [stats.keys, stats.usedMemory, stats.evictedKeys, stats.residentMemory, stats.fragmentationRatio];
   const brokerFigures: Array<number | null> = [stats.locksHeld, stats.outputBufferBytes, stats.lockWaiters, stats.maxKeys];
   const raw: unknown = await shm.command('INFO', 'memory', 1, Buffer.from('x'));
   const code: 'ERR_SHM_TIMEOUT' = shm.codes.TIMEOUT;

@@ -15,6 +15,21 @@ const { keyName, jsonValue } = require('../lib/workload');
 const KEYS = 100_000;
 const BATCH = 1_000;
 
+/** The RSS of `pid` once it has not fallen for 1 s, or after 12 s. */
+async function settledRss(pid) {
+  let lowest = rssOf(pid);
+  let steadySince = Date.now();
+  for (const deadline = Date.now() + 12_000; Date.now() < deadline && Date.now() - steadySince < 1000; ) {
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    const rss = rssOf(pid);
+    if (rss < lowest) {
+      lowest = rss;
+      steadySince = Date.now();
+    }
+  }
+  return rssOf(pid);
+}
+
 async function measure(name, start) {
   const dir = makeTempDir();
   const server = await start(dir);
@@ -30,9 +45,11 @@ async function measure(name, start) {
     }
     const keys = await client.dbsize();
     if (keys !== KEYS) throw new Error(`${name} holds ${keys} keys, expected ${KEYS}`);
-    // Let the allocator settle (redis frees its query buffers lazily).
-    await new Promise((resolve) => setTimeout(resolve, 200));
-    const after = { used: (await info(server.socket)).used_memory, rss: rssOf(server.pid) };
+    // Let the allocator settle: redis frees its query buffers lazily, and
+    // both allocators return the pages of the tables that grew (the old
+    // tables) after a decay time, the broker's within about a second. The
+    // RSS is read once it has not fallen for a second (at most 12 s).
+    const after = { used: (await info(server.socket)).used_memory, rss: await settledRss(server.pid) };
     return {
       server: name,
       keys: KEYS,

@@ -76,6 +76,7 @@ impl Broker {
         };
         std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600))?;
 
+        crate::alloc::start_background_purging();
         let db = Db::new();
         db.update_config(|c| {
             c.unixsocket = socket.display().to_string();

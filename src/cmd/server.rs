@@ -69,11 +69,19 @@ fn info_section(ctx: &Ctx<'_>, section: &str, out: &mut String) {
         "memory" => {
             out.push_str("# Memory\r\n");
             let used = ctx.ks.used_memory();
+            let rss = resident_bytes();
             field(out, "used_memory", &used);
             field(out, "used_memory_human", &human_bytes(used as u64));
-            field(out, "used_memory_rss", &resident_bytes());
+            field(out, "used_memory_rss", &rss);
+            field(out, "used_memory_rss_human", &human_bytes(rss));
             field(out, "used_memory_peak", &ctx.ks.peak_memory());
             field(out, "used_memory_peak_human", &human_bytes(ctx.ks.peak_memory() as u64));
+            // As Redis reports them: the RSS over the used memory, and their
+            // difference. The RSS is the whole process's (a Node process), so
+            // a small store shows a high ratio; an empty one shows 0.
+            let ratio = if used == 0 { 0.0 } else { rss as f64 / used as f64 };
+            field(out, "mem_fragmentation_ratio", &format!("{ratio:.2}"));
+            field(out, "mem_fragmentation_bytes", &(rss as i64 - used as i64));
             let limits = ctx.ks.limits;
             field(out, "maxmemory", &limits.max_memory);
             field(out, "maxmemory_human", &human_bytes(limits.max_memory as u64));

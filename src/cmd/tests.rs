@@ -235,6 +235,29 @@ fn unknown_commands_and_arity() {
 }
 
 #[test]
+fn info_memory_reports_fragmentation_as_redis_does() {
+    let mut h = Harness::new();
+    let field = |info: &str, name: &str| -> String {
+        let line = info.lines().find(|l| l.starts_with(&format!("{name}:"))).unwrap_or_else(|| panic!("no {name}"));
+        line[name.len() + 1..].to_string()
+    };
+    let memory = |h: &mut Harness| {
+        let Frame::Bulk(info) = h.run("INFO memory") else { panic!() };
+        String::from_utf8(info.to_vec()).unwrap()
+    };
+    let empty = memory(&mut h);
+    assert_eq!(field(&empty, "mem_fragmentation_ratio"), "0.00");
+    h.run("SET a 1");
+    let info = memory(&mut h);
+    let (used, rss): (i64, i64) =
+        (field(&info, "used_memory").parse().unwrap(), field(&info, "used_memory_rss").parse().unwrap());
+    assert!(used > 0 && rss > 0, "{info}");
+    assert_eq!(field(&info, "mem_fragmentation_ratio"), format!("{:.2}", rss as f64 / used as f64));
+    assert_eq!(field(&info, "mem_fragmentation_bytes"), (rss - used).to_string());
+    assert!(field(&info, "used_memory_rss_human").ends_with(['B', 'K', 'M', 'G']), "{info}");
+}
+
+#[test]
 fn server_commands() {
     let mut h = Harness::new();
     h.run("SET a 1 EX 100");

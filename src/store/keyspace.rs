@@ -133,6 +133,9 @@ impl Borrow<[u8]> for Entry {
 /// the key-and-value allocation. The memory-per-key benchmark checks it
 /// against the process's RSS.
 pub const ENTRY_OVERHEAD: usize = 72;
+/// Bytes of the entry table per slot of capacity: the 48-byte slot (entry
+/// and hash) and the hash index's 8 bytes.
+const TABLE_SLOT: usize = 56;
 /// Extra cost of a key with a TTL: its node in the expiry index.
 pub const EXPIRY_OVERHEAD: usize = 48;
 
@@ -208,6 +211,8 @@ pub struct Keyspace {
     expiries: BTreeSet<(u64, Bytes)>,
     used_memory: usize,
     peak_memory: usize,
+    /// The highest `used_memory` since [`Keyspace::mark_released`].
+    release_mark: usize,
     next_version: u64,
     sampler: Sampler,
     pub limits: MemoryLimits,
@@ -253,6 +258,23 @@ impl Keyspace {
     /// The highest [`Keyspace::used_memory`] seen.
     pub fn peak_memory(&self) -> usize {
         self.peak_memory.max(self.used_memory)
+    }
+
+    /// Bytes the store freed since [`Keyspace::mark_released`]: how far
+    /// `used_memory` fell from its highest point since.
+    pub fn released_memory(&self) -> usize {
+        self.release_mark.saturating_sub(self.used_memory)
+    }
+
+    /// The memory freed so far has been handed back to the OS.
+    pub fn mark_released(&mut self) {
+        self.release_mark = self.used_memory;
+    }
+
+    /// After `used_memory` grew.
+    fn note_growth(&mut self) {
+        self.peak_memory = self.peak_memory.max(self.used_memory);
+        self.release_mark = self.release_mark.max(self.used_memory);
     }
 
     /// Looks a key up for a read command, counting a hit or a miss.
@@ -353,16 +375,15 @@ impl Keyspace {
                 entry.set_expires_at(expires_at);
                 entry.version = version;
                 entry.last_access = lru_clock(now);
-                self.peak_memory = self.peak_memory.max(self.used_memory);
                 self.reindex_expiry(key, old_expiry, expires_at);
             }
             None => {
                 self.used_memory += key.len() + value.len() + ENTRY_OVERHEAD;
                 self.entries.insert(Entry::new(key, value, expires_at, version, now));
                 self.reindex_expiry(key, None, expires_at);
-                self.peak_memory = self.peak_memory.max(self.used_memory);
             }
         }
+        self.note_growth();
     }
 
     /// Changes the expiry of a live key; false when the key does not exist.
@@ -390,6 +411,7 @@ impl Keyspace {
         if let Some(at) = new {
             self.expiries.insert((at, Bytes::copy_from_slice(key)));
             self.used_memory += EXPIRY_OVERHEAD + key.len();
+            self.note_growth();
         }
     }
 
@@ -410,6 +432,7 @@ impl Keyspace {
         self.used_memory -= entry.data.len() + ENTRY_OVERHEAD;
         self.reindex_expiry(entry.key(), entry.expires_at(), None);
         self.invalidate(entry.key(), by_command);
+        self.shrink_if_sparse();
         entry
     }
 
@@ -527,9 +550,6 @@ impl Keyspace {
             self.expire_index(index, false);
             purged += 1;
         }
-        if purged > 0 {
-            self.shrink_if_sparse();
-        }
         purged
     }
 
@@ -538,11 +558,16 @@ impl Keyspace {
         self.expiries.first().map(|(at, _)| *at)
     }
 
-    /// Gives memory back after mass deletion or expiry.
+    /// Gives the table's memory back once most keys are gone, however they
+    /// went. Shrinking to twice the keys left keeps the cost amortized: the
+    /// next shrink needs another fourfold drop, the next growth a doubling.
     fn shrink_if_sparse(&mut self) {
         let capacity = self.entries.capacity();
         if capacity > 1024 && self.entries.len() < capacity / 4 {
             self.entries.shrink_to(self.entries.len() * 2);
+            // The table's memory is not in `used_memory`; what it gave back
+            // counts as released all the same.
+            self.release_mark += (capacity - self.entries.capacity()) * TABLE_SLOT;
         }
     }
 }
@@ -656,6 +681,80 @@ mod tests {
             ks.remove(format!("key:{i}").as_bytes(), 0);
         }
         assert_eq!(ks.used_memory(), 0);
+    }
+
+    #[test]
+    fn the_entry_table_shrinks_as_keys_go_by_any_path() {
+        let mut ks = Keyspace::new();
+        ks.limits = MemoryLimits { max_keys: 100_000, policy: EvictionPolicy::AllKeysLru, ..Default::default() };
+        let fill = |ks: &mut Keyspace, expiry: Expiry| {
+            for i in 0..100_000 {
+                ks.set(format!("key:{i}").as_bytes(), s("v"), expiry, 0);
+            }
+        };
+        // Deleted.
+        fill(&mut ks, Expiry::Clear);
+        assert!(ks.entries.capacity() >= 100_000);
+        for i in 0..99_000 {
+            ks.remove(format!("key:{i}").as_bytes(), 0);
+        }
+        assert!(ks.entries.capacity() <= 4_096, "capacity {} for {} keys", ks.entries.capacity(), ks.len());
+        // Evicted: a bound of 1,000 keys makes room for each new one.
+        fill(&mut ks, Expiry::Clear);
+        ks.limits.max_keys = 1_000;
+        ks.make_room(0, 1, 0).unwrap();
+        assert_eq!(ks.len(), 999);
+        assert!(ks.entries.capacity() <= 4_096, "capacity {} for {} keys", ks.entries.capacity(), ks.len());
+        // Found expired by a read.
+        ks.limits.max_keys = 0;
+        fill(&mut ks, Expiry::At(10));
+        for i in 0..100_000 {
+            ks.get(format!("key:{i}").as_bytes(), 10);
+        }
+        assert_eq!(ks.len(), 0);
+        assert!(ks.entries.capacity() <= 4_096, "capacity {} for {} keys", ks.entries.capacity(), ks.len());
+        // Cleared.
+        fill(&mut ks, Expiry::Clear);
+        ks.clear();
+        assert_eq!((ks.entries.capacity(), ks.volatile_len()), (0, 0));
+    }
+
+    #[test]
+    fn released_memory_is_the_fall_from_the_highest_point_since_the_last_release() {
+        let mut ks = Keyspace::new();
+        for i in 0..100 {
+            ks.set(format!("key:{i}").as_bytes(), s("value"), Expiry::Clear, 0);
+        }
+        let full = ks.used_memory();
+        assert_eq!(ks.released_memory(), 0);
+        for i in 0..50 {
+            ks.remove(format!("key:{i}").as_bytes(), 0);
+        }
+        let half = ks.used_memory();
+        assert_eq!(ks.released_memory(), full - half);
+        // Refilled after a release: only what falls from the new high point counts.
+        ks.mark_released();
+        assert_eq!(ks.released_memory(), 0);
+        ks.set(b"more", s("value"), Expiry::Clear, 0);
+        assert!(ks.set_expiry(b"more", Some(10), 0));
+        let higher = ks.used_memory();
+        ks.clear();
+        assert_eq!(ks.released_memory(), higher);
+        // The table's own memory counts when it shrinks.
+        ks.mark_released();
+        for i in 0..10_000 {
+            ks.set(format!("key:{i}").as_bytes(), s("value"), Expiry::Clear, 0);
+        }
+        ks.mark_released();
+        for i in 0..9_990 {
+            ks.remove(format!("key:{i}").as_bytes(), 0);
+        }
+        let entries_freed = ks.used_memory() * 999;
+        assert!(
+            ks.released_memory() > entries_freed,
+            "{} released, {entries_freed} by the entries",
+            ks.released_memory()
+        );
     }
 
     #[test]

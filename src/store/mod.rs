@@ -31,6 +31,13 @@ pub use tracking::{Tracking, TrackingState, INVALIDATE_CHANNEL};
 const SWEEP_BATCH: usize = 2_000;
 /// Also bounds how late a lock whose ttl passed is handed over.
 const SWEEP_INTERVAL: Duration = Duration::from_millis(50);
+/// Store memory freed (by deletes, expiry, eviction or a flush) before the
+/// allocator is told to return its free pages at once; smaller drops come
+/// back with the allocator's own decay, about a second later (src/alloc.rs).
+const RELEASE_AFTER: usize = 16 * 1024 * 1024;
+/// At most one purge this often, so that a long mass deletion does not purge
+/// over and over.
+const RELEASE_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Counters that live outside the keyspace lock.
 #[derive(Default)]
@@ -144,15 +151,30 @@ impl Db {
     }
 
     /// Reclaims expired keys and releases locks whose ttl passed, in the
-    /// background, until `stop` resolves.
+    /// background, until `stop` resolves; hands memory the store freed back
+    /// to the OS.
     pub async fn sweep_expired(self, mut stop: tokio::sync::watch::Receiver<bool>) {
+        let mut last_release: Option<Instant> = None;
         loop {
-            let full_batch = {
+            let (full_batch, release) = {
                 let now = now_ms();
                 let mut ks = self.lock();
                 ks.locks.expire(now);
-                ks.purge_expired(now, SWEEP_BATCH) == SWEEP_BATCH
+                let full_batch = ks.purge_expired(now, SWEEP_BATCH) == SWEEP_BATCH;
+                let release = ks.released_memory() >= RELEASE_AFTER
+                    && last_release.is_none_or(|at| at.elapsed() >= RELEASE_INTERVAL);
+                if release {
+                    ks.mark_released();
+                }
+                (full_batch, release)
             };
+            if release {
+                last_release = Some(Instant::now());
+                // On a blocking thread: purging the pages of a 1 GiB store takes
+                // a while (the kernel unmaps every one), and the broker's
+                // thread goes on serving meanwhile.
+                let _ = tokio::task::spawn_blocking(crate::alloc::release_free_memory).await;
+            }
             if full_batch {
                 // More are due: let other tasks take the lock, then go on.
                 tokio::task::yield_now().await;

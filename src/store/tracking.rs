@@ -230,6 +230,7 @@ impl Tracking {
             }
             deliver(pubsub, tracker.redirect, Payload::Keys(std::slice::from_ref(&key)));
         }
+        self.shrink_if_sparse();
     }
 
     /// Every key went (FLUSHDB, FLUSHALL): each tracking client is told
@@ -270,7 +271,12 @@ impl Tracking {
                 self.table.swap_remove(&key);
             }
         }
-        // Gives memory back once most keys are gone.
+        self.shrink_if_sparse();
+    }
+
+    /// Gives the table's memory back once most keys are gone (amortized as
+    /// the keyspace's own table is).
+    fn shrink_if_sparse(&mut self) {
         let capacity = self.table.capacity();
         if capacity > 1024 && self.table.len() < capacity / 4 {
             self.table.shrink_to(self.table.len() * 2);
@@ -353,6 +359,21 @@ mod tests {
         }
         assert_eq!((t.key_count(), t.item_count(), t.client_count()), (0, 0, 0));
         assert!(!t.is_active() && !t.has_keys());
+    }
+
+    #[test]
+    fn the_table_shrinks_as_tracked_keys_change() {
+        let (mut t, mut ps) = (Tracking::default(), PubSub::default());
+        t.connect(1);
+        t.enable(2, 1, false);
+        let keys: Vec<Bytes> = (0..100_000).map(|k| b(&format!("k{k}"))).collect();
+        t.remember(2, keys.iter(), &mut ps);
+        assert!(t.table.capacity() >= 100_000);
+        for key in &keys[1_000..] {
+            t.invalidate(key, 0, &mut ps);
+        }
+        assert_eq!(t.key_count(), 1_000);
+        assert!(t.table.capacity() <= 4_096, "capacity {} for {} keys", t.table.capacity(), t.key_count());
     }
 
     #[test]

@@ -1,0 +1,42 @@
+'use strict';
+
+const { run } = require('./helpers');
+const { BACKEND, testOn } = require('./backend');
+
+const MiB = 1024 * 1024;
+
+describe('memory comes back when the data goes', () => {
+  // redis-server 7.0 keeps 21-25 MiB of the same fill one second after
+  // FLUSHALL (bench/results/memory-return.md); the broker's process may keep
+  // no more, though it is a Node process whose own heap moves a little
+  // while it forks and serves the workers.
+  const SLACK = 25 * MiB;
+
+  testOn(['embedded', 'standalone'], "the bound is the broker's; bench/results/memory-return.md measures redis-server's own")(
+    'after 5M keys of 100 bytes (~1 GiB) from two workers and clear(), the broker process is back within 25 MiB of its start in 30 s',
+    async () => {
+      const { messages } = await run('memory-return.js', [String(5_000_000), String(SLACK)], { timeout: 110_000 });
+      const [{ keys, usedMemory, before, filled, after, waitedMs }] = messages;
+      expect(keys).toBe(5_000_000);
+      // The fill did take the memory: the store accounts ~870 MiB.
+      expect(usedMemory).toBeGreaterThan(800 * MiB);
+      expect(filled - before).toBeGreaterThan(800 * MiB);
+      expect(after - before).toBeLessThanOrEqual(SLACK);
+      expect(waitedMs).toBeLessThanOrEqual(30_000);
+    },
+    120_000,
+  );
+
+  test('stats() reports the resident memory and the fragmentation ratio, as INFO does', async () => {
+    const { messages } = await run('stats-memory.js');
+    const [{ empty, usedMemory, residentMemory, fragmentationRatio }] = messages;
+    expect(usedMemory).toBeGreaterThan(1000 * 1024);
+    expect(residentMemory).toBeGreaterThan(usedMemory);
+    expect(fragmentationRatio).toBeGreaterThan(1);
+    if (BACKEND !== 'redis') {
+      // The broker divides the same two figures it reports; Redis samples its own.
+      expect(Math.abs(fragmentationRatio - residentMemory / usedMemory)).toBeLessThanOrEqual(0.005 + 1e-9);
+      expect(empty).toEqual({ usedMemory: 0, fragmentationRatio: 0 });
+    }
+  });
+});
