@@ -126,10 +126,16 @@ function brokenLinks(file) {
 
 const snippets = documents().flatMap(snippetsOf);
 
-describeOn(['embedded'], 'checks the repository’s files once, in the embedded run', 'the links of the docs', () => {
+describeOn(['embedded'], 'checks the repository’s files once, in the embedded run', 'the docs against the repository', () => {
   test('every relative link of the README and the docs names a file of the repository, and a heading of it', () => {
     const broken = documents().flatMap((file) => brokenLinks(file).map((target) => `${file}: ${target}`));
     expect(broken).toEqual([]);
+  });
+
+  test('the errors table of docs/api.md has a row for every code', () => {
+    const { CODES } = require('../lib/errors');
+    const api = fs.readFileSync(path.join(ROOT, 'docs', 'api.md'), 'utf8');
+    expect(Object.values(CODES).filter((code) => !api.includes(`| \`${code}\` |`))).toEqual([]);
   });
 });
 
