@@ -24,3 +24,10 @@ test('an AbortSignal withdraws a waiting lock, withLock, getOrSet or subscribe; 
     dispose: { released: true },
   });
 });
+
+// The primary's calls are in process: withdrawing its wait used to throw
+// from the abort listener, an uncaught exception.
+test('an AbortSignal withdraws a lock wait the primary itself made', async () => {
+  const { messages } = await run('cancellation-primary.js');
+  expect(messages).toEqual([{ aborted: { name: 'AbortError', code: 'ABORT_ERR' }, freeAfterRelease: true }]);
+});

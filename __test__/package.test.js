@@ -164,10 +164,16 @@ describeOn(['embedded'], 'packs and installs the package once, in the embedded r
     }
   }, 30_000);
 
-  test('every file the README links to is in the package', () => {
+  test('every file the README and the docs link to is in the package', () => {
     const dir = path.join(project, 'node_modules', manifest.name);
-    const links = relativeLinks(fs.readFileSync(path.join(dir, 'README.md'), 'utf8'));
-    expect(links.filter((link) => !fs.existsSync(path.join(dir, link)))).toEqual([]);
+    const pages = ['README.md', ...fs.readdirSync(path.join(dir, 'docs')).filter((name) => name.endsWith('.md')).map((name) => `docs/${name}`)];
+    expect(pages).toEqual(expect.arrayContaining(['docs/README.md', 'docs/api.md', 'docs/security.md']));
+    const broken = pages.flatMap((page) =>
+      relativeLinks(fs.readFileSync(path.join(dir, page), 'utf8'))
+        .filter((link) => link !== '' && !fs.existsSync(path.join(dir, path.dirname(page), link)))
+        .map((link) => `${page}: ${link}`),
+    );
+    expect(broken).toEqual([]);
   });
 
   test('the tarball holds only what a user needs (npm pack --dry-run)', async () => {

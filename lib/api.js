@@ -852,6 +852,17 @@ class SharedMemory extends EventEmitter {
     return this.#acquire(this.#key(name, 'lock'), options);
   }
 
+  /**
+   * Sends SHM.UNLOCK for a wait or grant nobody waits for any more; its
+   * outcome is dropped. In the primary the call is synchronous (it may
+   * throw, and returns no Promise).
+   */
+  #unlockQuietly(name, token) {
+    try {
+      Promise.resolve(this.#data.call(['SHM.UNLOCK', name, token])).catch(() => {});
+    } catch {}
+  }
+
   /** lock() for a name already as stored. */
   async #acquire(name, options) {
     const { ttl = 30_000, timeout = 10_000, signal } = callOptions(options, ['ttl', 'timeout', 'signal'], 'lock');
@@ -870,7 +881,7 @@ class SharedMemory extends EventEmitter {
         // An abort withdraws the wait (SHM.UNLOCK of this token also takes
         // back a grant that crossed it on the way).
         fence = await untilAborted(this.#backend.callBlocking(['SHM.LOCK', name, token, ms, 'WAIT', String(wait)], wait, signal), signal, () => {
-          this.#data.call(['SHM.UNLOCK', name, token]).catch(() => {});
+          this.#unlockQuietly(name, token);
           return abortError(signal, what);
         });
       }
@@ -878,7 +889,7 @@ class SharedMemory extends EventEmitter {
       // The broker may still grant what it did not answer in time: take it
       // back (it releases the lock, or withdraws the wait, of this token),
       // or nobody would hold the lock until its ttl passed.
-      if (error.code === CODES.TIMEOUT) this.#data.call(['SHM.UNLOCK', name, token]).catch(() => {});
+      if (error.code === CODES.TIMEOUT) this.#unlockQuietly(name, token);
       throw error;
     }
     if (fence === null) throw lockTimeout(name, wait);
