@@ -212,22 +212,17 @@ class FailedBackend {
   close() {}
 }
 
-/** A UTF-16 unit of a surrogate pair without its other half. */
-const LONE_SURROGATE = /\p{Surrogate}/u;
-
 /**
- * True when the string has no lone surrogate: its UTF-8 bytes, which are
- * what the store keeps, say exactly which string it was. (UTF-8 has no
- * bytes for a lone surrogate: encoding makes it U+FFFD, so 'a\ud800b' and
- * 'a\ufffdb' would be one key.)
+ * A key, channel or pattern must be well formed (no lone surrogate): its
+ * UTF-8 bytes, which are what the store keeps, must say exactly which string
+ * it was. (UTF-8 has no bytes for a lone surrogate: encoding makes it U+FFFD,
+ * so 'a\ud800b' and 'a\ufffdb' would be one key.)
  */
-const isWellFormed = String.prototype.isWellFormed ? (text) => text.isWellFormed() : (text) => !LONE_SURROGATE.test(text);
-
 function checkKey(key, fn, maxBytes) {
   if (typeof key !== 'string') {
     throw typeError(`${fn}: key must be a string, got ${key === null ? 'null' : typeof key}`);
   }
-  if (!isWellFormed(key)) {
+  if (!key.isWellFormed()) {
     throw typeError(`${fn}: the key holds a lone surrogate (half of a UTF-16 pair), which UTF-8 cannot store; it would become U+FFFD and share an entry with another key`, CODES.INVALID_ARG_VALUE);
   }
   // A UTF-16 unit is at most 3 UTF-8 bytes: only long keys need counting.
@@ -244,7 +239,7 @@ const MAX_PATTERN_BYTES = 1024;
 
 function checkPattern(pattern, fn) {
   if (typeof pattern !== 'string') throw typeError(`${fn}: pattern must be a string, got ${pattern === null ? 'null' : typeof pattern}`);
-  if (!isWellFormed(pattern)) {
+  if (!pattern.isWellFormed()) {
     throw typeError(`${fn}: the pattern holds a lone surrogate (half of a UTF-16 pair), which UTF-8 cannot store`, CODES.INVALID_ARG_VALUE);
   }
   if (pattern.length * 3 > MAX_PATTERN_BYTES && Buffer.byteLength(pattern) > MAX_PATTERN_BYTES) {
@@ -529,11 +524,7 @@ class SharedMemory extends EventEmitter {
    */
   async keys(pattern = '*') {
     const stored = this.#storedPattern(pattern, 'keys');
-    if (this.#backend.ownsServer === false) {
-      const keys = new Set();
-      for await (const key of this.#scanStored(stored, SCAN_COUNT)) keys.add(key);
-      return [...keys].map((key) => this.#shown(key));
-    }
+    if (this.#backend.ownsServer === false) return [...(await this.#scannedKeys(stored))].map((key) => this.#shown(key));
     // The keys come as strings, not Buffers turned into strings afterwards:
     // over a socket they are decoded as they are read, in-process made by
     // the addon (the near cache passes KEYS through, so it is skipped).
@@ -572,9 +563,14 @@ class SharedMemory extends EventEmitter {
   /** How many keys the store (or this namespace) holds. */
   async size() {
     if (!this.#options.keyPrefix) return (await this.#everywhere(['DBSIZE'])).reduce((sum, n) => sum + n, 0);
+    return (await this.#scannedKeys(this.#storedPattern('*', 'size'))).size;
+  }
+
+  /** The keys (as stored) a SCAN walk finds for `pattern`, each once: Redis's SCAN may yield a key twice. */
+  async #scannedKeys(pattern) {
     const keys = new Set();
-    for await (const key of this.#scanStored(this.#storedPattern('*', 'size'), SCAN_COUNT)) keys.add(key);
-    return keys.size;
+    for await (const key of this.#scanStored(pattern, SCAN_COUNT)) keys.add(key);
+    return keys;
   }
 
   /**

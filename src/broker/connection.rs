@@ -95,15 +95,11 @@ impl Mailbox for ConnectionMailbox {
             self.backlog.kill.notify_one();
             return false;
         }
-        let len = bytes.len();
-        self.backlog.add(len);
-        if self.replies.send(bytes).is_err() {
-            self.backlog.sub(len);
-            return false;
-        }
-        true
+        self.push(bytes)
     }
 
+    /// Queues an encoded frame for the client, counted in its backlog until
+    /// written; false when the connection is gone.
     fn push(&self, frame: Bytes) -> bool {
         let len = frame.len();
         self.backlog.add(len);
