@@ -144,8 +144,10 @@ describeOn(['embedded'], 'these start, stall and remove brokers of their own (re
   test('a broker that stops answering makes calls reject with ERR_SHM_TIMEOUT', async () => {
     const holder = start('hold.js');
     const { socket, secret } = await holder.waitFor((m) => m.socket);
+    // Over the socket: data calls on the store mapped into the client would
+    // not need the stopped broker (see the next test).
     const client = start('client.js', ['set:k=1', 'stdin', 'get:k'], {
-      env: { CLUSTER_SHM_SOCKET: socket, CLUSTER_SHM_AUTH: secret, CLUSTER_SHM_OPTIONS: '{"commandTimeout":300}' },
+      env: { CLUSTER_SHM_SOCKET: socket, CLUSTER_SHM_AUTH: secret, CLUSTER_SHM_OPTIONS: '{"commandTimeout":300}', CLUSTER_SHM_LOCAL_STORE: '0' },
     });
     try {
       await client.waitFor((m) => m.waiting);
@@ -154,6 +156,30 @@ describeOn(['embedded'], 'these start, stall and remove brokers of their own (re
       client.child.stdin.write('go\n');
       const result = await client.waitFor((m) => m.step === 'get:k');
       expect(result.error).toMatchObject({ code: 'ERR_SHM_TIMEOUT', message: 'no reply from the broker within 300 ms' });
+    } finally {
+      holder.child.kill('SIGCONT');
+      holder.child.kill('SIGTERM');
+      client.child.kill('SIGTERM');
+      await Promise.all([holder.done, client.done]);
+    }
+  });
+
+  test('while the broker is stopped, data calls still run on the store mapped into the process; others time out', async () => {
+    const holder = start('hold.js');
+    const { socket, secret } = await holder.waitFor((m) => m.socket);
+    const client = start('client.js', ['set:k=1', 'stdin', 'get:k', 'lock:l'], {
+      env: { CLUSTER_SHM_SOCKET: socket, CLUSTER_SHM_AUTH: secret, CLUSTER_SHM_OPTIONS: '{"commandTimeout":300}' },
+    });
+    try {
+      await client.waitFor((m) => m.waiting);
+      await stopProcess(holder.child);
+      client.child.stdin.write('go\n');
+      const lock = await client.waitFor((m) => m.step === 'lock:l');
+      const get = client.messages.find((m) => m.step === 'get:k');
+      expect({ get, lock }).toMatchObject({
+        get: { step: 'get:k', ok: true, value: 1 },
+        lock: { step: 'lock:l', error: { code: 'ERR_SHM_TIMEOUT' } },
+      });
     } finally {
       holder.child.kill('SIGCONT');
       holder.child.kill('SIGTERM');

@@ -135,7 +135,7 @@ fn commands(c: &mut Criterion) {
         .map(|i| vec![Bytes::from_static(b"SET"), key("bench:new", i), values[i % values.len()].clone()])
         .collect();
     let mut next = 0;
-    let evicted_before = db.lock().stats.evicted_keys;
+    let evicted_before = db.lock().stats().evicted_keys;
     let mut calls = 0u64;
     let mut now = NOW;
     group.bench_function("set_new_key_evicting_allkeys_lru_10k_keys", |b| {
@@ -146,7 +146,7 @@ fn commands(c: &mut Criterion) {
             run(&db, &mut session, now, &fresh[next])
         })
     });
-    let evicted = db.lock().stats.evicted_keys - evicted_before;
+    let evicted = db.lock().stats().evicted_keys - evicted_before;
     eprintln!(
         "eviction bench: {evicted} keys evicted in {calls} SETs ({:.2} per SET), {} keys held",
         evicted as f64 / calls.max(1) as f64,

@@ -125,10 +125,19 @@ class InProcessBackend {
  * connection and pushes each one's outcome.
  */
 class RemoteBackend {
-  constructor(connectionOptions, createSubscriber) {
+  /**
+   * `attachStore(options)`: maps the broker's store into this process
+   * (native LocalStore.attach), or throws why it cannot.
+   */
+  constructor(connectionOptions, createSubscriber, attachStore = null) {
     this.connectionOptions = connectionOptions;
     this.createSubscriber = createSubscriber;
+    this.attachStore = attachStore;
     this.connection = null;
+    /** The broker's store mapped here: undefined until first tried, null when it cannot be. */
+    this.store = attachStore === null ? null : undefined;
+    /** Why the store is not mapped here, when it is not. */
+    this.storeError = attachStore === null ? 'not offered' : null;
     /** Set by the handle: hears 'error' and 'reconnect' from the connection. */
     this.onEvent = () => {};
   }
@@ -142,13 +151,54 @@ class RemoteBackend {
     return true;
   }
 
+  /**
+   * A data command runs in this process on the mapped store, with no round
+   * trip, when nothing is in flight on the connection (so calls keep their
+   * order); the store sends back anything it must not run itself (see
+   * LocalStore.call), and that goes over the socket.
+   */
   call(args) {
+    const store = this.store === undefined ? this.#attach() : this.store;
+    if (store !== null && (this.connection === null || this.connection.idle)) {
+      let reply;
+      try {
+        reply = store.call(args);
+      } catch (error) {
+        return Promise.reject(fromNative(error));
+      }
+      if (reply !== undefined) return Promise.resolve(reply);
+    }
     return this.#connection().call(args);
+  }
+
+  #attach() {
+    try {
+      this.store = this.attachStore(this.connectionOptions());
+      this.storeError = null;
+      // The process's connection names the slot it took: when it closes with
+      // the process gone, the broker repairs what the process left. It
+      // carries everything but data commands, and its loss is what 'error'
+      // and 'reconnect' report.
+      this.#connection().call(['SHM.SLOT', String(this.store.slot)]).catch(() => {});
+    } catch (error) {
+      this.store = null;
+      this.storeError = String(error.message || error);
+    }
+    return this.store;
   }
 
   /** The process's connection to the broker, made on first use; it tells `onEvent` what happens to it. */
   #connection() {
-    if (this.connection === null) this.connection = new Connection(this.connectionOptions(), (name, detail) => this.onEvent(name, detail));
+    if (this.connection === null) {
+      this.connection = new Connection(this.connectionOptions(), (name, detail) => {
+        // A new broker has a new store: map it on the next call.
+        if (name === 'reconnect' && this.attachStore !== null && this.storeError !== 'closed') {
+          if (this.store) this.store.close();
+          this.store = undefined;
+        }
+        this.onEvent(name, detail);
+      });
+    }
     return this.connection;
   }
 
@@ -183,6 +233,9 @@ class RemoteBackend {
   }
 
   close() {
+    if (this.store) this.store.close();
+    this.store = null;
+    this.storeError = 'closed';
     this.#connection().close();
   }
 }

@@ -10,6 +10,8 @@ const ENV = Object.freeze({
   OPTIONS: 'CLUSTER_SHM_OPTIONS',
   /** The broker's secret: a connection must AUTH with it first. */
   AUTH: 'CLUSTER_SHM_AUTH',
+  /** '0': run every command over the socket instead of mapping the broker's store (for comparison). */
+  LOCAL_STORE: 'CLUSTER_SHM_LOCAL_STORE',
 });
 
 const DEFAULTS = Object.freeze({

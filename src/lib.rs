@@ -14,6 +14,7 @@ pub mod error;
 #[cfg(feature = "node")]
 mod node;
 pub mod resp;
+pub mod shm;
 pub mod store;
 pub mod subscriber;
 pub mod trusted_socket;

@@ -8,8 +8,10 @@
 //! replies not yet taken by the client pass a high-water mark.
 
 use std::collections::VecDeque;
+use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -111,7 +113,9 @@ impl Mailbox for ConnectionMailbox {
     }
 }
 
-pub async fn serve<S>(stream: S, db: Db, mut shutdown: watch::Receiver<bool>)
+/// Serves one client. `raw_fd` is the socket's descriptor when it is a Unix
+/// socket, over which SHM.ATTACH hands out the store's descriptor.
+pub async fn serve<S>(stream: S, raw_fd: Option<RawFd>, db: Db, mut shutdown: watch::Receiver<bool>)
 where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
@@ -128,6 +132,7 @@ where
     let mut output = BytesMut::new();
     let mut pending: VecDeque<Vec<Bytes>> = VecDeque::new();
     let mut fatal: Option<Frame> = None;
+    let mut closed_by_client = false;
     'serve: loop {
         while backlog.bytes.load(Ordering::Acquire) > OUTPUT_HIGH_WATER {
             tokio::select! {
@@ -143,7 +148,10 @@ where
             _ = shutdown.changed() => break,
         };
         match read {
-            Ok(0) | Err(_) => break,
+            Ok(0) | Err(_) => {
+                closed_by_client = true;
+                break;
+            }
             Ok(_) => {}
         }
         let (authenticated_limits, query_buffer_limit) = db.input_limits();
@@ -172,9 +180,15 @@ where
                 break;
             }
             let batch = Batch { db: &db, mailbox: &mailbox, replies: &replies, backlog: &backlog };
-            let Ok(blocked) = batch.run(&mut session, &mut pending, &mut output) else {
+            let Ok((blocked, attach)) = batch.run(&mut session, &mut pending, &mut output) else {
                 break 'serve;
             };
+            if let Some(reply) = attach {
+                session.send_store_fd = false;
+                if !hand_over_store(&db, raw_fd, reply, &replies, &backlog, &mut output).await {
+                    break 'serve;
+                }
+            }
             if let Some(blocked) = blocked {
                 let reply = tokio::select! {
                     reply = blocked.reply(&db) => reply,
@@ -208,6 +222,10 @@ where
         ks.pubsub.remove_client(session.id);
         ks.tracking.disconnect(session.id);
     }
+    if closed_by_client && !session.store_slots.is_empty() {
+        // Apart from the connection's own end, which must not wait for it.
+        tokio::spawn(repair_slots(db.clone(), std::mem::take(&mut session.store_slots)));
+    }
     drop(mailbox);
     drop(replies);
     if backlog.killed.load(Ordering::Acquire) {
@@ -218,6 +236,61 @@ where
     let _ = writer_task.await;
     // Whatever the writer could not deliver is no longer held.
     backlog.sub(backlog.bytes.load(Ordering::Acquire));
+}
+
+/// Sends the reply to SHM.ATTACH with the store's descriptor, once every
+/// reply before it is written (a descriptor rides on the first byte it is
+/// sent with). False when the connection must end.
+async fn hand_over_store(
+    db: &Db,
+    raw_fd: Option<RawFd>,
+    reply: Frame,
+    replies: &mpsc::UnboundedSender<Bytes>,
+    backlog: &Backlog,
+    output: &mut BytesMut,
+) -> bool {
+    if !send(replies, backlog, output) {
+        return false;
+    }
+    let store_fd = db.lock().store().region().fd();
+    let (Some(sock), Some(store_fd)) = (raw_fd, store_fd) else {
+        Frame::error("ERR SHM.ATTACH needs a Unix socket").encode(output);
+        return send(replies, backlog, output);
+    };
+    for _ in 0..2_000 {
+        if backlog.bytes.load(Ordering::Acquire) == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let bytes = reply.to_bytes();
+    tokio::task::block_in_place(|| crate::shm::attach::send_with_fd(sock, &bytes, store_fd)).is_ok()
+}
+
+/// The process at the other end of a connection that closed took these
+/// slots of the store. A process's descriptors close as it exits, after its
+/// memory is unmapped: once it is gone (or a zombie), what it left is
+/// repaired. A process that merely closed the connection is left alone.
+async fn repair_slots(db: Db, slots: Vec<u32>) {
+    let store = db.lock().store().clone();
+    for _ in 0..200 {
+        let pids: Vec<u64> = slots
+            .iter()
+            .filter_map(|&slot| {
+                crate::shm::Handle::attached(&store).into_iter().find(|&(s, _)| s == slot).map(|(_, pid)| pid)
+            })
+            .collect();
+        if pids.is_empty() {
+            return;
+        }
+        if pids.iter().all(|&pid| !crate::shm::txn_is_alive(pid)) {
+            for &slot in &slots {
+                crate::shm::Handle::recover_if_dead(&store, slot);
+            }
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
 
 /// Moves every complete command (or only the first, with `one`) from
@@ -289,9 +362,9 @@ impl Batch<'_> {
         session: &mut Session,
         pending: &mut VecDeque<Vec<Bytes>>,
         output: &mut BytesMut,
-    ) -> Result<Option<Blocked>, ()> {
+    ) -> Result<(Option<Blocked>, Option<Frame>), ()> {
         if pending.is_empty() {
-            return if send(self.replies, self.backlog, output) { Ok(None) } else { Err(()) };
+            return if send(self.replies, self.backlog, output) { Ok((None, None)) } else { Err(()) };
         }
         let db = self.db;
         let mut ks = db.lock();
@@ -299,9 +372,15 @@ impl Batch<'_> {
         ctx.mailbox = Some(self.mailbox.clone());
         let mut ran = 0u64;
         let mut blocked = None;
+        let mut attach = None;
         while let Some(args) = pending.pop_front() {
             let reply = cmd::execute(&mut ctx, &args);
             ran += 1;
+            if ctx.session.send_store_fd {
+                // Goes out alone, with the descriptor.
+                attach = Some(reply);
+                break;
+            }
             if let Some(parked) = ctx.blocked.take() {
                 blocked = Some(parked);
                 break;
@@ -320,7 +399,7 @@ impl Batch<'_> {
         drop(ks);
         db.counters().total_commands_processed.fetch_add(ran, Ordering::Relaxed);
         if sent {
-            Ok(blocked)
+            Ok((blocked, attach))
         } else {
             Err(())
         }
@@ -391,7 +470,7 @@ mod tests {
 
     async fn connect(db: &Db, shutdown: &watch::Receiver<bool>) -> DuplexStream {
         let (ours, theirs) = tokio::io::duplex(64 * 1024);
-        tokio::spawn(serve(theirs, db.clone(), shutdown.clone()));
+        tokio::spawn(serve(theirs, None, db.clone(), shutdown.clone()));
         ours
     }
 

@@ -121,6 +121,9 @@ impl Broker {
             let _ = runtime
                 .block_on(async { tokio::time::timeout(DRAIN_TIMEOUT + Duration::from_millis(500), server).await });
         }
+        // Attached processes stop writing to the store directly; what they
+        // wrote before is in it once this returns.
+        self.db.lock().close_store();
         // Every acknowledged write is in the store now: keep it for the next start.
         let saved = match self.db.config().snapshot {
             Some(path) => snapshot::save(&self.db, &path, now_ms()).map(|_| ()).map_err(|error| {
@@ -151,13 +154,14 @@ async fn accept_loop(listener: UnixListener, db: Db, mut stop: watch::Receiver<b
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
+                    let raw_fd = std::os::fd::AsRawFd::as_raw_fd(&stream);
                     let counters = db.counters();
                     counters.total_connections_received.fetch_add(1, Ordering::Relaxed);
                     counters.connected_clients.fetch_add(1, Ordering::Relaxed);
                     let db = db.clone();
                     let stop = stop.clone();
                     connections.spawn(async move {
-                        connection::serve(stream, db.clone(), stop).await;
+                        connection::serve(stream, Some(raw_fd), db.clone(), stop).await;
                         db.counters().connected_clients.fetch_sub(1, Ordering::Relaxed);
                     });
                 }

@@ -8,6 +8,7 @@ mod locks;
 mod pubsub;
 mod ratelimit;
 mod server;
+mod store;
 mod strings;
 mod transactions;
 
@@ -46,6 +47,12 @@ pub struct Session {
     pub multi_failed: bool,
     /// Keys under WATCH with the version each had then.
     pub watched: Vec<(Bytes, Option<u64>)>,
+    /// SHM.ATTACH asked for the store's descriptor: the connection sends it
+    /// with the reply (SCM_RIGHTS).
+    pub send_store_fd: bool,
+    /// Slots of the shared store the process at the other end took
+    /// (SHM.SLOT): repaired if the connection ends with the process.
+    pub store_slots: Vec<u32>,
 }
 
 impl Session {
@@ -110,6 +117,7 @@ pub fn all_commands() -> impl Iterator<Item = &'static CommandSpec> {
         pubsub::COMMANDS,
         ratelimit::COMMANDS,
         server::COMMANDS,
+        store::COMMANDS,
     ]
     .into_iter()
     .flatten()
@@ -172,10 +180,31 @@ pub fn execute(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
     run(ctx, spec, args)
 }
 
+/// Runs a command as one operation on the shared store: the stripes of
+/// the keys it names are locked first, and its changes are applied whole or
+/// rolled back (a command queued in EXEC runs inside EXEC's operation).
 fn run(ctx: &mut Ctx<'_>, spec: &CommandSpec, args: &[Bytes]) -> Frame {
+    // Room is made first, each eviction an operation of its own, before the
+    // command locks its stripes.
     if spec.flags.contains(&"denyoom") {
-        try_reply!(make_room(ctx, spec, args));
+        if let Err(refused) = make_room(ctx, spec, args) {
+            ctx.ks.release_admission();
+            return refused;
+        }
     }
+    let own = ctx.ks.begin_command(command_keys(spec, args), spec.name == "exec");
+    let reply = run_locked(ctx, spec, args);
+    if own {
+        let ended = ctx.ks.end_command();
+        ctx.ks.release_admission();
+        if let Err(e) = ended {
+            return Frame::error(e.to_string());
+        }
+    }
+    reply
+}
+
+fn run_locked(ctx: &mut Ctx<'_>, spec: &CommandSpec, args: &[Bytes]) -> Frame {
     if spec.name == "exec" {
         ctx.in_transaction = true;
         let reply = (spec.run)(ctx, args);
@@ -200,6 +229,50 @@ fn run_tracked(ctx: &mut Ctx<'_>, spec: &CommandSpec, args: &[Bytes]) -> Frame {
     reply
 }
 
+/// Whether a process attached to the shared store runs this command itself:
+/// a data command on the keys it names. Everything else (pub/sub, locks,
+/// transactions, server commands, whole-keyspace commands) goes to the broker.
+pub fn runs_attached(spec: &CommandSpec) -> bool {
+    spec.keys.0 > 0
+        && (matches!(spec.group, "string" | "generic") || matches!(spec.name, "shm.incrby" | "shm.ratelimit"))
+}
+
+/// Runs a data command in a process attached to the shared store (not the
+/// broker). None when it must go to the broker instead: the command is not
+/// one an attached process runs, the broker must see the change (a
+/// subscriber wants keyspace events, or a client tracks keys), or the
+/// broker is closing or gone. That is
+/// checked with the command's stripes locked, so no change made here can
+/// miss a listener the broker has confirmed.
+pub fn execute_attached(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Option<Frame> {
+    let spec = lookup(args.first()?)?;
+    let argc = args.len() as i32;
+    let now = ctx.now;
+    if !runs_attached(spec) || (spec.arity > 0 && argc != spec.arity) || argc < -spec.arity || ctx.ks.must_forward(now)
+    {
+        return None;
+    }
+    if spec.flags.contains(&"denyoom") {
+        if let Err(refused) = make_room(ctx, spec, args) {
+            ctx.ks.release_admission();
+            return (!ctx.ks.must_forward(now)).then_some(refused);
+        }
+    }
+    ctx.ks.begin_command(command_keys(spec, args), false);
+    if ctx.ks.must_forward(now) {
+        ctx.ks.abandon_command();
+        ctx.ks.release_admission();
+        return None;
+    }
+    let reply = (spec.run)(ctx, args);
+    let ended = ctx.ks.end_command();
+    ctx.ks.release_admission();
+    Some(match ended {
+        Ok(()) => reply,
+        Err(e) => Frame::error(e.to_string()),
+    })
+}
+
 /// The keys a command names, by its spec's (first, last, step).
 fn command_keys<'a>(spec: &CommandSpec, args: &'a [Bytes]) -> impl Iterator<Item = &'a Bytes> {
     let (first, last, step) = spec.keys;
@@ -217,17 +290,23 @@ fn spec_allows_no_auth(checked: &Result<&'static CommandSpec, Frame>) -> bool {
 /// may need room: about the size of its arguments, and a slot for each key
 /// it would create.
 fn make_room(ctx: &mut Ctx<'_>, spec: &CommandSpec, args: &[Bytes]) -> Result<(), Frame> {
-    let limits = ctx.ks.limits;
+    let limits = ctx.ks.limits();
     if limits.max_memory == 0 && limits.max_keys == 0 {
         return Ok(());
     }
     let mut new_keys = 0;
+    let mut index_growth = 0;
     for key in command_keys(spec, args) {
         if !ctx.ks.contains(key, ctx.now) {
             new_keys += 1;
+            index_growth += ctx.ks.index_growth(key);
         }
     }
-    let incoming: usize = args[1..].iter().map(|a| a.len()).sum::<usize>() + new_keys * crate::store::ENTRY_OVERHEAD;
+    let bytes: usize = args[1..].iter().map(|a| a.len()).sum();
+    // Size classes round an entry up by at most a quarter.
+    let incoming = bytes + bytes / 4 + new_keys * crate::store::ENTRY_OVERHEAD + index_growth;
+    // Released by the caller once the command's operation ends.
+    ctx.ks.admit(incoming, new_keys);
     ctx.ks.make_room(incoming, new_keys, ctx.now).map_err(|_| {
         if limits.max_memory > 0 && ctx.ks.used_memory() + incoming > limits.max_memory {
             Frame::error("OOM command not allowed when used memory > 'maxmemory'.")

@@ -69,7 +69,7 @@ fn info_section(ctx: &Ctx<'_>, section: &str, out: &mut String) {
         "memory" => {
             out.push_str("# Memory\r\n");
             let used = ctx.ks.used_memory();
-            let rss = resident_bytes();
+            let rss = resident_bytes(ctx.ks.store());
             field(out, "used_memory", &used);
             field(out, "used_memory_human", &human_bytes(used as u64));
             field(out, "used_memory_rss", &rss);
@@ -82,7 +82,7 @@ fn info_section(ctx: &Ctx<'_>, section: &str, out: &mut String) {
             let ratio = if used == 0 { 0.0 } else { rss as f64 / used as f64 };
             field(out, "mem_fragmentation_ratio", &format!("{ratio:.2}"));
             field(out, "mem_fragmentation_bytes", &(rss as i64 - used as i64));
-            let limits = ctx.ks.limits;
+            let limits = ctx.ks.limits();
             field(out, "maxmemory", &limits.max_memory);
             field(out, "maxmemory_human", &human_bytes(limits.max_memory as u64));
             field(out, "maxmemory_policy", &limits.policy.name());
@@ -96,7 +96,7 @@ fn info_section(ctx: &Ctx<'_>, section: &str, out: &mut String) {
         }
         "stats" => {
             out.push_str("# Stats\r\n");
-            let stats = &ctx.ks.stats;
+            let stats = &ctx.ks.stats();
             field(out, "total_connections_received", &counters.total_connections_received.load(Ordering::Relaxed));
             field(out, "total_commands_processed", &counters.total_commands_processed.load(Ordering::Relaxed));
             field(out, "expired_keys", &stats.expired_keys);
@@ -151,11 +151,26 @@ fn human_bytes(n: u64) -> String {
 }
 
 /// Resident set size of this process (Linux; 0 elsewhere).
-pub fn resident_bytes() -> u64 {
-    std::fs::read_to_string("/proc/self/statm")
-        .ok()
-        .and_then(|s| s.split_whitespace().nth(1).and_then(|p| p.parse::<u64>().ok()))
-        .map_or(0, |pages| pages * 4096)
+/// Resident memory of the broker's process, with the shared store counted
+/// once: the process's own pages (RssAnon + RssFile) plus the store's
+/// pages, wherever they were touched (a worker's writes land in the store
+/// without ever touching the broker's page tables).
+pub fn resident_bytes(store: &crate::shm::Store) -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|rest| rest.split_whitespace().next().and_then(|kb| kb.parse::<u64>().ok()))
+            .map(|kb| kb * 1024)
+    };
+    match (field("RssAnon:"), field("RssFile:"), store.resident_bytes()) {
+        (Some(anon), Some(file), Some(shared)) => anon + file + shared,
+        _ => std::fs::read_to_string("/proc/self/statm")
+            .ok()
+            .and_then(|s| s.split_whitespace().nth(1).and_then(|p| p.parse::<u64>().ok()))
+            .map_or(0, |pages| pages * 4096),
+    }
 }
 
 fn config(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
@@ -165,7 +180,7 @@ fn config(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
             return Frame::error("ERR wrong number of arguments for 'config|get' command");
         }
         let config = ctx.db.config();
-        let limits = ctx.ks.limits;
+        let limits = ctx.ks.limits();
         let output_limit = ctx.ks.pubsub.output_limit;
         let params: [(&str, String); 16] = [
             ("save", String::new()),
@@ -194,7 +209,7 @@ fn config(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
         }
         Frame::Array(reply)
     } else if is(sub, "RESETSTAT") && args.len() == 2 {
-        ctx.ks.stats = Default::default();
+        ctx.ks.reset_stats();
         ctx.db.counters().total_commands_processed.store(0, Ordering::Relaxed);
         Frame::ok()
     } else if is(sub, "SET") {
@@ -209,7 +224,7 @@ fn config_set(ctx: &mut Ctx<'_>, pairs: &[Bytes]) -> Frame {
     if pairs.is_empty() || !pairs.len().is_multiple_of(2) {
         return Frame::error("ERR wrong number of arguments for 'config|set' command");
     }
-    let mut limits = ctx.ks.limits;
+    let mut limits = ctx.ks.limits();
     let mut notify_flags = ctx.ks.notify_flags;
     let mut output_limit = ctx.ks.pubsub.output_limit;
     let mut tracking_max_keys = ctx.ks.tracking.max_keys();
@@ -264,7 +279,7 @@ fn config_set(ctx: &mut Ctx<'_>, pairs: &[Bytes]) -> Frame {
             _ => return Frame::error(format!("ERR Unknown option or number of arguments for CONFIG SET - '{name}'")),
         }
     }
-    ctx.ks.limits = limits;
+    ctx.ks.set_limits(limits);
     ctx.ks.notify_flags = notify_flags;
     ctx.ks.pubsub.output_limit = output_limit;
     let ks = &mut *ctx.ks;

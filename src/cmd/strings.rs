@@ -33,7 +33,7 @@ fn string_of(entry: &Entry) -> Result<&[u8], Frame> {
 fn read_string(ctx: &mut Ctx<'_>, key: &[u8]) -> Frame {
     match ctx.ks.read(key, ctx.now) {
         None => Frame::Null,
-        Some(entry) => string_of(entry).map_or_else(|e| e, |s| Frame::Bulk(Bytes::copy_from_slice(s))),
+        Some(entry) => string_of(&entry).map_or_else(|e| e, |s| Frame::Bulk(Bytes::copy_from_slice(s))),
     }
 }
 
@@ -46,7 +46,7 @@ fn mget(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
     Frame::Array(
         args[1..]
             .iter()
-            .map(|key| match ctx.ks.read(key, ctx.now).map(string_of) {
+            .map(|key| match ctx.ks.read(key, ctx.now).as_ref().map(string_of) {
                 Some(Ok(value)) => Frame::Bulk(Bytes::copy_from_slice(value)),
                 _ => Frame::Null,
             })
@@ -68,7 +68,7 @@ fn mset(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
 fn strlen(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
     match ctx.ks.read(&args[1], ctx.now) {
         None => Frame::Integer(0),
-        Some(entry) => Frame::Integer(try_reply!(string_of(entry)).len() as i64),
+        Some(entry) => Frame::Integer(try_reply!(string_of(&entry)).len() as i64),
     }
 }
 
@@ -141,7 +141,7 @@ fn set(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
 
     let old = match ctx.ks.get(key, ctx.now) {
         None => None,
-        Some(entry) => Some(Bytes::copy_from_slice(try_reply!(string_of(entry)))),
+        Some(entry) => Some(Bytes::copy_from_slice(try_reply!(string_of(&entry)))),
     };
     let allowed = match condition {
         Condition::Always => true,
@@ -220,7 +220,7 @@ fn incr(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
     let current = match ctx.ks.get(&args[1], ctx.now) {
         None => 0,
         Some(entry) => {
-            try_reply!(crate::resp::parse_i64(try_reply!(string_of(entry))).ok_or_else(super::not_an_integer))
+            try_reply!(crate::resp::parse_i64(try_reply!(string_of(&entry))).ok_or_else(super::not_an_integer))
         }
     };
     let Some(next) = current.checked_add(delta) else {
@@ -249,7 +249,7 @@ fn incr_by_float(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
     let delta = try_reply!(parse(&args[2]).ok_or_else(not_float));
     let current = match ctx.ks.get(&args[1], ctx.now) {
         None => 0.0,
-        Some(entry) => try_reply!(parse(try_reply!(string_of(entry))).ok_or_else(not_float)),
+        Some(entry) => try_reply!(parse(try_reply!(string_of(&entry))).ok_or_else(not_float)),
     };
     let next = current + delta;
     if !next.is_finite() {

@@ -8,17 +8,17 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use napi::bindgen_prelude::{Buffer, Either, Function, PromiseRaw};
+use napi::bindgen_prelude::{Buffer, Either, Function, PromiseRaw, Undefined};
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi::Env;
 use napi_derive::napi;
 use parking_lot::Mutex;
 
 use crate::broker::{self, LocalReply};
-use crate::cmd::Session;
+use crate::cmd::{self, Ctx, Session};
 use crate::error::ShmError;
 use crate::resp::{Frame, Limits};
-use crate::store::Kind;
+use crate::store::{now_ms, Db, Keyspace, Kind};
 use crate::{client, subscriber};
 use js_value::{Args, Reply, TextReply};
 
@@ -122,6 +122,70 @@ impl NativeBroker {
     pub fn subscriber(&self, on_event: Function<'_, PubSubEvent, ()>) -> napi::Result<NativeSubscriber> {
         let db = self.broker.lock().db().clone();
         Ok(NativeSubscriber { inner: Arc::new(subscriber::Subscriber::local(db, emitter(on_event)?)) })
+    }
+}
+
+/// The shared store mapped into this process (a worker, or any process
+/// reaching a broker on this machine): data commands run here, on the
+/// calling thread, with no round trip; the rest goes to the broker.
+#[napi(js_name = "LocalStore")]
+pub struct NativeLocalStore {
+    /// The store's keyspace through this process's slot; None once closed.
+    attached: Mutex<Option<Db>>,
+    session: Mutex<Session>,
+    slot: u32,
+}
+
+#[napi]
+impl NativeLocalStore {
+    /// Maps the store of the broker at `options.socket` (its directory
+    /// checked first, as for every connection) and takes a slot in it; the
+    /// caller names the slot to the broker (`SHM.SLOT`) on its connection.
+    /// Throws with the reason when the broker cannot share its store.
+    #[napi(factory)]
+    pub fn attach(options: ClientOptions) -> napi::Result<NativeLocalStore> {
+        let path = crate::trusted_socket::trusted_socket_path(std::path::Path::new(&options.socket))?;
+        let timeout = Duration::from_millis(options.connect_timeout.unwrap_or(5_000) as u64);
+        let store = crate::shm::attach::attach(&path, options.auth_secret.as_deref(), timeout)
+            .map_err(|e| ShmError::Unreachable(format!("cannot map the shared store: {e}")))?;
+        let keyspace =
+            Keyspace::attach(&store).map_err(|e| ShmError::NoResources(format!("cannot use the shared store: {e}")))?;
+        let slot = keyspace.slot();
+        Ok(NativeLocalStore {
+            attached: Mutex::new(Some(Db::attached(keyspace))),
+            session: Mutex::new(Session::new(0)),
+            slot,
+        })
+    }
+
+    /// This process's slot in the store.
+    #[napi(getter)]
+    pub fn slot(&self) -> u32 {
+        self.slot
+    }
+
+    /// Runs a data command in this process. Returns undefined when it must
+    /// go to the broker instead (not a data command, someone listens for
+    /// changes, the broker is closing, or this store was closed).
+    #[napi(ts_args_type = "args: Array<string | Buffer>", ts_return_type = "unknown")]
+    pub fn call(&self, args: Args) -> napi::Result<Either<Reply, Undefined>> {
+        let attached = self.attached.lock();
+        let Some(db) = attached.as_ref() else {
+            return Ok(Either::B(()));
+        };
+        let mut ks = db.lock();
+        let mut session = self.session.lock();
+        let mut ctx = Ctx::new(db, &mut ks, &mut session, now_ms());
+        match cmd::execute_attached(&mut ctx, &args.0) {
+            None => Ok(Either::B(())),
+            Some(frame) => Ok(Either::A(Reply(frame).into_result()?)),
+        }
+    }
+
+    /// Gives the slot back and unmaps the store. Idempotent.
+    #[napi]
+    pub fn close(&self) {
+        self.attached.lock().take();
     }
 }
 

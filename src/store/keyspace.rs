@@ -1,15 +1,18 @@
-//! The keyspace: entries, their expiry times and the statistics INFO reports.
+//! The keyspace: entries, their expiry times and the statistics INFO
+//! reports, kept in the shared store (src/shm/) that every attached process
+//! maps. This is the broker's and every attached process's view of it, with
+//! the method names the commands use.
 //!
-//! Pure data structure: every time-dependent call takes `now` in Unix
-//! milliseconds, so tests drive the clock and the broker passes real time.
+//! Every time-dependent call takes `now` in Unix milliseconds, so tests
+//! drive the clock and the broker passes real time. Calls made while a
+//! command runs (see [`Keyspace::begin_command`]) join its operation: the
+//! command is applied whole or not at all. Calls made outside one are each
+//! an operation of their own.
 
-use std::borrow::Borrow;
-use std::collections::BTreeSet;
-use std::hash::{Hash, Hasher};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 use bytes::Bytes;
-use indexmap::set::MutableValues;
-use indexmap::IndexSet;
 
 use super::glob::Glob;
 use super::locks::LockTable;
@@ -17,63 +20,46 @@ use super::notify;
 use super::pubsub::PubSub;
 use super::sample::Sampler;
 use super::tracking::Tracking;
+use crate::shm::layout::{self, STRIPE_COUNT};
+use crate::shm::NEVER;
+use crate::shm::{Found, Handle, Store, StoreError};
 
-/// One key with its string value (the only Redis type so far).
-///
-/// The key and value bytes share one exact-size allocation, and the
-/// bookkeeping is packed beside the pointer: per key, one allocation and a
-/// 48-byte slot (with the hash the set keeps), which is what brings a
-/// 100-byte key under redis-server's memory per key.
-#[derive(Debug)]
+/// A copy of one key with its string value (the only Redis type so far).
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Entry {
-    /// The key's bytes, then the value's.
-    data: Box<[u8]>,
-    key_len: u32,
-    /// LRU clock: the low 32 bits of the last read or write in Unix ms.
-    /// Idle times are taken modulo 2^32 ms (49 days), as Redis's 24-bit
-    /// clock of seconds wraps every 194 days.
-    last_access: u32,
+    key: Bytes,
+    value: Bytes,
     /// Unix ms when the key expires; [`NEVER`] for a persistent key.
     expires_at: u64,
     /// Changes on every write to the key (WATCH compares it).
     version: u64,
+    /// LRU clock: the low 32 bits of the last read or write in Unix ms.
+    last_access: u32,
 }
-
-/// `expires_at` of a persistent key. Deadlines are at most `i64::MAX` ms,
-/// as in Redis, so no real deadline is this.
-const NEVER: u64 = u64::MAX;
 
 fn lru_clock(now: u64) -> u32 {
     now as u32
 }
 
-/// The key's bytes followed by the value's, in an allocation of that exact size.
-fn joined(key: &[u8], value: &[u8]) -> Box<[u8]> {
-    let mut data = Vec::with_capacity(key.len() + value.len());
-    data.extend_from_slice(key);
-    data.extend_from_slice(value);
-    data.into_boxed_slice()
+/// Milliseconds from `last` to `clock` on the wrapping LRU clock. A stamp
+/// slightly ahead of `clock` (written by another process whose clock read
+/// came a moment later) counts as just used, not as 49 days old.
+fn idle_between(clock: u32, last: u32) -> u32 {
+    let idle = clock.wrapping_sub(last);
+    if idle > u32::MAX / 2 {
+        0
+    } else {
+        idle
+    }
 }
 
 impl Entry {
-    fn new(key: &[u8], value: &[u8], expires_at: Option<u64>, version: u64, now: u64) -> Entry {
-        let mut entry = Entry {
-            data: joined(key, value),
-            key_len: key.len() as u32,
-            last_access: lru_clock(now),
-            expires_at: NEVER,
-            version,
-        };
-        entry.set_expires_at(expires_at);
-        entry
-    }
-
     pub fn key(&self) -> &[u8] {
-        &self.data[..self.key_len as usize]
+        &self.key
     }
 
     pub fn value(&self) -> &[u8] {
-        &self.data[self.key_len as usize..]
+        &self.value
     }
 
     /// Unix ms when the key expires; `None` for a persistent key.
@@ -81,8 +67,13 @@ impl Entry {
         (self.expires_at != NEVER).then_some(self.expires_at)
     }
 
-    fn set_expires_at(&mut self, expires_at: Option<u64>) {
-        self.expires_at = expires_at.map_or(NEVER, |at| at.min(NEVER - 1));
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    /// Milliseconds since the key was last read or written (modulo 2^32).
+    pub fn idle_ms(&self, now: u64) -> u64 {
+        u64::from(idle_between(lru_clock(now), self.last_access))
     }
 
     /// Redis's name for the value's type, as TYPE reports it.
@@ -93,51 +84,13 @@ impl Entry {
     pub fn is_expired(&self, now: u64) -> bool {
         self.expires_at <= now
     }
-
-    /// Replaces the value, reusing the allocation when the size is unchanged
-    /// (the common case of a counter or a fixed-shape record).
-    fn replace_value(&mut self, value: &[u8]) {
-        let key_len = self.key_len as usize;
-        if self.data.len() - key_len == value.len() {
-            self.data[key_len..].copy_from_slice(value);
-        } else {
-            self.data = joined(self.key(), value);
-        }
-    }
 }
 
-// The set finds entries by their key alone.
-impl PartialEq for Entry {
-    fn eq(&self, other: &Entry) -> bool {
-        self.key() == other.key()
-    }
-}
-
-impl Eq for Entry {}
-
-impl Hash for Entry {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        self.key().hash(state);
-    }
-}
-
-impl Borrow<[u8]> for Entry {
-    fn borrow(&self) -> &[u8] {
-        self.key()
-    }
-}
-
-/// Estimated bytes a key costs beyond its key and value bytes: its 48-byte
-/// slot in the entry set, the hash index's slot (8 bytes and a control
-/// byte, at 7/8 load at most) and the allocator's header and rounding for
-/// the key-and-value allocation. The memory-per-key benchmark checks it
-/// against the process's RSS.
-pub const ENTRY_OVERHEAD: usize = 72;
-/// Bytes of the entry table per slot of capacity: the 48-byte slot (entry
-/// and hash) and the hash index's 8 bytes.
-const TABLE_SLOT: usize = 56;
-/// Extra cost of a key with a TTL: its node in the expiry index.
-pub const EXPIRY_OVERHEAD: usize = 48;
+/// Bytes a new key may cost beyond its key and value bytes, as a write asks
+/// for room: the 32-byte entry header and size-class rounding (the growth
+/// of its stripe's index is added per key, see [`Keyspace::index_growth`]).
+/// An upper bound, so a write admitted under `maxmemory` stays under it.
+pub const ENTRY_OVERHEAD: usize = 64;
 
 /// Which keys make room when a memory bound is reached.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -161,9 +114,14 @@ impl EvictionPolicy {
     }
 
     pub fn parse(name: &[u8]) -> Option<EvictionPolicy> {
-        [EvictionPolicy::NoEviction, EvictionPolicy::AllKeysLru, EvictionPolicy::VolatileTtl]
-            .into_iter()
-            .find(|p| name.eq_ignore_ascii_case(p.name().as_bytes()))
+        Self::ALL.into_iter().find(|p| name.eq_ignore_ascii_case(p.name().as_bytes()))
+    }
+
+    const ALL: [EvictionPolicy; 3] =
+        [EvictionPolicy::NoEviction, EvictionPolicy::AllKeysLru, EvictionPolicy::VolatileTtl];
+
+    fn code(self) -> u64 {
+        Self::ALL.iter().position(|p| *p == self).unwrap_or(0) as u64
     }
 }
 
@@ -179,8 +137,14 @@ pub struct MemoryLimits {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct OutOfMemory;
 
+/// An attached process stops using a store whose broker has not swept it
+/// for this long (the sweep runs every 50 ms).
+const BROKER_SILENCE_MS: u64 = 2_000;
+
 /// Keys looked at per eviction; more samples approximate true LRU better.
 const EVICTION_SAMPLES: usize = 16;
+/// A keyspace this small is searched exactly for the eviction victim.
+const EXACT_EVICTION: u64 = (EVICTION_SAMPLES * 4) as u64;
 
 #[derive(Clone, Debug, Default)]
 pub struct Stats {
@@ -201,106 +165,342 @@ pub enum Expiry {
     At(u64),
 }
 
-type Map = IndexSet<Entry, ahash::RandomState>;
-
-#[derive(Default)]
 pub struct Keyspace {
-    entries: Map,
-    /// Keys with a TTL ordered by deadline, so expired keys are reclaimed in
-    /// order without scanning the whole keyspace.
-    expiries: BTreeSet<(u64, Bytes)>,
-    used_memory: usize,
-    peak_memory: usize,
-    /// The highest `used_memory` since [`Keyspace::mark_released`].
-    release_mark: usize,
-    next_version: u64,
+    h: Handle,
+    /// The broker's own view (it keeps the high-water marks and tells other
+    /// processes when their changes must go through it).
+    is_broker: bool,
+    /// Why the operation in flight cannot complete; it is rolled back.
+    failure: Option<StoreError>,
     sampler: Sampler,
-    pub limits: MemoryLimits,
-    pub stats: Stats,
-    /// Named locks live beside the keys, under the same store lock, but
-    /// outside the keyspace: KEYS, FLUSHDB and eviction never touch them.
+    /// Where the expiry sweep goes on from.
+    sweep_from: u32,
+    /// Named locks live beside the keys, in the broker, but outside the
+    /// keyspace: KEYS, FLUSHDB and eviction never touch them.
     pub locks: LockTable,
     /// Subscriptions live here too, so that keyspace events are published
-    /// under the same lock as the change they describe.
+    /// in the broker as the change they describe is made.
     pub pubsub: PubSub,
     /// Classes of keyspace events published (see [`notify`]); 0 is off.
     pub notify_flags: u32,
     /// Client-side caching: who read which key. Every change to a key
-    /// passes through [`Keyspace::bump_version`] or `remove_index` (or
+    /// passes through [`Keyspace::bump_version`] or `remove_found` (or
     /// [`Keyspace::clear`]), which tell it.
     pub tracking: Tracking,
 }
 
-impl Keyspace {
-    pub fn new() -> Self {
-        Self::default()
+impl Default for Keyspace {
+    fn default() -> Self {
+        Self::new()
     }
+}
+
+impl Keyspace {
+    /// A keyspace in a new store of this process's own.
+    pub fn new() -> Self {
+        let store = Store::create(crate::shm::default_len()).expect("cannot map the shared store");
+        let mut ks = Self::attach(&store).expect("a new store has free slots");
+        ks.is_broker = true;
+        store.counter(layout::H_HEARTBEAT).store(super::now_ms(), Ordering::Relaxed);
+        ks
+    }
+
+    /// A view of `store` through a slot of its own.
+    pub fn attach(store: &Arc<Store>) -> Result<Self, StoreError> {
+        Ok(Keyspace {
+            h: store.handle()?,
+            is_broker: false,
+            failure: None,
+            sampler: Sampler::default(),
+            sweep_from: 0,
+            locks: LockTable::default(),
+            pubsub: PubSub::default(),
+            notify_flags: 0,
+            tracking: Tracking::default(),
+        })
+    }
+
+    pub fn store(&self) -> &Arc<Store> {
+        self.h.store()
+    }
+
+    pub fn handle(&mut self) -> &mut Handle {
+        &mut self.h
+    }
+
+    // ---- operations: one per command, or one per call outside a command ----
+
+    /// Starts the operation a command runs in, with the stripes of `keys`
+    /// locked (in ascending order, so no two processes deadlock); `all`
+    /// locks every stripe (EXEC, whose queued commands are only known as it
+    /// runs). Returns false when an operation was already running (a command
+    /// queued in EXEC runs inside EXEC's).
+    pub fn begin_command<'k>(&mut self, keys: impl Iterator<Item = &'k Bytes>, all: bool) -> bool {
+        if self.h.is_active() {
+            return false;
+        }
+        self.h.begin();
+        let mut stripes: Vec<u32> =
+            if all { (0..STRIPE_COUNT as u32).collect() } else { keys.map(|k| self.h.locate(k).0).collect() };
+        stripes.sort_unstable();
+        stripes.dedup();
+        for stripe in stripes {
+            if let Err(e) = self.h.lock(stripe) {
+                self.failure = Some(e);
+                break;
+            }
+        }
+        true
+    }
+
+    /// Ends a command's operation: commits it, or rolls it back and says
+    /// why when something in it failed.
+    pub fn end_command(&mut self) -> Result<(), StoreError> {
+        match self.failure.take() {
+            None => {
+                self.h.commit()?;
+                self.note_usage();
+                Ok(())
+            }
+            Some(e) => {
+                self.h.abort();
+                Err(e)
+            }
+        }
+    }
+
+    /// Rolls the command's operation back (it must run elsewhere).
+    pub fn abandon_command(&mut self) {
+        self.failure = None;
+        self.h.abort();
+    }
+
+    /// Runs `f` in the operation in flight, or in one of its own.
+    fn op<R>(&mut self, f: impl FnOnce(&mut Self) -> R) -> R {
+        let own = !self.h.is_active();
+        if own {
+            self.h.begin();
+        }
+        let result = f(self);
+        if own {
+            let _ = self.end_command();
+        }
+        result
+    }
+
+    /// After a change: the broker keeps the store's high-water marks (other
+    /// processes leave them to the broker's sweep, which samples them).
+    fn note_usage(&self) {
+        if self.is_broker {
+            self.store().note_usage();
+        }
+    }
+
+    fn fail(&mut self, error: StoreError) {
+        self.failure.get_or_insert(error);
+    }
+
+    fn check<T>(&mut self, result: Result<T, StoreError>) -> Option<T> {
+        result.map_err(|e| self.fail(e)).ok()
+    }
+
+    /// Locks the stripe of `key` and finds its entry, live or not.
+    fn find(&mut self, key: &[u8]) -> Option<(u32, u32, Option<Found>)> {
+        if self.failure.is_some() {
+            return None;
+        }
+        let (stripe, hh) = self.h.locate(key);
+        let locked = self.h.lock(stripe);
+        self.check(locked)?;
+        Some((stripe, hh, self.h.find(stripe, hh, key)))
+    }
+
+    /// The live entry of `key`; an expired one is removed on the way.
+    fn live(&mut self, key: &[u8], now: u64) -> Option<Found> {
+        let found = self.find(key)?.2?;
+        if found.entry.expires_at(&self.h) <= now {
+            // Found by a command: for NOLOOP, its client's own change, as in Redis.
+            self.expire_found(found, key, true);
+            return None;
+        }
+        Some(found)
+    }
+
+    fn copy(&self, found: Found) -> Entry {
+        let e = found.entry;
+        Entry {
+            key: e.key(&self.h).into(),
+            value: e.value(&self.h).into(),
+            expires_at: e.expires_at(&self.h),
+            version: e.version(&self.h),
+            last_access: e.last_access(&self.h),
+        }
+    }
+
+    // ---- counters ----
 
     /// Live and not-yet-reclaimed keys; expired keys disappear from this
     /// count when they are next touched or swept.
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.store().len() as usize
     }
 
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.len() == 0
     }
 
     pub fn volatile_len(&self) -> usize {
-        self.expiries.len()
+        self.store().volatile_len() as usize
     }
 
-    /// Estimated bytes held by keys, values and their bookkeeping.
+    /// Bytes held by entries (in their size classes) and index tables.
     pub fn used_memory(&self) -> usize {
-        self.used_memory
+        self.store().used_memory() as usize
     }
 
     /// The highest [`Keyspace::used_memory`] seen.
     pub fn peak_memory(&self) -> usize {
-        self.peak_memory.max(self.used_memory)
+        self.store().peak_memory() as usize
     }
 
     /// Bytes the store freed since [`Keyspace::mark_released`]: how far
     /// `used_memory` fell from its highest point since.
     pub fn released_memory(&self) -> usize {
-        self.release_mark.saturating_sub(self.used_memory)
+        self.store().note_usage();
+        let mark = self.store().counter(layout::H_RELEASE_MARK).load(Ordering::Relaxed) as usize;
+        mark.saturating_sub(self.used_memory())
     }
 
     /// The memory freed so far has been handed back to the OS.
     pub fn mark_released(&mut self) {
-        self.release_mark = self.used_memory;
+        self.store().note_usage();
+        self.store().counter(layout::H_RELEASE_MARK).store(self.used_memory() as u64, Ordering::Relaxed);
     }
 
-    /// After `used_memory` grew.
-    fn note_growth(&mut self) {
-        self.peak_memory = self.peak_memory.max(self.used_memory);
-        self.release_mark = self.release_mark.max(self.used_memory);
+    pub fn limits(&self) -> MemoryLimits {
+        let s = self.store();
+        let policy = s.counter(layout::H_POLICY).load(Ordering::Relaxed) as usize;
+        MemoryLimits {
+            max_memory: s.counter(layout::H_MAX_MEMORY).load(Ordering::Relaxed) as usize,
+            max_keys: s.counter(layout::H_MAX_KEYS).load(Ordering::Relaxed) as usize,
+            policy: EvictionPolicy::ALL.get(policy).copied().unwrap_or_default(),
+        }
     }
+
+    /// Sets the bounds every attached process applies.
+    pub fn set_limits(&mut self, limits: MemoryLimits) {
+        let s = self.store();
+        s.counter(layout::H_MAX_MEMORY).store(limits.max_memory as u64, Ordering::Relaxed);
+        s.counter(layout::H_MAX_KEYS).store(limits.max_keys as u64, Ordering::Relaxed);
+        s.counter(layout::H_POLICY).store(limits.policy.code(), Ordering::Relaxed);
+    }
+
+    pub fn stats(&self) -> Stats {
+        let c = |off| self.store().counter(off).load(Ordering::Relaxed);
+        Stats {
+            expired_keys: c(layout::H_EXPIRED),
+            evicted_keys: c(layout::H_EVICTED),
+            keyspace_hits: c(layout::H_HITS),
+            keyspace_misses: c(layout::H_MISSES),
+        }
+    }
+
+    pub fn reset_stats(&mut self) {
+        for off in [layout::H_EXPIRED, layout::H_EVICTED, layout::H_HITS, layout::H_MISSES] {
+            self.store().counter(off).store(0, Ordering::Relaxed);
+        }
+    }
+
+    fn bump(&self, off: u64) {
+        self.store().counter(off).fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Whether this keyspace's changes must be seen by the broker: keyspace
+    /// events are wanted by a subscriber, or some client tracks keys.
+    pub fn wants_changes(&self) -> bool {
+        (self.notify_flags != 0 && !self.pubsub.is_empty()) || self.tracking.has_keys()
+    }
+
+    /// Tells every attached process whether to send its changes through
+    /// the broker (the broker calls this after each command). Once the flag
+    /// is raised, every stripe is locked and released in turn: any change
+    /// made without the broker has completed before this returns.
+    pub fn publish_listening(&mut self) {
+        if !self.is_broker {
+            return;
+        }
+        let wanted = self.wants_changes() as u64;
+        let flag = self.store().counter(layout::H_LISTEN);
+        if flag.swap(wanted, Ordering::SeqCst) == wanted || wanted == 0 {
+            return;
+        }
+        self.barrier();
+    }
+
+    /// Whether changes must go through the broker (checked by processes
+    /// other than the broker, under their stripes' locks).
+    pub fn listening(&self) -> bool {
+        self.store().listening()
+    }
+
+    // ---- reads ----
 
     /// Looks a key up for a read command, counting a hit or a miss.
-    pub fn read(&mut self, key: &[u8], now: u64) -> Option<&Entry> {
-        let Some(index) = self.live_index(key, now) else {
-            self.stats.keyspace_misses += 1;
-            return None;
-        };
-        self.stats.keyspace_hits += 1;
-        let entry = self.entries.get_index_mut2(index).expect("live index");
-        entry.last_access = lru_clock(now);
-        Some(entry)
+    pub fn read(&mut self, key: &[u8], now: u64) -> Option<Entry> {
+        self.op(|ks| {
+            let Some(found) = ks.live(key, now) else {
+                ks.bump(layout::H_MISSES);
+                return None;
+            };
+            ks.bump(layout::H_HITS);
+            found.entry.touch(&ks.h, lru_clock(now));
+            Some(ks.copy(found))
+        })
+    }
+
+    /// Copies the value of a live key into `out` when it fits (returning its
+    /// length), counting a hit or a miss; `Err(len)` when it does not fit.
+    pub fn read_into(&mut self, key: &[u8], now: u64, out: &mut [u8]) -> Option<Result<usize, Vec<u8>>> {
+        self.op(|ks| {
+            let Some(found) = ks.live(key, now) else {
+                ks.bump(layout::H_MISSES);
+                return None;
+            };
+            ks.bump(layout::H_HITS);
+            found.entry.touch(&ks.h, lru_clock(now));
+            let len = found.entry.value_len(&ks.h);
+            if len <= out.len() {
+                found.entry.read_value(&ks.h, out);
+                Some(Ok(len))
+            } else {
+                Some(Err(found.entry.value(&ks.h)))
+            }
+        })
     }
 
     /// The version of a live key, `None` when it does not exist.
     pub fn version(&mut self, key: &[u8], now: u64) -> Option<u64> {
-        self.get(key, now).map(|e| e.version)
+        self.op(|ks| ks.live(key, now).map(|f| f.entry.version(&ks.h)))
     }
 
+    /// Looks a key up without touching the hit/miss statistics.
+    pub fn get(&mut self, key: &[u8], now: u64) -> Option<Entry> {
+        self.op(|ks| ks.live(key, now).map(|f| ks.copy(f)))
+    }
+
+    pub fn contains(&mut self, key: &[u8], now: u64) -> bool {
+        self.op(|ks| ks.live(key, now).is_some())
+    }
+
+    // ---- writes ----
+
     /// A new version for `key`, which is being written or having its ttl
-    /// changed. With `remove_index` and `clear`, the one place every change
+    /// changed. With `remove_found` and `clear`, the one place every change
     /// to a key goes through.
-    fn bump_version(&mut self, key: &[u8]) -> u64 {
+    fn bump_version(&mut self, key: &[u8], stripe: u32) -> Option<u64> {
         self.invalidate(key, true);
-        self.next_version += 1;
-        self.next_version
+        let version = self.h.next_version(stripe);
+        self.check(version)
     }
 
     /// Tells the clients caching `key` that it changed (one branch when
@@ -311,32 +511,6 @@ impl Keyspace {
             let origin = if by_command { self.tracking.current() } else { 0 };
             self.tracking.invalidate(key, origin, &mut self.pubsub);
         }
-    }
-
-    /// Looks a key up without touching the hit/miss statistics.
-    pub fn get(&mut self, key: &[u8], now: u64) -> Option<&Entry> {
-        self.live_index(key, now).map(|i| &self.entries[i])
-    }
-
-    pub fn contains(&mut self, key: &[u8], now: u64) -> bool {
-        self.live_index(key, now).is_some()
-    }
-
-    /// Index of a live entry; an expired one is removed on the way.
-    fn live_index(&mut self, key: &[u8], now: u64) -> Option<usize> {
-        let (index, entry) = self.entries.get_full(key)?;
-        if entry.is_expired(now) {
-            // Found by a command: for NOLOOP, its client's own change, as in Redis.
-            self.expire_index(index, true);
-            return None;
-        }
-        Some(index)
-    }
-
-    fn expire_index(&mut self, index: usize, by_command: bool) {
-        let entry = self.remove_index(index, by_command);
-        self.stats.expired_keys += 1;
-        self.notify(notify::EXPIRED, "expired", entry.key());
     }
 
     /// Publishes a keyspace event of `class` for `key`, if such events are
@@ -356,222 +530,422 @@ impl Keyspace {
         }
     }
 
-    /// Stores `value` under `key`. The bytes are copied, so nothing stored
-    /// pins the connection buffer they arrived in.
+    /// Stores `value` under `key`.
     pub fn set(&mut self, key: &[u8], value: &[u8], expiry: Expiry, now: u64) {
-        let previous = self.live_index(key, now);
-        let expires_at = match (expiry, previous) {
-            (Expiry::Clear, _) | (Expiry::Keep, None) => None,
-            (Expiry::Keep, Some(i)) => self.entries[i].expires_at(),
-            (Expiry::At(at), _) => Some(at),
-        };
-        let version = self.bump_version(key);
-        match previous {
-            Some(i) => {
-                let entry = self.entries.get_index_mut2(i).expect("live index");
-                let old_expiry = entry.expires_at();
-                self.used_memory = self.used_memory - entry.value().len() + value.len();
-                entry.replace_value(value);
-                entry.set_expires_at(expires_at);
-                entry.version = version;
-                entry.last_access = lru_clock(now);
-                self.reindex_expiry(key, old_expiry, expires_at);
-            }
-            None => {
-                self.used_memory += key.len() + value.len() + ENTRY_OVERHEAD;
-                self.entries.insert(Entry::new(key, value, expires_at, version, now));
-                self.reindex_expiry(key, None, expires_at);
-            }
-        }
-        self.note_growth();
+        self.op(|ks| {
+            let previous = ks.live(key, now);
+            let Some((stripe, hh, _)) = ks.find(key) else { return };
+            let expires_at = match (expiry, previous) {
+                (Expiry::Clear, _) | (Expiry::Keep, None) => NEVER,
+                (Expiry::Keep, Some(found)) => found.entry.expires_at(&ks.h),
+                (Expiry::At(at), _) => at.min(NEVER - 1),
+            };
+            let Some(version) = ks.bump_version(key, stripe) else { return };
+            let clock = lru_clock(now);
+            let written = match previous {
+                Some(found) => ks.h.replace(found, value, expires_at, version, clock),
+                None => ks.h.insert(stripe, hh, key, value, expires_at, version, clock),
+            };
+            ks.check(written);
+        })
     }
 
     /// Changes the expiry of a live key; false when the key does not exist.
     pub fn set_expiry(&mut self, key: &[u8], expires_at: Option<u64>, now: u64) -> bool {
-        let Some(i) = self.live_index(key, now) else {
-            return false;
-        };
-        let version = self.bump_version(key);
-        let entry = self.entries.get_index_mut2(i).expect("live index");
-        let old = entry.expires_at();
-        entry.set_expires_at(expires_at);
-        entry.version = version;
-        self.reindex_expiry(key, old, expires_at);
-        true
-    }
-
-    fn reindex_expiry(&mut self, key: &[u8], old: Option<u64>, new: Option<u64>) {
-        if old == new {
-            return;
-        }
-        if let Some(at) = old {
-            self.expiries.remove(&(at, Bytes::copy_from_slice(key)));
-            self.used_memory -= EXPIRY_OVERHEAD + key.len();
-        }
-        if let Some(at) = new {
-            self.expiries.insert((at, Bytes::copy_from_slice(key)));
-            self.used_memory += EXPIRY_OVERHEAD + key.len();
-            self.note_growth();
-        }
+        self.op(|ks| {
+            let Some(found) = ks.live(key, now) else { return false };
+            let Some(version) = ks.bump_version(key, found.stripe) else { return false };
+            let changed = ks.h.set_expiry(found, expires_at.map_or(NEVER, |at| at.min(NEVER - 1)), version);
+            ks.check(changed).is_some()
+        })
     }
 
     /// Removes a live key; false when there was none.
     pub fn remove(&mut self, key: &[u8], now: u64) -> bool {
-        match self.live_index(key, now) {
-            Some(index) => {
-                self.remove_index(index, true);
-                true
-            }
+        self.op(|ks| match ks.live(key, now) {
+            Some(found) => ks.remove_found(found, key, true),
             None => false,
-        }
+        })
     }
 
     /// Every removal of a key goes through here (delete, expiry, eviction).
-    fn remove_index(&mut self, index: usize, by_command: bool) -> Entry {
-        let entry = self.entries.swap_remove_index(index).expect("valid index");
-        self.used_memory -= entry.data.len() + ENTRY_OVERHEAD;
-        self.reindex_expiry(entry.key(), entry.expires_at(), None);
-        self.invalidate(entry.key(), by_command);
-        self.shrink_if_sparse();
-        entry
+    fn remove_found(&mut self, found: Found, key: &[u8], by_command: bool) -> bool {
+        let removed = self.h.remove(found);
+        if self.check(removed).is_none() {
+            return false;
+        }
+        self.invalidate(key, by_command);
+        true
+    }
+
+    fn expire_found(&mut self, found: Found, key: &[u8], by_command: bool) {
+        if self.remove_found(found, key, by_command) {
+            self.bump(layout::H_EXPIRED);
+            self.notify(notify::EXPIRED, "expired", key);
+        }
     }
 
     /// Removes every key (FLUSHDB, FLUSHALL); clients caching keys are told
     /// to drop everything.
     pub fn clear(&mut self) {
-        self.entries = Map::default();
-        self.expiries.clear();
-        self.used_memory = 0;
+        self.op(|ks| {
+            for id in 0..layout::LOCK_IDS as u32 {
+                let locked = ks.h.lock(id);
+                ks.check(locked);
+            }
+            if ks.failure.is_none() {
+                let cleared = ks.h.clear_all();
+                ks.check(cleared);
+            }
+        });
         self.tracking.flush(&mut self.pubsub);
+    }
+
+    /// Bytes a new `key` may add beyond its entry: the growth of its
+    /// stripe's index, if one more key makes it grow (a hint: read without
+    /// the stripe's lock).
+    pub fn index_growth(&self, key: &[u8]) -> usize {
+        self.h.index_growth(self.h.locate(key).0) as usize
+    }
+
+    /// Near a bound, takes the admission lock for a write of about
+    /// `incoming` bytes and `new_keys` keys, so that writers in several
+    /// processes are admitted one at a time there (each sees the room the
+    /// one before it took). Held until [`Keyspace::release_admission`];
+    /// far from the bounds, writers go on in parallel.
+    pub fn admit(&mut self, incoming: usize, new_keys: usize) {
+        let MemoryLimits { max_memory, max_keys, .. } = self.limits();
+        let near_memory = max_memory > 0
+            && (self.used_memory() + incoming > max_memory - max_memory / 16 || incoming > max_memory / 64);
+        let near_keys = max_keys > 0 && self.len() + new_keys + 16 > max_keys - max_keys / 16;
+        // Inside an operation (a command queued in EXEC, which holds every
+        // stripe) the lock would be taken out of order: not waited for.
+        if (near_memory || near_keys) && !self.h.is_active() {
+            let locked = self.h.lock_admission();
+            self.check(locked);
+        }
+    }
+
+    pub fn release_admission(&mut self) {
+        self.h.unlock_admission();
     }
 
     /// Whether the memory bound leaves room for a write of about `incoming`
     /// bytes that may add `new_keys` keys; evicts by the policy to make room.
     pub fn make_room(&mut self, incoming: usize, new_keys: usize, now: u64) -> Result<(), OutOfMemory> {
-        let MemoryLimits { max_memory, max_keys, policy } = self.limits;
+        let MemoryLimits { max_memory, max_keys, policy } = self.limits();
         // A write that could not fit even in an empty store evicts nothing.
         if (max_memory > 0 && incoming > max_memory) || (max_keys > 0 && new_keys > max_keys) {
             return Err(OutOfMemory);
         }
         let over = |ks: &Keyspace| {
-            (max_memory > 0 && ks.used_memory + incoming > max_memory)
-                || (max_keys > 0 && ks.entries.len() + new_keys > max_keys)
+            (max_memory > 0 && ks.used_memory() + incoming > max_memory)
+                || (max_keys > 0 && ks.len() + new_keys > max_keys)
         };
+        // One operation per eviction: a write that must make room for many
+        // keys never needs a journal that large, and what it evicted stays
+        // evicted (as in Redis) even if the write then fails.
         while over(self) {
-            let victim = match policy {
-                EvictionPolicy::NoEviction => None,
-                EvictionPolicy::AllKeysLru => self.lru_victim(now),
-                EvictionPolicy::VolatileTtl => {
-                    self.expiries.first().and_then(|(_, key)| self.entries.get_index_of(&key[..]))
-                }
-            };
-            let Some(index) = victim else {
+            if policy == EvictionPolicy::NoEviction {
                 return Err(OutOfMemory);
-            };
-            if self.entries[index].is_expired(now) {
-                self.expire_index(index, false);
-            } else {
-                let entry = self.remove_index(index, false);
-                self.stats.evicted_keys += 1;
-                self.notify(notify::EVICTED, "evicted", entry.key());
+            }
+            let evicted = self.op(|ks| {
+                let Some(victim) = ks.victim(policy, now) else {
+                    return false;
+                };
+                let key = victim.entry.key(&ks.h);
+                if victim.entry.expires_at(&ks.h) <= now {
+                    ks.expire_found(victim, &key, false);
+                } else if ks.remove_found(victim, &key, false) {
+                    ks.bump(layout::H_EVICTED);
+                    ks.notify(notify::EVICTED, "evicted", &key);
+                }
+                ks.failure.is_none()
+            });
+            if !evicted {
+                return Err(OutOfMemory);
             }
         }
         Ok(())
     }
 
-    /// The index of the least recently used of a random sample of keys.
-    fn lru_victim(&mut self, now: u64) -> Option<usize> {
-        let len = self.entries.len();
-        if len == 0 {
-            return None;
-        }
+    /// The entry to evict: exactly the best one in a small keyspace, the
+    /// best of a sample in a large one. Stripes other processes hold are
+    /// passed over (only tried, never waited for: this may run while the
+    /// command holds higher stripes).
+    fn victim(&mut self, policy: EvictionPolicy, now: u64) -> Option<Found> {
         let clock = lru_clock(now);
-        let mut best: Option<(u32, usize)> = None;
-        // A small keyspace is searched exactly; a large one by sampling.
-        let exact = len <= EVICTION_SAMPLES * 4;
-        for n in 0..if exact { len } else { EVICTION_SAMPLES } {
-            let index = if exact { n } else { self.sampler.index(len) };
-            let idle = clock.wrapping_sub(self.entries[index].last_access);
-            if best.is_none_or(|(longest, _)| idle > longest) {
-                best = Some((idle, index));
+        // Larger is a better victim.
+        let score = |ks: &Keyspace, f: Found| -> Option<u64> {
+            match policy {
+                EvictionPolicy::AllKeysLru => Some(idle_between(clock, f.entry.last_access(&ks.h)) as u64),
+                EvictionPolicy::VolatileTtl => {
+                    let at = f.entry.expires_at(&ks.h);
+                    (at != NEVER).then_some(u64::MAX - at)
+                }
+                EvictionPolicy::NoEviction => None,
+            }
+        };
+        let mut best: Option<(u64, Found)> = None;
+        let consider = |ks: &Keyspace, f: Found, best: &mut Option<(u64, Found)>| {
+            if let Some(s) = score(ks, f) {
+                if best.is_none_or(|(b, _)| s > b) {
+                    *best = Some((s, f));
+                }
+            }
+        };
+        if self.len() as u64 <= EXACT_EVICTION {
+            for stripe in 0..STRIPE_COUNT as u32 {
+                if self.h.stripe_count(stripe) > 0 && self.h.try_lock(stripe) {
+                    for f in self.h.entries(stripe) {
+                        consider(self, f, &mut best);
+                    }
+                }
+            }
+            return best.map(|(_, f)| f);
+        }
+        let mut samples = 0;
+        for _ in 0..EVICTION_SAMPLES * 8 {
+            if samples == EVICTION_SAMPLES {
+                break;
+            }
+            let stripe = (self.sampler.next() % STRIPE_COUNT) as u32;
+            let wanted = match policy {
+                EvictionPolicy::VolatileTtl => self.h.stripe_volatile(stripe),
+                _ => self.h.stripe_count(stripe),
+            };
+            if wanted == 0 || !self.h.try_lock(stripe) {
+                continue;
+            }
+            if policy == EvictionPolicy::VolatileTtl {
+                for f in self.h.entries(stripe) {
+                    consider(self, f, &mut best);
+                }
+                samples += 4;
+                continue;
+            }
+            let from = self.sampler.next();
+            if let Some(f) = self.h.entry_near(stripe, from) {
+                consider(self, f, &mut best);
+                samples += 1;
             }
         }
-        best.map(|(_, index)| index)
+        best.map(|(_, f)| f)
     }
 
-    /// Every live entry, in no particular order.
-    pub fn live_entries(&self, now: u64) -> impl Iterator<Item = &Entry> {
-        self.entries.iter().filter(move |e| !e.is_expired(now))
+    // ---- whole keyspace ----
+
+    /// Every live entry, stripe by stripe (each consistent in itself).
+    pub fn live_entries(&mut self, now: u64) -> Vec<Entry> {
+        let mut out = Vec::with_capacity(self.len());
+        for stripe in 0..STRIPE_COUNT as u32 {
+            self.op(|ks| {
+                let locked = ks.h.lock(stripe);
+                if ks.check(locked).is_some() {
+                    for f in ks.h.entries(stripe) {
+                        if f.entry.expires_at(&ks.h) > now {
+                            out.push(ks.copy(f));
+                        }
+                    }
+                }
+            });
+        }
+        out
     }
 
     /// Every live key matching `pattern` (KEYS).
-    pub fn keys(&self, pattern: &[u8], now: u64) -> Vec<Bytes> {
+    pub fn keys(&mut self, pattern: &[u8], now: u64) -> Vec<Bytes> {
         let all = pattern == b"*";
         let glob = Glob::new(pattern);
-        self.live_entries(now)
-            .filter(|e| all || glob.matches(e.key()))
-            .map(|e| Bytes::copy_from_slice(e.key()))
-            .collect()
+        let mut out = Vec::new();
+        for stripe in 0..STRIPE_COUNT as u32 {
+            self.op(|ks| {
+                let locked = ks.h.lock(stripe);
+                if ks.check(locked).is_some() {
+                    for f in ks.h.entries(stripe) {
+                        if f.entry.expires_at(&ks.h) > now {
+                            let key = f.entry.key(&ks.h);
+                            if all || glob.matches(&key) {
+                                out.push(Bytes::from(key));
+                            }
+                        }
+                    }
+                }
+            });
+        }
+        out
     }
 
     /// One SCAN step. Cursor 0 starts; a returned 0 means done.
     ///
-    /// The cursor is the number of slots still to visit, walked from the top
-    /// down. Removal moves the last slot into the hole, so a key that stays
-    /// in the keyspace for the whole scan is never skipped (it can only move
-    /// down into the part still to visit).
-    pub fn scan(&self, cursor: u64, count: usize, mut keep: impl FnMut(&Entry) -> bool, now: u64) -> (u64, Vec<Bytes>) {
-        let mut remaining = if cursor == 0 { self.entries.len() } else { (cursor as usize).min(self.entries.len()) };
+    /// The cursor is the next stripe to visit: each step returns whole
+    /// stripes (read under their lock) until about `count` keys were
+    /// looked at, so a key that stays in the keyspace for the whole scan is
+    /// never skipped.
+    pub fn scan(
+        &mut self,
+        cursor: u64,
+        count: usize,
+        mut keep: impl FnMut(&Entry) -> bool,
+        now: u64,
+    ) -> (u64, Vec<Bytes>) {
+        let mut stripe = cursor.min(STRIPE_COUNT) as u32;
         let mut found = Vec::new();
         let mut visited = 0;
-        while remaining > 0 && visited < count.max(1) {
-            remaining -= 1;
-            visited += 1;
-            let entry = &self.entries[remaining];
-            if !entry.is_expired(now) && keep(entry) {
-                found.push(Bytes::copy_from_slice(entry.key()));
-            }
+        while (stripe as u64) < STRIPE_COUNT && visited < count.max(1) {
+            self.op(|ks| {
+                let locked = ks.h.lock(stripe);
+                if ks.check(locked).is_some() {
+                    for f in ks.h.entries(stripe) {
+                        visited += 1;
+                        if f.entry.expires_at(&ks.h) > now {
+                            let entry = ks.copy(f);
+                            if keep(&entry) {
+                                found.push(entry.key);
+                            }
+                        }
+                    }
+                }
+            });
+            stripe += 1;
         }
-        (remaining as u64, found)
+        let next = if stripe as u64 >= STRIPE_COUNT { 0 } else { stripe as u64 };
+        (next, found)
     }
 
     /// Reclaims up to `budget` keys whose deadline has passed; returns how
-    /// many went. Called from the background sweep.
+    /// many went. Called from the background sweep, outside any command.
     pub fn purge_expired(&mut self, now: u64, budget: usize) -> usize {
         let mut purged = 0;
-        while purged < budget {
-            let Some((at, key)) = self.expiries.first().cloned() else {
-                break;
-            };
-            if at > now {
+        for n in 0..STRIPE_COUNT as u32 {
+            if purged >= budget {
                 break;
             }
-            let index = self.entries.get_index_of(&key[..]).expect("expiry index matches entries");
-            self.expire_index(index, false);
-            purged += 1;
+            let stripe = (self.sweep_from + n) % STRIPE_COUNT as u32;
+            if self.h.stripe_volatile(stripe) == 0 || self.h.stripe_deadline(stripe) > now {
+                continue;
+            }
+            self.op(|ks| {
+                let locked = ks.h.lock(stripe);
+                if ks.check(locked).is_none() {
+                    return;
+                }
+                let mut due: Vec<(u64, Found)> =
+                    ks.h.entries(stripe)
+                        .into_iter()
+                        .map(|f| (f.entry.expires_at(&ks.h), f))
+                        .filter(|(at, _)| *at != NEVER)
+                        .collect();
+                // Soonest first, so a budget cut keeps the deadline order.
+                due.sort_unstable_by_key(|(at, _)| *at);
+                let mut next = NEVER;
+                for (at, f) in due {
+                    if at > now || purged >= budget {
+                        next = at;
+                        break;
+                    }
+                    let key = f.entry.key(&ks.h);
+                    // The table moves as entries go: find it again.
+                    let Some((_, _, Some(f))) = ks.find(&key) else { continue };
+                    ks.expire_found(f, &key, false);
+                    purged += 1;
+                }
+                let hint = ks.h.set_stripe_deadline(stripe, next);
+                ks.check(hint);
+            });
+            if purged >= budget {
+                self.sweep_from = stripe;
+            }
         }
         purged
     }
 
-    /// Milliseconds until the next key expires, if any key has a TTL.
+    /// When the next key expires, if any key has a TTL (a lower bound).
     pub fn next_deadline(&self) -> Option<u64> {
-        self.expiries.first().map(|(at, _)| *at)
+        if self.volatile_len() == 0 {
+            return None;
+        }
+        (0..STRIPE_COUNT as u32).map(|s| self.h.stripe_deadline(s)).min().filter(|&at| at != NEVER)
     }
 
-    /// Gives the table's memory back once most keys are gone, however they
-    /// went. Shrinking to twice the keys left keeps the cost amortized: the
-    /// next shrink needs another fourfold drop, the next growth a doubling.
-    fn shrink_if_sparse(&mut self) {
-        let capacity = self.entries.capacity();
-        if capacity > 1024 && self.entries.len() < capacity / 4 {
-            self.entries.shrink_to(self.entries.len() * 2);
-            // The table's memory is not in `used_memory`; what it gave back
-            // counts as released all the same.
-            self.release_mark += (capacity - self.entries.capacity()) * TABLE_SLOT;
+    /// The broker's periodic upkeep: the heartbeat attached processes
+    /// watch, the high-water marks, and repairs after processes that died
+    /// without their connection telling (their slot names a dead pid).
+    pub fn maintain(&mut self, now: u64) {
+        let store = self.store().clone();
+        store.counter(layout::H_HEARTBEAT).store(now, Ordering::Relaxed);
+        store.note_usage();
+        Handle::recover_dead(&store);
+    }
+
+    /// The broker is closing: attached processes stop using the store. Every
+    /// stripe is then locked and released in turn, so a change an attached
+    /// process made before it saw the mark is in the store before this
+    /// returns (and in the snapshot saved after it).
+    pub fn close_store(&mut self) {
+        self.store().counter(layout::H_CLOSED).store(1, Ordering::SeqCst);
+        self.barrier();
+    }
+
+    /// Waits out every operation in flight on any stripe.
+    fn barrier(&mut self) {
+        self.op(|ks| {
+            for stripe in 0..STRIPE_COUNT as u32 {
+                let locked = ks.h.lock(stripe);
+                if ks.check(locked).is_none() {
+                    break;
+                }
+            }
+        });
+    }
+
+    /// Whether an attached process must send its commands to the broker:
+    /// the broker must see every change, or it is gone. Checked with the
+    /// command's stripes locked.
+    pub fn must_forward(&self, now: u64) -> bool {
+        self.listening() || !self.broker_alive(now)
+    }
+
+    /// Whether the broker that shares this store still runs (an attached
+    /// process's check before each command).
+    pub fn broker_alive(&self, now: u64) -> bool {
+        let s = self.store();
+        s.counter(layout::H_CLOSED).load(Ordering::Acquire) == 0
+            && now.saturating_sub(s.counter(layout::H_HEARTBEAT).load(Ordering::Relaxed)) < BROKER_SILENCE_MS
+    }
+
+    pub fn slot(&self) -> u32 {
+        self.h.slot()
+    }
+
+    /// Gives the pages of freed page runs back to the system (maintenance,
+    /// outside any command); returns the bytes.
+    pub fn release_free_pages(&mut self) -> u64 {
+        self.h.release_free_pages(100_000).unwrap_or(0)
+    }
+
+    /// Bytes the entries take in their size classes (tests compare it with
+    /// `used_memory` to see the index tables' share).
+    #[cfg(test)]
+    fn live_entries_size(&self) -> usize {
+        (0..STRIPE_COUNT as u32).flat_map(|s| self.h.entries(s)).map(|f| f.entry.size(&self.h) as usize).sum()
+    }
+
+    /// Every inconsistency in the store (SHM.VERIFY); empty when sound.
+    pub fn verify(&mut self) -> Vec<String> {
+        // Run as a command, it holds an operation with no locks yet: the
+        // walk takes every lock in an operation of its own.
+        let in_command = self.h.is_active();
+        if let Err(e) = self.h.commit() {
+            return vec![e.to_string()];
         }
+        let problems = self.h.verify();
+        if in_command {
+            self.h.begin();
+        }
+        problems
     }
 }
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -593,21 +967,11 @@ mod tests {
             Some((b"a".to_vec(), b"longer".to_vec()))
         );
         assert_eq!(ks.read(b"b", 0).map(|e| e.value().to_vec()), None);
-        assert_eq!((ks.stats.keyspace_hits, ks.stats.keyspace_misses), (1, 1));
+        assert_eq!((ks.stats().keyspace_hits, ks.stats().keyspace_misses), (1, 1));
         assert!(ks.remove(b"a", 0));
         assert!(!ks.remove(b"a", 0));
         assert!(ks.is_empty());
         assert_eq!(ks.used_memory(), 0);
-    }
-
-    #[test]
-    fn an_entry_holds_its_key_and_value_in_one_allocation() {
-        // The layout the memory-per-key figure rests on.
-        assert_eq!(std::mem::size_of::<Entry>(), 40);
-        let entry = Entry::new(b"key", b"value", Some(7), 1, 0);
-        assert_eq!(entry.data.len(), 8);
-        assert_eq!((entry.key(), entry.value(), entry.expires_at()), (&b"key"[..], &b"value"[..], Some(7)));
-        assert_eq!(Entry::new(b"k", b"", None, 1, 0).expires_at(), None);
     }
 
     #[test]
@@ -616,8 +980,9 @@ mod tests {
         let before_wrap = u32::MAX as u64 - 5;
         ks.set(b"old", s("v"), Expiry::Clear, before_wrap);
         ks.set(b"new", s("v"), Expiry::Clear, before_wrap + 10);
-        let victim = ks.lru_victim(before_wrap + 20).map(|i| ks.entries[i].key().to_vec());
-        assert_eq!(victim, Some(b"old".to_vec()));
+        ks.set_limits(MemoryLimits { max_keys: 2, policy: EvictionPolicy::AllKeysLru, ..Default::default() });
+        ks.make_room(0, 1, before_wrap + 20).unwrap();
+        assert_eq!((ks.contains(b"old", before_wrap + 20), ks.contains(b"new", before_wrap + 20)), (false, true));
     }
 
     #[test]
@@ -627,7 +992,7 @@ mod tests {
         assert!(ks.contains(b"k", 99));
         assert!(!ks.contains(b"k", 100));
         assert_eq!(ks.len(), 0);
-        assert_eq!(ks.stats.expired_keys, 1);
+        assert_eq!(ks.stats().expired_keys, 1);
         assert_eq!(ks.volatile_len(), 0);
         assert_eq!(ks.used_memory(), 0);
     }
@@ -649,18 +1014,20 @@ mod tests {
     }
 
     #[test]
-    fn purge_reclaims_in_deadline_order_within_budget() {
+    fn purge_reclaims_due_keys_within_budget() {
         let mut ks = Keyspace::new();
         for i in 0..10u64 {
             ks.set(format!("k{i}").as_bytes(), s("v"), Expiry::At(10 + i), 0);
         }
         ks.set(b"forever", s("v"), Expiry::Clear, 0);
+        // Only due keys go; the budget bounds each call.
         assert_eq!(ks.purge_expired(14, 3), 3);
-        assert!(!ks.contains(b"k2", 0) && ks.contains(b"k3", 0));
+        assert_eq!(ks.len(), 8);
         assert_eq!(ks.purge_expired(14, 100), 2);
+        assert!((5..10).all(|i| ks.contains(format!("k{i}").as_bytes(), 0)));
         assert_eq!(ks.purge_expired(1000, 100), 5);
         assert_eq!(ks.len(), 1);
-        assert_eq!(ks.stats.expired_keys, 10);
+        assert_eq!(ks.stats().expired_keys, 10);
     }
 
     #[test]
@@ -670,7 +1037,8 @@ mod tests {
             let expiry = if i % 2 == 0 { Expiry::At(1_000 + i) } else { Expiry::Clear };
             ks.set(format!("key:{i}").as_bytes(), s(&"x".repeat(i as usize % 50)), expiry, 0);
         }
-        assert!(ks.used_memory() > 1000 * ENTRY_OVERHEAD);
+        // Each entry takes at least its 32-byte header.
+        assert!(ks.used_memory() > 1000 * 32);
         for i in 0..1000 {
             if i % 3 == 0 {
                 ks.set(format!("key:{i}").as_bytes(), s("changed"), Expiry::At(5), 0);
@@ -683,40 +1051,48 @@ mod tests {
         assert_eq!(ks.used_memory(), 0);
     }
 
+    /// Bytes of the stripes' index tables, from the store's own count.
+    fn table_bytes(ks: &Keyspace) -> usize {
+        ks.used_memory() - ks.live_entries_size()
+    }
+
     #[test]
-    fn the_entry_table_shrinks_as_keys_go_by_any_path() {
+    fn the_index_shrinks_as_keys_go_by_any_path() {
         let mut ks = Keyspace::new();
-        ks.limits = MemoryLimits { max_keys: 100_000, policy: EvictionPolicy::AllKeysLru, ..Default::default() };
+        ks.set_limits(MemoryLimits { max_keys: 100_000, policy: EvictionPolicy::AllKeysLru, ..Default::default() });
         let fill = |ks: &mut Keyspace, expiry: Expiry| {
             for i in 0..100_000 {
                 ks.set(format!("key:{i}").as_bytes(), s("v"), expiry, 0);
             }
         };
+        // At most 64 slots of 8 bytes per stripe for about 4 keys each.
+        let small = 256 * 64 * 8;
         // Deleted.
         fill(&mut ks, Expiry::Clear);
-        assert!(ks.entries.capacity() >= 100_000);
+        assert!(table_bytes(&ks) >= 100_000 * 8);
         for i in 0..99_000 {
             ks.remove(format!("key:{i}").as_bytes(), 0);
         }
-        assert!(ks.entries.capacity() <= 4_096, "capacity {} for {} keys", ks.entries.capacity(), ks.len());
+        assert!(table_bytes(&ks) <= small, "{} bytes of tables for {} keys", table_bytes(&ks), ks.len());
         // Evicted: a bound of 1,000 keys makes room for each new one.
         fill(&mut ks, Expiry::Clear);
-        ks.limits.max_keys = 1_000;
+        ks.set_limits(MemoryLimits { max_keys: 1_000, policy: EvictionPolicy::AllKeysLru, ..Default::default() });
         ks.make_room(0, 1, 0).unwrap();
         assert_eq!(ks.len(), 999);
-        assert!(ks.entries.capacity() <= 4_096, "capacity {} for {} keys", ks.entries.capacity(), ks.len());
+        assert!(table_bytes(&ks) <= small, "{} bytes of tables for {} keys", table_bytes(&ks), ks.len());
         // Found expired by a read.
-        ks.limits.max_keys = 0;
+        ks.set_limits(MemoryLimits::default());
         fill(&mut ks, Expiry::At(10));
         for i in 0..100_000 {
             ks.get(format!("key:{i}").as_bytes(), 10);
         }
         assert_eq!(ks.len(), 0);
-        assert!(ks.entries.capacity() <= 4_096, "capacity {} for {} keys", ks.entries.capacity(), ks.len());
+        assert_eq!(table_bytes(&ks), 0);
         // Cleared.
         fill(&mut ks, Expiry::Clear);
         ks.clear();
-        assert_eq!((ks.entries.capacity(), ks.volatile_len()), (0, 0));
+        assert_eq!((ks.used_memory(), ks.volatile_len(), ks.store().heap_size()), (0, 0, 0));
+        assert_eq!(ks.verify(), Vec::<String>::new());
     }
 
     #[test]
@@ -749,12 +1125,9 @@ mod tests {
         for i in 0..9_990 {
             ks.remove(format!("key:{i}").as_bytes(), 0);
         }
-        let entries_freed = ks.used_memory() * 999;
-        assert!(
-            ks.released_memory() > entries_freed,
-            "{} released, {entries_freed} by the entries",
-            ks.released_memory()
-        );
+        // 9,990 entries of at least 48 bytes each (header, key, value), and
+        // the index tables that shrank with them.
+        assert!(ks.released_memory() > 9_990 * 48, "{} released", ks.released_memory());
     }
 
     #[test]

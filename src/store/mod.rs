@@ -19,9 +19,7 @@ use parking_lot::{Mutex, MutexGuard, RwLock};
 use crate::resp::Limits;
 
 pub use glob::{glob_match, Glob, MAX_PATTERN_LEN};
-pub use keyspace::{
-    Entry, EvictionPolicy, Expiry, Keyspace, MemoryLimits, OutOfMemory, Stats, ENTRY_OVERHEAD, EXPIRY_OVERHEAD,
-};
+pub use keyspace::{Entry, EvictionPolicy, Expiry, Keyspace, MemoryLimits, OutOfMemory, Stats, ENTRY_OVERHEAD};
 pub use locks::{Acquire, Grant, LockTable};
 pub use pubsub::{Kind, Mailbox, Message, Payload, PubSub};
 pub use tracking::{Tracking, TrackingState, INVALIDATE_CHANNEL};
@@ -119,8 +117,25 @@ impl Db {
         }
     }
 
-    pub fn lock(&self) -> MutexGuard<'_, Keyspace> {
-        self.shared.keyspace.lock()
+    /// The broker's keyspace. When the guard goes, attached processes are
+    /// told whether their changes must now go through the broker (someone
+    /// started or stopped listening for them).
+    /// A Db over a keyspace of a store another process (the broker) shares:
+    /// what an attached process runs its data commands on.
+    pub fn attached(keyspace: Keyspace) -> Db {
+        Db {
+            shared: Arc::new(Shared {
+                keyspace: Mutex::new(keyspace),
+                config: RwLock::new(Config::default()),
+                counters: Counters::default(),
+                started: Instant::now(),
+                run_id: random_hex(20),
+            }),
+        }
+    }
+
+    pub fn lock(&self) -> KeyspaceGuard<'_> {
+        KeyspaceGuard(self.shared.keyspace.lock())
     }
 
     pub fn config(&self) -> Config {
@@ -159,6 +174,7 @@ impl Db {
             let (full_batch, release) = {
                 let now = now_ms();
                 let mut ks = self.lock();
+                ks.maintain(now);
                 ks.locks.expire(now);
                 let full_batch = ks.purge_expired(now, SWEEP_BATCH) == SWEEP_BATCH;
                 let release = ks.released_memory() >= RELEASE_AFTER
@@ -174,6 +190,7 @@ impl Db {
                 // a while (the kernel unmaps every one), and the broker's
                 // thread goes on serving meanwhile.
                 let _ = tokio::task::spawn_blocking(crate::alloc::release_free_memory).await;
+                self.lock().release_free_pages();
             }
             if full_batch {
                 // More are due: let other tasks take the lock, then go on.
@@ -185,6 +202,27 @@ impl Db {
                 _ = stop.changed() => return,
             }
         }
+    }
+}
+
+pub struct KeyspaceGuard<'a>(MutexGuard<'a, Keyspace>);
+
+impl std::ops::Deref for KeyspaceGuard<'_> {
+    type Target = Keyspace;
+    fn deref(&self) -> &Keyspace {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for KeyspaceGuard<'_> {
+    fn deref_mut(&mut self) -> &mut Keyspace {
+        &mut self.0
+    }
+}
+
+impl Drop for KeyspaceGuard<'_> {
+    fn drop(&mut self) {
+        self.0.publish_listening();
     }
 }
 

@@ -26,12 +26,12 @@ const HEADER: &[u8] = b"CLUSTER-SHM-SNAPSHOT 1\n";
 pub fn save(db: &Db, path: &Path, now: u64) -> io::Result<usize> {
     // Encode under the lock and write outside it, so workers are not held
     // up by the disk.
-    let encoded = encode(&db.lock(), now);
+    let encoded = encode(&mut db.lock(), now);
     write(&encoded, path)
 }
 
 /// The snapshot file's bytes for every live key.
-pub fn encode(ks: &Keyspace, now: u64) -> Encoded {
+pub fn encode(ks: &mut Keyspace, now: u64) -> Encoded {
     let mut out = BytesMut::with_capacity(HEADER.len() + ks.len() * 64);
     out.extend_from_slice(HEADER);
     let mut keys = 0;

@@ -1,0 +1,429 @@
+//! A thread's handle on the store: its slot in the process table, the locks
+//! it holds and the undo journal of the operation in flight.
+//!
+//! Every change to a metadata word goes through [`Handle::write`]: the old
+//! value is appended to the slot's journal (and the record counted) before
+//! the word changes. Bytes written into memory nothing links to yet (a new
+//! entry, a new table) are not logged: they become reachable only through a
+//! logged word. Locks are held until the operation commits (two-phase
+//! locking), so nobody sees or reuses anything an undo may restore. The
+//! commit point is one store of the journal state.
+//!
+//! A process killed at any instruction therefore leaves, in each lock it
+//! held, either a committed operation or a prefix of one whose records are
+//! all counted; [`Handle::recover`] takes such locks over, undoes the
+//! prefix and frees the slot.
+
+use std::sync::atomic::{fence, AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::layout::*;
+use super::lock;
+use super::{Result, Store, StoreError};
+
+const KIND_WORD: u64 = 0;
+const KIND_SHIFT: u32 = 60;
+const OFFSET_MASK: u64 = (1 << KIND_SHIFT) - 1;
+const RECORDS: u64 = JOURNAL_BYTES / 16;
+
+pub struct Handle {
+    pub(super) store: Arc<Store>,
+    slot: u32,
+    /// slot + 1: what this thread's lock words hold.
+    me: u32,
+    held: [u64; ALL_LOCK_IDS.div_ceil(64)],
+    highest: Option<u32>,
+    records: u64,
+    active: bool,
+    /// Free page runs to give back once committed (nobody may reuse them
+    /// before; the heap lock is still held then).
+    pub(super) release_after_commit: Vec<(u64, u64)>,
+    /// Objects the operation frees: (stripe, offset, size). They go back
+    /// to their free lists only as it ends, so that nothing it frees is
+    /// handed out again within it (an undo restores a freed object's
+    /// contents, which a reuse would have overwritten unlogged).
+    pub(super) frees: Vec<(u32, u64, u64)>,
+    /// Holds the admission lock (outside the operation's locks).
+    admission: bool,
+    /// How long a lock held by a live process is waited for.
+    pub lock_timeout: Duration,
+}
+
+fn pid() -> u64 {
+    std::process::id() as u64
+}
+
+/// The start time of a process (in clock ticks since boot), which tells a
+/// reused pid from the process that held it; 0 when unknown.
+pub fn start_time(pid: u64) -> u64 {
+    #[cfg(target_os = "linux")]
+    {
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            return 0;
+        };
+        // The command name (field 2) may hold spaces: count fields after its ')'.
+        stat.rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(19))
+            .and_then(|t| t.parse().ok())
+            .unwrap_or(0)
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = pid;
+        0
+    }
+}
+
+/// Whether a process exists (a zombie counts as gone).
+pub fn is_alive(pid: u64) -> bool {
+    !is_dead(pid, 0)
+}
+
+/// Whether the process that took a slot is gone.
+fn is_dead(pid: u64, started: u64) -> bool {
+    if pid == 0 {
+        return false;
+    }
+    // SAFETY: signal 0 only checks that the process exists.
+    let gone = unsafe { libc::kill(pid as libc::pid_t, 0) } != 0
+        && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH);
+    gone || is_zombie(pid) || (started != 0 && start_time(pid) != started && start_time(pid) != 0)
+}
+
+/// A process that exited and waits for its parent to reap it (the primary
+/// reaps its workers on its own schedule): it will never write again.
+fn is_zombie(pid: u64) -> bool {
+    #[cfg(target_os = "linux")]
+    {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|stat| {
+                stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().next().map(|s| s == "Z"))
+            })
+            .unwrap_or(false)
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = pid;
+        false
+    }
+}
+
+impl Handle {
+    pub(super) fn new(store: Arc<Store>) -> Result<Handle> {
+        let mut tried_recovery = false;
+        loop {
+            for slot in 0..MAX_SLOTS as u32 {
+                let base = slot_base(slot);
+                let state = store.region.u64(base + S_STATE);
+                let mine = slot_word(SLOT_ALIVE, pid());
+                if state.compare_exchange(SLOT_FREE, mine, Ordering::Acquire, Ordering::Relaxed).is_ok() {
+                    // A free slot's journal is idle; the start time tells a
+                    // reused pid apart (0 until written: the pid alone counts).
+                    store.region.u64(base + S_START_TIME).store(start_time(pid()), Ordering::Relaxed);
+                    return Ok(Handle {
+                        store,
+                        slot,
+                        me: slot + 1,
+                        held: Default::default(),
+                        highest: None,
+                        records: 0,
+                        active: false,
+                        release_after_commit: Vec::new(),
+                        frees: Vec::new(),
+                        admission: false,
+                        lock_timeout: Duration::from_secs(10),
+                    });
+                }
+            }
+            if tried_recovery {
+                return Err(StoreError::NoSlot);
+            }
+            // Full: slots of processes that died unnoticed go back first.
+            tried_recovery = true;
+            for slot in 0..MAX_SLOTS as u32 {
+                Self::recover_if_dead(&store, slot);
+            }
+        }
+    }
+
+    pub fn slot(&self) -> u32 {
+        self.slot
+    }
+
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    fn lock_word(&self, id: u32) -> &AtomicU32 {
+        self.store.region.u32(lock_offset(id))
+    }
+
+    pub fn holds(&self, id: u32) -> bool {
+        self.held[id as usize / 64] & (1 << (id % 64)) != 0
+    }
+
+    fn mark_held(&mut self, id: u32) {
+        self.held[id as usize / 64] |= 1 << (id % 64);
+        self.highest = Some(self.highest.map_or(id, |h| h.max(id)));
+    }
+
+    /// Starts an operation; its changes are undone unless it commits.
+    pub fn begin(&mut self) {
+        debug_assert!(!self.active, "operations do not nest");
+        let base = slot_base(self.slot);
+        self.records = 0;
+        self.store.region.u64(base + S_UNDO_COUNT).store(0, Ordering::Relaxed);
+        self.store.region.u64(base + S_JOURNAL_STATE).store(JOURNAL_ACTIVE, Ordering::Release);
+        self.active = true;
+    }
+
+    pub fn is_active(&self) -> bool {
+        self.active
+    }
+
+    /// Takes lock `id` for the rest of the operation. Locks are taken in
+    /// ascending id order; a lock below one already held is only tried
+    /// (never waited for in a way that could deadlock: the wait is bounded).
+    pub fn lock(&mut self, id: u32) -> Result<()> {
+        debug_assert!(self.active);
+        if self.holds(id) {
+            return Ok(());
+        }
+        let word = self.store.region.u32(lock_offset(id));
+        if !lock::spin_lock(word, self.me) {
+            self.wait_for(id)?;
+        }
+        self.mark_held(id);
+        Ok(())
+    }
+
+    /// Takes the admission lock, which outlives operations: held from
+    /// before a write asks for room until [`Handle::unlock_admission`].
+    pub fn lock_admission(&mut self) -> Result<()> {
+        if self.admission {
+            return Ok(());
+        }
+        let word = self.store.region.u32(lock_offset(ADMISSION_LOCK_ID));
+        if !lock::spin_lock(word, self.me) {
+            self.wait_for(ADMISSION_LOCK_ID)?;
+        }
+        self.admission = true;
+        Ok(())
+    }
+
+    pub fn unlock_admission(&mut self) {
+        if std::mem::take(&mut self.admission) {
+            lock::unlock(self.lock_word(ADMISSION_LOCK_ID));
+        }
+    }
+
+    /// Takes lock `id` only if it is free now.
+    pub fn try_lock(&mut self, id: u32) -> bool {
+        if self.holds(id) {
+            return true;
+        }
+        if lock::try_lock(self.lock_word(id), self.me) {
+            self.mark_held(id);
+            return true;
+        }
+        false
+    }
+
+    fn wait_for(&mut self, id: u32) -> Result<()> {
+        let started = Instant::now();
+        loop {
+            let word = self.store.region.u32(lock_offset(id));
+            if lock::lock_after_wait(word, self.me) {
+                return Ok(());
+            }
+            let owner = lock::wait(word);
+            if owner == 0 {
+                continue;
+            }
+            if owner == self.me {
+                // Cannot happen: a lock this handle holds is in `held`.
+                return Err(StoreError::Timeout);
+            }
+            Self::recover_if_dead(&self.store, owner - 1);
+            if started.elapsed() > self.lock_timeout {
+                return Err(StoreError::Timeout);
+            }
+        }
+    }
+
+    /// Logs the old value of the word at `off`, then stores `value`.
+    pub fn write(&mut self, off: u64, value: u64) -> Result<()> {
+        let old = self.store.region.u64(off).load(Ordering::Relaxed);
+        if old == value {
+            return Ok(());
+        }
+        self.append(KIND_WORD, off, old)?;
+        self.store.region.u64(off).store(value, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Logs the word at `off` as it is, before the caller writes over it
+    /// without logging (the link word of a free object it takes: even when
+    /// the word already holds the value the caller wants, an undo must find
+    /// it as it was).
+    pub fn preserve(&mut self, off: u64) -> Result<()> {
+        let old = self.store.region.u64(off).load(Ordering::Relaxed);
+        self.append(KIND_WORD, off, old)
+    }
+
+    fn append(&mut self, kind: u64, off: u64, old: u64) -> Result<()> {
+        debug_assert!(self.active, "a change outside an operation");
+        if self.records == RECORDS {
+            return Err(StoreError::TooLarge);
+        }
+        let r = &self.store.region;
+        let rec = journal_base(self.slot) + self.records * 16;
+        r.u64(rec).store(kind << KIND_SHIFT | off, Ordering::Relaxed);
+        r.u64(rec + 8).store(old, Ordering::Relaxed);
+        self.records += 1;
+        r.u64(slot_base(self.slot) + S_UNDO_COUNT).store(self.records, Ordering::Release);
+        // The change must not become visible before its record is counted.
+        fence(Ordering::Release);
+        Ok(())
+    }
+
+    /// Makes the operation's changes final and releases its locks. When the
+    /// frees it deferred cannot be journaled, it is undone instead.
+    pub fn commit(&mut self) -> Result<()> {
+        if !self.active {
+            return Ok(());
+        }
+        for (stripe, obj, size) in std::mem::take(&mut self.frees) {
+            if let Err(e) = self.release_object(stripe, obj, size) {
+                self.abort();
+                return Err(e);
+            }
+        }
+        self.store.region.u64(slot_base(self.slot) + S_JOURNAL_STATE).store(JOURNAL_IDLE, Ordering::Release);
+        for (off, len) in std::mem::take(&mut self.release_after_commit) {
+            self.store.region.release(off, len);
+        }
+        self.finish();
+        Ok(())
+    }
+
+    /// Undoes the operation's changes and releases its locks.
+    pub fn abort(&mut self) {
+        if !self.active {
+            return;
+        }
+        undo(&self.store, self.slot, self.records);
+        self.release_after_commit.clear();
+        self.frees.clear();
+        self.finish();
+    }
+
+    fn finish(&mut self) {
+        self.records = 0;
+        self.active = false;
+        // Highest first: the heap lock, then the stripes.
+        for (i, word) in self.held.iter().enumerate().rev() {
+            let mut bits = *word;
+            while bits != 0 {
+                let bit = 63 - bits.leading_zeros();
+                bits &= !(1 << bit);
+                lock::unlock(self.store.region.u32(lock_offset(i as u32 * 64 + bit)));
+            }
+        }
+        self.held = Default::default();
+        self.highest = None;
+    }
+
+    /// Repairs after the process of `slot` if it is gone (or after one that
+    /// died recovering it). Returns whether it recovered it.
+    pub fn recover_if_dead(store: &Store, slot: u32) -> bool {
+        let base = slot_base(slot);
+        let r = &store.region;
+        let word = r.u64(base + S_STATE).load(Ordering::Acquire);
+        let (state, owner) = slot_parts(word);
+        if state == SLOT_FREE || owner == self::pid() {
+            return false;
+        }
+        let started = if state == SLOT_ALIVE { r.u64(base + S_START_TIME).load(Ordering::Relaxed) } else { 0 };
+        is_dead(owner, started) && Self::recover_from(store, slot, word)
+    }
+
+    /// Takes over every lock of the dead `slot`, undoes its operation in
+    /// flight and frees the slot. Exactly one caller does the work; the
+    /// broker calls it when a process's connection closes, a waiter when
+    /// the broker is not there to.
+    pub fn recover(store: &Store, slot: u32) -> bool {
+        let word = store.region.u64(slot_base(slot) + S_STATE).load(Ordering::Acquire);
+        slot_parts(word).0 == SLOT_ALIVE && Self::recover_from(store, slot, word)
+    }
+
+    fn recover_from(store: &Store, slot: u32, seen: u64) -> bool {
+        let base = slot_base(slot);
+        let r = &store.region;
+        let claim = slot_word(SLOT_RECOVERING, pid());
+        if r.u64(base + S_STATE).compare_exchange(seen, claim, Ordering::Acquire, Ordering::Relaxed).is_err() {
+            return false;
+        }
+        let dead = slot + 1;
+        // The locks keep naming the dead slot until they are released: it
+        // cannot take any, and nobody else can while they name it. (A
+        // recovery cut short by a kill is redone by the next one.)
+        let taken: Vec<u32> = (0..ALL_LOCK_IDS as u32)
+            .filter(|&id| r.u32(lock_offset(id)).load(Ordering::Acquire) & lock::OWNER == dead)
+            .collect();
+        if r.u64(base + S_JOURNAL_STATE).load(Ordering::Acquire) == JOURNAL_ACTIVE {
+            let records = r.u64(base + S_UNDO_COUNT).load(Ordering::Acquire).min(RECORDS);
+            undo(store, slot, records);
+        }
+        r.u64(base + S_JOURNAL_STATE).store(JOURNAL_IDLE, Ordering::Release);
+        r.u64(base + S_START_TIME).store(0, Ordering::Relaxed);
+        for id in taken {
+            lock::unlock(r.u32(lock_offset(id)));
+        }
+        r.u64(base + S_STATE).store(SLOT_FREE, Ordering::Release);
+        true
+    }
+
+    /// Recovers every slot whose process is gone (the broker's maintenance).
+    pub fn recover_dead(store: &Store) -> usize {
+        (0..MAX_SLOTS as u32).filter(|&slot| Self::recover_if_dead(store, slot)).count()
+    }
+
+    /// The slots in use: (slot, pid).
+    pub fn attached(store: &Store) -> Vec<(u32, u64)> {
+        (0..MAX_SLOTS as u32)
+            .map(|s| (s, slot_parts(store.region.u64(slot_base(s) + S_STATE).load(Ordering::Acquire))))
+            .filter(|(_, (state, _))| *state == SLOT_ALIVE)
+            .map(|(s, (_, pid))| (s, pid))
+            .collect()
+    }
+}
+
+/// Applies a journal's records backwards and marks it idle.
+fn undo(store: &Store, slot: u32, records: u64) {
+    let r = &store.region;
+    let journal = journal_base(slot);
+    for n in (0..records).rev() {
+        let head = r.u64(journal + n * 16).load(Ordering::Relaxed);
+        let old = r.u64(journal + n * 16 + 8).load(Ordering::Relaxed);
+        let off = head & OFFSET_MASK;
+        debug_assert_eq!(head >> KIND_SHIFT, KIND_WORD);
+        r.u64(off).store(old, Ordering::Relaxed);
+        // Undone: a recovery after a kill here goes on from the next one.
+        r.u64(slot_base(slot) + S_UNDO_COUNT).store(n, Ordering::Release);
+    }
+    r.u64(slot_base(slot) + S_UNDO_COUNT).store(0, Ordering::Relaxed);
+    r.u64(slot_base(slot) + S_JOURNAL_STATE).store(JOURNAL_IDLE, Ordering::Release);
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        self.abort();
+        self.unlock_admission();
+        let base = slot_base(self.slot);
+        self.store.region.u64(base + S_START_TIME).store(0, Ordering::Relaxed);
+        self.store.region.u64(base + S_STATE).store(SLOT_FREE, Ordering::Release);
+    }
+}
