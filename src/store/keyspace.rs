@@ -94,6 +94,12 @@ impl Entry {
         self.expires_at <= now
     }
 
+    /// Milliseconds since the key was last read or written (OBJECT
+    /// IDLETIME), modulo the LRU clock's 2^32 ms.
+    pub fn idle_ms(&self, now: u64) -> u64 {
+        u64::from(lru_clock(now).wrapping_sub(self.last_access))
+    }
+
     /// Replaces the value, reusing the allocation when the size is unchanged
     /// (the common case of a counter or a fixed-shape record).
     fn replace_value(&mut self, value: &[u8]) {
@@ -103,6 +109,20 @@ impl Entry {
         } else {
             self.data = joined(self.key(), value);
         }
+    }
+
+    /// Overwrites the value from `offset` with `bytes`, growing it (zero
+    /// filled) when they reach past its end.
+    fn write_at(&mut self, offset: usize, bytes: &[u8]) {
+        let start = self.key_len as usize + offset;
+        let end = start + bytes.len();
+        if end > self.data.len() {
+            let mut data = std::mem::take(&mut self.data).into_vec();
+            data.reserve_exact(end - data.len());
+            data.resize(end, 0);
+            self.data = data.into_boxed_slice();
+        }
+        self.data[start..end].copy_from_slice(bytes);
     }
 }
 
@@ -384,6 +404,53 @@ impl Keyspace {
             }
         }
         self.note_growth();
+    }
+
+    /// Writes `bytes` into a live key's value at `offset`, zero filling any
+    /// gap past its end, and keeps its ttl (SETRANGE, APPEND). Returns the
+    /// value's new length; None when the key does not exist.
+    pub fn write_at(&mut self, key: &[u8], offset: usize, bytes: &[u8], now: u64) -> Option<usize> {
+        let i = self.live_index(key, now)?;
+        let version = self.bump_version(key);
+        let entry = self.entries.get_index_mut2(i).expect("live index");
+        let before = entry.data.len();
+        entry.write_at(offset, bytes);
+        entry.version = version;
+        entry.last_access = lru_clock(now);
+        self.used_memory += entry.data.len() - before;
+        let len = entry.value().len();
+        self.note_growth();
+        Some(len)
+    }
+
+    /// Moves a live key's value and ttl to `to`, replacing what `to` held
+    /// (RENAME); the value keeps its idle time. False when `from` does not
+    /// exist.
+    pub fn rename(&mut self, from: &[u8], to: &[u8], now: u64) -> bool {
+        let Some(index) = self.live_index(from, now) else {
+            return false;
+        };
+        if from == to {
+            return true;
+        }
+        let entry = self.remove_index(index, true);
+        self.set(to, entry.value(), entry.expires_at().map_or(Expiry::Clear, Expiry::At), now);
+        let moved = self.entries.get_index_of(to).expect("just set");
+        self.entries.get_index_mut2(moved).expect("just set").last_access = entry.last_access;
+        true
+    }
+
+    /// A random live key (RANDOMKEY); expired keys drawn on the way are
+    /// reclaimed. None when no key is left.
+    pub fn random_key(&mut self, now: u64) -> Option<Bytes> {
+        while !self.entries.is_empty() {
+            let index = self.sampler.index(self.entries.len());
+            if !self.entries[index].is_expired(now) {
+                return Some(Bytes::copy_from_slice(self.entries[index].key()));
+            }
+            self.expire_index(index, true);
+        }
+        None
     }
 
     /// Changes the expiry of a live key; false when the key does not exist.
@@ -782,6 +849,65 @@ mod tests {
         for i in (0..100).step_by(2) {
             assert!(seen.contains(format!("k{i}").as_bytes()), "k{i} skipped");
         }
+    }
+
+    #[test]
+    fn write_at_overwrites_grows_and_keeps_the_ttl() {
+        let mut ks = Keyspace::new();
+        assert_eq!(ks.write_at(b"k", 0, s("x"), 0), None);
+        ks.set(b"k", s("hello"), Expiry::At(100), 0);
+        let version = ks.version(b"k", 0);
+        assert_eq!(ks.write_at(b"k", 1, s("EL"), 0), Some(5));
+        assert_eq!(ks.write_at(b"k", 7, s("!"), 0), Some(8));
+        let entry = ks.get(b"k", 0).unwrap();
+        assert_eq!((entry.key(), entry.value(), entry.expires_at()), (&b"k"[..], &b"hELlo\0\0!"[..], Some(100)));
+        assert_ne!(ks.version(b"k", 0), version);
+        ks.remove(b"k", 0);
+        assert_eq!(ks.used_memory(), 0);
+        // An expired key is not written.
+        ks.set(b"gone", s("v"), Expiry::At(5), 0);
+        assert_eq!(ks.write_at(b"gone", 0, s("w"), 5), None);
+    }
+
+    #[test]
+    fn rename_moves_the_value_ttl_and_idle_time() {
+        let mut ks = Keyspace::new();
+        assert!(!ks.rename(b"a", b"b", 0));
+        ks.set(b"a", s("1"), Expiry::At(100), 0);
+        ks.set(b"b", s("old"), Expiry::Clear, 0);
+        assert!(ks.rename(b"a", b"b", 30));
+        assert!(!ks.contains(b"a", 30));
+        let entry = ks.get(b"b", 30).unwrap();
+        assert_eq!((entry.value(), entry.expires_at(), entry.idle_ms(30)), (&b"1"[..], Some(100), 30));
+        assert_eq!((ks.len(), ks.volatile_len()), (1, 1));
+        // Onto itself: nothing changes.
+        assert!(ks.rename(b"b", b"b", 30));
+        assert_eq!(ks.get(b"b", 30).unwrap().value(), b"1");
+        ks.remove(b"b", 30);
+        assert_eq!(ks.used_memory(), 0);
+    }
+
+    #[test]
+    fn random_key_reclaims_expired_keys_it_draws() {
+        let mut ks = Keyspace::new();
+        assert_eq!(ks.random_key(0), None);
+        for i in 0..50u64 {
+            ks.set(format!("k{i}").as_bytes(), s("v"), Expiry::At(10), 0);
+        }
+        ks.set(b"live", s("v"), Expiry::Clear, 0);
+        assert_eq!(ks.random_key(10), Some(Bytes::from_static(b"live")));
+        ks.remove(b"live", 10);
+        assert_eq!(ks.random_key(10), None);
+        assert_eq!((ks.len(), ks.stats.expired_keys), (0, 50));
+    }
+
+    #[test]
+    fn idle_time_counts_from_the_last_read_or_write() {
+        let mut ks = Keyspace::new();
+        ks.set(b"k", s("v"), Expiry::Clear, 1_000);
+        assert_eq!(ks.get(b"k", 4_000).unwrap().idle_ms(4_000), 3_000);
+        ks.read(b"k", 5_000);
+        assert_eq!(ks.get(b"k", 7_500).unwrap().idle_ms(7_500), 2_500);
     }
 
     #[test]
