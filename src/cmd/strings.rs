@@ -101,54 +101,114 @@ enum Condition<'a> {
     IfNotEqual(&'a Bytes),
 }
 
-/// SET key value [NX | XX | IFEQ v | IFNE v] [GET]
-///     [EX s | PX ms | EXAT s | PXAT ms | KEEPTTL]
-fn set(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
-    let (key, value) = (&args[1], &args[2]);
-    let mut condition = Condition::Always;
-    let mut return_old = false;
-    let mut expiry = Expiry::Clear;
-    let mut expiry_given = false;
-    let mut i = 3;
+/// The options of SET and GETEX, parsed as Redis 7 parses them: conflicting
+/// options are a syntax error, a repeated one is not (the last amount of a
+/// repeated EX, PX, EXAT or PXAT counts). Amounts are checked only once the
+/// whole line has parsed.
+struct Options<'a> {
+    condition: Condition<'a>,
+    get: bool,
+    keep_ttl: bool,
+    persist: bool,
+    /// EX, PX, EXAT or PXAT, and its amount as given.
+    expire: Option<(&'a Bytes, &'a Bytes)>,
+}
+
+const EXPIRE_UNITS: [&str; 4] = ["EX", "PX", "EXAT", "PXAT"];
+
+/// Parses `args[first..]`: SET's options when `set`, else GETEX's.
+fn parse_options(args: &[Bytes], first: usize, set: bool) -> Result<Options<'_>, Frame> {
+    let mut o = Options { condition: Condition::Always, get: false, keep_ttl: false, persist: false, expire: None };
+    let mut i = first;
     while i < args.len() {
         let option = &args[i];
-        let has_value = i + 1 < args.len();
-        if is(option, "NX") && condition == Condition::Always {
-            condition = Condition::IfAbsent;
-        } else if is(option, "XX") && condition == Condition::Always {
-            condition = Condition::IfPresent;
-        } else if has_value && is(option, "IFEQ") && condition == Condition::Always {
-            condition = Condition::IfEqual(&args[i + 1]);
+        let next = args.get(i + 1);
+        let unit = EXPIRE_UNITS.iter().find(|u| is(option, u));
+        if set && is(option, "NX") && matches!(o.condition, Condition::Always | Condition::IfAbsent) {
+            o.condition = Condition::IfAbsent;
+        } else if set && is(option, "XX") && matches!(o.condition, Condition::Always | Condition::IfPresent) {
+            o.condition = Condition::IfPresent;
+        } else if set
+            && next.is_some()
+            && o.condition == Condition::Always
+            && (is(option, "IFEQ") || is(option, "IFNE"))
+        {
+            let value = &args[i + 1];
+            o.condition = if is(option, "IFEQ") { Condition::IfEqual(value) } else { Condition::IfNotEqual(value) };
             i += 1;
-        } else if has_value && is(option, "IFNE") && condition == Condition::Always {
-            condition = Condition::IfNotEqual(&args[i + 1]);
-            i += 1;
-        } else if is(option, "GET") && !return_old {
-            return_old = true;
-        } else if is(option, "KEEPTTL") && !expiry_given {
-            expiry = Expiry::Keep;
-            expiry_given = true;
-        } else if has_value && !expiry_given && ["EX", "PX", "EXAT", "PXAT"].iter().any(|o| is(option, o)) {
-            let amount = try_reply!(int_arg(&args[i + 1]));
-            expiry = Expiry::At(try_reply!(deadline(option, amount, ctx.now, "set")));
-            expiry_given = true;
+        } else if set && is(option, "GET") {
+            o.get = true;
+        } else if set && is(option, "KEEPTTL") && o.expire.is_none() {
+            o.keep_ttl = true;
+        } else if !set && is(option, "PERSIST") && o.expire.is_none() {
+            o.persist = true;
+        } else if let (Some(unit), Some(amount)) = (unit, next) {
+            // Another unit than the one already given conflicts with it.
+            if o.keep_ttl || o.persist || o.expire.is_some_and(|(given, _)| !is(given, unit)) {
+                return Err(syntax_error());
+            }
+            o.expire = Some((option, amount));
             i += 1;
         } else {
-            return syntax_error();
+            return Err(syntax_error());
         }
         i += 1;
     }
+    Ok(o)
+}
 
-    let old = match ctx.ks.get(key, ctx.now) {
-        None => None,
-        Some(entry) => Some(Bytes::copy_from_slice(try_reply!(string_of(entry)))),
+impl Options<'_> {
+    /// The deadline of EX, PX, EXAT or PXAT, if one was given, with Redis's
+    /// errors for its amount.
+    fn deadline(&self, now: u64, command: &str) -> Result<Option<u64>, Frame> {
+        match self.expire {
+            None => Ok(None),
+            Some((unit, amount)) => deadline(unit, int_arg(amount)?, now, command).map(Some),
+        }
+    }
+}
+
+/// SET key value [NX | XX | IFEQ v | IFNE v] [GET]
+///     [EX s | PX ms | EXAT s | PXAT ms | KEEPTTL]
+fn set(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
+    let options = try_reply!(parse_options(args, 3, true));
+    let expiry = match try_reply!(options.deadline(ctx.now, "set")) {
+        Some(at) => Expiry::At(at),
+        None if options.keep_ttl => Expiry::Keep,
+        None => Expiry::Clear,
     };
-    let allowed = match condition {
-        Condition::Always => true,
-        Condition::IfAbsent => old.is_none(),
-        Condition::IfPresent => old.is_some(),
-        Condition::IfEqual(expected) => old.as_ref() == Some(expected),
-        Condition::IfNotEqual(unexpected) => old.as_ref() != Some(unexpected),
+    let (old, written) = try_reply!(write(ctx, &args[1], &args[2], options.condition, expiry, options.get));
+    match (options.get, written) {
+        (true, _) => old.map_or(Frame::Null, Frame::Bulk),
+        (false, true) => Frame::ok(),
+        (false, false) => Frame::Null,
+    }
+}
+
+/// What SET and its variants share: writes `value` under `key` if the
+/// condition holds, with its notifications. Returns the previous value (when
+/// `return_old`) and whether the value was written.
+fn write(
+    ctx: &mut Ctx<'_>,
+    key: &[u8],
+    value: &[u8],
+    condition: Condition<'_>,
+    expiry: Expiry,
+    return_old: bool,
+) -> Result<(Option<Bytes>, bool), Frame> {
+    let (old, allowed) = {
+        let current = match ctx.ks.get(key, ctx.now) {
+            None => None,
+            Some(entry) => Some(string_of(entry)?),
+        };
+        let allowed = match condition {
+            Condition::Always => true,
+            Condition::IfAbsent => current.is_none(),
+            Condition::IfPresent => current.is_some(),
+            Condition::IfEqual(expected) => current == Some(&expected[..]),
+            Condition::IfNotEqual(unexpected) => current != Some(&unexpected[..]),
+        };
+        (current.filter(|_| return_old).map(Bytes::copy_from_slice), allowed)
     };
     if allowed {
         match expiry {
@@ -167,11 +227,7 @@ fn set(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
             }
         }
     }
-    match (return_old, allowed) {
-        (true, _) => old.map_or(Frame::Null, Frame::Bulk),
-        (false, true) => Frame::ok(),
-        (false, false) => Frame::Null,
-    }
+    Ok((old, allowed))
 }
 
 /// Converts an EX/PX/EXAT/PXAT amount to an absolute Unix ms deadline, with

@@ -88,6 +88,47 @@ fn set_with_expiry_options() {
 }
 
 #[test]
+fn set_parses_its_options_as_redis_does() {
+    let mut h = Harness::new();
+    let syntax = err("ERR syntax error");
+    let invalid = err("ERR invalid expire time in 'set' command");
+    // An option given twice is taken; of a unit given twice, the last amount.
+    assert_eq!(h.run("SET k v EX 10 ex 20"), Frame::ok());
+    assert_eq!(h.run("TTL k"), int(20));
+    assert_eq!(h.run("SET k v NX NX"), Frame::Null);
+    assert_eq!(h.run("SET k w XX XX GET GET KEEPTTL KEEPTTL"), bulk("v"));
+    assert_eq!(h.run("TTL k"), int(20));
+    // Options in conflict, or incomplete.
+    for line in [
+        "SET k v EX 10 KEEPTTL",
+        "SET k v KEEPTTL EX 10",
+        "SET k v PX 10 EX 10",
+        "SET k v EXAT 10 PXAT 10",
+        "SET k v NX XX",
+        "SET k v XX NX",
+        "SET k v IFEQ v NX",
+        "SET k v EX 10 EX",
+        "SET k v IFEQ",
+        "SET k v PERSIST",
+    ] {
+        assert_eq!(h.run(line), syntax, "{line}");
+    }
+    // The whole line parses before an amount is checked.
+    assert_eq!(h.run("SET k v EX x BOGUS"), syntax);
+    assert_eq!(h.run("SET k v EX 0 BOGUS"), syntax);
+    assert_eq!(h.run("SET k v EX x NX XX"), syntax);
+    assert_eq!(h.run("SET k v EX -5"), invalid);
+    assert_eq!(h.run("SET k v PXAT 0"), invalid);
+    assert_eq!(h.run("SET k v EXAT 9223372036854775807"), invalid);
+    assert_eq!(h.run("GET k"), bulk("w"));
+    assert_eq!(h.run("SET k v EXAT 9223372036854775"), Frame::ok());
+    assert_eq!(h.run("PEXPIRETIME k"), int(9_223_372_036_854_775_000));
+    assert_eq!(h.run("SET k w GET NX"), bulk("v"));
+    assert_eq!(h.run("SET k w NX GET"), bulk("v"));
+    assert_eq!(h.run("GET k"), bulk("v"));
+}
+
+#[test]
 fn expire_family() {
     let mut h = Harness::new();
     assert_eq!(h.run("EXPIRE missing 10"), int(0));
