@@ -227,7 +227,13 @@ fn make_room(ctx: &mut Ctx<'_>, spec: &CommandSpec, args: &[Bytes]) -> Result<()
             new_keys += 1;
         }
     }
-    let incoming: usize = args[1..].iter().map(|a| a.len()).sum::<usize>() + new_keys * crate::store::ENTRY_OVERHEAD;
+    // Most writes add about their arguments; SETRANGE can add much more.
+    let growth = match spec.name {
+        "setrange" => strings::setrange_growth(ctx, args),
+        _ => None,
+    };
+    let incoming = growth.unwrap_or_else(|| args[1..].iter().map(|a| a.len()).sum::<usize>())
+        + new_keys * crate::store::ENTRY_OVERHEAD;
     ctx.ks.make_room(incoming, new_keys, ctx.now).map_err(|_| {
         if limits.max_memory > 0 && ctx.ks.used_memory() + incoming > limits.max_memory {
             Frame::error("OOM command not allowed when used memory > 'maxmemory'.")

@@ -419,6 +419,165 @@ fn conditional_writes() {
 }
 
 #[test]
+fn setnx_setex_psetex_msetnx() {
+    let mut h = Harness::new();
+    assert_eq!(h.run("SETNX x 1"), int(1));
+    assert_eq!(h.run("SETNX x 2"), int(0));
+    assert_eq!(h.run("GET x"), bulk("1"));
+    assert_eq!(h.run("SETNX x"), err("ERR wrong number of arguments for 'setnx' command"));
+    assert_eq!(h.run("SETNX x 2 3"), err("ERR wrong number of arguments for 'setnx' command"));
+    // SETNX on an expired key writes it, persistent.
+    h.run("SET t v PX 10");
+    h.now += 10;
+    assert_eq!(h.run("SETNX t w"), int(1));
+    assert_eq!(h.run("TTL t"), int(-1));
+
+    assert_eq!(h.run("SETEX y 10 v"), Frame::ok());
+    assert_eq!(h.run("PTTL y"), int(10_000));
+    h.run("SET p v EX 100");
+    assert_eq!(h.run("PSETEX p 1500 w"), Frame::ok());
+    assert_eq!((h.run("GET p"), h.run("PTTL p")), (bulk("w"), int(1500)));
+    for (line, command) in [
+        ("SETEX y 0 v", "setex"),
+        ("SETEX y -1 v", "setex"),
+        ("SETEX y 9223372036854775807 v", "setex"),
+        ("SETEX y 9223372036854775 v", "setex"),
+        ("PSETEX y 0 v", "psetex"),
+        ("PSETEX y -5 v", "psetex"),
+        ("PSETEX y 9223372036854775806 v", "psetex"),
+    ] {
+        assert_eq!(h.run(line), err(&format!("ERR invalid expire time in '{command}' command")), "{line}");
+    }
+    assert_eq!(h.run("SETEX y x v"), err("ERR value is not an integer or out of range"));
+    assert_eq!(h.run("SETEX y 9223372036854 v"), Frame::ok());
+    assert_eq!(h.run("SETEX y 10"), err("ERR wrong number of arguments for 'setex' command"));
+    assert_eq!(h.run("PSETEX y 10 v w"), err("ERR wrong number of arguments for 'psetex' command"));
+    // A refused amount leaves the key as it was.
+    assert_eq!(h.run("GET p"), bulk("w"));
+
+    assert_eq!(h.run("MSETNX a 1 b 2"), int(1));
+    assert_eq!(h.run("MSETNX a 9 c 3"), int(0));
+    assert_eq!(h.run("MGET a b c"), Frame::Array(vec![bulk("1"), bulk("2"), Frame::Null]));
+    assert_eq!(h.run("MSETNX c 3 c 4"), int(1));
+    assert_eq!(h.run("GET c"), bulk("4"));
+    assert_eq!(h.run("MSETNX a"), err("ERR wrong number of arguments for 'msetnx' command"));
+    assert_eq!(h.run("MSETNX d 1 e"), err("ERR wrong number of arguments for 'msetnx' command"));
+    assert_eq!(h.run("EXISTS d"), int(0));
+}
+
+#[test]
+fn getex_reads_and_changes_the_ttl() {
+    let mut h = Harness::new();
+    assert_eq!(h.run("GETEX nokey"), Frame::Null);
+    // A missing key is nil before its amount is looked at; not before the syntax is.
+    assert_eq!(h.run("GETEX nokey EX 0"), Frame::Null);
+    assert_eq!(h.run("GETEX nokey EX x"), Frame::Null);
+    assert_eq!(h.run("GETEX nokey BOGUS"), err("ERR syntax error"));
+    assert_eq!(h.run("GETEX nokey EX"), err("ERR syntax error"));
+    assert_eq!(h.run("GETEX"), err("ERR wrong number of arguments for 'getex' command"));
+    h.run("SET k v");
+    assert_eq!(h.run("GETEX k"), bulk("v"));
+    assert_eq!(h.run("TTL k"), int(-1));
+    assert_eq!(h.run("GETEX k EX 100"), bulk("v"));
+    assert_eq!(h.run("TTL k"), int(100));
+    assert_eq!(h.run("GETEX k PX 5000"), bulk("v"));
+    assert_eq!(h.run("PTTL k"), int(5000));
+    assert_eq!(h.run("GETEX k EXAT 9999999999"), bulk("v"));
+    assert_eq!(h.run("EXPIRETIME k"), int(9_999_999_999));
+    assert_eq!(h.run("GETEX k PXAT 5000000"), bulk("v"));
+    assert_eq!(h.run("PEXPIRETIME k"), int(5_000_000));
+    assert_eq!(h.run("GETEX k"), bulk("v"));
+    assert_eq!(h.run("PEXPIRETIME k"), int(5_000_000));
+    assert_eq!(h.run("GETEX k PERSIST"), bulk("v"));
+    assert_eq!(h.run("TTL k"), int(-1));
+    assert_eq!(h.run("GETEX k PERSIST PERSIST"), bulk("v"));
+    assert_eq!(h.run("GETEX k EX 10 EX 20"), bulk("v"));
+    assert_eq!(h.run("TTL k"), int(20));
+    let invalid = err("ERR invalid expire time in 'getex' command");
+    assert_eq!(h.run("GETEX k EX 0"), invalid);
+    assert_eq!(h.run("GETEX k PX -1"), invalid);
+    assert_eq!(h.run("GETEX k EX 9223372036854775807"), invalid);
+    assert_eq!(h.run("GETEX k EX x"), err("ERR value is not an integer or out of range"));
+    for line in
+        ["GETEX k PX 10 EX 10", "GETEX k PERSIST EX 10", "GETEX k EX 10 PERSIST", "GETEX k KEEPTTL", "GETEX k GET"]
+    {
+        assert_eq!(h.run(line), err("ERR syntax error"), "{line}");
+    }
+    assert_eq!(h.run("TTL k"), int(20));
+    // A deadline already passed deletes the key, after reading it.
+    assert_eq!(h.run("GETEX k PXAT 1"), bulk("v"));
+    assert_eq!(h.run("EXISTS k"), int(0));
+    h.run("SET k v");
+    assert_eq!(h.run(&format!("GETEX k EXAT {}", h.now / 1000)), bulk("v"));
+    assert_eq!(h.run("EXISTS k"), int(0));
+}
+
+#[test]
+fn append_getrange_setrange() {
+    let mut h = Harness::new();
+    assert_eq!(h.run("APPEND k abc"), int(3));
+    assert_eq!(h.run("APPEND k def"), int(6));
+    assert_eq!(h.run("APPEND k \"\""), int(6));
+    assert_eq!(h.run("GET k"), bulk("abcdef"));
+    h.run("SET n 10 PX 5000");
+    assert_eq!(h.run("APPEND n 5"), int(3));
+    assert_eq!((h.run("GET n"), h.run("PTTL n")), (bulk("105"), int(5000)));
+    assert_eq!(h.run("APPEND k"), err("ERR wrong number of arguments for 'append' command"));
+    assert_eq!(h.run("APPEND k v w"), err("ERR wrong number of arguments for 'append' command"));
+
+    for (range, expected) in [
+        ("0 2", "abc"),
+        ("-3 -1", "def"),
+        ("2 1", ""),
+        ("-100 100", "abcdef"),
+        ("10 20", ""),
+        ("0 -100", "a"),
+        ("-1 -100", ""),
+        ("5 5", "f"),
+        ("6 6", ""),
+        ("0 9223372036854775807", "abcdef"),
+        ("-9223372036854775808 -1", "abcdef"),
+    ] {
+        assert_eq!(h.run(&format!("GETRANGE k {range}")), bulk(expected), "{range}");
+    }
+    assert_eq!(h.run("SUBSTR k 1 -1"), bulk("bcdef"));
+    assert_eq!(h.run("GETRANGE nokey 0 -1"), bulk(""));
+    h.run("SET empty \"\"");
+    assert_eq!(h.run("GETRANGE empty 0 -1"), bulk(""));
+    assert_eq!(h.run("GETRANGE k a 1"), err("ERR value is not an integer or out of range"));
+    assert_eq!(h.run("GETRANGE nokey 0 b"), err("ERR value is not an integer or out of range"));
+    assert_eq!(h.run("GETRANGE k 0"), err("ERR wrong number of arguments for 'getrange' command"));
+
+    // Writing nothing changes nothing, and creates nothing.
+    assert_eq!(h.run("SETRANGE s 5 \"\""), int(0));
+    assert_eq!(h.run("EXISTS s"), int(0));
+    assert_eq!(h.run("SETRANGE s 3 ab"), int(5));
+    assert_eq!(h.run("GET s"), bulk("\0\0\0ab"));
+    assert_eq!(h.run("SETRANGE s 1 XYZW"), int(5));
+    assert_eq!(h.run("GET s"), bulk("\0XYZW"));
+    assert_eq!(h.run("SETRANGE s 100 \"\""), int(5));
+    assert_eq!(h.run("STRLEN s"), int(5));
+    h.run("SET e 1 PX 100000");
+    assert_eq!(h.run("SETRANGE e 2 z"), int(3));
+    assert_eq!((h.run("GET e"), h.run("PTTL e")), (bulk("1\0z"), int(100_000)));
+    assert_eq!(h.run("SETRANGE s x ab"), err("ERR value is not an integer or out of range"));
+    assert_eq!(h.run("SETRANGE s -1 ab"), err("ERR offset is out of range"));
+    assert_eq!(h.run("SETRANGE s 0"), err("ERR wrong number of arguments for 'setrange' command"));
+
+    // No string grows past proto-max-bulk-len.
+    let too_long = err("ERR string exceeds maximum allowed size (proto-max-bulk-len)");
+    assert_eq!(h.run("CONFIG SET proto-max-bulk-len 1kb"), Frame::ok());
+    assert_eq!(h.run("SETRANGE big 1023 x"), int(1024));
+    assert_eq!(h.run("SETRANGE big 1024 x"), too_long);
+    assert_eq!(h.run("SETRANGE big 9223372036854775807 x"), too_long);
+    assert_eq!(h.run("SETRANGE big 1024 \"\""), int(1024));
+    assert_eq!(h.run("APPEND big y"), too_long);
+    assert_eq!(h.run("SETRANGE new 1024 x"), too_long);
+    assert_eq!(h.run("EXISTS new"), int(0));
+    assert_eq!(h.run("STRLEN big"), int(1024));
+}
+
+#[test]
 fn transactions_run_atomically_and_watch_detects_changes() {
     let mut h = Harness::new();
     assert_eq!(h.run("EXEC"), err("ERR EXEC without MULTI"));
