@@ -227,9 +227,10 @@ fn make_room(ctx: &mut Ctx<'_>, spec: &CommandSpec, args: &[Bytes]) -> Result<()
             new_keys += 1;
         }
     }
-    // Most writes add about their arguments; SETRANGE can add much more.
+    // Most writes add about their arguments; these two can add much more.
     let growth = match spec.name {
         "setrange" => strings::setrange_growth(ctx, args),
+        "copy" => keys::copy_growth(ctx, args),
         _ => None,
     };
     let incoming = growth.unwrap_or_else(|| args[1..].iter().map(|a| a.len()).sum::<usize>())
@@ -292,6 +293,19 @@ pub fn pattern_arg(pattern: &Bytes) -> Result<&Bytes, Frame> {
         return Err(Frame::error(format!("ERR pattern is longer than {MAX_PATTERN_LEN} bytes")));
     }
     Ok(pattern)
+}
+
+/// A database index (SELECT, COPY ... DB): the broker has one database, 0,
+/// so any other index gets Redis's error for an index past `databases`.
+pub fn db_index_arg(arg: &[u8]) -> Result<(), Frame> {
+    let index = int_arg(arg)?;
+    if i32::try_from(index).is_err() {
+        return Err(Frame::error("ERR value is out of range, value must between -2147483648 and 2147483647"));
+    }
+    if index != 0 {
+        return Err(Frame::error("ERR DB index is out of range"));
+    }
+    Ok(())
 }
 
 /// Case-insensitive comparison of an argument with an option name.

@@ -167,6 +167,163 @@ fn multi_key_commands() {
 }
 
 #[test]
+fn touch_unlink_exists_count_each_mention() {
+    let mut h = Harness::new();
+    h.run("MSET a 1 b 2");
+    assert_eq!(h.run("EXISTS a a b x a"), int(4));
+    h.now += 5_000;
+    assert_eq!(h.run("TOUCH a b x a"), int(3));
+    assert_eq!(h.run("OBJECT IDLETIME a"), int(0));
+    assert_eq!(h.run("TOUCH"), err("ERR wrong number of arguments for 'touch' command"));
+    assert_eq!(h.run("UNLINK a x a"), int(1));
+    assert_eq!(h.run("EXISTS a b"), int(1));
+    assert_eq!(h.run("UNLINK"), err("ERR wrong number of arguments for 'unlink' command"));
+    assert_eq!(h.run("TYPE b"), Frame::Simple("string".into()));
+    assert_eq!(h.run("TYPE a"), Frame::Simple("none".into()));
+    assert_eq!(h.run("TYPE"), err("ERR wrong number of arguments for 'type' command"));
+    assert_eq!((h.run("EXPIRETIME b"), h.run("PEXPIRETIME b")), (int(-1), int(-1)));
+    assert_eq!((h.run("EXPIRETIME a"), h.run("PEXPIRETIME a")), (int(-2), int(-2)));
+    h.run("PEXPIRE b 1500");
+    assert_eq!((h.run("EXPIRETIME b"), h.run("PEXPIRETIME b")), (int(1006), int(1_006_500)));
+}
+
+#[test]
+fn rename_and_renamenx_move_the_ttl() {
+    let mut h = Harness::new();
+    let no_such_key = err("ERR no such key");
+    h.run("SET b 2 PX 50000");
+    assert_eq!(h.run("RENAME b c"), Frame::ok());
+    assert_eq!((h.run("EXISTS b"), h.run("GET c"), h.run("PTTL c")), (int(0), bulk("2"), int(50_000)));
+    assert_eq!(h.run("RENAME b c"), no_such_key);
+    assert_eq!(h.run("RENAME zz zz"), no_such_key);
+    assert_eq!(h.run("RENAME c c"), Frame::ok());
+    assert_eq!(h.run("GET c"), bulk("2"));
+    // The destination is replaced, its own ttl with it.
+    h.run("SET d 4");
+    assert_eq!(h.run("RENAME c d"), Frame::ok());
+    assert_eq!((h.run("GET d"), h.run("PTTL d")), (bulk("2"), int(50_000)));
+    h.run("SET p 1 PX 10");
+    h.run("SET q 2");
+    assert_eq!(h.run("RENAME q p"), Frame::ok());
+    assert_eq!(h.run("PTTL p"), int(-1));
+
+    assert_eq!(h.run("RENAMENX d e"), int(1));
+    assert_eq!(h.run("PTTL e"), int(50_000));
+    assert_eq!(h.run("RENAMENX x y"), no_such_key);
+    h.run("SET f 6");
+    assert_eq!(h.run("RENAMENX e f"), int(0));
+    assert_eq!(h.run("RENAMENX e e"), int(0));
+    assert_eq!((h.run("GET e"), h.run("GET f")), (bulk("2"), bulk("6")));
+    // A key that expired is no source, and no obstacle.
+    h.run("SET gone v PX 10");
+    h.now += 10;
+    assert_eq!(h.run("RENAME gone z"), no_such_key);
+    h.run("SET gone v PX 10");
+    h.now += 10;
+    assert_eq!(h.run("RENAMENX f gone"), int(1));
+    assert_eq!(h.run("DBSIZE"), int(3));
+    // The value keeps its idle time.
+    h.now += 3_000;
+    assert_eq!(h.run("RENAME gone moved"), Frame::ok());
+    assert_eq!(h.run("OBJECT IDLETIME moved"), int(3));
+    assert_eq!(h.run("RENAME a"), err("ERR wrong number of arguments for 'rename' command"));
+    assert_eq!(h.run("RENAMENX a b c"), err("ERR wrong number of arguments for 'renamenx' command"));
+}
+
+#[test]
+fn copy_with_replace_and_the_one_database() {
+    let mut h = Harness::new();
+    h.run("SET e 2 PX 50000");
+    assert_eq!(h.run("COPY e g"), int(1));
+    assert_eq!((h.run("GET g"), h.run("PTTL g"), h.run("GET e")), (bulk("2"), int(50_000), bulk("2")));
+    h.run("SET e 3");
+    assert_eq!(h.run("COPY e g"), int(0));
+    assert_eq!(h.run("COPY e g REPLACE"), int(1));
+    assert_eq!((h.run("GET g"), h.run("PTTL g")), (bulk("3"), int(-1)));
+    assert_eq!(h.run("COPY e g replace REPLACE"), int(1));
+    assert_eq!(h.run("COPY e h DB 0"), int(1));
+    assert_eq!(h.run("COPY e h DB 0 REPLACE"), int(1));
+    assert_eq!(h.run("COPY nokey h7"), int(0));
+    assert_eq!(h.run("EXISTS h7"), int(0));
+    let out_of_range = err("ERR DB index is out of range");
+    assert_eq!(h.run("COPY e h2 DB 1"), out_of_range);
+    assert_eq!(h.run("COPY e h2 DB -1"), out_of_range);
+    assert_eq!(h.run("COPY e h2 DB 1 FOO"), out_of_range);
+    assert_eq!(h.run("COPY e e DB 1"), out_of_range);
+    assert_eq!(
+        h.run("COPY e h2 DB 4294967296"),
+        err("ERR value is out of range, value must between -2147483648 and 2147483647")
+    );
+    assert_eq!(h.run("COPY e h2 DB x"), err("ERR value is not an integer or out of range"));
+    assert_eq!(h.run("COPY e h2 DB 0 DB x"), err("ERR value is not an integer or out of range"));
+    assert_eq!(h.run("COPY e h2 DB"), err("ERR syntax error"));
+    assert_eq!(h.run("COPY e h2 FOO DB 0"), err("ERR syntax error"));
+    assert_eq!(h.run("COPY e e"), err("ERR source and destination objects are the same"));
+    assert_eq!(h.run("COPY e e REPLACE"), err("ERR source and destination objects are the same"));
+    assert_eq!(h.run("COPY e"), err("ERR wrong number of arguments for 'copy' command"));
+    assert_eq!(h.run("EXISTS h2"), int(0));
+}
+
+#[test]
+fn randomkey_and_object() {
+    let mut h = Harness::new();
+    assert_eq!(h.run("RANDOMKEY"), Frame::Null);
+    h.run("SET only v");
+    assert_eq!(h.run("RANDOMKEY"), bulk("only"));
+    h.run("SET gone v PX 10");
+    h.run("DEL only");
+    h.now += 10;
+    assert_eq!(h.run("RANDOMKEY"), Frame::Null);
+    assert_eq!(h.run("RANDOMKEY x"), err("ERR wrong number of arguments for 'randomkey' command"));
+
+    // Redis's choice for a value it is given: int, embstr up to 44 bytes, raw.
+    for (value, encoding) in [
+        ("12345", "int"),
+        ("-12345", "int"),
+        ("0", "int"),
+        ("9223372036854775807", "int"),
+        ("-9223372036854775808", "int"),
+        ("9223372036854775808", "embstr"),
+        ("012", "embstr"),
+        ("+1", "embstr"),
+        ("-0", "embstr"),
+        ("\" 1\"", "embstr"),
+        ("1.5", "embstr"),
+        ("hello", "embstr"),
+        ("\"\"", "embstr"),
+        ("x".repeat(44).as_str(), "embstr"),
+        ("1".repeat(45).as_str(), "raw"),
+    ] {
+        h.run(&format!("SET k {value}"));
+        assert_eq!(h.run("OBJECT ENCODING k"), bulk(encoding), "{value}");
+    }
+    assert_eq!(h.run("OBJECT REFCOUNT k"), int(1));
+    h.run("SET idle v");
+    h.now += 5_500;
+    // OBJECT looks without touching.
+    assert_eq!(h.run("OBJECT ENCODING idle"), bulk("embstr"));
+    assert_eq!(h.run("OBJECT IDLETIME idle"), int(5));
+    h.run("GET idle");
+    assert_eq!(h.run("OBJECT IDLETIME idle"), int(0));
+    assert_eq!(
+        h.run("OBJECT FREQ idle"),
+        err("ERR An LFU maxmemory policy is not selected, access frequency not tracked. Please note that when switching between policies at runtime LRU and LFU data will take some time to adjust.")
+    );
+    for sub in ["ENCODING", "REFCOUNT", "IDLETIME", "FREQ"] {
+        assert_eq!(h.run(&format!("OBJECT {sub} nokey")), Frame::Null, "{sub}");
+        let arity = err(&format!("ERR wrong number of arguments for 'object|{}' command", sub.to_lowercase()));
+        assert_eq!(h.run(&format!("OBJECT {sub}")), arity);
+        assert_eq!(h.run(&format!("object {} idle extra", sub.to_lowercase())), arity);
+    }
+    let Frame::Array(help) = h.run("OBJECT HELP") else { panic!() };
+    assert_eq!(help.len(), 15);
+    assert_eq!(help[0], Frame::Simple("OBJECT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:".into()));
+    assert_eq!(h.run("OBJECT help x"), err("ERR wrong number of arguments for 'object|help' command"));
+    assert_eq!(h.run("OBJECT FOO idle"), err("ERR unknown subcommand 'FOO'. Try OBJECT HELP."));
+    assert_eq!(h.run("OBJECT"), err("ERR wrong number of arguments for 'object' command"));
+}
+
+#[test]
 fn keys_and_scan() {
     let mut h = Harness::new();
     for i in 0..25 {
@@ -250,6 +407,13 @@ fn connection_commands() {
     assert_eq!(h.run("ECHO x"), bulk("x"));
     assert_eq!(h.run("SELECT 0"), Frame::ok());
     assert_eq!(h.run("SELECT 1"), err("ERR DB index is out of range"));
+    assert_eq!(h.run("SELECT -1"), err("ERR DB index is out of range"));
+    assert_eq!(h.run("SELECT x"), err("ERR value is not an integer or out of range"));
+    assert_eq!(
+        h.run("SELECT 4294967296"),
+        err("ERR value is out of range, value must between -2147483648 and 2147483647")
+    );
+    assert_eq!(h.run("SELECT 0 1"), err("ERR wrong number of arguments for 'select' command"));
     assert_eq!(h.run("HELLO 3"), err("NOPROTO unsupported protocol version"));
     assert_eq!(h.run("HELLO x"), err("ERR Protocol version is not an integer or out of range"));
     let Frame::Array(hello) = h.run("HELLO 2 SETNAME app") else { panic!() };
