@@ -859,6 +859,95 @@ fn memory_bounds_evict_or_refuse() {
 }
 
 #[test]
+fn watch_sees_the_changes_of_the_new_writes() {
+    let mut h = Harness::new();
+    let other = |h: &mut Harness, line: &str| {
+        let mut session = Session::new(2);
+        let args = crate::resp::split_args(line.as_bytes()).unwrap();
+        let mut ks = h.db.lock();
+        execute(&mut Ctx::new(&h.db, &mut ks, &mut session, h.now), &args)
+    };
+    h.run("MSET a 1 b 2 c 3");
+    h.run("SET t 1 EX 100");
+    for (watched, write) in [
+        ("a", "APPEND a x"),
+        ("a", "SETRANGE a 0 z"),
+        ("new", "SETNX new 1"),
+        ("a", "SETEX a 10 v"),
+        ("a", "PSETEX a 10 v"),
+        ("m", "MSETNX m 1 n 2"),
+        ("t", "GETEX t EX 5"),
+        ("t", "GETEX t PERSIST"),
+        ("b", "RENAME b b2"),
+        ("b", "RENAME b2 b"),
+        ("c", "COPY b c REPLACE"),
+    ] {
+        assert_eq!(h.run(&format!("WATCH {watched}")), Frame::ok());
+        other(&mut h, write);
+        h.run("MULTI");
+        h.run("PING");
+        assert_eq!(h.run("EXEC"), Frame::NullArray, "{write}");
+    }
+    // What changes nothing leaves the transaction alone.
+    h.run("SET a 1");
+    for write in ["SETNX a 1", "MSETNX a 1 z 2", "GETEX a", "GETEX a PERSIST", "TOUCH a", "GETRANGE a 0 -1", "COPY a b"]
+    {
+        h.run("WATCH a b z");
+        other(&mut h, write);
+        h.run("MULTI");
+        h.run("PING");
+        assert_eq!(h.run("EXEC"), Frame::Array(vec![Frame::Simple("PONG".into())]), "{write}");
+    }
+}
+
+#[test]
+fn setrange_and_copy_are_admitted_by_what_they_add() {
+    let mut h = Harness::new();
+    let oom = err("OOM command not allowed when used memory > 'maxmemory'.");
+    assert_eq!(h.run("CONFIG SET maxmemory 2kb maxmemory-policy noeviction"), Frame::ok());
+    // A short command that would make a long string.
+    assert_eq!(h.run("SETRANGE k 1500 x"), int(1501));
+    assert_eq!(h.run("SETRANGE k2 1000 x"), oom);
+    assert_eq!(h.run("SETRANGE k 2000 x"), oom);
+    // Writing within the string adds nothing, and writing nothing neither.
+    assert_eq!(h.run("SETRANGE k 100 y"), int(1501));
+    assert_eq!(h.run("SETRANGE k 100000 \"\""), int(1501));
+    assert_eq!(h.run("SETRANGE k2 100000 \"\""), int(0));
+    assert_eq!(h.run("COPY k k2"), oom);
+    assert_eq!(h.run("EXISTS k2"), int(0));
+    assert!(h.keyspace().used_memory() <= 2048);
+    // Under allkeys-lru they make room instead: each value takes about
+    // 1575 bytes here, a short key 74.
+    h.run("FLUSHDB");
+    assert_eq!(h.run("CONFIG SET maxmemory 3200 maxmemory-policy allkeys-lru"), Frame::ok());
+    h.run("SET s 1");
+    h.now += 10;
+    assert_eq!(h.run("SETRANGE k 1500 x"), int(1501));
+    h.now += 10;
+    assert_eq!(h.run("SETRANGE k2 1500 x"), int(1501));
+    assert_eq!(h.run("EXISTS s k k2"), int(2));
+    assert!(h.keyspace().used_memory() <= 3200);
+    h.now += 10;
+    h.run("GET k2");
+    assert_eq!(h.run("COPY k2 k3"), int(1));
+    assert_eq!(h.run("EXISTS k k2 k3"), int(2));
+    assert!(h.keyspace().used_memory() <= 3200);
+    // A key bound counts the keys COPY, SETNX and MSETNX would add.
+    h.run("FLUSHDB");
+    assert_eq!(h.run("CONFIG SET maxmemory 0 maxkeys 2 maxmemory-policy noeviction"), Frame::ok());
+    let full = err("OOM command not allowed when the number of keys >= 'maxkeys'.");
+    assert_eq!(h.run("SETNX a 1"), int(1));
+    assert_eq!(h.run("COPY a z"), int(1));
+    assert_eq!(h.run("COPY a b"), full);
+    assert_eq!(h.run("MSETNX b 1 c 2"), full);
+    assert_eq!(h.run("SETNX b 1"), full);
+    assert_eq!(h.run("SETNX a 1"), int(0));
+    assert_eq!(h.run("APPEND a 2"), int(2));
+    assert_eq!(h.run("COPY a z REPLACE"), int(1));
+    assert_eq!(h.run("RENAME a b"), Frame::ok());
+}
+
+#[test]
 fn lock_commands_without_waiting() {
     let mut h = Harness::new();
     assert_eq!(h.run("SHM.LOCK l tokA 1000"), int(1));
@@ -1002,6 +1091,65 @@ fn pubsub_commands_and_keyspace_events() {
         run(&mut other, "CONFIG SET client-output-buffer-limit \"pubsub 1mb 1mb 60\"", 0),
         Frame::Error(_)
     ));
+}
+
+#[test]
+fn the_new_writes_send_redis_keyspace_events() {
+    let db = Db::new();
+    let inbox = std::sync::Arc::new(Inbox::default());
+    let mut subscriber = Session::new(1);
+    let mut other = Session::new(2);
+    let run = |session: &mut Session, line: &str| {
+        let args = crate::resp::split_args(line.as_bytes()).unwrap();
+        let mut ks = db.lock();
+        let mut ctx = Ctx::new(&db, &mut ks, session, 1_000_000);
+        ctx.mailbox = Some(inbox.clone());
+        execute(&mut ctx, &args)
+    };
+    run(&mut subscriber, "PSUBSCRIBE __keyevent@0__:*");
+    run(&mut other, "CONFIG SET notify-keyspace-events KEA");
+    inbox.0.lock().clear();
+    // Each line with the events it sends (event and key), as redis-server 7.0 sends them.
+    let script: &[(&str, &[(&str, &str)])] = &[
+        ("APPEND a x", &[("append", "a")]),
+        ("APPEND a \"\"", &[("append", "a")]),
+        ("SETRANGE a 3 yz", &[("setrange", "a")]),
+        ("SETRANGE a 0 \"\"", &[]),
+        ("SETRANGE b 0 \"\"", &[]),
+        ("SETNX a 1", &[]),
+        ("SETNX c 1", &[("set", "c")]),
+        ("SETEX d 100 v", &[("set", "d"), ("expire", "d")]),
+        ("PSETEX e 1000 v", &[("set", "e"), ("expire", "e")]),
+        ("MSETNX a 1 f 2", &[]),
+        ("MSETNX f 1 g 2", &[("set", "f"), ("set", "g")]),
+        ("GETEX a EX 100", &[("expire", "a")]),
+        ("GETEX a PERSIST", &[("persist", "a")]),
+        ("GETEX a PERSIST", &[]),
+        ("GETEX a", &[]),
+        ("GETEX a PXAT 1", &[("del", "a")]),
+        ("RENAME c h", &[("rename_from", "c"), ("rename_to", "h")]),
+        ("RENAME d h", &[("rename_from", "d"), ("rename_to", "h")]),
+        ("RENAMENX h d", &[("rename_from", "h"), ("rename_to", "d")]),
+        ("RENAMENX e d", &[]),
+        ("RENAME d d", &[]),
+        ("COPY d i", &[("copy_to", "i")]),
+        ("COPY d i", &[]),
+        ("COPY d i REPLACE", &[("copy_to", "i")]),
+        ("TOUCH d i x", &[]),
+        ("UNLINK d x i", &[("del", "d"), ("del", "i")]),
+        ("SET k v GET EX 10", &[("set", "k"), ("expire", "k")]),
+        ("SET k v KEEPTTL GET", &[("set", "k")]),
+    ];
+    for (line, events) in script {
+        run(&mut other, line);
+        let expected: Vec<Frame> = events
+            .iter()
+            .map(|(event, key)| {
+                Frame::Array(vec![bulk("__keyevent@0__:*"), bulk(&format!("__keyevent@0__:{event}")), bulk(key)])
+            })
+            .collect();
+        assert_eq!(std::mem::take(&mut *inbox.0.lock()), expected, "{line}");
+    }
 }
 
 #[test]
@@ -1447,5 +1595,48 @@ fn tracking_table_max_keys_invalidates_past_the_bound() {
     assert_eq!(c.run(WRITER, "CONFIG SET tracking-table-max-keys 0"), Frame::ok());
     c.run(TRACKER, "MGET a b c d e f");
     assert_eq!(c.info("tracking_total_keys"), "7");
+    assert!(c.invalidations(SUB).is_empty());
+}
+
+#[test]
+fn tracking_invalidates_on_the_new_writes() {
+    let mut c = Clients::new();
+    assert_eq!(c.run(TRACKER, "CLIENT TRACKING ON REDIRECT 1"), Frame::ok());
+    c.run(WRITER, "MSET a 1 b 2 t 3");
+    // The new reads remember their keys too.
+    for read in ["GETRANGE a 0 -1", "SUBSTR a 0 1", "TOUCH a"] {
+        c.run(TRACKER, read);
+        c.run(WRITER, "APPEND a x");
+        assert_eq!(c.invalidations(SUB), keys(&["a"]), "{read}");
+    }
+    for write in ["APPEND a x", "SETRANGE a 0 z", "SETEX a 10 v", "PSETEX a 10 v", "GETEX a EX 5", "GETEX a PERSIST"] {
+        c.run(TRACKER, "GET a");
+        c.run(WRITER, write);
+        assert_eq!(c.invalidations(SUB), keys(&["a"]), "{write}");
+    }
+    c.run(TRACKER, "MGET n1 n2");
+    c.run(WRITER, "SETNX n1 1");
+    c.run(WRITER, "MSETNX n2 1 n3 1");
+    assert_eq!(c.invalidations(SUB), keys(&["n1", "n2"]));
+    // RENAME changes both keys; COPY its destination.
+    c.run(TRACKER, "MGET a b");
+    c.run(WRITER, "RENAME a b");
+    assert_eq!(c.invalidations(SUB), keys(&["a", "b"]));
+    c.run(TRACKER, "MGET b c");
+    c.run(WRITER, "COPY b c");
+    assert_eq!(c.invalidations(SUB), keys(&["c"]));
+    // What changes nothing sends nothing.
+    c.run(TRACKER, "MGET b t");
+    for write in [
+        "SETNX b 1",
+        "GETEX b",
+        "GETEX t PERSIST",
+        "SETRANGE b 0 \"\"",
+        "COPY t b",
+        "RENAMENX t b",
+        "OBJECT ENCODING b",
+    ] {
+        c.run(WRITER, write);
+    }
     assert!(c.invalidations(SUB).is_empty());
 }
