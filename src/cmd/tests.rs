@@ -496,6 +496,40 @@ fn server_commands() {
 }
 
 #[test]
+fn info_reports_the_sections_asked_for_in_redis_order() {
+    let mut h = Harness::new();
+    let headers = |h: &mut Harness, line: &str| -> Vec<String> {
+        let Frame::Bulk(info) = h.run(line) else { panic!("{line}") };
+        String::from_utf8_lossy(&info).lines().filter(|l| l.starts_with('#')).map(str::to_string).collect()
+    };
+    let all = [
+        "# Server",
+        "# Clients",
+        "# Memory",
+        "# Persistence",
+        "# Stats",
+        "# Replication",
+        "# CPU",
+        "# Modules",
+        "# Cluster",
+        "# Keyspace",
+    ];
+    for line in ["INFO", "INFO default", "INFO all", "INFO EVERYTHING", "INFO default keyspace", "INFO server all"] {
+        assert_eq!(headers(&mut h, line), all, "{line}");
+    }
+    assert_eq!(headers(&mut h, "INFO keyspace memory"), ["# Memory", "# Keyspace"]);
+    assert_eq!(headers(&mut h, "INFO server nosuch server"), ["# Server"]);
+    // Exact bytes: sections apart by a blank line; a section known to
+    // Redis but not kept here, or unknown, adds nothing.
+    assert_eq!(h.run("INFO KEYSPACE"), bulk("# Keyspace\r\n"));
+    assert_eq!(h.run("INFO modules cluster"), bulk("# Modules\r\n\r\n# Cluster\r\ncluster_enabled:0\r\n"));
+    assert_eq!(h.run("INFO nosuch"), bulk(""));
+    assert_eq!(h.run("INFO commandstats errorstats"), bulk(""));
+    h.run("SET a 1");
+    assert_eq!(h.run("INFO keyspace"), bulk("# Keyspace\r\ndb0:keys=1,expires=0,avg_ttl=0\r\n"));
+}
+
+#[test]
 fn stored_values_do_not_pin_the_read_buffer() {
     let mut h = Harness::new();
     let big = Bytes::from(vec![b'x'; 1 << 20]);
