@@ -4,8 +4,8 @@
 use bytes::Bytes;
 
 use super::{
-    int_arg, is, syntax_error, try_reply, unknown_subcommand, wrong_arity, CommandSpec, Ctx, BROKER_VERSION,
-    REDIS_VERSION,
+    db_index_arg, int_arg, is, syntax_error, try_reply, unknown_subcommand, wrong_arity, CommandSpec, Ctx,
+    BROKER_VERSION, REDIS_VERSION,
 };
 use crate::resp::Frame;
 
@@ -43,10 +43,8 @@ fn quit(ctx: &mut Ctx<'_>, _: &[Bytes]) -> Frame {
 }
 
 fn select(_: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
-    match try_reply!(int_arg(&args[1])) {
-        0 => Frame::ok(),
-        _ => Frame::error("ERR DB index is out of range"),
-    }
+    try_reply!(db_index_arg(&args[1]));
+    Frame::ok()
 }
 
 /// AUTH [username] password: only the `default` user exists.

@@ -294,26 +294,46 @@ fn make_room(ctx: &mut Ctx<'_>, spec: &CommandSpec, args: &[Bytes]) -> Result<()
     if limits.max_memory == 0 && limits.max_keys == 0 {
         return Ok(());
     }
-    let mut new_keys = 0;
-    let mut index_growth = 0;
+    let mut new_keys = Vec::new();
     for key in command_keys(spec, args) {
         if !ctx.ks.contains(key, ctx.now) {
-            new_keys += 1;
-            index_growth += ctx.ks.index_growth(key);
+            new_keys.push(key.clone());
         }
     }
-    let bytes: usize = args[1..].iter().map(|a| a.len()).sum();
-    // Size classes round an entry up by at most a quarter.
-    let incoming = bytes + bytes / 4 + new_keys * crate::store::ENTRY_OVERHEAD + index_growth;
+    // Most writes add about their arguments; these two can add much more.
+    let growth = match spec.name {
+        "setrange" => strings::setrange_growth(ctx, args),
+        "copy" => keys::copy_growth(ctx, args),
+        _ => None,
+    };
+    let bytes = growth.unwrap_or_else(|| args[1..].iter().map(|a| a.len()).sum::<usize>());
+    // What the entries will take in their size classes: a 32-byte header
+    // each, rounded up (by at most 512 bytes per entry past the first).
+    let entries = new_keys.len().max(1);
+    let entries_size = crate::shm::layout::rounded((bytes + crate::store::ENTRY_HEADER * entries) as u64) as usize
+        + (entries - 1) * 512;
+    // Plus the growth of the new keys' stripe indexes, which evictions may
+    // change (an emptied stripe gives its table back): asked again after.
+    let incoming =
+        |ks: &crate::store::Keyspace| entries_size + new_keys.iter().map(|k| ks.index_growth(k)).sum::<usize>();
     // Released by the caller once the command's operation ends.
-    ctx.ks.admit(incoming, new_keys);
-    ctx.ks.make_room(incoming, new_keys, ctx.now).map_err(|_| {
-        if limits.max_memory > 0 && ctx.ks.used_memory() + incoming > limits.max_memory {
-            Frame::error("OOM command not allowed when used memory > 'maxmemory'.")
-        } else {
-            Frame::error("OOM command not allowed when the number of keys >= 'maxkeys'.")
+    ctx.ks.admit(incoming(ctx.ks), new_keys.len());
+    let mut wanted = incoming(ctx.ks);
+    for _ in 0..4 {
+        if ctx.ks.make_room(wanted, new_keys.len(), ctx.now).is_err() {
+            return Err(if limits.max_memory > 0 && ctx.ks.used_memory() + wanted > limits.max_memory {
+                Frame::error("OOM command not allowed when used memory > 'maxmemory'.")
+            } else {
+                Frame::error("OOM command not allowed when the number of keys >= 'maxkeys'.")
+            });
         }
-    })
+        let now_wanted = incoming(ctx.ks);
+        if now_wanted <= wanted {
+            break;
+        }
+        wanted = now_wanted;
+    }
+    Ok(())
 }
 
 /// `ERR unknown command 'x', with args beginning with: 'a' 'b' `, as Redis 7.
@@ -365,6 +385,19 @@ pub fn pattern_arg(pattern: &Bytes) -> Result<&Bytes, Frame> {
         return Err(Frame::error(format!("ERR pattern is longer than {MAX_PATTERN_LEN} bytes")));
     }
     Ok(pattern)
+}
+
+/// A database index (SELECT, COPY ... DB): the broker has one database, 0,
+/// so any other index gets Redis's error for an index past `databases`.
+pub fn db_index_arg(arg: &[u8]) -> Result<(), Frame> {
+    let index = int_arg(arg)?;
+    if i32::try_from(index).is_err() {
+        return Err(Frame::error("ERR value is out of range, value must between -2147483648 and 2147483647"));
+    }
+    if index != 0 {
+        return Err(Frame::error("ERR DB index is out of range"));
+    }
+    Ok(())
 }
 
 /// Case-insensitive comparison of an argument with an option name.

@@ -20,8 +20,12 @@ pub static COMMANDS: &[CommandSpec] = &[
     CommandSpec { name: "time", arity: 1, flags: &["loading", "stale", "fast"], keys: (0, 0, 0), group: "server", since: "2.6.0", summary: "Returns the server time.", run: time },
 ];
 
+/// The sections INFO reports, in Redis's order. With no argument, `default`,
+/// `all` or `everything`, all of them (Redis's further sections, such as
+/// commandstats and errorstats, are not kept); a section it does not know
+/// adds nothing.
 const DEFAULT_SECTIONS: &[&str] =
-    &["server", "clients", "memory", "persistence", "stats", "replication", "cpu", "cluster", "keyspace"];
+    &["server", "clients", "memory", "persistence", "stats", "replication", "cpu", "modules", "cluster", "keyspace"];
 
 fn info(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
     let wanted: Vec<String> = args[1..].iter().map(|a| String::from_utf8_lossy(a).to_ascii_lowercase()).collect();
@@ -116,6 +120,9 @@ fn info_section(ctx: &Ctx<'_>, section: &str, out: &mut String) {
         }
         "cpu" => {
             out.push_str("# CPU\r\n");
+        }
+        "modules" => {
+            out.push_str("# Modules\r\n");
         }
         "cluster" => {
             out.push_str("# Cluster\r\n");

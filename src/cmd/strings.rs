@@ -1,4 +1,6 @@
-//! String commands: GET, SET, MGET, MSET, STRLEN.
+//! String commands: GET, SET and its variants (SETNX, SETEX, PSETEX, GETEX,
+//! GETSET, GETDEL), MGET, MSET, MSETNX, STRLEN, APPEND, GETRANGE, SETRANGE
+//! and the counters.
 
 use bytes::Bytes;
 
@@ -20,6 +22,15 @@ pub static COMMANDS: &[CommandSpec] = &[
     CommandSpec { name: "decrby", arity: 3, flags: &["write", "denyoom", "fast"], keys: (1, 1, 1), group: "string", since: "1.0.0", summary: "Decrements the integer value of a key by a number.", run: incr },
     CommandSpec { name: "shm.incrby", arity: 3, flags: &["write", "denyoom", "fast"], keys: (1, 1, 1), group: "cluster-shm", since: "0.1.0", summary: "Increments an integer like INCRBY, but refuses, changing nothing, a result past 2^53 - 1 either way.", run: incr },
     CommandSpec { name: "incrbyfloat", arity: 3, flags: &["write", "denyoom", "fast"], keys: (1, 1, 1), group: "string", since: "2.6.0", summary: "Increments the floating point value of a key by a number.", run: incr_by_float },
+    CommandSpec { name: "setnx", arity: 3, flags: &["write", "denyoom", "fast"], keys: (1, 1, 1), group: "string", since: "1.0.0", summary: "Sets the string value of a key only when the key doesn't exist.", run: setnx },
+    CommandSpec { name: "setex", arity: 4, flags: &["write", "denyoom"], keys: (1, 1, 1), group: "string", since: "2.0.0", summary: "Sets the string value and expiration time of a key. Creates the key if it doesn't exist.", run: setex },
+    CommandSpec { name: "psetex", arity: 4, flags: &["write", "denyoom"], keys: (1, 1, 1), group: "string", since: "2.6.0", summary: "Sets both string value and expiration time in milliseconds of a key. The key is created if it doesn't exist.", run: setex },
+    CommandSpec { name: "getex", arity: -2, flags: &["write", "fast"], keys: (1, 1, 1), group: "string", since: "6.2.0", summary: "Returns the string value of a key after setting its expiration time.", run: getex },
+    CommandSpec { name: "msetnx", arity: -3, flags: &["write", "denyoom"], keys: (1, -1, 2), group: "string", since: "1.0.1", summary: "Atomically modifies the string values of one or more keys only when all keys don't exist.", run: msetnx },
+    CommandSpec { name: "append", arity: 3, flags: &["write", "denyoom", "fast"], keys: (1, 1, 1), group: "string", since: "2.0.0", summary: "Appends a string to the value of a key. Creates the key if it doesn't exist.", run: append },
+    CommandSpec { name: "getrange", arity: 4, flags: &["readonly"], keys: (1, 1, 1), group: "string", since: "2.4.0", summary: "Returns a substring of the string stored at a key.", run: getrange },
+    CommandSpec { name: "substr", arity: 4, flags: &["readonly"], keys: (1, 1, 1), group: "string", since: "1.0.0", summary: "Returns a substring from a string value.", run: getrange },
+    CommandSpec { name: "setrange", arity: 4, flags: &["write", "denyoom"], keys: (1, 1, 1), group: "string", since: "2.2.0", summary: "Overwrites a part of a string value with another by an offset. Creates the key if it doesn't exist.", run: setrange },
     CommandSpec { name: "strlen", arity: 2, flags: &["readonly", "fast"], keys: (1, 1, 1), group: "string", since: "2.2.0", summary: "Returns the length of a string value.", run: strlen },
 ];
 
@@ -58,11 +69,165 @@ fn mset(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
     if args.len().is_multiple_of(2) {
         return wrong_arity("mset");
     }
-    for pair in args[1..].chunks_exact(2) {
+    set_pairs(ctx, &args[1..]);
+    Frame::ok()
+}
+
+/// Writes each key-value pair, as MSET and MSETNX do.
+fn set_pairs(ctx: &mut Ctx<'_>, pairs: &[Bytes]) {
+    for pair in pairs.chunks_exact(2) {
         ctx.ks.set(&pair[0], &pair[1], Expiry::Clear, ctx.now);
         ctx.ks.notify(notify::STRING, "set", &pair[0]);
     }
+}
+
+/// MSETNX key value [key value ...]: all or nothing, and nothing when any
+/// of the keys exists.
+fn msetnx(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
+    if args.len().is_multiple_of(2) {
+        return wrong_arity("msetnx");
+    }
+    if args[1..].iter().step_by(2).any(|key| ctx.ks.contains(key, ctx.now)) {
+        return Frame::Integer(0);
+    }
+    set_pairs(ctx, &args[1..]);
+    Frame::Integer(1)
+}
+
+fn setnx(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
+    let (_, written) = try_reply!(write(ctx, &args[1], &args[2], Condition::IfAbsent, Expiry::Clear, false));
+    Frame::Integer(written as i64)
+}
+
+/// SETEX key seconds value, PSETEX key milliseconds value.
+fn setex(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
+    let (unit, command) = if is(&args[0], "PSETEX") { ("PX", "psetex") } else { ("EX", "setex") };
+    let at = try_reply!(deadline(unit.as_bytes(), try_reply!(int_arg(&args[2])), ctx.now, command));
+    try_reply!(write(ctx, &args[1], &args[3], Condition::Always, Expiry::At(at), false));
     Frame::ok()
+}
+
+/// GETEX key [EX s | PX ms | EXAT s | PXAT ms | PERSIST]: GET that also
+/// sets or removes the ttl. A missing key is nil, whatever the amount.
+fn getex(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
+    let options = try_reply!(parse_options(args, 2, false));
+    let key = &args[1];
+    let (value, has_ttl) = match ctx.ks.read(key, ctx.now) {
+        None => return Frame::Null,
+        Some(entry) => (Bytes::copy_from_slice(try_reply!(string_of(&entry))), entry.expires_at().is_some()),
+    };
+    match try_reply!(options.deadline(ctx.now, "getex")) {
+        // EXAT or PXAT in the past.
+        Some(at) if at <= ctx.now => {
+            ctx.ks.remove(key, ctx.now);
+            ctx.ks.notify(notify::GENERIC, "del", key);
+        }
+        Some(at) => {
+            ctx.ks.set_expiry(key, Some(at), ctx.now);
+            ctx.ks.notify(notify::GENERIC, "expire", key);
+        }
+        None if options.persist && has_ttl => {
+            ctx.ks.set_expiry(key, None, ctx.now);
+            ctx.ks.notify(notify::GENERIC, "persist", key);
+        }
+        None => {}
+    }
+    Frame::Bulk(value)
+}
+
+/// Redis's answer for a string that would grow past `proto-max-bulk-len`.
+fn too_long() -> Frame {
+    Frame::error("ERR string exceeds maximum allowed size (proto-max-bulk-len)")
+}
+
+/// Whether a string of `offset + len` bytes stays within `proto-max-bulk-len`.
+fn check_length(ctx: &Ctx<'_>, offset: usize, len: usize) -> Result<(), Frame> {
+    let max = ctx.db.input_limits().0.max_bulk_len;
+    offset.checked_add(len).filter(|&total| total <= max).map(|_| ()).ok_or_else(too_long)
+}
+
+/// APPEND key value: the new length. Keeps the ttl.
+fn append(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
+    let (key, suffix) = (&args[1], &args[2]);
+    let len = match ctx.ks.get(key, ctx.now) {
+        None => {
+            ctx.ks.set(key, suffix, Expiry::Clear, ctx.now);
+            suffix.len()
+        }
+        Some(entry) => {
+            let current = try_reply!(string_of(&entry)).len();
+            try_reply!(check_length(ctx, current, suffix.len()));
+            ctx.ks.write_at(key, current, suffix, ctx.now).expect("live key")
+        }
+    };
+    ctx.ks.notify(notify::STRING, "append", key);
+    Frame::Integer(len as i64)
+}
+
+/// GETRANGE key start end (and SUBSTR): inclusive, negative counting from
+/// the end, clamped to the string; an empty string for a missing key.
+fn getrange(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
+    let start = try_reply!(int_arg(&args[2]));
+    let end = try_reply!(int_arg(&args[3]));
+    let empty = Frame::Bulk(Bytes::new());
+    let entry = ctx.ks.read(&args[1], ctx.now);
+    let value = match &entry {
+        None => return empty,
+        Some(entry) => try_reply!(string_of(entry)),
+    };
+    if start < 0 && end < 0 && start > end {
+        return empty;
+    }
+    let len = value.len() as i128;
+    let from_end = |i: i64| if i < 0 { (len + i128::from(i)).max(0) } else { i128::from(i) };
+    let (start, end) = (from_end(start), from_end(end).min(len - 1));
+    if start > end || len == 0 {
+        return empty;
+    }
+    Frame::Bulk(Bytes::copy_from_slice(&value[start as usize..=end as usize]))
+}
+
+/// SETRANGE key offset value: the new length. Keeps the ttl; a missing key
+/// is created, zero filled up to the offset.
+fn setrange(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
+    let (key, bytes) = (&args[1], &args[3]);
+    let offset = try_reply!(int_arg(&args[2]));
+    let Ok(offset) = usize::try_from(offset) else {
+        return Frame::error("ERR offset is out of range");
+    };
+    let current = match ctx.ks.get(key, ctx.now) {
+        None => None,
+        Some(entry) => Some(try_reply!(string_of(&entry)).len()),
+    };
+    if bytes.is_empty() {
+        // Writing nothing changes nothing, even past the end.
+        return Frame::Integer(current.unwrap_or(0) as i64);
+    }
+    try_reply!(check_length(ctx, offset, bytes.len()));
+    if current.is_none() {
+        // Created empty, then grown in place: one allocation of the size.
+        ctx.ks.set(key, b"", Expiry::Clear, ctx.now);
+    }
+    let len = ctx.ks.write_at(key, offset, bytes, ctx.now).expect("live key");
+    ctx.ks.notify(notify::STRING, "setrange", key);
+    Frame::Integer(len as i64)
+}
+
+/// The bytes a SETRANGE would add to the store, for its memory admission
+/// (its arguments do not tell: a small offset can grow a string a lot).
+/// None when the command will be refused anyway.
+pub fn setrange_growth(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Option<usize> {
+    let offset = usize::try_from(crate::resp::parse_i64(&args[2])?).ok()?;
+    if args[3].is_empty() {
+        // Writes nothing, wherever.
+        return Some(0);
+    }
+    check_length(ctx, offset, args[3].len()).ok()?;
+    let current = match ctx.ks.get(&args[1], ctx.now) {
+        None => return Some(args[1].len() + offset + args[3].len()),
+        Some(entry) => entry.value().len(),
+    };
+    Some((offset + args[3].len()).saturating_sub(current))
 }
 
 fn strlen(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
@@ -101,54 +266,115 @@ enum Condition<'a> {
     IfNotEqual(&'a Bytes),
 }
 
-/// SET key value [NX | XX | IFEQ v | IFNE v] [GET]
-///     [EX s | PX ms | EXAT s | PXAT ms | KEEPTTL]
-fn set(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
-    let (key, value) = (&args[1], &args[2]);
-    let mut condition = Condition::Always;
-    let mut return_old = false;
-    let mut expiry = Expiry::Clear;
-    let mut expiry_given = false;
-    let mut i = 3;
+/// The options of SET and GETEX, parsed as Redis 7 parses them: conflicting
+/// options are a syntax error, a repeated one is not (the last amount of a
+/// repeated EX, PX, EXAT or PXAT counts). Amounts are checked only once the
+/// whole line has parsed.
+struct Options<'a> {
+    condition: Condition<'a>,
+    get: bool,
+    keep_ttl: bool,
+    persist: bool,
+    /// EX, PX, EXAT or PXAT, and its amount as given.
+    expire: Option<(&'a Bytes, &'a Bytes)>,
+}
+
+const EXPIRE_UNITS: [&str; 4] = ["EX", "PX", "EXAT", "PXAT"];
+
+/// Parses `args[first..]`: SET's options when `set`, else GETEX's.
+fn parse_options(args: &[Bytes], first: usize, set: bool) -> Result<Options<'_>, Frame> {
+    let mut o = Options { condition: Condition::Always, get: false, keep_ttl: false, persist: false, expire: None };
+    let mut i = first;
     while i < args.len() {
         let option = &args[i];
-        let has_value = i + 1 < args.len();
-        if is(option, "NX") && condition == Condition::Always {
-            condition = Condition::IfAbsent;
-        } else if is(option, "XX") && condition == Condition::Always {
-            condition = Condition::IfPresent;
-        } else if has_value && is(option, "IFEQ") && condition == Condition::Always {
-            condition = Condition::IfEqual(&args[i + 1]);
+        let next = args.get(i + 1);
+        let unit = EXPIRE_UNITS.iter().find(|u| is(option, u));
+        if set && is(option, "NX") && matches!(o.condition, Condition::Always | Condition::IfAbsent) {
+            o.condition = Condition::IfAbsent;
+        } else if set && is(option, "XX") && matches!(o.condition, Condition::Always | Condition::IfPresent) {
+            o.condition = Condition::IfPresent;
+        } else if set
+            && next.is_some()
+            && o.condition == Condition::Always
+            && (is(option, "IFEQ") || is(option, "IFNE"))
+        {
+            let value = &args[i + 1];
+            o.condition = if is(option, "IFEQ") { Condition::IfEqual(value) } else { Condition::IfNotEqual(value) };
             i += 1;
-        } else if has_value && is(option, "IFNE") && condition == Condition::Always {
-            condition = Condition::IfNotEqual(&args[i + 1]);
-            i += 1;
-        } else if is(option, "GET") && !return_old {
-            return_old = true;
-        } else if is(option, "KEEPTTL") && !expiry_given {
-            expiry = Expiry::Keep;
-            expiry_given = true;
-        } else if has_value && !expiry_given && ["EX", "PX", "EXAT", "PXAT"].iter().any(|o| is(option, o)) {
-            let amount = try_reply!(int_arg(&args[i + 1]));
-            expiry = Expiry::At(try_reply!(deadline(option, amount, ctx.now, "set")));
-            expiry_given = true;
+        } else if set && is(option, "GET") {
+            o.get = true;
+        } else if set && is(option, "KEEPTTL") && o.expire.is_none() {
+            o.keep_ttl = true;
+        } else if !set && is(option, "PERSIST") && o.expire.is_none() {
+            o.persist = true;
+        } else if let (Some(unit), Some(amount)) = (unit, next) {
+            // Another unit than the one already given conflicts with it.
+            if o.keep_ttl || o.persist || o.expire.is_some_and(|(given, _)| !is(given, unit)) {
+                return Err(syntax_error());
+            }
+            o.expire = Some((option, amount));
             i += 1;
         } else {
-            return syntax_error();
+            return Err(syntax_error());
         }
         i += 1;
     }
+    Ok(o)
+}
 
-    let old = match ctx.ks.get(key, ctx.now) {
-        None => None,
-        Some(entry) => Some(Bytes::copy_from_slice(try_reply!(string_of(&entry)))),
+impl Options<'_> {
+    /// The deadline of EX, PX, EXAT or PXAT, if one was given, with Redis's
+    /// errors for its amount.
+    fn deadline(&self, now: u64, command: &str) -> Result<Option<u64>, Frame> {
+        match self.expire {
+            None => Ok(None),
+            Some((unit, amount)) => deadline(unit, int_arg(amount)?, now, command).map(Some),
+        }
+    }
+}
+
+/// SET key value [NX | XX | IFEQ v | IFNE v] [GET]
+///     [EX s | PX ms | EXAT s | PXAT ms | KEEPTTL]
+fn set(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
+    let options = try_reply!(parse_options(args, 3, true));
+    let expiry = match try_reply!(options.deadline(ctx.now, "set")) {
+        Some(at) => Expiry::At(at),
+        None if options.keep_ttl => Expiry::Keep,
+        None => Expiry::Clear,
     };
-    let allowed = match condition {
-        Condition::Always => true,
-        Condition::IfAbsent => old.is_none(),
-        Condition::IfPresent => old.is_some(),
-        Condition::IfEqual(expected) => old.as_ref() == Some(expected),
-        Condition::IfNotEqual(unexpected) => old.as_ref() != Some(unexpected),
+    let (old, written) = try_reply!(write(ctx, &args[1], &args[2], options.condition, expiry, options.get));
+    match (options.get, written) {
+        (true, _) => old.map_or(Frame::Null, Frame::Bulk),
+        (false, true) => Frame::ok(),
+        (false, false) => Frame::Null,
+    }
+}
+
+/// What SET and its variants share: writes `value` under `key` if the
+/// condition holds, with its notifications. Returns the previous value (when
+/// `return_old`) and whether the value was written.
+fn write(
+    ctx: &mut Ctx<'_>,
+    key: &[u8],
+    value: &[u8],
+    condition: Condition<'_>,
+    expiry: Expiry,
+    return_old: bool,
+) -> Result<(Option<Bytes>, bool), Frame> {
+    let (old, allowed) = {
+        let entry = ctx.ks.get(key, ctx.now);
+        let current = match &entry {
+            None => None,
+            Some(entry) => Some(string_of(entry)?),
+        };
+        let allowed = match condition {
+            Condition::Always => true,
+            Condition::IfAbsent => current.is_none(),
+            Condition::IfPresent => current.is_some(),
+            Condition::IfEqual(expected) => current == Some(&expected[..]),
+            Condition::IfNotEqual(unexpected) => current != Some(&unexpected[..]),
+        };
+        (current.filter(|_| return_old).map(Bytes::copy_from_slice), allowed)
     };
     if allowed {
         match expiry {
@@ -167,11 +393,7 @@ fn set(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
             }
         }
     }
-    match (return_old, allowed) {
-        (true, _) => old.map_or(Frame::Null, Frame::Bulk),
-        (false, true) => Frame::ok(),
-        (false, false) => Frame::Null,
-    }
+    Ok((old, allowed))
 }
 
 /// Converts an EX/PX/EXAT/PXAT amount to an absolute Unix ms deadline, with

@@ -88,6 +88,47 @@ fn set_with_expiry_options() {
 }
 
 #[test]
+fn set_parses_its_options_as_redis_does() {
+    let mut h = Harness::new();
+    let syntax = err("ERR syntax error");
+    let invalid = err("ERR invalid expire time in 'set' command");
+    // An option given twice is taken; of a unit given twice, the last amount.
+    assert_eq!(h.run("SET k v EX 10 ex 20"), Frame::ok());
+    assert_eq!(h.run("TTL k"), int(20));
+    assert_eq!(h.run("SET k v NX NX"), Frame::Null);
+    assert_eq!(h.run("SET k w XX XX GET GET KEEPTTL KEEPTTL"), bulk("v"));
+    assert_eq!(h.run("TTL k"), int(20));
+    // Options in conflict, or incomplete.
+    for line in [
+        "SET k v EX 10 KEEPTTL",
+        "SET k v KEEPTTL EX 10",
+        "SET k v PX 10 EX 10",
+        "SET k v EXAT 10 PXAT 10",
+        "SET k v NX XX",
+        "SET k v XX NX",
+        "SET k v IFEQ v NX",
+        "SET k v EX 10 EX",
+        "SET k v IFEQ",
+        "SET k v PERSIST",
+    ] {
+        assert_eq!(h.run(line), syntax, "{line}");
+    }
+    // The whole line parses before an amount is checked.
+    assert_eq!(h.run("SET k v EX x BOGUS"), syntax);
+    assert_eq!(h.run("SET k v EX 0 BOGUS"), syntax);
+    assert_eq!(h.run("SET k v EX x NX XX"), syntax);
+    assert_eq!(h.run("SET k v EX -5"), invalid);
+    assert_eq!(h.run("SET k v PXAT 0"), invalid);
+    assert_eq!(h.run("SET k v EXAT 9223372036854775807"), invalid);
+    assert_eq!(h.run("GET k"), bulk("w"));
+    assert_eq!(h.run("SET k v EXAT 9223372036854775"), Frame::ok());
+    assert_eq!(h.run("PEXPIRETIME k"), int(9_223_372_036_854_775_000));
+    assert_eq!(h.run("SET k w GET NX"), bulk("v"));
+    assert_eq!(h.run("SET k w NX GET"), bulk("v"));
+    assert_eq!(h.run("GET k"), bulk("v"));
+}
+
+#[test]
 fn expire_family() {
     let mut h = Harness::new();
     assert_eq!(h.run("EXPIRE missing 10"), int(0));
@@ -123,6 +164,163 @@ fn multi_key_commands() {
     assert_eq!(h.run("FLUSHDB"), Frame::ok());
     assert_eq!(h.run("DBSIZE"), int(0));
     assert_eq!(h.run("FLUSHDB LATER"), err("ERR syntax error"));
+}
+
+#[test]
+fn touch_unlink_exists_count_each_mention() {
+    let mut h = Harness::new();
+    h.run("MSET a 1 b 2");
+    assert_eq!(h.run("EXISTS a a b x a"), int(4));
+    h.now += 5_000;
+    assert_eq!(h.run("TOUCH a b x a"), int(3));
+    assert_eq!(h.run("OBJECT IDLETIME a"), int(0));
+    assert_eq!(h.run("TOUCH"), err("ERR wrong number of arguments for 'touch' command"));
+    assert_eq!(h.run("UNLINK a x a"), int(1));
+    assert_eq!(h.run("EXISTS a b"), int(1));
+    assert_eq!(h.run("UNLINK"), err("ERR wrong number of arguments for 'unlink' command"));
+    assert_eq!(h.run("TYPE b"), Frame::Simple("string".into()));
+    assert_eq!(h.run("TYPE a"), Frame::Simple("none".into()));
+    assert_eq!(h.run("TYPE"), err("ERR wrong number of arguments for 'type' command"));
+    assert_eq!((h.run("EXPIRETIME b"), h.run("PEXPIRETIME b")), (int(-1), int(-1)));
+    assert_eq!((h.run("EXPIRETIME a"), h.run("PEXPIRETIME a")), (int(-2), int(-2)));
+    h.run("PEXPIRE b 1500");
+    assert_eq!((h.run("EXPIRETIME b"), h.run("PEXPIRETIME b")), (int(1006), int(1_006_500)));
+}
+
+#[test]
+fn rename_and_renamenx_move_the_ttl() {
+    let mut h = Harness::new();
+    let no_such_key = err("ERR no such key");
+    h.run("SET b 2 PX 50000");
+    assert_eq!(h.run("RENAME b c"), Frame::ok());
+    assert_eq!((h.run("EXISTS b"), h.run("GET c"), h.run("PTTL c")), (int(0), bulk("2"), int(50_000)));
+    assert_eq!(h.run("RENAME b c"), no_such_key);
+    assert_eq!(h.run("RENAME zz zz"), no_such_key);
+    assert_eq!(h.run("RENAME c c"), Frame::ok());
+    assert_eq!(h.run("GET c"), bulk("2"));
+    // The destination is replaced, its own ttl with it.
+    h.run("SET d 4");
+    assert_eq!(h.run("RENAME c d"), Frame::ok());
+    assert_eq!((h.run("GET d"), h.run("PTTL d")), (bulk("2"), int(50_000)));
+    h.run("SET p 1 PX 10");
+    h.run("SET q 2");
+    assert_eq!(h.run("RENAME q p"), Frame::ok());
+    assert_eq!(h.run("PTTL p"), int(-1));
+
+    assert_eq!(h.run("RENAMENX d e"), int(1));
+    assert_eq!(h.run("PTTL e"), int(50_000));
+    assert_eq!(h.run("RENAMENX x y"), no_such_key);
+    h.run("SET f 6");
+    assert_eq!(h.run("RENAMENX e f"), int(0));
+    assert_eq!(h.run("RENAMENX e e"), int(0));
+    assert_eq!((h.run("GET e"), h.run("GET f")), (bulk("2"), bulk("6")));
+    // A key that expired is no source, and no obstacle.
+    h.run("SET gone v PX 10");
+    h.now += 10;
+    assert_eq!(h.run("RENAME gone z"), no_such_key);
+    h.run("SET gone v PX 10");
+    h.now += 10;
+    assert_eq!(h.run("RENAMENX f gone"), int(1));
+    assert_eq!(h.run("DBSIZE"), int(3));
+    // The value keeps its idle time.
+    h.now += 3_000;
+    assert_eq!(h.run("RENAME gone moved"), Frame::ok());
+    assert_eq!(h.run("OBJECT IDLETIME moved"), int(3));
+    assert_eq!(h.run("RENAME a"), err("ERR wrong number of arguments for 'rename' command"));
+    assert_eq!(h.run("RENAMENX a b c"), err("ERR wrong number of arguments for 'renamenx' command"));
+}
+
+#[test]
+fn copy_with_replace_and_the_one_database() {
+    let mut h = Harness::new();
+    h.run("SET e 2 PX 50000");
+    assert_eq!(h.run("COPY e g"), int(1));
+    assert_eq!((h.run("GET g"), h.run("PTTL g"), h.run("GET e")), (bulk("2"), int(50_000), bulk("2")));
+    h.run("SET e 3");
+    assert_eq!(h.run("COPY e g"), int(0));
+    assert_eq!(h.run("COPY e g REPLACE"), int(1));
+    assert_eq!((h.run("GET g"), h.run("PTTL g")), (bulk("3"), int(-1)));
+    assert_eq!(h.run("COPY e g replace REPLACE"), int(1));
+    assert_eq!(h.run("COPY e h DB 0"), int(1));
+    assert_eq!(h.run("COPY e h DB 0 REPLACE"), int(1));
+    assert_eq!(h.run("COPY nokey h7"), int(0));
+    assert_eq!(h.run("EXISTS h7"), int(0));
+    let out_of_range = err("ERR DB index is out of range");
+    assert_eq!(h.run("COPY e h2 DB 1"), out_of_range);
+    assert_eq!(h.run("COPY e h2 DB -1"), out_of_range);
+    assert_eq!(h.run("COPY e h2 DB 1 FOO"), out_of_range);
+    assert_eq!(h.run("COPY e e DB 1"), out_of_range);
+    assert_eq!(
+        h.run("COPY e h2 DB 4294967296"),
+        err("ERR value is out of range, value must between -2147483648 and 2147483647")
+    );
+    assert_eq!(h.run("COPY e h2 DB x"), err("ERR value is not an integer or out of range"));
+    assert_eq!(h.run("COPY e h2 DB 0 DB x"), err("ERR value is not an integer or out of range"));
+    assert_eq!(h.run("COPY e h2 DB"), err("ERR syntax error"));
+    assert_eq!(h.run("COPY e h2 FOO DB 0"), err("ERR syntax error"));
+    assert_eq!(h.run("COPY e e"), err("ERR source and destination objects are the same"));
+    assert_eq!(h.run("COPY e e REPLACE"), err("ERR source and destination objects are the same"));
+    assert_eq!(h.run("COPY e"), err("ERR wrong number of arguments for 'copy' command"));
+    assert_eq!(h.run("EXISTS h2"), int(0));
+}
+
+#[test]
+fn randomkey_and_object() {
+    let mut h = Harness::new();
+    assert_eq!(h.run("RANDOMKEY"), Frame::Null);
+    h.run("SET only v");
+    assert_eq!(h.run("RANDOMKEY"), bulk("only"));
+    h.run("SET gone v PX 10");
+    h.run("DEL only");
+    h.now += 10;
+    assert_eq!(h.run("RANDOMKEY"), Frame::Null);
+    assert_eq!(h.run("RANDOMKEY x"), err("ERR wrong number of arguments for 'randomkey' command"));
+
+    // Redis's choice for a value it is given: int, embstr up to 44 bytes, raw.
+    for (value, encoding) in [
+        ("12345", "int"),
+        ("-12345", "int"),
+        ("0", "int"),
+        ("9223372036854775807", "int"),
+        ("-9223372036854775808", "int"),
+        ("9223372036854775808", "embstr"),
+        ("012", "embstr"),
+        ("+1", "embstr"),
+        ("-0", "embstr"),
+        ("\" 1\"", "embstr"),
+        ("1.5", "embstr"),
+        ("hello", "embstr"),
+        ("\"\"", "embstr"),
+        ("x".repeat(44).as_str(), "embstr"),
+        ("1".repeat(45).as_str(), "raw"),
+    ] {
+        h.run(&format!("SET k {value}"));
+        assert_eq!(h.run("OBJECT ENCODING k"), bulk(encoding), "{value}");
+    }
+    assert_eq!(h.run("OBJECT REFCOUNT k"), int(1));
+    h.run("SET idle v");
+    h.now += 5_500;
+    // OBJECT looks without touching.
+    assert_eq!(h.run("OBJECT ENCODING idle"), bulk("embstr"));
+    assert_eq!(h.run("OBJECT IDLETIME idle"), int(5));
+    h.run("GET idle");
+    assert_eq!(h.run("OBJECT IDLETIME idle"), int(0));
+    assert_eq!(
+        h.run("OBJECT FREQ idle"),
+        err("ERR An LFU maxmemory policy is not selected, access frequency not tracked. Please note that when switching between policies at runtime LRU and LFU data will take some time to adjust.")
+    );
+    for sub in ["ENCODING", "REFCOUNT", "IDLETIME", "FREQ"] {
+        assert_eq!(h.run(&format!("OBJECT {sub} nokey")), Frame::Null, "{sub}");
+        let arity = err(&format!("ERR wrong number of arguments for 'object|{}' command", sub.to_lowercase()));
+        assert_eq!(h.run(&format!("OBJECT {sub}")), arity);
+        assert_eq!(h.run(&format!("object {} idle extra", sub.to_lowercase())), arity);
+    }
+    let Frame::Array(help) = h.run("OBJECT HELP") else { panic!() };
+    assert_eq!(help.len(), 15);
+    assert_eq!(help[0], Frame::Simple("OBJECT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:".into()));
+    assert_eq!(h.run("OBJECT help x"), err("ERR wrong number of arguments for 'object|help' command"));
+    assert_eq!(h.run("OBJECT FOO idle"), err("ERR unknown subcommand 'FOO'. Try OBJECT HELP."));
+    assert_eq!(h.run("OBJECT"), err("ERR wrong number of arguments for 'object' command"));
 }
 
 #[test]
@@ -210,6 +408,13 @@ fn connection_commands() {
     assert_eq!(h.run("ECHO x"), bulk("x"));
     assert_eq!(h.run("SELECT 0"), Frame::ok());
     assert_eq!(h.run("SELECT 1"), err("ERR DB index is out of range"));
+    assert_eq!(h.run("SELECT -1"), err("ERR DB index is out of range"));
+    assert_eq!(h.run("SELECT x"), err("ERR value is not an integer or out of range"));
+    assert_eq!(
+        h.run("SELECT 4294967296"),
+        err("ERR value is out of range, value must between -2147483648 and 2147483647")
+    );
+    assert_eq!(h.run("SELECT 0 1"), err("ERR wrong number of arguments for 'select' command"));
     assert_eq!(h.run("HELLO 3"), err("NOPROTO unsupported protocol version"));
     assert_eq!(h.run("HELLO x"), err("ERR Protocol version is not an integer or out of range"));
     let Frame::Array(hello) = h.run("HELLO 2 SETNAME app") else { panic!() };
@@ -289,6 +494,40 @@ fn server_commands() {
     let Frame::Array(docs) = h.run("COMMAND DOCS get") else { panic!() };
     assert_eq!(docs[0], bulk("get"));
     assert_eq!(h.run("COMMAND INFO nope"), Frame::Array(vec![Frame::NullArray]));
+}
+
+#[test]
+fn info_reports_the_sections_asked_for_in_redis_order() {
+    let mut h = Harness::new();
+    let headers = |h: &mut Harness, line: &str| -> Vec<String> {
+        let Frame::Bulk(info) = h.run(line) else { panic!("{line}") };
+        String::from_utf8_lossy(&info).lines().filter(|l| l.starts_with('#')).map(str::to_string).collect()
+    };
+    let all = [
+        "# Server",
+        "# Clients",
+        "# Memory",
+        "# Persistence",
+        "# Stats",
+        "# Replication",
+        "# CPU",
+        "# Modules",
+        "# Cluster",
+        "# Keyspace",
+    ];
+    for line in ["INFO", "INFO default", "INFO all", "INFO EVERYTHING", "INFO default keyspace", "INFO server all"] {
+        assert_eq!(headers(&mut h, line), all, "{line}");
+    }
+    assert_eq!(headers(&mut h, "INFO keyspace memory"), ["# Memory", "# Keyspace"]);
+    assert_eq!(headers(&mut h, "INFO server nosuch server"), ["# Server"]);
+    // Exact bytes: sections apart by a blank line; a section known to
+    // Redis but not kept here, or unknown, adds nothing.
+    assert_eq!(h.run("INFO KEYSPACE"), bulk("# Keyspace\r\n"));
+    assert_eq!(h.run("INFO modules cluster"), bulk("# Modules\r\n\r\n# Cluster\r\ncluster_enabled:0\r\n"));
+    assert_eq!(h.run("INFO nosuch"), bulk(""));
+    assert_eq!(h.run("INFO commandstats errorstats"), bulk(""));
+    h.run("SET a 1");
+    assert_eq!(h.run("INFO keyspace"), bulk("# Keyspace\r\ndb0:keys=1,expires=0,avg_ttl=0\r\n"));
 }
 
 #[test]
@@ -376,6 +615,165 @@ fn conditional_writes() {
     assert_eq!(h.run("GETSET g new"), bulk("old"));
     assert_eq!(h.run("GETDEL g"), bulk("new"));
     assert_eq!(h.run("GETDEL g"), Frame::Null);
+}
+
+#[test]
+fn setnx_setex_psetex_msetnx() {
+    let mut h = Harness::new();
+    assert_eq!(h.run("SETNX x 1"), int(1));
+    assert_eq!(h.run("SETNX x 2"), int(0));
+    assert_eq!(h.run("GET x"), bulk("1"));
+    assert_eq!(h.run("SETNX x"), err("ERR wrong number of arguments for 'setnx' command"));
+    assert_eq!(h.run("SETNX x 2 3"), err("ERR wrong number of arguments for 'setnx' command"));
+    // SETNX on an expired key writes it, persistent.
+    h.run("SET t v PX 10");
+    h.now += 10;
+    assert_eq!(h.run("SETNX t w"), int(1));
+    assert_eq!(h.run("TTL t"), int(-1));
+
+    assert_eq!(h.run("SETEX y 10 v"), Frame::ok());
+    assert_eq!(h.run("PTTL y"), int(10_000));
+    h.run("SET p v EX 100");
+    assert_eq!(h.run("PSETEX p 1500 w"), Frame::ok());
+    assert_eq!((h.run("GET p"), h.run("PTTL p")), (bulk("w"), int(1500)));
+    for (line, command) in [
+        ("SETEX y 0 v", "setex"),
+        ("SETEX y -1 v", "setex"),
+        ("SETEX y 9223372036854775807 v", "setex"),
+        ("SETEX y 9223372036854775 v", "setex"),
+        ("PSETEX y 0 v", "psetex"),
+        ("PSETEX y -5 v", "psetex"),
+        ("PSETEX y 9223372036854775806 v", "psetex"),
+    ] {
+        assert_eq!(h.run(line), err(&format!("ERR invalid expire time in '{command}' command")), "{line}");
+    }
+    assert_eq!(h.run("SETEX y x v"), err("ERR value is not an integer or out of range"));
+    assert_eq!(h.run("SETEX y 9223372036854 v"), Frame::ok());
+    assert_eq!(h.run("SETEX y 10"), err("ERR wrong number of arguments for 'setex' command"));
+    assert_eq!(h.run("PSETEX y 10 v w"), err("ERR wrong number of arguments for 'psetex' command"));
+    // A refused amount leaves the key as it was.
+    assert_eq!(h.run("GET p"), bulk("w"));
+
+    assert_eq!(h.run("MSETNX a 1 b 2"), int(1));
+    assert_eq!(h.run("MSETNX a 9 c 3"), int(0));
+    assert_eq!(h.run("MGET a b c"), Frame::Array(vec![bulk("1"), bulk("2"), Frame::Null]));
+    assert_eq!(h.run("MSETNX c 3 c 4"), int(1));
+    assert_eq!(h.run("GET c"), bulk("4"));
+    assert_eq!(h.run("MSETNX a"), err("ERR wrong number of arguments for 'msetnx' command"));
+    assert_eq!(h.run("MSETNX d 1 e"), err("ERR wrong number of arguments for 'msetnx' command"));
+    assert_eq!(h.run("EXISTS d"), int(0));
+}
+
+#[test]
+fn getex_reads_and_changes_the_ttl() {
+    let mut h = Harness::new();
+    assert_eq!(h.run("GETEX nokey"), Frame::Null);
+    // A missing key is nil before its amount is looked at; not before the syntax is.
+    assert_eq!(h.run("GETEX nokey EX 0"), Frame::Null);
+    assert_eq!(h.run("GETEX nokey EX x"), Frame::Null);
+    assert_eq!(h.run("GETEX nokey BOGUS"), err("ERR syntax error"));
+    assert_eq!(h.run("GETEX nokey EX"), err("ERR syntax error"));
+    assert_eq!(h.run("GETEX"), err("ERR wrong number of arguments for 'getex' command"));
+    h.run("SET k v");
+    assert_eq!(h.run("GETEX k"), bulk("v"));
+    assert_eq!(h.run("TTL k"), int(-1));
+    assert_eq!(h.run("GETEX k EX 100"), bulk("v"));
+    assert_eq!(h.run("TTL k"), int(100));
+    assert_eq!(h.run("GETEX k PX 5000"), bulk("v"));
+    assert_eq!(h.run("PTTL k"), int(5000));
+    assert_eq!(h.run("GETEX k EXAT 9999999999"), bulk("v"));
+    assert_eq!(h.run("EXPIRETIME k"), int(9_999_999_999));
+    assert_eq!(h.run("GETEX k PXAT 5000000"), bulk("v"));
+    assert_eq!(h.run("PEXPIRETIME k"), int(5_000_000));
+    assert_eq!(h.run("GETEX k"), bulk("v"));
+    assert_eq!(h.run("PEXPIRETIME k"), int(5_000_000));
+    assert_eq!(h.run("GETEX k PERSIST"), bulk("v"));
+    assert_eq!(h.run("TTL k"), int(-1));
+    assert_eq!(h.run("GETEX k PERSIST PERSIST"), bulk("v"));
+    assert_eq!(h.run("GETEX k EX 10 EX 20"), bulk("v"));
+    assert_eq!(h.run("TTL k"), int(20));
+    let invalid = err("ERR invalid expire time in 'getex' command");
+    assert_eq!(h.run("GETEX k EX 0"), invalid);
+    assert_eq!(h.run("GETEX k PX -1"), invalid);
+    assert_eq!(h.run("GETEX k EX 9223372036854775807"), invalid);
+    assert_eq!(h.run("GETEX k EX x"), err("ERR value is not an integer or out of range"));
+    for line in
+        ["GETEX k PX 10 EX 10", "GETEX k PERSIST EX 10", "GETEX k EX 10 PERSIST", "GETEX k KEEPTTL", "GETEX k GET"]
+    {
+        assert_eq!(h.run(line), err("ERR syntax error"), "{line}");
+    }
+    assert_eq!(h.run("TTL k"), int(20));
+    // A deadline already passed deletes the key, after reading it.
+    assert_eq!(h.run("GETEX k PXAT 1"), bulk("v"));
+    assert_eq!(h.run("EXISTS k"), int(0));
+    h.run("SET k v");
+    assert_eq!(h.run(&format!("GETEX k EXAT {}", h.now / 1000)), bulk("v"));
+    assert_eq!(h.run("EXISTS k"), int(0));
+}
+
+#[test]
+fn append_getrange_setrange() {
+    let mut h = Harness::new();
+    assert_eq!(h.run("APPEND k abc"), int(3));
+    assert_eq!(h.run("APPEND k def"), int(6));
+    assert_eq!(h.run("APPEND k \"\""), int(6));
+    assert_eq!(h.run("GET k"), bulk("abcdef"));
+    h.run("SET n 10 PX 5000");
+    assert_eq!(h.run("APPEND n 5"), int(3));
+    assert_eq!((h.run("GET n"), h.run("PTTL n")), (bulk("105"), int(5000)));
+    assert_eq!(h.run("APPEND k"), err("ERR wrong number of arguments for 'append' command"));
+    assert_eq!(h.run("APPEND k v w"), err("ERR wrong number of arguments for 'append' command"));
+
+    for (range, expected) in [
+        ("0 2", "abc"),
+        ("-3 -1", "def"),
+        ("2 1", ""),
+        ("-100 100", "abcdef"),
+        ("10 20", ""),
+        ("0 -100", "a"),
+        ("-1 -100", ""),
+        ("5 5", "f"),
+        ("6 6", ""),
+        ("0 9223372036854775807", "abcdef"),
+        ("-9223372036854775808 -1", "abcdef"),
+    ] {
+        assert_eq!(h.run(&format!("GETRANGE k {range}")), bulk(expected), "{range}");
+    }
+    assert_eq!(h.run("SUBSTR k 1 -1"), bulk("bcdef"));
+    assert_eq!(h.run("GETRANGE nokey 0 -1"), bulk(""));
+    h.run("SET empty \"\"");
+    assert_eq!(h.run("GETRANGE empty 0 -1"), bulk(""));
+    assert_eq!(h.run("GETRANGE k a 1"), err("ERR value is not an integer or out of range"));
+    assert_eq!(h.run("GETRANGE nokey 0 b"), err("ERR value is not an integer or out of range"));
+    assert_eq!(h.run("GETRANGE k 0"), err("ERR wrong number of arguments for 'getrange' command"));
+
+    // Writing nothing changes nothing, and creates nothing.
+    assert_eq!(h.run("SETRANGE s 5 \"\""), int(0));
+    assert_eq!(h.run("EXISTS s"), int(0));
+    assert_eq!(h.run("SETRANGE s 3 ab"), int(5));
+    assert_eq!(h.run("GET s"), bulk("\0\0\0ab"));
+    assert_eq!(h.run("SETRANGE s 1 XYZW"), int(5));
+    assert_eq!(h.run("GET s"), bulk("\0XYZW"));
+    assert_eq!(h.run("SETRANGE s 100 \"\""), int(5));
+    assert_eq!(h.run("STRLEN s"), int(5));
+    h.run("SET e 1 PX 100000");
+    assert_eq!(h.run("SETRANGE e 2 z"), int(3));
+    assert_eq!((h.run("GET e"), h.run("PTTL e")), (bulk("1\0z"), int(100_000)));
+    assert_eq!(h.run("SETRANGE s x ab"), err("ERR value is not an integer or out of range"));
+    assert_eq!(h.run("SETRANGE s -1 ab"), err("ERR offset is out of range"));
+    assert_eq!(h.run("SETRANGE s 0"), err("ERR wrong number of arguments for 'setrange' command"));
+
+    // No string grows past proto-max-bulk-len.
+    let too_long = err("ERR string exceeds maximum allowed size (proto-max-bulk-len)");
+    assert_eq!(h.run("CONFIG SET proto-max-bulk-len 1kb"), Frame::ok());
+    assert_eq!(h.run("SETRANGE big 1023 x"), int(1024));
+    assert_eq!(h.run("SETRANGE big 1024 x"), too_long);
+    assert_eq!(h.run("SETRANGE big 9223372036854775807 x"), too_long);
+    assert_eq!(h.run("SETRANGE big 1024 \"\""), int(1024));
+    assert_eq!(h.run("APPEND big y"), too_long);
+    assert_eq!(h.run("SETRANGE new 1024 x"), too_long);
+    assert_eq!(h.run("EXISTS new"), int(0));
+    assert_eq!(h.run("STRLEN big"), int(1024));
 }
 
 #[test]
@@ -493,6 +891,95 @@ fn memory_bounds_evict_or_refuse() {
     assert!(matches!(h.run("CONFIG SET maxmemory lots"), Frame::Error(_)));
     assert_eq!(h.run("CONFIG SET maxmemory 1gb"), Frame::ok());
     assert_eq!(h.run("CONFIG GET maxmemory"), bulks(&["maxmemory", "1073741824"]));
+}
+
+#[test]
+fn watch_sees_the_changes_of_the_new_writes() {
+    let mut h = Harness::new();
+    let other = |h: &mut Harness, line: &str| {
+        let mut session = Session::new(2);
+        let args = crate::resp::split_args(line.as_bytes()).unwrap();
+        let mut ks = h.db.lock();
+        execute(&mut Ctx::new(&h.db, &mut ks, &mut session, h.now), &args)
+    };
+    h.run("MSET a 1 b 2 c 3");
+    h.run("SET t 1 EX 100");
+    for (watched, write) in [
+        ("a", "APPEND a x"),
+        ("a", "SETRANGE a 0 z"),
+        ("new", "SETNX new 1"),
+        ("a", "SETEX a 10 v"),
+        ("a", "PSETEX a 10 v"),
+        ("m", "MSETNX m 1 n 2"),
+        ("t", "GETEX t EX 5"),
+        ("t", "GETEX t PERSIST"),
+        ("b", "RENAME b b2"),
+        ("b", "RENAME b2 b"),
+        ("c", "COPY b c REPLACE"),
+    ] {
+        assert_eq!(h.run(&format!("WATCH {watched}")), Frame::ok());
+        other(&mut h, write);
+        h.run("MULTI");
+        h.run("PING");
+        assert_eq!(h.run("EXEC"), Frame::NullArray, "{write}");
+    }
+    // What changes nothing leaves the transaction alone.
+    h.run("SET a 1");
+    for write in ["SETNX a 1", "MSETNX a 1 z 2", "GETEX a", "GETEX a PERSIST", "TOUCH a", "GETRANGE a 0 -1", "COPY a b"]
+    {
+        h.run("WATCH a b z");
+        other(&mut h, write);
+        h.run("MULTI");
+        h.run("PING");
+        assert_eq!(h.run("EXEC"), Frame::Array(vec![Frame::Simple("PONG".into())]), "{write}");
+    }
+}
+
+#[test]
+fn setrange_and_copy_are_admitted_by_what_they_add() {
+    let mut h = Harness::new();
+    let oom = err("OOM command not allowed when used memory > 'maxmemory'.");
+    assert_eq!(h.run("CONFIG SET maxmemory 2kb maxmemory-policy noeviction"), Frame::ok());
+    // A short command that would make a long string.
+    assert_eq!(h.run("SETRANGE k 1500 x"), int(1501));
+    assert_eq!(h.run("SETRANGE k2 1000 x"), oom);
+    assert_eq!(h.run("SETRANGE k 2000 x"), oom);
+    // Writing within the string adds nothing, and writing nothing neither.
+    assert_eq!(h.run("SETRANGE k 100 y"), int(1501));
+    assert_eq!(h.run("SETRANGE k 100000 \"\""), int(1501));
+    assert_eq!(h.run("SETRANGE k2 100000 \"\""), int(0));
+    assert_eq!(h.run("COPY k k2"), oom);
+    assert_eq!(h.run("EXISTS k2"), int(0));
+    assert!(h.keyspace().used_memory() <= 2048);
+    // Under allkeys-lru they make room instead: each value takes about
+    // 1575 bytes here, a short key 74.
+    h.run("FLUSHDB");
+    assert_eq!(h.run("CONFIG SET maxmemory 3200 maxmemory-policy allkeys-lru"), Frame::ok());
+    h.run("SET s 1");
+    h.now += 10;
+    assert_eq!(h.run("SETRANGE k 1500 x"), int(1501));
+    h.now += 10;
+    assert_eq!(h.run("SETRANGE k2 1500 x"), int(1501));
+    assert_eq!(h.run("EXISTS s k k2"), int(2));
+    assert!(h.keyspace().used_memory() <= 3200);
+    h.now += 10;
+    h.run("GET k2");
+    assert_eq!(h.run("COPY k2 k3"), int(1));
+    assert_eq!(h.run("EXISTS k k2 k3"), int(2));
+    assert!(h.keyspace().used_memory() <= 3200);
+    // A key bound counts the keys COPY, SETNX and MSETNX would add.
+    h.run("FLUSHDB");
+    assert_eq!(h.run("CONFIG SET maxmemory 0 maxkeys 2 maxmemory-policy noeviction"), Frame::ok());
+    let full = err("OOM command not allowed when the number of keys >= 'maxkeys'.");
+    assert_eq!(h.run("SETNX a 1"), int(1));
+    assert_eq!(h.run("COPY a z"), int(1));
+    assert_eq!(h.run("COPY a b"), full);
+    assert_eq!(h.run("MSETNX b 1 c 2"), full);
+    assert_eq!(h.run("SETNX b 1"), full);
+    assert_eq!(h.run("SETNX a 1"), int(0));
+    assert_eq!(h.run("APPEND a 2"), int(2));
+    assert_eq!(h.run("COPY a z REPLACE"), int(1));
+    assert_eq!(h.run("RENAME a b"), Frame::ok());
 }
 
 #[test]
@@ -639,6 +1126,65 @@ fn pubsub_commands_and_keyspace_events() {
         run(&mut other, "CONFIG SET client-output-buffer-limit \"pubsub 1mb 1mb 60\"", 0),
         Frame::Error(_)
     ));
+}
+
+#[test]
+fn the_new_writes_send_redis_keyspace_events() {
+    let db = Db::new();
+    let inbox = std::sync::Arc::new(Inbox::default());
+    let mut subscriber = Session::new(1);
+    let mut other = Session::new(2);
+    let run = |session: &mut Session, line: &str| {
+        let args = crate::resp::split_args(line.as_bytes()).unwrap();
+        let mut ks = db.lock();
+        let mut ctx = Ctx::new(&db, &mut ks, session, 1_000_000);
+        ctx.mailbox = Some(inbox.clone());
+        execute(&mut ctx, &args)
+    };
+    run(&mut subscriber, "PSUBSCRIBE __keyevent@0__:*");
+    run(&mut other, "CONFIG SET notify-keyspace-events KEA");
+    inbox.0.lock().clear();
+    // Each line with the events it sends (event and key), as redis-server 7.0 sends them.
+    let script: &[(&str, &[(&str, &str)])] = &[
+        ("APPEND a x", &[("append", "a")]),
+        ("APPEND a \"\"", &[("append", "a")]),
+        ("SETRANGE a 3 yz", &[("setrange", "a")]),
+        ("SETRANGE a 0 \"\"", &[]),
+        ("SETRANGE b 0 \"\"", &[]),
+        ("SETNX a 1", &[]),
+        ("SETNX c 1", &[("set", "c")]),
+        ("SETEX d 100 v", &[("set", "d"), ("expire", "d")]),
+        ("PSETEX e 1000 v", &[("set", "e"), ("expire", "e")]),
+        ("MSETNX a 1 f 2", &[]),
+        ("MSETNX f 1 g 2", &[("set", "f"), ("set", "g")]),
+        ("GETEX a EX 100", &[("expire", "a")]),
+        ("GETEX a PERSIST", &[("persist", "a")]),
+        ("GETEX a PERSIST", &[]),
+        ("GETEX a", &[]),
+        ("GETEX a PXAT 1", &[("del", "a")]),
+        ("RENAME c h", &[("rename_from", "c"), ("rename_to", "h")]),
+        ("RENAME d h", &[("rename_from", "d"), ("rename_to", "h")]),
+        ("RENAMENX h d", &[("rename_from", "h"), ("rename_to", "d")]),
+        ("RENAMENX e d", &[]),
+        ("RENAME d d", &[]),
+        ("COPY d i", &[("copy_to", "i")]),
+        ("COPY d i", &[]),
+        ("COPY d i REPLACE", &[("copy_to", "i")]),
+        ("TOUCH d i x", &[]),
+        ("UNLINK d x i", &[("del", "d"), ("del", "i")]),
+        ("SET k v GET EX 10", &[("set", "k"), ("expire", "k")]),
+        ("SET k v KEEPTTL GET", &[("set", "k")]),
+    ];
+    for (line, events) in script {
+        run(&mut other, line);
+        let expected: Vec<Frame> = events
+            .iter()
+            .map(|(event, key)| {
+                Frame::Array(vec![bulk("__keyevent@0__:*"), bulk(&format!("__keyevent@0__:{event}")), bulk(key)])
+            })
+            .collect();
+        assert_eq!(std::mem::take(&mut *inbox.0.lock()), expected, "{line}");
+    }
 }
 
 #[test]
@@ -1084,5 +1630,48 @@ fn tracking_table_max_keys_invalidates_past_the_bound() {
     assert_eq!(c.run(WRITER, "CONFIG SET tracking-table-max-keys 0"), Frame::ok());
     c.run(TRACKER, "MGET a b c d e f");
     assert_eq!(c.info("tracking_total_keys"), "7");
+    assert!(c.invalidations(SUB).is_empty());
+}
+
+#[test]
+fn tracking_invalidates_on_the_new_writes() {
+    let mut c = Clients::new();
+    assert_eq!(c.run(TRACKER, "CLIENT TRACKING ON REDIRECT 1"), Frame::ok());
+    c.run(WRITER, "MSET a 1 b 2 t 3");
+    // The new reads remember their keys too.
+    for read in ["GETRANGE a 0 -1", "SUBSTR a 0 1", "TOUCH a"] {
+        c.run(TRACKER, read);
+        c.run(WRITER, "APPEND a x");
+        assert_eq!(c.invalidations(SUB), keys(&["a"]), "{read}");
+    }
+    for write in ["APPEND a x", "SETRANGE a 0 z", "SETEX a 10 v", "PSETEX a 10 v", "GETEX a EX 5", "GETEX a PERSIST"] {
+        c.run(TRACKER, "GET a");
+        c.run(WRITER, write);
+        assert_eq!(c.invalidations(SUB), keys(&["a"]), "{write}");
+    }
+    c.run(TRACKER, "MGET n1 n2");
+    c.run(WRITER, "SETNX n1 1");
+    c.run(WRITER, "MSETNX n2 1 n3 1");
+    assert_eq!(c.invalidations(SUB), keys(&["n1", "n2"]));
+    // RENAME changes both keys; COPY its destination.
+    c.run(TRACKER, "MGET a b");
+    c.run(WRITER, "RENAME a b");
+    assert_eq!(c.invalidations(SUB), keys(&["a", "b"]));
+    c.run(TRACKER, "MGET b c");
+    c.run(WRITER, "COPY b c");
+    assert_eq!(c.invalidations(SUB), keys(&["c"]));
+    // What changes nothing sends nothing.
+    c.run(TRACKER, "MGET b t");
+    for write in [
+        "SETNX b 1",
+        "GETEX b",
+        "GETEX t PERSIST",
+        "SETRANGE b 0 \"\"",
+        "COPY t b",
+        "RENAMENX t b",
+        "OBJECT ENCODING b",
+    ] {
+        c.run(WRITER, write);
+    }
     assert!(c.invalidations(SUB).is_empty());
 }

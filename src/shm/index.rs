@@ -295,7 +295,8 @@ impl Handle {
         let (cap, filled, count) = (self.w(sb + T_CAP), self.w(sb + T_FILLED), self.w(sb + T_COUNT));
         if cap == 0 || (filled + 1) * 4 > cap * 3 {
             let want = ((count + 1) * 2).next_power_of_two().max(MIN_CAP);
-            (rounded(want * 8)).saturating_sub(rounded(cap * 8))
+            let now = if cap == 0 { 0 } else { rounded(cap * 8) };
+            rounded(want * 8).saturating_sub(now)
         } else {
             0
         }

@@ -86,11 +86,10 @@ impl Entry {
     }
 }
 
-/// Bytes a new key may cost beyond its key and value bytes, as a write asks
-/// for room: the 32-byte entry header and size-class rounding (the growth
-/// of its stripe's index is added per key, see [`Keyspace::index_growth`]).
-/// An upper bound, so a write admitted under `maxmemory` stays under it.
-pub const ENTRY_OVERHEAD: usize = 64;
+/// Bytes of an entry's header in the store, before its key and value (a
+/// write asking for room counts it per key; see also
+/// [`Keyspace::index_growth`]).
+pub const ENTRY_HEADER: usize = 32;
 
 /// Which keys make room when a memory bound is reached.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -547,6 +546,77 @@ impl Keyspace {
                 None => ks.h.insert(stripe, hh, key, value, expires_at, version, clock),
             };
             ks.check(written);
+        })
+    }
+
+    /// Writes `bytes` into a live key's value at `offset`, zero filling any
+    /// gap past its end, and keeps its ttl (SETRANGE, APPEND). Returns the
+    /// value's new length; None when the key does not exist.
+    pub fn write_at(&mut self, key: &[u8], offset: usize, bytes: &[u8], now: u64) -> Option<usize> {
+        self.op(|ks| {
+            let found = ks.live(key, now)?;
+            let mut value = found.entry.value(&ks.h);
+            let end = offset + bytes.len();
+            if end > value.len() {
+                value.resize(end, 0);
+            }
+            value[offset..end].copy_from_slice(bytes);
+            let expires_at = found.entry.expires_at(&ks.h);
+            let version = ks.bump_version(key, found.stripe)?;
+            let written = ks.h.replace(found, &value, expires_at, version, lru_clock(now));
+            ks.check(written)?;
+            Some(value.len())
+        })
+    }
+
+    /// Moves a live key's value and ttl to `to`, replacing what `to` held
+    /// (RENAME); the value keeps its idle time. False when `from` does not
+    /// exist.
+    pub fn rename(&mut self, from: &[u8], to: &[u8], now: u64) -> bool {
+        self.op(|ks| {
+            let Some(found) = ks.live(from, now) else {
+                return false;
+            };
+            if from == to {
+                return true;
+            }
+            let moved = ks.copy(found);
+            if !ks.remove_found(found, from, true) {
+                return false;
+            }
+            ks.set(to, moved.value(), moved.expires_at().map_or(Expiry::Clear, Expiry::At), now);
+            if let Some((_, _, Some(at))) = ks.find(to) {
+                at.entry.touch(&ks.h, moved.last_access);
+            }
+            ks.failure.is_none()
+        })
+    }
+
+    /// A random live key (RANDOMKEY); expired keys drawn on the way are
+    /// reclaimed. None when no key is left. Stripes are drawn at random and
+    /// only tried, never waited for (the command holds no stripe in order).
+    pub fn random_key(&mut self, now: u64) -> Option<Bytes> {
+        self.op(|ks| {
+            for _ in 0..STRIPE_COUNT * 64 {
+                if ks.is_empty() || ks.failure.is_some() {
+                    return None;
+                }
+                let stripe = (ks.sampler.next() % STRIPE_COUNT) as u32;
+                if ks.h.stripe_count(stripe) == 0 || !ks.h.try_lock(stripe) {
+                    continue;
+                }
+                let from = ks.sampler.next();
+                let Some(found) = ks.h.entry_near(stripe, from) else {
+                    continue;
+                };
+                let key = found.entry.key(&ks.h);
+                if found.entry.expires_at(&ks.h) <= now {
+                    ks.expire_found(found, &key, true);
+                    continue;
+                }
+                return Some(Bytes::from(key));
+            }
+            None
         })
     }
 
@@ -1155,6 +1225,65 @@ mod tests {
         for i in (0..100).step_by(2) {
             assert!(seen.contains(format!("k{i}").as_bytes()), "k{i} skipped");
         }
+    }
+
+    #[test]
+    fn write_at_overwrites_grows_and_keeps_the_ttl() {
+        let mut ks = Keyspace::new();
+        assert_eq!(ks.write_at(b"k", 0, s("x"), 0), None);
+        ks.set(b"k", s("hello"), Expiry::At(100), 0);
+        let version = ks.version(b"k", 0);
+        assert_eq!(ks.write_at(b"k", 1, s("EL"), 0), Some(5));
+        assert_eq!(ks.write_at(b"k", 7, s("!"), 0), Some(8));
+        let entry = ks.get(b"k", 0).unwrap();
+        assert_eq!((entry.key(), entry.value(), entry.expires_at()), (&b"k"[..], &b"hELlo\0\0!"[..], Some(100)));
+        assert_ne!(ks.version(b"k", 0), version);
+        ks.remove(b"k", 0);
+        assert_eq!(ks.used_memory(), 0);
+        // An expired key is not written.
+        ks.set(b"gone", s("v"), Expiry::At(5), 0);
+        assert_eq!(ks.write_at(b"gone", 0, s("w"), 5), None);
+    }
+
+    #[test]
+    fn rename_moves_the_value_ttl_and_idle_time() {
+        let mut ks = Keyspace::new();
+        assert!(!ks.rename(b"a", b"b", 0));
+        ks.set(b"a", s("1"), Expiry::At(100), 0);
+        ks.set(b"b", s("old"), Expiry::Clear, 0);
+        assert!(ks.rename(b"a", b"b", 30));
+        assert!(!ks.contains(b"a", 30));
+        let entry = ks.get(b"b", 30).unwrap();
+        assert_eq!((entry.value(), entry.expires_at(), entry.idle_ms(30)), (&b"1"[..], Some(100), 30));
+        assert_eq!((ks.len(), ks.volatile_len()), (1, 1));
+        // Onto itself: nothing changes.
+        assert!(ks.rename(b"b", b"b", 30));
+        assert_eq!(ks.get(b"b", 30).unwrap().value(), b"1");
+        ks.remove(b"b", 30);
+        assert_eq!(ks.used_memory(), 0);
+    }
+
+    #[test]
+    fn random_key_reclaims_expired_keys_it_draws() {
+        let mut ks = Keyspace::new();
+        assert_eq!(ks.random_key(0), None);
+        for i in 0..50u64 {
+            ks.set(format!("k{i}").as_bytes(), s("v"), Expiry::At(10), 0);
+        }
+        ks.set(b"live", s("v"), Expiry::Clear, 0);
+        assert_eq!(ks.random_key(10), Some(Bytes::from_static(b"live")));
+        ks.remove(b"live", 10);
+        assert_eq!(ks.random_key(10), None);
+        assert_eq!((ks.len(), ks.stats().expired_keys), (0, 50));
+    }
+
+    #[test]
+    fn idle_time_counts_from_the_last_read_or_write() {
+        let mut ks = Keyspace::new();
+        ks.set(b"k", s("v"), Expiry::Clear, 1_000);
+        assert_eq!(ks.get(b"k", 4_000).unwrap().idle_ms(4_000), 3_000);
+        ks.read(b"k", 5_000);
+        assert_eq!(ks.get(b"k", 7_500).unwrap().idle_ms(7_500), 2_500);
     }
 
     #[test]

@@ -19,7 +19,7 @@ use parking_lot::{Mutex, MutexGuard, RwLock};
 use crate::resp::Limits;
 
 pub use glob::{glob_match, Glob, MAX_PATTERN_LEN};
-pub use keyspace::{Entry, EvictionPolicy, Expiry, Keyspace, MemoryLimits, OutOfMemory, Stats, ENTRY_OVERHEAD};
+pub use keyspace::{Entry, EvictionPolicy, Expiry, Keyspace, MemoryLimits, OutOfMemory, Stats, ENTRY_HEADER};
 pub use locks::{Acquire, Grant, LockTable};
 pub use pubsub::{Kind, Mailbox, Message, Payload, PubSub};
 pub use tracking::{Tracking, TrackingState, INVALIDATE_CHANNEL};
