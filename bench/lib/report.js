@@ -2,6 +2,8 @@
 
 /** The markdown report: machine, one table per workload, raw server, memory per key, a worker's keys(), targets. */
 
+const fs = require('node:fs');
+const path = require('node:path');
 const { SYSTEMS } = require('../systems');
 const { WORKLOADS } = require('./workload');
 const { int, micros, bytes, ratio, hitRate, table } = require('./format');
@@ -254,12 +256,32 @@ function targetsSection(targets) {
   return lines.join('\n');
 }
 
+/**
+ * The installed version of a package. Some (lmdb) do not export their
+ * package.json: then it is the nearest package.json of that name above the
+ * file the package resolves to.
+ */
 function packageVersion(name) {
   try {
     return require(`${name}/package.json`).version;
   } catch {
-    return 'not installed';
+    // not installed, or package.json not exported
   }
+  try {
+    let dir = path.dirname(require.resolve(name));
+    for (;;) {
+      const file = path.join(dir, 'package.json');
+      if (fs.existsSync(file)) {
+        const manifest = JSON.parse(fs.readFileSync(file, 'utf8'));
+        if (manifest.name === name) return manifest.version;
+      }
+      if (path.dirname(dir) === dir) break;
+      dir = path.dirname(dir);
+    }
+  } catch {
+    // not installed
+  }
+  return 'not installed';
 }
 
 function systemsSection(report) {
