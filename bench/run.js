@@ -5,7 +5,7 @@
  * `npm run bench`: runs every (system, workload, workers, in-flight) run as a
  * fresh process tree (bench/primary.js in a process group and temp dir of its
  * own), then the redis-benchmark, memory-per-key and keys() sections, and writes
- * bench/results/latest.{md,json,svg}. See `npm run bench -- --help`.
+ * bench/results/latest.{md,json,svg} (or the --out path's). See `npm run bench -- --help`.
  */
 
 const fs = require('node:fs');
@@ -158,9 +158,10 @@ async function main() {
   report.loadAverageAtEnd = loadAverage();
 
   const markdown = renderMarkdown(report);
-  fs.mkdirSync(RESULTS, { recursive: true });
-  writeAtomic(path.join(RESULTS, 'latest.md'), markdown);
-  writeAtomic(path.join(RESULTS, 'latest.json'), `${JSON.stringify(report, null, 2)}\n`);
+  const out = options.out ? path.resolve(options.out) : path.join(RESULTS, 'latest');
+  fs.mkdirSync(path.dirname(out), { recursive: true });
+  writeAtomic(`${out}.md`, markdown);
+  writeAtomic(`${out}.json`, `${JSON.stringify(report, null, 2)}\n`);
   // One panel per 100-byte workload that ran: 50/50, then 90/10.
   const panels = [
     { workload: 'json', title: 'Throughput, 100-byte JSON values, 50/50 get/set over 10,000 keys' },
@@ -174,10 +175,10 @@ async function main() {
       systems: SYSTEMS,
       subtitle: `${machine.cpu}, ${machine.cores} cores, Node ${machine.node}, ${machine.date.slice(0, 10)}; ${options.duration} s measured per run${options.full ? '' : ' (partial run)'}`,
     });
-    writeAtomic(path.join(RESULTS, 'latest.svg'), svg);
+    writeAtomic(`${out}.svg`, svg);
   }
   process.stdout.write(markdown);
-  log(`bench: done in ${report.elapsedSeconds.toFixed(0)} s; wrote ${path.relative(process.cwd(), RESULTS)}/latest.{md,json${panels.length ? ',svg' : ''}}`);
+  log(`bench: done in ${report.elapsedSeconds.toFixed(0)} s; wrote ${path.relative(process.cwd(), out)}.{md,json${panels.length ? ',svg' : ''}}`);
 }
 
 main().catch((error) => {

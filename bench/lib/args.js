@@ -23,6 +23,8 @@ const USAGE = `usage: npm run bench -- [options]
   --rounds N           rounds of the runs the targets compare (100-byte JSON, 2 workers, the
                        systems they name), alternating; the median round is reported (default 3; quick 1)
   --no-raw             skip the redis-benchmark and memory-per-key sections
+  --out PATH           write the report to PATH.{md,json,svg} instead of bench/results/latest
+                       (for a partial run that should not replace the full run's results)
   --help               this text
 `;
 
@@ -43,7 +45,7 @@ function seconds(text, name) {
 }
 
 function parseArgs(argv) {
-  const options = { quick: false, warmup: null, duration: null, only: null, workload: 'all', workers: null, depths: null, rounds: null, raw: true };
+  const options = { quick: false, warmup: null, duration: null, only: null, workload: 'all', workers: null, depths: null, rounds: null, raw: true, out: null };
   for (let i = 0; i < argv.length; i++) {
     const flag = argv[i];
     const value = () => {
@@ -61,6 +63,10 @@ function parseArgs(argv) {
     else if (flag === '--depths') options.depths = list(value(), flag);
     else if (flag === '--rounds') [options.rounds] = list(value(), flag);
     else if (flag === '--no-raw') options.raw = false;
+    else if (flag === '--out') {
+      options.out = value().replace(/\.(md|json|svg)$/, '');
+      if (!options.out) throw new Error('--out takes a path');
+    }
     else if (flag === '--help' || flag === '-h') options.help = true;
     else throw new Error(`unknown option ${JSON.stringify(flag)}\n\n${USAGE}`);
   }

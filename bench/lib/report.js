@@ -2,6 +2,8 @@
 
 /** The markdown report: machine, one table per workload, raw server, memory per key, a worker's keys(), targets. */
 
+const fs = require('node:fs');
+const path = require('node:path');
 const { SYSTEMS } = require('../systems');
 const { WORKLOADS } = require('./workload');
 const { int, micros, bytes, ratio, hitRate, table } = require('./format');
@@ -124,8 +126,8 @@ function workloadSection(report, workload) {
   lines.push('');
   lines.push(
     '"in-flight" is requests in flight per worker. ops/s is the sum over workers of requests completed in the measured window; p50/p99 come from the merged latency histograms of all workers. ' +
-      'Peak memory is of the process holding the data: *store* is the store\'s own accounting (cluster-shm `stats().peakMemory`, redis `used_memory_peak`), ' +
-      '*RSS* the highest of samples taken every 100 ms (cluster-shm `stats().residentMemory` = the primary that hosts the broker; redis `used_memory_rss`; JS peers the primary\'s `process.memoryUsage().rss`).' +
+      'Peak memory is of the process holding the data: *store* is the store\'s own accounting (cluster-shm `stats().peakMemory`, redis `used_memory_peak`; lmdb-js, whose data is a file every process maps, that file's allocated size), ' +
+      '*RSS* the highest of samples taken every 100 ms (cluster-shm `stats().residentMemory` = the primary that hosts the broker; redis `used_memory_rss`; JS peers and lmdb-js the primary\'s `process.memoryUsage().rss`).' +
       (runs.some((r) => r.system === 'cluster-shm-inprocess')
         ? ' The in-process row runs the load in the primary (its RSS includes the load generator); its ratio compares it with cluster-shm through 1 worker.'
         : ''),
@@ -254,12 +256,32 @@ function targetsSection(targets) {
   return lines.join('\n');
 }
 
+/**
+ * The installed version of a package. Some (lmdb) do not export their
+ * package.json: then it is the nearest package.json of that name above the
+ * file the package resolves to.
+ */
 function packageVersion(name) {
   try {
     return require(`${name}/package.json`).version;
   } catch {
-    return 'not installed';
+    // not installed, or package.json not exported
   }
+  try {
+    let dir = path.dirname(require.resolve(name));
+    for (;;) {
+      const file = path.join(dir, 'package.json');
+      if (fs.existsSync(file)) {
+        const manifest = JSON.parse(fs.readFileSync(file, 'utf8'));
+        if (manifest.name === name) return manifest.version;
+      }
+      if (path.dirname(dir) === dir) break;
+      dir = path.dirname(dir);
+    }
+  } catch {
+    // not installed
+  }
+  return 'not installed';
 }
 
 function systemsSection(report) {

@@ -16,6 +16,7 @@ const COLORS = {
   'lru-clusters': '#9467bd',
   ioredis: '#d62728',
   'ioredis-autopipeline': '#ff9896',
+  lmdb: '#ff7f0e',
 };
 
 const escape = (text) => String(text).replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[c]);

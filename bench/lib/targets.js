@@ -7,7 +7,10 @@
  */
 
 /** The systems the targets compare: the ones whose target runs repeat in rounds (bench/lib/args.js). */
-const TARGET_SYSTEMS = ['cluster-shm', 'socket-floor', 'classic', 'ioredis', 'ioredis-autopipeline'];
+const TARGET_SYSTEMS = ['cluster-shm', 'socket-floor', 'classic', 'ioredis', 'ioredis-autopipeline', 'lmdb'];
+
+/** How a target names a workload's values. */
+const VALUES = { json: '100 B', buffer: '64 KiB' };
 
 function findRun(runs, system, workers, depth, workload = 'json') {
   return runs.find((r) => r.ok && r.system === system && r.workers === workers && r.depth === depth && r.workload === workload);
@@ -35,19 +38,19 @@ function need(thing, what) {
  * For a missed target, what the socket floor (the least any client of the
  * broker can do, bench/systems/socket-floor.js) reached in the same run.
  */
-function floorNote(met, runs, depth, describe) {
-  const floor = findRun(runs, 'socket-floor', 2, depth);
+function floorNote(met, runs, depth, describe, workload = 'json') {
+  const floor = findRun(runs, 'socket-floor', 2, depth, workload);
   return met || !floor ? '' : `; the socket floor reached ${describe(floor)}`;
 }
 
-/** Throughput ratio of cluster-shm over `peer` at 2 workers, 100-byte values. */
-function throughputTarget(runs, peer, peerLabel, depth, factor) {
-  return check(`cluster-shm ≥ ${factor}× ${peerLabel} ops/s (2 workers, 100 B, ${depth} in flight)`, `≥ ${factor}×`, () => {
-    const shm = need(findRun(runs, 'cluster-shm', 2, depth), 'cluster-shm at 2 workers');
-    const other = need(findRun(runs, peer, 2, depth), `${peer} at 2 workers`);
+/** Throughput ratio of cluster-shm over `peer` at 2 workers, 100-byte values (or the 64 KiB ones of `workload` buffer). */
+function throughputTarget(runs, peer, peerLabel, depth, factor, workload = 'json') {
+  return check(`cluster-shm ≥ ${factor}× ${peerLabel} ops/s (2 workers, ${VALUES[workload]}, ${depth} in flight)`, `≥ ${factor}×`, () => {
+    const shm = need(findRun(runs, 'cluster-shm', 2, depth, workload), `cluster-shm at 2 workers (${workload})`);
+    const other = need(findRun(runs, peer, 2, depth, workload), `${peer} at 2 workers (${workload})`);
     const r = shm.opsPerSec / other.opsPerSec;
     const met = r >= factor;
-    const floor = floorNote(met, runs, depth, (f) => fmtRatio(f.opsPerSec / other.opsPerSec));
+    const floor = floorNote(met, runs, depth, (f) => fmtRatio(f.opsPerSec / other.opsPerSec), workload);
     return { met, text: `${fmtRatio(r)} (${Math.round(shm.opsPerSec).toLocaleString('en-US')} vs ${Math.round(other.opsPerSec).toLocaleString('en-US')} ops/s)${floor}` };
   });
 }
@@ -60,6 +63,14 @@ function evaluateTargets({ runs, raw, memoryPerKey, workerKeys }) {
     throughputTarget(runs, 'ioredis', 'ioredis → redis-server', 64, 1.2),
     throughputTarget(runs, 'ioredis-autopipeline', 'ioredis (autopipelining) → redis-server', 1, 1.2),
     throughputTarget(runs, 'ioredis-autopipeline', 'ioredis (autopipelining) → redis-server', 64, 1.2),
+    // The shared-store targets, against classic and lmdb-js (whose workers
+    // read a memory-mapped file directly). Their goal against classic at 64
+    // in flight, ≥ 10×, is the first target above.
+    throughputTarget(runs, 'classic', 'classic', 1, 20),
+    throughputTarget(runs, 'lmdb', 'lmdb-js', 1, 5),
+    throughputTarget(runs, 'lmdb', 'lmdb-js', 64, 1.2),
+    throughputTarget(runs, 'lmdb', 'lmdb-js', 1, 1.5, 'buffer'),
+    throughputTarget(runs, 'lmdb', 'lmdb-js', 64, 1.5, 'buffer'),
   ];
 
   for (const test of ['get', 'set']) {
@@ -83,6 +94,16 @@ function evaluateTargets({ runs, raw, memoryPerKey, workerKeys }) {
       const met = p99 <= p50;
       const floor = floorNote(met, runs, 1, (f) => `p99 ${(f.latencyNs.p99 / 1000).toFixed(1)} µs`);
       return { met, text: `p99 ${p99.toFixed(1)} µs vs classic p50 ${p50.toFixed(1)} µs${floor}` };
+    }),
+  );
+
+  targets.push(
+    check('cluster-shm p99 at 1 in flight ≤ 20 µs (2 workers, 100 B)', 'p99 ≤ 20 µs', () => {
+      const shm = need(findRun(runs, 'cluster-shm', 2, 1), 'cluster-shm at 2 workers');
+      const p99 = shm.latencyNs.p99 / 1000;
+      const met = p99 <= 20;
+      const floor = floorNote(met, runs, 1, (f) => `p99 ${(f.latencyNs.p99 / 1000).toFixed(1)} µs`);
+      return { met, text: `p99 ${p99.toFixed(1)} µs${floor}` };
     }),
   );
 

@@ -85,6 +85,14 @@ const SYSTEMS = [
     how: 'as above with `enableAutoPipelining: true`',
     workloads: [...ALL, 'read'],
   },
+  {
+    id: 'lmdb',
+    label: 'lmdb-js (memory-mapped, noSync)',
+    file: './lmdb.js',
+    package: 'lmdb',
+    how: "the primary creates an LMDB environment in a fresh directory on tmpfs (/dev/shm; else the OS temp dir) and each worker opens the same path, all with `{ noSync: true, useWritemap: true, useVersions: false, mapSize: 1 GiB }` and no object cache; `db.get` (a synchronous read of the memory map, wrapped in an async function) and `await db.put` (resolves once lmdb-js's write thread has committed it); JSON objects stored as they are in lmdb-js's default MessagePack encoding with `sharedStructuresKey`, Buffers with `encoding: 'binary'`. *store* is the data file's allocated size",
+    workloads: ALL,
+  },
 ];
 
 function systemById(id) {
