@@ -126,7 +126,7 @@ function workloadSection(report, workload) {
   lines.push('');
   lines.push(
     '"in-flight" is requests in flight per worker. ops/s is the sum over workers of requests completed in the measured window; p50/p99 come from the merged latency histograms of all workers. ' +
-      'Peak memory is of the process holding the data: *store* is the store\'s own accounting (cluster-shm `stats().peakMemory`, redis `used_memory_peak`; lmdb-js, whose data is a file every process maps, that file's allocated size), ' +
+      'Peak memory is of the process holding the data: *store* is the store\'s own accounting (cluster-shm `stats().peakMemory`, redis `used_memory_peak`; lmdb-js, whose data is a file every process maps, that file\'s allocated size), ' +
       '*RSS* the highest of samples taken every 100 ms (cluster-shm `stats().residentMemory` = the primary that hosts the broker; redis `used_memory_rss`; JS peers and lmdb-js the primary\'s `process.memoryUsage().rss`).' +
       (runs.some((r) => r.system === 'cluster-shm-inprocess')
         ? ' The in-process row runs the load in the primary (its RSS includes the load generator); its ratio compares it with cluster-shm through 1 worker.'
