@@ -138,6 +138,8 @@ class RemoteBackend {
     this.store = attachStore === null ? null : undefined;
     /** Why the store is not mapped here, when it is not. */
     this.storeError = attachStore === null ? 'not offered' : null;
+    /** Where the store's reads are copied (see #get). */
+    this.scratch = attachStore === null ? null : Buffer.allocUnsafeSlow(64 * 1024);
     /** Set by the handle: hears 'error' and 'reconnect' from the connection. */
     this.onEvent = () => {};
   }
@@ -162,13 +164,26 @@ class RemoteBackend {
     if (store !== null && (this.connection === null || this.connection.idle)) {
       let reply;
       try {
-        reply = store.call(args);
+        reply = args.length === 2 && args[0] === 'GET' ? this.#get(store, args[1]) : store.call(args);
       } catch (error) {
         return Promise.reject(fromNative(error));
       }
       if (reply !== undefined) return Promise.resolve(reply);
     }
     return this.#connection().call(args);
+  }
+
+  /**
+   * GET through the store's copy-into-a-buffer read: no native Buffer per
+   * read (each costs a malloc'd backing store and GC work); the copy out of
+   * the scratch buffer comes from Node's pool. Undefined: ask the broker.
+   */
+  #get(store, key) {
+    const found = store.get([key], this.scratch);
+    if (typeof found !== 'number') return found;
+    if (found === -1) return null;
+    if (found < 0) return undefined;
+    return Buffer.from(this.scratch.subarray(0, found));
   }
 
   #attach() {

@@ -6,7 +6,8 @@
  * afterwards), and require it in each worker. In the in-process row the
  * primary's own calls are the client. A system with `nearCache` configures
  * it in the primary before forking, as the README's Near cache section
- * says; the workers inherit it.
+ * says; the workers inherit it. Workers map the broker's store unless the
+ * system says `localStore: false`.
  */
 
 module.exports = {
@@ -15,6 +16,8 @@ module.exports = {
     const shm = require('cluster-shm');
     if (shm.role !== 'primary') throw new Error(`cluster-shm role is ${shm.role} in the primary`);
     if (system.nearCache) shm.configure({ nearCache: system.nearCache });
+    // Inherited by the workers forked next.
+    if (system.localStore === false) process.env.CLUSTER_SHM_LOCAL_STORE = '0';
     return {
       client: shm,
       rssSource: 'broker = primary process',

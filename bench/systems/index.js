@@ -14,10 +14,18 @@ const ALL = ['json', 'buffer'];
 const SYSTEMS = [
   {
     id: 'cluster-shm',
-    label: 'cluster-shm (workers → broker)',
+    label: 'cluster-shm (workers, store mapped in)',
     file: './cluster-shm.js',
-    how: "`require('cluster-shm')` in the primary (starts the broker) and in each worker; `shm.get` / `shm.set` over the broker's socket",
+    how: "`require('cluster-shm')` in the primary (starts the broker) and in each worker; each worker maps the broker's store and runs `shm.get` / `shm.set` on it in its own process, with no round trip",
     workloads: [...ALL, 'read'],
+  },
+  {
+    id: 'cluster-shm-socket',
+    label: 'cluster-shm (workers → broker socket)',
+    file: './cluster-shm.js',
+    localStore: false,
+    how: 'as cluster-shm, with `CLUSTER_SHM_LOCAL_STORE=0` in the workers: every call goes over the broker\'s socket, as before workers mapped the store',
+    workloads: ['json'],
   },
   {
     id: 'cluster-shm-near',

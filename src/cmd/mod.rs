@@ -273,6 +273,38 @@ pub fn execute_attached(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Option<Frame> {
     })
 }
 
+/// What [`get_attached`] found.
+pub enum AttachedRead {
+    /// The value, copied into the caller's buffer: its length.
+    Copied(usize),
+    /// The value, longer than the caller's buffer.
+    Long(Vec<u8>),
+    Missing,
+    /// It must be read through the broker (see [`execute_attached`]).
+    Forward,
+}
+
+/// GET in a process attached to the shared store, copying the value into
+/// `out` (the caller's reusable buffer) rather than building a reply: the
+/// fast path of a worker's `get`. Same checks as [`execute_attached`].
+pub fn get_attached(ks: &mut Keyspace, key: &Bytes, now: u64, out: &mut [u8]) -> AttachedRead {
+    if ks.must_forward(now) {
+        return AttachedRead::Forward;
+    }
+    ks.begin_command(std::iter::once(key), false);
+    if ks.must_forward(now) {
+        ks.abandon_command();
+        return AttachedRead::Forward;
+    }
+    let read = ks.read_into(key, now, out);
+    match (ks.end_command(), read) {
+        (Err(_), _) => AttachedRead::Forward,
+        (Ok(()), None) => AttachedRead::Missing,
+        (Ok(()), Some(Ok(len))) => AttachedRead::Copied(len),
+        (Ok(()), Some(Err(long))) => AttachedRead::Long(long),
+    }
+}
+
 /// The keys a command names, by its spec's (first, last, step).
 fn command_keys<'a>(spec: &CommandSpec, args: &'a [Bytes]) -> impl Iterator<Item = &'a Bytes> {
     let (first, last, step) = spec.keys;

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use napi::bindgen_prelude::{Buffer, Either, Function, PromiseRaw, Undefined};
+use napi::bindgen_prelude::{Buffer, BufferSlice, Either, Function, PromiseRaw, Undefined};
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi::Env;
 use napi_derive::napi;
@@ -180,6 +180,25 @@ impl NativeLocalStore {
             None => Ok(Either::B(())),
             Some(frame) => Ok(Either::A(Reply(frame).into_result()?)),
         }
+    }
+
+    /// GET on the store, the value copied into `scratch` (a Buffer the
+    /// caller reuses, so no Buffer is made per read): its length; -1 for a
+    /// missing key; a new Buffer for a value longer than `scratch`; -2 when
+    /// it must go to the broker (as `call` returns undefined).
+    #[napi(ts_args_type = "key: [string | Buffer], scratch: Buffer", ts_return_type = "number | Buffer")]
+    pub fn get(&self, key: Args, mut scratch: BufferSlice<'_>) -> napi::Result<Either<i64, Buffer>> {
+        let attached = self.attached.lock();
+        let (Some(db), Some(key)) = (attached.as_ref(), key.0.first()) else {
+            return Ok(Either::A(-2));
+        };
+        let mut ks = db.lock();
+        Ok(match cmd::get_attached(&mut ks, key, now_ms(), &mut scratch) {
+            cmd::AttachedRead::Copied(len) => Either::A(len as i64),
+            cmd::AttachedRead::Long(value) => Either::B(value.into()),
+            cmd::AttachedRead::Missing => Either::A(-1),
+            cmd::AttachedRead::Forward => Either::A(-2),
+        })
     }
 
     /// Gives the slot back and unmaps the store. Idempotent.
