@@ -138,6 +138,8 @@ class RemoteBackend {
     this.store = attachStore === null ? null : undefined;
     /** Why the store is not mapped here, when it is not. */
     this.storeError = attachStore === null ? 'not offered' : null;
+    /** Calls the store sent back, still in flight on the connection. */
+    this.forwarded = 0;
     /** Where the store's reads are copied (see #get). */
     this.scratch = attachStore === null ? null : Buffer.allocUnsafeSlow(64 * 1024);
     /** Set by the handle: hears 'error' and 'reconnect' from the connection. */
@@ -155,13 +157,14 @@ class RemoteBackend {
 
   /**
    * A data command runs in this process on the mapped store, with no round
-   * trip, when nothing is in flight on the connection (so calls keep their
-   * order); the store sends back anything it must not run itself (see
-   * LocalStore.call), and that goes over the socket.
+   * trip; the store sends back anything it must not run itself (see
+   * LocalStore.call), and that goes over the socket. While a call the store
+   * sent back is in flight there, data commands follow it over the socket,
+   * so that calls keep their order.
    */
   call(args) {
     const store = this.store === undefined ? this.#attach() : this.store;
-    if (store !== null && (this.connection === null || this.connection.idle)) {
+    if (store !== null && this.forwarded === 0) {
       let reply;
       try {
         reply = args.length === 2 && args[0] === 'GET' ? this.#get(store, args[1]) : store.call(args);
@@ -170,7 +173,14 @@ class RemoteBackend {
       }
       if (reply !== undefined) return Promise.resolve(reply);
     }
-    return this.#connection().call(args);
+    if (store === null) return this.#connection().call(args);
+    this.forwarded += 1;
+    const settled = () => {
+      this.forwarded -= 1;
+    };
+    const sent = this.#connection().call(args);
+    sent.then(settled, settled);
+    return sent;
   }
 
   /**

@@ -520,11 +520,6 @@ class Connection {
     this.#watchTimeouts();
   }
 
-  /** No call is waiting for a reply or to be written. */
-  get idle() {
-    return this.inFlight.length === 0 && this.outbox.length === 0;
-  }
-
   /**
    * A check runs while calls are pending, and keeps the process alive
    * meanwhile. Between calls the timer is only unreferenced (making and

@@ -187,7 +187,7 @@ impl NativeLocalStore {
     /// missing key; a new Buffer for a value longer than `scratch`; -2 when
     /// it must go to the broker (as `call` returns undefined).
     #[napi(ts_args_type = "key: [string | Buffer], scratch: Buffer", ts_return_type = "number | Buffer")]
-    pub fn get(&self, key: Args, mut scratch: BufferSlice<'_>) -> napi::Result<Either<i64, Buffer>> {
+    pub fn get(&self, key: Args, mut scratch: BufferSlice<'_>) -> napi::Result<Either<i64, Reply>> {
         let attached = self.attached.lock();
         let (Some(db), Some(key)) = (attached.as_ref(), key.0.first()) else {
             return Ok(Either::A(-2));
@@ -195,7 +195,9 @@ impl NativeLocalStore {
         let mut ks = db.lock();
         Ok(match cmd::get_attached(&mut ks, key, now_ms(), &mut scratch) {
             cmd::AttachedRead::Copied(len) => Either::A(len as i64),
-            cmd::AttachedRead::Long(value) => Either::B(value.into()),
+            // Made as a reply is (a copy V8 owns): an external Buffer over
+            // the Vec costs more, in finalizers and GC pressure, at these sizes.
+            cmd::AttachedRead::Long(value) => Either::B(Reply(crate::resp::Frame::Bulk(value.into()))),
             cmd::AttachedRead::Missing => Either::A(-1),
             cmd::AttachedRead::Forward => Either::A(-2),
         })

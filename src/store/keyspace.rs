@@ -444,29 +444,28 @@ impl Keyspace {
 
     // ---- reads ----
 
+    /// The live entry of `key` for a read command: a hit or a miss counted,
+    /// its LRU clock moved.
+    fn read_found(&mut self, key: &[u8], now: u64) -> Option<Found> {
+        let Some(found) = self.live(key, now) else {
+            self.bump(layout::H_MISSES);
+            return None;
+        };
+        self.bump(layout::H_HITS);
+        found.entry.touch(&self.h, lru_clock(now));
+        Some(found)
+    }
+
     /// Looks a key up for a read command, counting a hit or a miss.
     pub fn read(&mut self, key: &[u8], now: u64) -> Option<Entry> {
-        self.op(|ks| {
-            let Some(found) = ks.live(key, now) else {
-                ks.bump(layout::H_MISSES);
-                return None;
-            };
-            ks.bump(layout::H_HITS);
-            found.entry.touch(&ks.h, lru_clock(now));
-            Some(ks.copy(found))
-        })
+        self.op(|ks| ks.read_found(key, now).map(|found| ks.copy(found)))
     }
 
     /// Copies the value of a live key into `out` when it fits (returning its
-    /// length), counting a hit or a miss; `Err(len)` when it does not fit.
+    /// length), counting a hit or a miss; `Err(value)` when it does not fit.
     pub fn read_into(&mut self, key: &[u8], now: u64, out: &mut [u8]) -> Option<Result<usize, Vec<u8>>> {
         self.op(|ks| {
-            let Some(found) = ks.live(key, now) else {
-                ks.bump(layout::H_MISSES);
-                return None;
-            };
-            ks.bump(layout::H_HITS);
-            found.entry.touch(&ks.h, lru_clock(now));
+            let found = ks.read_found(key, now)?;
             let len = found.entry.value_len(&ks.h);
             if len <= out.len() {
                 found.entry.read_value(&ks.h, out);
