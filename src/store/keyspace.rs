@@ -258,7 +258,6 @@ impl Keyspace {
         match self.failure.take() {
             None => {
                 self.h.commit()?;
-                self.note_usage();
                 Ok(())
             }
             Some(e) => {
@@ -287,8 +286,11 @@ impl Keyspace {
         result
     }
 
-    /// After a change: the broker keeps the store's high-water marks (other
-    /// processes leave them to the broker's sweep, which samples them).
+    /// Before memory is freed: the broker records the high-water marks (peak,
+    /// and the mark it releases memory from). They only matter as memory
+    /// falls, and adding up the stripes' counts after every command would
+    /// cost more than the command; other processes leave them to the
+    /// broker's sweep, which samples them every 50 ms.
     fn note_usage(&self) {
         if self.is_broker {
             self.store().note_usage();
@@ -430,7 +432,9 @@ impl Keyspace {
         }
         let wanted = self.wants_changes() as u64;
         let flag = self.store().counter(layout::H_LISTEN);
-        if flag.swap(wanted, Ordering::SeqCst) == wanted || wanted == 0 {
+        // Read first: attached processes read this word on every command,
+        // and a write on every broker command would take its cache line away.
+        if flag.load(Ordering::Relaxed) == wanted || flag.swap(wanted, Ordering::SeqCst) == wanted || wanted == 0 {
             return;
         }
         self.barrier();
@@ -639,6 +643,7 @@ impl Keyspace {
 
     /// Every removal of a key goes through here (delete, expiry, eviction).
     fn remove_found(&mut self, found: Found, key: &[u8], by_command: bool) -> bool {
+        self.note_usage();
         let removed = self.h.remove(found);
         if self.check(removed).is_none() {
             return false;
@@ -657,6 +662,7 @@ impl Keyspace {
     /// Removes every key (FLUSHDB, FLUSHALL); clients caching keys are told
     /// to drop everything.
     pub fn clear(&mut self) {
+        self.note_usage();
         self.op(|ks| {
             for id in 0..layout::LOCK_IDS as u32 {
                 let locked = ks.h.lock(id);
