@@ -12,7 +12,6 @@ mod store;
 mod strings;
 mod transactions;
 
-use std::collections::HashMap;
 use std::sync::LazyLock;
 
 use bytes::Bytes;
@@ -123,7 +122,9 @@ pub fn all_commands() -> impl Iterator<Item = &'static CommandSpec> {
     .flatten()
 }
 
-static TABLE: LazyLock<HashMap<&'static str, &'static CommandSpec>> =
+/// Hashed with aHash: looked up once per command, and its keys are fixed
+/// (no client can grow it, so SipHash's flood resistance buys nothing).
+static TABLE: LazyLock<ahash::AHashMap<&'static str, &'static CommandSpec>> =
     LazyLock::new(|| all_commands().map(|c| (c.name, c)).collect());
 
 pub fn lookup(name: &[u8]) -> Option<&'static CommandSpec> {

@@ -42,9 +42,9 @@ fn string_of(entry: &Entry) -> Result<&[u8], Frame> {
 
 /// The reply for reading a key as a string: its bulk, nil, or WRONGTYPE.
 fn read_string(ctx: &mut Ctx<'_>, key: &[u8]) -> Frame {
-    match ctx.ks.read(key, ctx.now) {
+    match ctx.ks.read_value(key, ctx.now) {
         None => Frame::Null,
-        Some(entry) => string_of(&entry).map_or_else(|e| e, |s| Frame::Bulk(Bytes::copy_from_slice(s))),
+        Some(value) => Frame::Bulk(Bytes::from(value)),
     }
 }
 
@@ -57,9 +57,9 @@ fn mget(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
     Frame::Array(
         args[1..]
             .iter()
-            .map(|key| match ctx.ks.read(key, ctx.now).as_ref().map(string_of) {
-                Some(Ok(value)) => Frame::Bulk(Bytes::copy_from_slice(value)),
-                _ => Frame::Null,
+            .map(|key| match ctx.ks.read_value(key, ctx.now) {
+                Some(value) => Frame::Bulk(Bytes::from(value)),
+                None => Frame::Null,
             })
             .collect(),
     )
@@ -361,20 +361,25 @@ fn write(
     expiry: Expiry,
     return_old: bool,
 ) -> Result<(Option<Bytes>, bool), Frame> {
-    let (old, allowed) = {
-        let entry = ctx.ks.get(key, ctx.now);
-        let current = match &entry {
-            None => None,
-            Some(entry) => Some(string_of(entry)?),
-        };
-        let allowed = match condition {
-            Condition::Always => true,
-            Condition::IfAbsent => current.is_none(),
-            Condition::IfPresent => current.is_some(),
-            Condition::IfEqual(expected) => current == Some(&expected[..]),
-            Condition::IfNotEqual(unexpected) => current != Some(&unexpected[..]),
-        };
-        (current.filter(|_| return_old).map(Bytes::copy_from_slice), allowed)
+    let (old, allowed) = match (&condition, return_old) {
+        // Nothing to compare or return: the key is not read.
+        (Condition::Always, false) => (None, true),
+        (Condition::IfAbsent, false) => (None, !ctx.ks.contains(key, ctx.now)),
+        _ => {
+            let entry = ctx.ks.get(key, ctx.now);
+            let current = match &entry {
+                None => None,
+                Some(entry) => Some(string_of(entry)?),
+            };
+            let allowed = match condition {
+                Condition::Always => true,
+                Condition::IfAbsent => current.is_none(),
+                Condition::IfPresent => current.is_some(),
+                Condition::IfEqual(expected) => current == Some(&expected[..]),
+                Condition::IfNotEqual(unexpected) => current != Some(&unexpected[..]),
+            };
+            (current.filter(|_| return_old).map(Bytes::copy_from_slice), allowed)
+        }
     };
     if allowed {
         match expiry {

@@ -110,6 +110,13 @@ impl Handle {
         ((h % STRIPE_COUNT) as u32, (h >> 32) as u32)
     }
 
+    /// Counts a read of the stripe (`T_HITS` or `T_MISSES`), whose lock is
+    /// held: a plain load and store, since only the holder writes it.
+    pub fn count_read(&self, stripe: u32, word: u64) {
+        let counter = self.store.region.u64(stripe_base(stripe) + word);
+        counter.store(counter.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+    }
+
     /// The live or expired entry of `key` (its stripe's lock held).
     pub fn find(&self, stripe: u32, hh: u32, key: &[u8]) -> Option<Found> {
         let sb = stripe_base(stripe);

@@ -34,8 +34,7 @@ pub const H_POLICY: u64 = 88;
 pub const H_LISTEN: u64 = 96;
 pub const H_EXPIRED: u64 = 104;
 pub const H_EVICTED: u64 = 112;
-pub const H_HITS: u64 = 120;
-pub const H_MISSES: u64 = 128;
+// 120 and 128 are unused (reads are counted per stripe: T_HITS, T_MISSES).
 pub const H_PEAK: u64 = 152;
 /// Unix ms of the broker's last sweep: attached processes stop using a
 /// store whose broker stopped beating (and reconnect to the new one).
@@ -97,6 +96,11 @@ pub const T_NEXT_DEADLINE: u64 = 120;
 pub const T_CHUNK_CUR: u64 = 128;
 pub const T_CHUNK_END: u64 = 136;
 pub const T_FREE: u64 = 160;
+/// Reads of the stripe's keys that hit and missed (statistics, not
+/// journaled): kept per stripe, under its lock, so that counting a read
+/// writes no cache line that other processes' reads also write.
+pub const T_HITS: u64 = 496;
+pub const T_MISSES: u64 = 504;
 
 /// Lock ids: stripes 0..256, then the heap; these guard data and are taken
 /// in ascending order.

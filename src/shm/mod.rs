@@ -139,8 +139,17 @@ impl Store {
     /// The sum of one word over every stripe. Counters are kept per stripe,
     /// under its lock and journal, so they are exact after any crash; the
     /// store-wide figures add them up.
-    fn stripes_sum(&self, word: u64) -> u64 {
+    pub(crate) fn stripes_sum(&self, word: u64) -> u64 {
         (0..STRIPE_COUNT as u32).map(|s| self.word(stripe_base(s) + word)).sum()
+    }
+
+    /// Zeroes a statistics word of every stripe (racing counts may survive).
+    pub(crate) fn reset_stripe_words(&self, words: &[u64]) {
+        for s in 0..STRIPE_COUNT as u32 {
+            for &word in words {
+                self.region.u64(stripe_base(s) + word).store(0, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
     }
 
     /// Keys, live or expired but not yet reclaimed.

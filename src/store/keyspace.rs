@@ -164,6 +164,19 @@ pub enum Expiry {
     At(u64),
 }
 
+#[derive(Default)]
+struct Located {
+    valid: bool,
+    key: Vec<u8>,
+    stripe: u32,
+    hh: u32,
+}
+
+impl Located {
+    /// Longer keys are hashed again rather than copied.
+    const MAX_KEY: usize = 256;
+}
+
 pub struct Keyspace {
     h: Handle,
     /// The broker's own view (it keeps the high-water marks and tells other
@@ -174,6 +187,12 @@ pub struct Keyspace {
     sampler: Sampler,
     /// Where the expiry sweep goes on from.
     sweep_from: u32,
+    /// The last key located, with its stripe and hash half: a command's key
+    /// is looked for by `begin_command` and again by each call its handler
+    /// makes, and is hashed once.
+    located: Located,
+    /// `begin_command`'s list of stripes, kept to save an allocation per command.
+    stripes_to_lock: Vec<u32>,
     /// Named locks live beside the keys, in the broker, but outside the
     /// keyspace: KEYS, FLUSHDB and eviction never touch them.
     pub locks: LockTable,
@@ -212,6 +231,8 @@ impl Keyspace {
             failure: None,
             sampler: Sampler::default(),
             sweep_from: 0,
+            located: Located::default(),
+            stripes_to_lock: Vec::new(),
             locks: LockTable::default(),
             pubsub: PubSub::default(),
             notify_flags: 0,
@@ -239,16 +260,22 @@ impl Keyspace {
             return false;
         }
         self.h.begin();
-        let mut stripes: Vec<u32> =
-            if all { (0..STRIPE_COUNT as u32).collect() } else { keys.map(|k| self.h.locate(k).0).collect() };
+        let mut stripes = std::mem::take(&mut self.stripes_to_lock);
+        stripes.clear();
+        if all {
+            stripes.extend(0..STRIPE_COUNT as u32);
+        } else {
+            stripes.extend(keys.map(|k| self.locate(k).0));
+        }
         stripes.sort_unstable();
         stripes.dedup();
-        for stripe in stripes {
+        for &stripe in &stripes {
             if let Err(e) = self.h.lock(stripe) {
                 self.failure = Some(e);
                 break;
             }
         }
+        self.stripes_to_lock = stripes;
         true
     }
 
@@ -305,12 +332,26 @@ impl Keyspace {
         result.map_err(|e| self.fail(e)).ok()
     }
 
+    /// The stripe of `key` and the hash half its index slot carries.
+    fn locate(&mut self, key: &[u8]) -> (u32, u32) {
+        if self.located.valid && self.located.key == key {
+            return (self.located.stripe, self.located.hh);
+        }
+        let (stripe, hh) = self.h.locate(key);
+        if key.len() <= Located::MAX_KEY {
+            self.located.key.clear();
+            self.located.key.extend_from_slice(key);
+            self.located = Located { valid: true, stripe, hh, key: std::mem::take(&mut self.located.key) };
+        }
+        (stripe, hh)
+    }
+
     /// Locks the stripe of `key` and finds its entry, live or not.
     fn find(&mut self, key: &[u8]) -> Option<(u32, u32, Option<Found>)> {
         if self.failure.is_some() {
             return None;
         }
-        let (stripe, hh) = self.h.locate(key);
+        let (stripe, hh) = self.locate(key);
         let locked = self.h.lock(stripe);
         self.check(locked)?;
         Some((stripe, hh, self.h.find(stripe, hh, key)))
@@ -401,15 +442,16 @@ impl Keyspace {
         Stats {
             expired_keys: c(layout::H_EXPIRED),
             evicted_keys: c(layout::H_EVICTED),
-            keyspace_hits: c(layout::H_HITS),
-            keyspace_misses: c(layout::H_MISSES),
+            keyspace_hits: self.store().stripes_sum(layout::T_HITS),
+            keyspace_misses: self.store().stripes_sum(layout::T_MISSES),
         }
     }
 
     pub fn reset_stats(&mut self) {
-        for off in [layout::H_EXPIRED, layout::H_EVICTED, layout::H_HITS, layout::H_MISSES] {
+        for off in [layout::H_EXPIRED, layout::H_EVICTED] {
             self.store().counter(off).store(0, Ordering::Relaxed);
         }
+        self.store().reset_stripe_words(&[layout::T_HITS, layout::T_MISSES]);
     }
 
     fn bump(&self, off: u64) {
@@ -452,10 +494,13 @@ impl Keyspace {
     /// its LRU clock moved.
     fn read_found(&mut self, key: &[u8], now: u64) -> Option<Found> {
         let Some(found) = self.live(key, now) else {
-            self.bump(layout::H_MISSES);
+            if self.failure.is_none() {
+                let stripe = self.locate(key).0;
+                self.h.count_read(stripe, layout::T_MISSES);
+            }
             return None;
         };
-        self.bump(layout::H_HITS);
+        self.h.count_read(found.stripe, layout::T_HITS);
         found.entry.touch(&self.h, lru_clock(now));
         Some(found)
     }
@@ -463,6 +508,13 @@ impl Keyspace {
     /// Looks a key up for a read command, counting a hit or a miss.
     pub fn read(&mut self, key: &[u8], now: u64) -> Option<Entry> {
         self.op(|ks| ks.read_found(key, now).map(|found| ks.copy(found)))
+    }
+
+    /// The value of a live key for a read command (a hit or a miss
+    /// counted): one copy, of the value alone. Every value is a string
+    /// today; other types, once there are any, need their own read.
+    pub fn read_value(&mut self, key: &[u8], now: u64) -> Option<Vec<u8>> {
+        self.op(|ks| ks.read_found(key, now).map(|found| found.entry.value(&ks.h)))
     }
 
     /// Copies the value of a live key into `out` when it fits (returning its
@@ -535,8 +587,14 @@ impl Keyspace {
     /// Stores `value` under `key`.
     pub fn set(&mut self, key: &[u8], value: &[u8], expiry: Expiry, now: u64) {
         self.op(|ks| {
-            let previous = ks.live(key, now);
-            let Some((stripe, hh, _)) = ks.find(key) else { return };
+            let Some((stripe, hh, found)) = ks.find(key) else { return };
+            let previous = match found {
+                Some(expired) if expired.entry.expires_at(&ks.h) <= now => {
+                    ks.expire_found(expired, key, true);
+                    None
+                }
+                live => live,
+            };
             let expires_at = match (expiry, previous) {
                 (Expiry::Clear, _) | (Expiry::Keep, None) => NEVER,
                 (Expiry::Keep, Some(found)) => found.entry.expires_at(&ks.h),
