@@ -23,6 +23,7 @@ const { RedisBackend } = require('./lib/redis');
 const { CODES, ShmError, shmError, fromNative, typeError } = require('./lib/errors');
 const { ENV, inheritedOptions, validateOptions } = require('./lib/options');
 const { announce } = require('./lib/runtime');
+const { attachLocalStore } = require('./lib/local-store');
 
 /**
  * How a handle is made: the process's own one (`require('cluster-shm')`)
@@ -42,7 +43,7 @@ function remote(socket, options, { role, onConfigure } = OWN, authSecret = proce
   const backend = new RemoteBackend(
     connection,
     (onEvent) => native.Subscriber.connect(connection(), onEvent),
-    process.env[ENV.LOCAL_STORE] === '0' ? null : (options) => native.LocalStore.attach(options),
+    process.env[ENV.LOCAL_STORE] === '0' ? null : (options) => attachLocalStore(native, options),
   );
   shm = new SharedMemory({ backend, role, socket, options, onConfigure });
   return shm;

@@ -189,7 +189,7 @@ class RemoteBackend {
    * the scratch buffer comes from Node's pool. Undefined: ask the broker.
    */
   #get(store, key) {
-    const found = store.get([key], this.scratch);
+    const found = store.get(key, this.scratch);
     if (typeof found !== 'number') return found;
     if (found === -1) return null;
     if (found < 0) return undefined;

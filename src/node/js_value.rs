@@ -37,11 +37,51 @@ impl FromNapiValue for Args {
     }
 }
 
+/// One command argument from JS: a string or a Buffer.
+#[cfg_attr(test, allow(dead_code))]
+pub struct Arg(pub Bytes);
+
+impl TypeName for Arg {
+    fn type_name() -> &'static str {
+        "string | Buffer"
+    }
+
+    fn value_type() -> ValueType {
+        ValueType::Unknown
+    }
+}
+
+impl ValidateNapiValue for Arg {}
+
+impl FromNapiValue for Arg {
+    unsafe fn from_napi_value(env: sys::napi_env, value: sys::napi_value) -> napi::Result<Self> {
+        arg_bytes(env, value).map(Arg)
+    }
+}
+
+/// Strings this long or shorter are copied out in one call, through a
+/// buffer on the stack; longer ones are measured first.
+const SHORT_STRING: usize = 500;
+
 unsafe fn arg_bytes(env: sys::napi_env, value: sys::napi_value) -> napi::Result<Bytes> {
     let mut kind = 0;
     check_status!(sys::napi_typeof(env, value, &mut kind))?;
     if kind == sys::ValueType::napi_string {
+        // V8 stops before a character that does not fit whole (up to 4
+        // bytes) and adds a NUL: a string that stopped with 5 or more bytes
+        // of room left was copied entire.
+        let mut stack = [0u8; SHORT_STRING + 5];
         let mut length = 0usize;
+        check_status!(sys::napi_get_value_string_utf8(
+            env,
+            value,
+            stack.as_mut_ptr().cast(),
+            stack.len(),
+            &mut length
+        ))?;
+        if length <= SHORT_STRING {
+            return Ok(Bytes::copy_from_slice(&stack[..length]));
+        }
         check_status!(sys::napi_get_value_string_utf8(env, value, ptr::null_mut(), 0, &mut length))?;
         let mut buf = vec![0u8; length + 1];
         check_status!(sys::napi_get_value_string_utf8(env, value, buf.as_mut_ptr().cast(), buf.len(), &mut length))?;

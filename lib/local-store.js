@@ -1,0 +1,25 @@
+'use strict';
+
+/**
+ * The broker's store mapped into this process (native `LocalStore`), as the
+ * broker backend uses it. Its calls go through the addon's plain functions,
+ * which name the store by id: a napi-rs class method costs about ten times
+ * a function's crossing, and these run on every data call.
+ *
+ * `call(args)`: a data command's reply, or undefined when the broker must run it.
+ * `get(key, scratch)`: GET copying the value into `scratch`: its length, -1
+ * for a missing key, a Buffer for a value longer than `scratch`, or -2 when
+ * the broker must run it.
+ */
+function attachLocalStore(native, options) {
+  const store = native.LocalStore.attach(options);
+  const { id } = store;
+  return {
+    slot: store.slot,
+    call: (args) => native.localStoreCall(id, args),
+    get: (key, scratch) => native.localStoreGet(id, key, scratch),
+    close: () => store.close(),
+  };
+}
+
+module.exports = { attachLocalStore };
