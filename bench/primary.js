@@ -95,14 +95,45 @@ async function runWithWorkers(workerEnv, host) {
 
   const { measureStart, measureEnd } = schedule();
   const results = workers.map((w) => workerMessage(w, 'bench', 'result'));
+  const serverCpu = measureServerCpu(host.serverPid ?? process.pid, measureStart, measureEnd);
   for (const w of workers) w.send({ bench: 'go', measureStart: String(measureStart), measureEnd: String(measureEnd) });
   const perWorker = await Promise.all(results);
+  const serverBusy = await serverCpu;
 
   let verify = null;
   if (workload.verify) verify = await verifyViews(workers, host);
 
   for (const w of workers) w.send({ bench: 'exit' });
-  return { prefillMs, perWorker: perWorker.map((m) => m.result), verify };
+  return { prefillMs, perWorker: perWorker.map((m) => m.result), verify, serverBusy };
+}
+
+/** CPU time of every thread of a process so far, in ns (/proc/<pid>/task/<tid>/schedstat). */
+function processCpuNs(pid) {
+  let total = 0;
+  for (const tid of fs.readdirSync(`/proc/${pid}/task`)) {
+    try {
+      total += Number(fs.readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ')[0]);
+    } catch {
+      // The thread ended between the listing and the read.
+    }
+  }
+  return total;
+}
+
+/**
+ * The share of one core the process holding the data (the broker's
+ * primary, redis-server, the classic primary) used during the measured
+ * window: the CPU its threads ran, over the window's length. Null where
+ * /proc has no schedstat.
+ */
+async function measureServerCpu(pid, measureStart, measureEnd) {
+  if (!fs.existsSync(`/proc/${pid}/task`)) return null;
+  const until = (t) => new Promise((resolve) => setTimeout(resolve, Math.max(0, Number(t - process.hrtime.bigint()) / 1e6)));
+  await until(measureStart);
+  const [t0, cpu0] = [process.hrtime.bigint(), processCpuNs(pid)];
+  await until(measureEnd);
+  const [t1, cpu1] = [process.hrtime.bigint(), processCpuNs(pid)];
+  return (cpu1 - cpu0) / Number(t1 - t0);
 }
 
 /**
@@ -210,6 +241,8 @@ async function main() {
     memory: { ...memory, rssSource: host.rssSource },
     nearCache: sumNearCache(outcome.perWorker),
     verify: outcome.verify ?? null,
+    serverBusy: outcome.serverBusy ?? null,
+    serverSource: system.inProcess ? null : host.serverPid ? 'server process' : 'primary process',
     warnings,
     wallMs: Date.now() - started,
   });

@@ -46,7 +46,8 @@ function summarize(run) {
   const v = run.verify;
   const verify = v && (v.stale || v.misses || v.wrong || v.errors) ? `  ⚠ after the load: ${v.stale} keys stale, ${v.misses} misses, ${v.wrong} wrong, ${v.errors} errors` : '';
   const warnings = (run.warnings || []).map((w) => `  ⚠ ${w}`).join('');
-  return `${int(run.opsPerSec).padStart(10)} ops/s  p50 ${micros(run.latencyNs.p50).padStart(8)} µs  p99 ${micros(run.latencyNs.p99).padStart(8)} µs${warn}${near}${verify}${warnings}`;
+  const server = run.serverBusy === null || run.serverBusy === undefined ? '' : `  server CPU ${(run.serverBusy * 100).toFixed(1)} %`;
+  return `${int(run.opsPerSec).padStart(10)} ops/s  p50 ${micros(run.latencyNs.p50).padStart(8)} µs  p99 ${micros(run.latencyNs.p99).padStart(8)} µs${server}${warn}${near}${verify}${warnings}`;
 }
 
 /**

@@ -101,6 +101,7 @@ function workloadSection(report, workload) {
         micros(run.latencyNs.p50),
         micros(run.latencyNs.p99),
         memoryCell(run),
+        run.serverBusy === null || run.serverBusy === undefined ? '—' : `${(run.serverBusy * 100).toFixed(1)} %`,
         base ? ratio(run.opsPerSec, base.opsPerSec) : '—',
         ...(nearColumn ? [run.nearCache ? hitRate(run.nearCache) : '—'] : []),
       ]);
@@ -116,18 +117,20 @@ function workloadSection(report, workload) {
         'p50 (µs)',
         'p99 (µs)',
         'peak memory',
+        'server CPU',
         'ops/s vs cluster-shm (same workers/in-flight)',
         ...(nearColumn ? ['near-cache hit rate'] : []),
       ],
       rows,
-      ['l', 'r', 'r', 'r', 'r', 'r', 'l', 'r', 'r'],
+      ['l', 'r', 'r', 'r', 'r', 'r', 'l', 'r', 'r', 'r'],
     ),
   );
   lines.push('');
   lines.push(
     '"in-flight" is requests in flight per worker. ops/s is the sum over workers of requests completed in the measured window; p50/p99 come from the merged latency histograms of all workers. ' +
       'Peak memory is of the process holding the data: *store* is the store\'s own accounting (cluster-shm `stats().peakMemory`, redis `used_memory_peak`; lmdb-js, whose data is a file every process maps, that file\'s allocated size), ' +
-      '*RSS* the highest of samples taken every 100 ms (cluster-shm `stats().residentMemory` = the primary that hosts the broker; redis `used_memory_rss`; JS peers and lmdb-js the primary\'s `process.memoryUsage().rss`).' +
+      '*RSS* the highest of samples taken every 100 ms (cluster-shm `stats().residentMemory` = the primary that hosts the broker; redis `used_memory_rss`; JS peers and lmdb-js the primary\'s `process.memoryUsage().rss`). ' +
+      '*Server CPU* is the CPU time, as a share of one core, that the process serving the data used during the measured window, all its threads counted: for cluster-shm the primary hosting the broker (the workers\' data calls run in the workers, on the mapped store), for the classic pattern and other JS peers the primary, for ioredis redis-server; lmdb-js has no server (its primary only waits).' +
       (runs.some((r) => r.system === 'cluster-shm-inprocess')
         ? ' The in-process row runs the load in the primary (its RSS includes the load generator); its ratio compares it with cluster-shm through 1 worker.'
         : ''),

@@ -97,6 +97,19 @@ function evaluateTargets({ runs, raw, memoryPerKey, workerKeys }) {
     }),
   );
 
+  // Data calls run in the workers on the mapped store: the broker's process
+  // should be all but idle while they run ("close to zero": 5 % of a core).
+  for (const depth of [1, 64]) {
+    targets.push(
+      check(`broker process CPU during cluster-shm's data load ≤ 5 % of a core (2 workers, 100 B, ${depth} in flight)`, '≤ 5 %', () => {
+        const shm = need(findRun(runs, 'cluster-shm', 2, depth), 'cluster-shm at 2 workers');
+        if (shm.serverBusy === null || shm.serverBusy === undefined) throw new Error('no CPU figure for the broker');
+        const busy = shm.serverBusy * 100;
+        return { met: busy <= 5, text: `${busy.toFixed(1)} % of a core` };
+      }),
+    );
+  }
+
   targets.push(
     check('cluster-shm p99 at 1 in flight ≤ 20 µs (2 workers, 100 B)', 'p99 ≤ 20 µs', () => {
       const shm = need(findRun(runs, 'cluster-shm', 2, 1), 'cluster-shm at 2 workers');

@@ -22,7 +22,8 @@ module.exports = {
     await admin.connect();
     return {
       rssSource: 'redis-server process',
-      redisPid: server.pid,
+      // The process whose CPU the bench reports as the server's.
+      serverPid: server.pid,
       async memory() {
         const info = parseInfo(await admin.info('memory'));
         return { storePeak: info.used_memory_peak, rss: info.used_memory_rss };
