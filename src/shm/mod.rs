@@ -20,6 +20,8 @@ mod txn;
 mod verify;
 
 #[cfg(all(test, target_os = "linux"))]
+mod crash_points;
+#[cfg(all(test, target_os = "linux"))]
 mod crash_tests;
 
 use std::io;
@@ -77,9 +79,14 @@ pub fn default_len() -> u64 {
 impl Store {
     /// A new empty store of `len` bytes (metadata included).
     pub fn create(len: u64) -> io::Result<Arc<Store>> {
+        Self::create_with_keys(len, random_keys())
+    }
+
+    /// A new store whose keys hash with `keys`: the same keys lay out the
+    /// same writes the same way (tests that replay an operation rely on it).
+    pub(crate) fn create_with_keys(len: u64, keys: (u64, u64)) -> io::Result<Arc<Store>> {
         let len = len.clamp(HEAP_START + 64 * PAGE, MAX_LEN) / PAGE * PAGE;
         let region = Region::create(len)?;
-        let keys = random_keys();
         let w = |off: u64, v: u64| region.u64(off).store(v, std::sync::atomic::Ordering::Relaxed);
         w(H_VERSION, LAYOUT_VERSION);
         w(H_LEN, len);

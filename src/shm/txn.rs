@@ -275,6 +275,8 @@ impl Handle {
 
     fn append(&mut self, kind: u64, off: u64, old: u64) -> Result<()> {
         debug_assert!(self.active, "a change outside an operation");
+        #[cfg(all(test, target_os = "linux"))]
+        super::crash_points::step();
         if self.records == RECORDS {
             return Err(StoreError::TooLarge);
         }
@@ -286,6 +288,8 @@ impl Handle {
         r.u64(slot_base(self.slot) + S_UNDO_COUNT).store(self.records, Ordering::Release);
         // The change must not become visible before its record is counted.
         fence(Ordering::Release);
+        #[cfg(all(test, target_os = "linux"))]
+        super::crash_points::step();
         Ok(())
     }
 
@@ -301,7 +305,11 @@ impl Handle {
                 return Err(e);
             }
         }
+        #[cfg(all(test, target_os = "linux"))]
+        super::crash_points::step();
         self.store.region.u64(slot_base(self.slot) + S_JOURNAL_STATE).store(JOURNAL_IDLE, Ordering::Release);
+        #[cfg(all(test, target_os = "linux"))]
+        super::crash_points::step();
         for (off, len) in std::mem::take(&mut self.release_after_commit) {
             self.store.region.release(off, len);
         }
