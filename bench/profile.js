@@ -3,7 +3,7 @@
 
 /**
  * Where the time of a worker's call goes, layer by layer:
- * `node bench/profile.js [--seconds 3] [--repeat 3] [--workers 2] [--depths 1,64] [--no-perf] [--only layers] [--json file]`
+ * `node bench/profile.js [--seconds 3] [--repeat 3] [--workers 2] [--depths 1,64] [--no-perf] [--only layers] [--json file] [--report file]`
  * (`--help` says what each option does).
  *
  * This process is the cluster primary: it requires cluster-shm (so it hosts
@@ -66,7 +66,7 @@ const WORKLOAD = { name: 'json', keys: 10_000, valueBytes: 100 };
 const ROLE_ENV = 'PROFILE_WORKER_ROLE';
 const now = process.hrtime.bigint;
 
-const USAGE = `usage: node bench/profile.js [--seconds 3] [--repeat 3] [--workers 2] [--depths 1,64] [--no-perf] [--only layers] [--json file]
+const USAGE = `usage: node bench/profile.js [--seconds 3] [--repeat 3] [--workers 2] [--depths 1,64] [--no-perf] [--only layers] [--json file] [--report file]
 
   --seconds N    length of a load phase; the mapped store's timing rounds last N × 20 ms
                  (20-200 ms) and its perf loops N s
@@ -77,11 +77,12 @@ const USAGE = `usage: node bench/profile.js [--seconds 3] [--repeat 3] [--worker
   --no-perf      no perf or strace (the layers' timing loops still run)
   --only layers  only the mapped store's layers: no load phases, no redis-benchmark
   --json file    also write the raw results as JSON
+  --report file  print the Markdown of results a run wrote with --json, measuring nothing
 
 Prints Markdown (bench/results/profile.md is written from it); progress goes to stderr.`;
 
 function parseArgs(argv) {
-  const options = { seconds: 3, repeat: 3, workers: 2, depths: [1, 64], perf: true, json: null, only: null, warmupMs: 700, profileIntervalUs: 500 };
+  const options = { seconds: 3, repeat: 3, workers: 2, depths: [1, 64], perf: true, json: null, report: null, only: null, warmupMs: 700, profileIntervalUs: 500 };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
     const value = () => {
@@ -94,6 +95,7 @@ function parseArgs(argv) {
     else if (arg === '--depths') options.depths = value().split(',').map(Number);
     else if (arg === '--no-perf') options.perf = false;
     else if (arg === '--json') options.json = value();
+    else if (arg === '--report') options.report = value();
     else if (arg === '--only') {
       options.only = value();
       if (options.only !== 'layers') throw new Error(`--only takes 'layers', not ${options.only}`);
@@ -1130,6 +1132,7 @@ function layerRows(t, op, { fits, json }) {
       false,
       codecT,
     );
+    rows[rows.length - 1].short = op === 'get' ? "`codec.decode`'s copy of the value into a new Buffer" : "`codec.encode`'s copy of the value behind its tag (`Buffer.concat`)";
   }
   if (op === 'get' && fits) add('copy', 'Buffer copy out of the scratch buffer (`Buffer.from(scratch.subarray(0, n))`)', false, copy);
   add('crossing', `N-API crossing and argument conversion (4: \`${op === 'get' ? 'localStoreGet' : 'localStoreCall'}\` with a closed store's id)`, false, t.crossing);
@@ -1148,7 +1151,6 @@ const LAYER_SHORT = {
   js: 'the JS API (checks, dispatch, promise)',
   json: 'JSON itself',
   codec: "the codec's work beyond JSON itself",
-  codecCopy: "the codec's copy of the value (decode: into a new Buffer; encode: behind the tag, Buffer.concat)",
   copy: 'the copy out of the scratch buffer',
   crossing: 'the N-API crossing and argument conversion',
   store: "the store's own work",
@@ -1171,7 +1173,16 @@ function perfPerCall(loop) {
 }
 
 const perfOk = (loop) => loop && !loop.error;
-const classLabel = (cls) => PERF_CLASSES.find(([c]) => c === cls)[1];
+const CLASS_SHORT = {
+  lock: 'the stripe lock and mutexes',
+  hash: 'hashing the key',
+  lookup: 'the index lookup',
+  journal: 'the journal',
+  copy: 'copying',
+  allocator: 'the allocator',
+  store: 'command and keyspace code',
+  kernel: 'the kernel (page faults)',
+};
 
 function reportLayers(push, layers) {
   const ns = (x) => (x === undefined || Number.isNaN(x) ? '–' : Math.round(x).toLocaleString('en-US'));
@@ -1220,7 +1231,7 @@ function reportLayers(push, layers) {
         const cross = perfPerCall(loops.crossing);
         const diff = STORE_CLASSES.map((cls) => [cls, (inside[cls] || 0) - (cross[cls] || 0)]);
         const [topCls, topNs] = diff.reduce((a, d) => (d[1] > a[1] ? d : a));
-        sentence += ` Of the store's own work, perf puts the most in ${classLabel(topCls).replace(/:.*| \(.*/, '')} (about ${ns(topNs)} ns per call).`;
+        sentence += ` Of what the native store call spends beyond the crossing, perf puts the most in ${CLASS_SHORT[topCls]} (about ${ns(topNs)} ns per call).`;
       }
       push(`${sentence}\n`);
     }
@@ -1395,6 +1406,10 @@ function report(result) {
 
 async function primaryMain() {
   const options = parseArgs(process.argv.slice(2));
+  if (options.report) {
+    console.log(report(JSON.parse(fs.readFileSync(options.report, 'utf8'))));
+    return;
+  }
   const log = (s) => process.stderr.write(`${s}\n`);
   for (const signal of ['SIGINT', 'SIGTERM']) {
     process.on(signal, () => {
