@@ -3,26 +3,45 @@
 
 /**
  * Where the time of a worker's call goes, layer by layer:
- * `node bench/profile.js [--seconds 3] [--repeat 3] [--workers 2] [--depths 1,64] [--no-perf] [--json file]`.
+ * `node bench/profile.js [--seconds 3] [--repeat 3] [--workers 2] [--depths 1,64] [--no-perf] [--only layers] [--json file] [--report file]`
+ * (`--help` says what each option does).
  *
  * This process is the cluster primary: it requires cluster-shm (so it hosts
- * the broker), pre-fills 10,000 keys with 100-byte JSON values and forks the
- * workers, then measures
+ * the broker), pre-fills 10,000 keys with 100-byte JSON values and 1,000
+ * keys with 64 KiB Buffers, and forks workers. It measures
+ *   the mapped store (what a worker's data calls use): in one worker of its
+ *   own, before any other runs, timing loops of each layer of a get and a
+ *   set, for both sizes: the awaited API call; the codec (and the copy out
+ *   of the scratch buffer a GET's value lands in); the native store call
+ *   (`localStoreGet` / `localStoreCall` on a store the worker attaches
+ *   itself); the same call naming a store that was closed (the N-API
+ *   crossing and argument conversion alone); and by difference what the
+ *   store and the JS API cost. Loops run in interleaved rounds and report the
+ *   median round's wall and CPU ns per call. Where `perf` works (unless
+ *   --no-perf), perf record of the worker during hot loops of the API call,
+ *   the store call and the crossing classes the samples by symbol (lock,
+ *   hash, index lookup, copy, journal, N-API glue, allocator, …). The report
+ *   names the next bound of each operation from the figures: its largest
+ *   layer that is not inherent;
+ * and then the socket path, in workers forked with CLUSTER_SHM_LOCAL_STORE=0
+ * (every call over the broker's socket, as locks and pub/sub still are):
  *   (a) lib/codec.js encode + decode per value (a loop, here),
  *   (b) lib/connection.js encodeCommand + ReplyParser per call (a loop, here),
  *   (c) the round trip through the real broker from the workers: shm.get /
  *       shm.set 50/50 ("shm"), and the same commands pre-encoded on a bare
  *       net.Socket with a minimal reply scanner ("raw": the floor for a JS
  *       client on this socket), with each process's CPU time, run-queue wait
- *       and context switches per op from /proc,
+ *       and context switches per op from /proc; beside them the same load
+ *       from workers on the mapped store ("mapped"),
  *   (d) the broker's own time per command: CPU time of its threads per op
  *       during (c), and redis-benchmark against its socket (and against a
  *       redis-server it starts, for reference),
  *   (e) a V8 CPU profile of each worker (inspector module) during the shm
- *       load, summarised per layer; and, where `perf` works (unless
- *       --no-perf), perf record / perf stat of the broker threads and the
- *       workers, and strace -c counts of their syscalls per op.
- * It prints Markdown tables (bench/results/profile.md was written from them).
+ *       load, summarised per layer; and, where `perf` works, perf record /
+ *       perf stat of the broker threads and the workers, and strace -c counts
+ *       of their syscalls per op.
+ * `--only layers` measures the mapped store alone. It prints Markdown
+ * tables (bench/results/profile.md was written from them).
  *
  * Everything it starts (workers, redis-server, perf, strace, the broker's
  * socket and temp dirs) is stopped and removed before it exits, on failure and on
@@ -35,17 +54,35 @@ const os = require('node:os');
 const path = require('node:path');
 const { spawn, spawnSync } = require('node:child_process');
 
-const { makeKeys, makeValuePool } = require('./lib/workload');
+const { WORKLOADS, makeKeys, makeValuePool } = require('./lib/workload');
 const codec = require('../lib/codec');
+const { ENV } = require('../lib/options');
 const { encodeCommand, wireChunks, ReplyParser } = require('../lib/connection');
 const { FloorClient } = require('./lib/socket-floor');
 const { workerMessage } = require('./lib/worker-message');
 
 const WORKLOAD = { name: 'json', keys: 10_000, valueBytes: 100 };
+/** What a forked worker does: 'load' (the load phases) or 'layers' (the mapped store's layers). */
+const ROLE_ENV = 'PROFILE_WORKER_ROLE';
 const now = process.hrtime.bigint;
 
+const USAGE = `usage: node bench/profile.js [--seconds 3] [--repeat 3] [--workers 2] [--depths 1,64] [--no-perf] [--only layers] [--json file] [--report file]
+
+  --seconds N    length of a load phase; the mapped store's timing rounds last N × 20 ms
+                 (20-200 ms) and its perf loops N s
+  --repeat N     load phases per client and depth (the median is kept); the mapped
+                 store's loops run max(5, 2N + 1) rounds
+  --workers N    workers of the load phases (the layers are measured in one worker)
+  --depths a,b   calls in flight per worker in the load phases
+  --no-perf      no perf or strace (the layers' timing loops still run)
+  --only layers  only the mapped store's layers: no load phases, no redis-benchmark
+  --json file    also write the raw results as JSON
+  --report file  print the Markdown of results a run wrote with --json, measuring nothing
+
+Prints Markdown (bench/results/profile.md is written from it); progress goes to stderr.`;
+
 function parseArgs(argv) {
-  const options = { seconds: 3, repeat: 3, workers: 2, depths: [1, 64], perf: true, json: null, warmupMs: 700, profileIntervalUs: 500 };
+  const options = { seconds: 3, repeat: 3, workers: 2, depths: [1, 64], perf: true, json: null, report: null, only: null, warmupMs: 700, profileIntervalUs: 500 };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
     const value = () => {
@@ -58,8 +95,13 @@ function parseArgs(argv) {
     else if (arg === '--depths') options.depths = value().split(',').map(Number);
     else if (arg === '--no-perf') options.perf = false;
     else if (arg === '--json') options.json = value();
+    else if (arg === '--report') options.report = value();
+    else if (arg === '--only') {
+      options.only = value();
+      if (options.only !== 'layers') throw new Error(`--only takes 'layers', not ${options.only}`);
+    }
     else if (arg === '--help' || arg === '-h') {
-      console.log('usage: node bench/profile.js [--seconds 3] [--repeat 3] [--workers 2] [--depths 1,64] [--no-perf] [--json file]');
+      console.log(USAGE);
       process.exit(0);
     } else throw new Error(`unknown argument ${arg}`);
   }
@@ -236,6 +278,9 @@ function workerMain() {
 
     const lane = async () => {
       while (now() < measureEnd) {
+        // On the mapped store a call settles without waiting for I/O: let
+        // the timers that take the snapshots run now and then.
+        if ((ops & 255) === 255) await new Promise(setImmediate);
         const i = (Math.random() * keys.length) | 0;
         const t0 = now();
         if (Math.random() < 0.5) await client.get(i);
@@ -296,6 +341,212 @@ class RawClient {
   close() {
     this.floor.close();
   }
+}
+
+// ---------------------------------------------------------------------------
+// The mapped store, layer by layer: measured in a worker of its own
+
+/** The size of the buffer lib/api.js's RemoteBackend copies a GET's value into. */
+const SCRATCH_BYTES = 64 * 1024;
+/** The bench's 64 KiB workload: 1,000 keys of 64 KiB random-byte Buffers (bench/lib/workload.js). */
+const BIG_WORKLOAD = WORKLOADS.buffer;
+const bigKeyName = (i) => `profile:64k:${i}`;
+
+/** The value sizes the layers are measured for: { name: { title, keys, pool } }. */
+function layerSizes() {
+  return {
+    '100 B': { title: `${WORKLOAD.valueBytes}-byte JSON objects, ${int(WORKLOAD.keys)} keys`, keys: makeKeys(WORKLOAD.keys), pool: makeValuePool(WORKLOAD) },
+    '64 KiB': {
+      title: `64 KiB Buffers, ${int(BIG_WORKLOAD.keys)} keys`,
+      keys: Array.from({ length: BIG_WORKLOAD.keys }, (_, i) => bigKeyName(i)),
+      pool: makeValuePool(BIG_WORKLOAD),
+    },
+  };
+}
+
+/** How many calls of `fn` take about `ms` milliseconds (the first calls warm it up). */
+function calibrate(fn, ms) {
+  const end = now() + BigInt(Math.round(ms * 1e6));
+  let n = 0;
+  while (now() < end) for (let j = 0; j < 64; j++, n++) sink ^= fn(n) ? 1 : 0;
+  return n;
+}
+
+async function calibrateAsync(fn, ms) {
+  const end = now() + BigInt(Math.round(ms * 1e6));
+  let n = 0;
+  while (now() < end) for (let j = 0; j < 64; j++, n++) sink ^= (await fn(n)) ? 1 : 0;
+  return n;
+}
+
+/** Wall and CPU (process.cpuUsage: user + system) ns per call of `n` calls of `fn`. */
+function timeRound(fn, n) {
+  const cpu0 = process.cpuUsage();
+  const t0 = now();
+  for (let i = 0; i < n; i++) sink ^= fn(i) ? 1 : 0;
+  const wallNs = Number(now() - t0);
+  const cpu = process.cpuUsage(cpu0);
+  return { wall: wallNs / n, cpu: ((cpu.user + cpu.system) * 1e3) / n };
+}
+
+async function timeRoundAsync(fn, n) {
+  const cpu0 = process.cpuUsage();
+  const t0 = now();
+  for (let i = 0; i < n; i++) sink ^= (await fn(i)) ? 1 : 0;
+  const wallNs = Number(now() - t0);
+  const cpu = process.cpuUsage(cpu0);
+  return { wall: wallNs / n, cpu: ((cpu.user + cpu.system) * 1e3) / n };
+}
+
+/**
+ * The mapped-store worker: it attaches stores of its own besides the one
+ * its handle maps, and runs the timing loops of each layer of a get and a
+ * set, and the hot loops `perf record` watches.
+ */
+function layersWorkerMain() {
+  const shm = require('..');
+  const native = require('../lib/native').load();
+  const sizes = layerSizes();
+  let setup = null;
+
+  process.on('disconnect', () => process.exit(0));
+  process.on('message', (message) => {
+    if (!message || message.profile === undefined) return;
+    const reply = (work) =>
+      Promise.resolve()
+        .then(work)
+        .then(
+          (result) => process.send({ profile: 'result', result }),
+          (error) => process.send({ profile: 'error', error: String(error && error.stack ? error.stack : error) }),
+        );
+    if (message.profile === 'layers') reply(async () => measureLayers(await prepare(), message));
+    else if (message.profile === 'hot-loop') reply(async () => hotLoop(await prepare(), message));
+    else if (message.profile === 'exit') {
+      if (setup) setup.store.close();
+      Promise.resolve(shm.close()).finally(() => process.exit(0));
+    }
+  });
+  process.send({ profile: 'ready' });
+
+  /**
+   * The stores, once: the handle's own first (its first call maps it), then
+   * one for the native calls, then one that is closed at once: its id
+   * names no store, so a call with it returns right after converting its
+   * arguments. Nothing attaches in this process afterwards, so the id is not
+   * reused (checked again after every loop).
+   */
+  async function prepare() {
+    if (setup) return setup;
+    const memfds = () => (readFile('/proc/self/maps') || '').split('\n').filter((line) => line.includes('memfd:')).length;
+    const before = memfds();
+    if (!(await shm.get(sizes['100 B'].keys[0]))) throw new Error('the pre-filled keys are missing');
+    if (memfds() <= before) throw new Error('the handle did not map the store: its calls go over the socket');
+    const attachOptions = { socket: process.env[ENV.SOCKET], authSecret: process.env[ENV.AUTH] };
+    const store = native.LocalStore.attach(attachOptions);
+    const closed = native.LocalStore.attach(attachOptions);
+    const closedId = closed.id;
+    closed.close();
+    const scratch = Buffer.allocUnsafeSlow(SCRATCH_BYTES);
+    // A random key order, the same for every loop (as the bench picks keys).
+    const order = Uint32Array.from({ length: 1 << 16 }, () => (Math.random() * 2 ** 32) >>> 0);
+    const ops = {};
+    for (const [name, size] of Object.entries(sizes)) {
+      const { keys, pool } = size;
+      const key = (i) => keys[order[i & 0xffff] % keys.length];
+      const value = (i) => pool[i % pool.length];
+      const encoded = pool.map((v) => codec.encode(v, 'json'));
+      const enc = (i) => encoded[i % encoded.length];
+      // A GET's value as the store gives it back: its stored (encoded) bytes.
+      const stored = encoded.map((e) => Buffer.from(e));
+      const length = native.localStoreGet(store.id, keys[0], scratch);
+      const fits = typeof length === 'number';
+      if (fits && length <= 0) throw new Error(`localStoreGet gave ${length} for a pre-filled key`);
+      if (native.localStoreGet(closedId, keys[0], scratch) !== -2) throw new Error('a closed store answered localStoreGet');
+      if (native.localStoreCall(closedId, ['SET', keys[0], encoded[0]]) !== undefined) throw new Error('a closed store answered localStoreCall');
+      const json = typeof encoded[0] === 'string';
+      const texts = json ? encoded : null;
+      stored[0].copy(scratch);
+      const copyLength = stored[0].length;
+      const bigScratch = fits ? null : Buffer.allocUnsafeSlow(2 * SCRATCH_BYTES);
+      ops[name] = {
+        get: {
+          api: { async: true, fn: (i) => shm.get(key(i)) },
+          decode: { fn: (i) => codec.decode(stored[i % stored.length]) },
+          ...(json ? { plain: { fn: (i) => JSON.parse(texts[i % texts.length]) } } : {}),
+          ...(fits ? { copy: { fn: () => Buffer.from(scratch.subarray(0, copyLength)) } } : {}),
+          store: { fn: (i) => native.localStoreGet(store.id, key(i), scratch), hot: true },
+          crossing: { fn: (i) => native.localStoreGet(closedId, key(i), scratch), hot: true },
+          // For comparison when the value does not fit: a scratch buffer that holds it, and the copy out of it.
+          ...(fits
+            ? {}
+            : {
+                bigScratch: { fn: (i) => native.localStoreGet(store.id, key(i), bigScratch) },
+                bigCopy: { fn: () => Buffer.from(bigScratch.subarray(0, stored[0].length)) },
+              }),
+        },
+        set: {
+          api: { async: true, fn: (i) => shm.set(key(i), value(i)) },
+          encode: { fn: (i) => codec.encode(value(i), 'json') },
+          ...(json ? { plain: { fn: (i) => JSON.stringify(value(i)) } } : {}),
+          store: { fn: (i) => native.localStoreCall(store.id, ['SET', key(i), enc(i)]), hot: true },
+          crossing: { fn: (i) => native.localStoreCall(closedId, ['SET', key(i), enc(i)]), hot: true },
+        },
+        fits,
+        json,
+      };
+    }
+    const stillClosed = () => {
+      if (native.localStoreGet(closedId, sizes['100 B'].keys[0], scratch) !== -2) throw new Error(`store id ${closedId} was reused: the crossing loops measured a store`);
+    };
+    setup = { store, closedId, ops, stillClosed };
+    return setup;
+  }
+}
+
+/**
+ * Every loop of every layer, `rounds` times, interleaved (round r of each
+ * loop runs before round r + 1 of any), so that a change in the machine's
+ * load hits every layer alike; the median round of each, wall and CPU.
+ */
+async function measureLayers({ ops, stillClosed }, { rounds, roundMs }) {
+  const loops = [];
+  for (const [size, byOp] of Object.entries(ops)) {
+    for (const op of ['get', 'set']) {
+      for (const [layer, loop] of Object.entries(byOp[op])) loops.push({ size, op, layer, ...loop });
+    }
+  }
+  for (const loop of loops) loop.n = Math.max(50, loop.async ? await calibrateAsync(loop.fn, roundMs) : calibrate(loop.fn, roundMs));
+  const loadavg = os.loadavg();
+  for (let r = 0; r < rounds; r++) {
+    for (const loop of loops) {
+      const t = loop.async ? await timeRoundAsync(loop.fn, loop.n) : timeRound(loop.fn, loop.n);
+      (loop.runs ??= []).push(t);
+    }
+  }
+  stillClosed();
+  const out = {};
+  for (const loop of loops) {
+    const entry = ((out[loop.size] ??= { fits: ops[loop.size].fits, json: ops[loop.size].json })[loop.op] ??= {});
+    entry[loop.layer] = { wall: median(loop.runs.map((t) => t.wall)), cpu: median(loop.runs.map((t) => t.cpu)), calls: loop.n, rounds };
+  }
+  return { sizes: out, loadavg, loadavgAfter: os.loadavg() };
+}
+
+/** Calls `ops[size][op][layer]` for `ms` milliseconds (perf watches): calls made, wall and CPU ns per call. */
+async function hotLoop({ ops, stillClosed }, { size, op, layer, ms }) {
+  const { fn, async } = ops[size][op][layer];
+  if (async) await calibrateAsync(fn, 50);
+  else calibrate(fn, 50);
+  const cpu0 = process.cpuUsage();
+  const t0 = now();
+  const end = t0 + BigInt(Math.round(ms * 1e6));
+  let n = 0;
+  if (async) while (now() < end) for (let j = 0; j < 256; j++, n++) sink ^= (await fn(n)) ? 1 : 0;
+  else while (now() < end) for (let j = 0; j < 256; j++, n++) sink ^= fn(n) ? 1 : 0;
+  const wallNs = Number(now() - t0);
+  const cpu = process.cpuUsage(cpu0);
+  stillClosed();
+  return { calls: n, wall: wallNs / n, cpu: ((cpu.user + cpu.system) * 1e3) / n };
 }
 
 // ---------------------------------------------------------------------------
@@ -453,7 +704,7 @@ function run(file, args, { timeoutMs = 120_000 } = {}) {
 }
 
 /** One measured phase: every worker runs `mode` at `depth`; the primary accounts its broker threads meanwhile. */
-async function phase(workers, options, mode, depth, { profile = false, during = null } = {}) {
+async function phase(workers, options, mode, depth, { profile = false, during = null, label = mode } = {}) {
   const start = now() + 150_000_000n + BigInt(options.warmupMs) * 1_000_000n;
   const end = start + BigInt(Math.round(options.seconds * 1e9));
   const results = workers.map((w) => workerMessage(w, 'profile', 'result'));
@@ -478,7 +729,7 @@ async function phase(workers, options, mode, depth, { profile = false, during = 
     busyShare: (after.machine.busy - before.machine.busy) / Math.max(1, after.machine.total - before.machine.total),
     loadavg1: before.loadavg,
   };
-  return summarisePhase({ mode, depth, windowNs: Number(t1 - t0), perWorker, primaryThreads, machine, side: sideResult });
+  return summarisePhase({ mode: label, depth, windowNs: Number(t1 - t0), perWorker, primaryThreads, machine, side: sideResult });
 }
 
 function sleepUntil(t) {
@@ -659,6 +910,93 @@ async function straceCounts(targets, seconds) {
   return { calls, seconds };
 }
 
+/**
+ * The classes perf's samples of a hot loop are sorted into, by symbol (the
+ * first that matches). Leaf symbols only: a memcpy counts as copy wherever
+ * it was called from, argument conversion included, which is why the
+ * crossing loop is recorded too and subtracted. The native function's own
+ * code (the store's lookup by id, the entry's locks, the clock) is inlined
+ * into napi-rs's callback, and counts as glue.
+ */
+const PERF_CLASSES = [
+  ['lock', 'lock: stripe lock (txn::Handle::lock, try_lock), futex, process-local mutexes', (s) => /txn::Handle::(lock|try_lock|lock_admission|wait_for)\b|futex|parking_lot|RawMutex|lock_slow|pthread_mutex/.test(s)],
+  ['hash', 'hash: Store::hash, SipHash', (s) => /Store::hash|SipHasher|sip::|siphash|hash::Hasher/i.test(s)],
+  ['lookup', 'index lookup: index::find, EntryRef::key_is, memcmp', (s) => /index::.*\bfind\b|entry_near|EntryRef::key_is|Keyspace::locate|memcmp|bcmp/.test(s)],
+  ['journal', 'journal: txn::Handle::write, append, begin, commit, finish', (s) => /txn::Handle::(write|append|begin|commit|finish)\b|txn::undo/.test(s)],
+  ['copy', 'copy: read_value, read_into, write_at, memcpy/memmove, Region::to_vec', (s) => /read_value|read_into|write_at|memcpy|memmove|Region::to_vec|to_vec/.test(s)],
+  ['allocator', 'allocator: malloc, free, V8 backing stores', (s) => /malloc|\bfree\b|cfree|calloc|realloc|jemalloc|\bje_|sdallocx|tcache|_int_free|dealloc|__rust_alloc|BackingStore|ArrayBufferAllocator/.test(s)],
+  ['json', 'JSON.parse / JSON.stringify (V8)', (s) => /Json(Parser|Stringifier)|JsonParse|JsonStringify|JSON/.test(s)],
+  ['gc', 'V8 garbage collector', (s) => /v8::internal::(Heap|Scaveng|MarkCompact|Sweep|Marking|ConcurrentMarking|MinorM|IncrementalMarking|Evacuat|GCTracer|MemoryAllocator|PagedSpace|SemiSpace|NewSpace|MemoryChunk|LocalHeap)|Scaveng|MarkCompact/.test(s)],
+  ['glue', 'N-API / V8 glue: napi_*, the v8:: API, node::, napi-rs bindgen_runtime and callbacks, argument and reply conversion', (s) => /napi|v8::[A-Z]|node::|bindgen_runtime|cluster_shm::node::|FromNapiValue|ToNapiValue|Builtins_CallApi|HandleApiCallback|InvokeFunctionCallback|FunctionCallbackArguments/.test(s)],
+  ['store', 'command and keyspace code (dispatch, begin/end of the command, expiry checks)', (s) => /cluster_shm::/.test(s)],
+  ['v8', 'V8 builtins and runtime (calls, promises, await, microtasks)', (s) => /Builtins_|v8::internal::|Runtime_/.test(s)],
+  ['js', 'JIT code (the API\'s JS and the timing loop)', (s, dso) => dso === '[unknown]' || dso.startsWith('[JIT]') || dso.startsWith('perf-') || /^0x[0-9a-f]+$/.test(s)],
+  ['kernel', 'kernel (page faults, scheduling)', (s, dso, kind) => kind === 'k'],
+  ['other', 'other (clock reads, libc, node)', () => true],
+];
+/** The classes that are the store's own work, when they differ between the store call and the crossing. */
+const STORE_CLASSES = ['lock', 'hash', 'lookup', 'journal', 'copy', 'allocator', 'store', 'kernel'];
+
+/** perf record of a process (all its threads) for `seconds`: the share of its samples per class of PERF_CLASSES, and the top symbols. */
+async function perfRecordProcess(pid, seconds) {
+  const file = path.join(tempDir, `perf-loop-${Date.now()}.data`);
+  const rec = await run('perf', ['record', '-q', '-e', 'cpu-clock', '-F', '1999', '-p', String(pid), '-o', file, '--', 'sleep', seconds.toFixed(2)]);
+  if (rec.code !== 0) return { error: `perf record failed: ${rec.stderr.trim().slice(0, 300)}` };
+  const out = await run('perf', ['report', '-i', file, '--stdio', '--no-children', '--sort', 'dso,sym', '-q', '--percent-limit', '0']);
+  fs.rmSync(file, { force: true });
+  if (out.code !== 0) return { error: `perf report failed: ${out.stderr.trim().slice(0, 300)}` };
+  const classes = {};
+  const symbols = [];
+  for (const line of out.stdout.split('\n')) {
+    // "    12.34%  cluster-shm.linux-x64-gnu.node  [.] cluster_shm::shm::Store::hash"
+    const m = /^\s*([\d.]+)%\s+(.+?)\s+\[([.kgu])\]\s+(.*)$/.exec(line);
+    if (!m) continue;
+    const share = Number(m[1]) / 100;
+    const [dso, kind, sym] = [m[2], m[3], m[4].trim()];
+    const cls = PERF_CLASSES.find(([, , test]) => test(sym, dso, kind))[0];
+    classes[cls] = (classes[cls] || 0) + share;
+    symbols.push({ share, dso, sym, cls });
+  }
+  if (symbols.length === 0) return { error: 'perf record gave no samples' };
+  return { classes, top: symbols.sort((a, b) => b.share - a.share).slice(0, 12) };
+}
+
+/**
+ * The layers of a worker's get and set on the mapped store: the timing
+ * loops (in the layers worker), then, where perf works, a perf record of the
+ * worker during a hot loop of the awaited API call, one of the native store
+ * call and one of the crossing alone.
+ */
+async function storeLayers(worker, options, log) {
+  const rounds = Math.max(5, 2 * options.repeat + 1);
+  const roundMs = Math.min(200, Math.max(20, options.seconds * 20));
+  log(`mapped store: timing loops of each layer, ${rounds} rounds of about ${roundMs} ms each ...`);
+  const timing = (await askWorker(worker, { profile: 'layers', rounds, roundMs })).result;
+  const perf = {};
+  if (options.perf && which('perf')) {
+    for (const size of Object.keys(timing.sizes)) {
+      for (const op of ['get', 'set']) {
+        for (const layer of ['api', 'store', 'crossing']) {
+          log(`mapped store: perf record of the worker, ${op} ${size}, ${layer} loop ...`);
+          const ms = Math.max(1000, options.seconds * 600);
+          const loop = askWorker(worker, { profile: 'hot-loop', size, op, layer, ms });
+          await new Promise((r) => setTimeout(r, 200));
+          const rec = await perfRecordProcess(worker.process.pid, (ms - 400) / 1000);
+          const { result } = await loop;
+          ((perf[size] ??= {})[op] ??= {})[layer] = { ...result, ...rec };
+        }
+      }
+    }
+  } else perf.skipped = options.perf ? 'perf is not installed' : 'not run (--no-perf)';
+  return { ...timing, perf, rounds, roundMs };
+}
+
+function askWorker(worker, message) {
+  const answer = workerMessage(worker, 'profile', 'result');
+  worker.send(message);
+  return answer;
+}
+
 function parseBenchmarkCsv(text) {
   const rps = {};
   for (const line of text.split(/\r?\n/)) {
@@ -759,11 +1097,210 @@ const MICRO_NAMES = {
   jsonParseFromReadBuffer: '    candidate: JSON.parse(readBuffer.toString(utf8, start, end))',
 };
 
+/**
+ * The layers of one operation from its timing loops, each { id, name,
+ * inherent, wall, cpu }. Inherent is what any store of these values in
+ * shared memory has to do: JSON.stringify / JSON.parse of a JSON value, and
+ * the store's own lock, hash, lookup, copy and journal; everything else the
+ * call costs is overhead of this implementation.
+ */
+function layerRows(t, op, { fits, json }) {
+  const zero = { wall: 0, cpu: 0 };
+  const minus = (a, ...bs) => ({ wall: bs.reduce((x, b) => x - b.wall, a.wall), cpu: bs.reduce((x, b) => x - b.cpu, a.cpu) });
+  const codecT = op === 'get' ? t.decode : t.encode;
+  const copy = op === 'get' && fits ? t.copy : zero;
+  const rows = [];
+  const add = (id, name, inherent, value) => rows.push({ id, name, short: LAYER_SHORT[id], inherent, wall: value.wall, cpu: value.cpu });
+  add(
+    'js',
+    `the JS API: the handle's checks, the backend's dispatch, the promise and its await, and what the layers cost together beyond their loops alone (cache misses, page faults, GC) (1 − 2${op === 'get' && fits ? ' − copy' : ''} − 3)`,
+    false,
+    minus(t.api, codecT, copy, t.store),
+  );
+  if (json) {
+    add('json', `JSON: \`${op === 'get' ? 'JSON.parse' : 'JSON.stringify'}\` of the value itself`, true, t.plain);
+    add(
+      'codec',
+      op === 'get' ? 'JSON: the rest of `codec.decode` (tag check, UTF-8 decode of the Buffer)' : 'JSON: the rest of `codec.encode` (the walk that refuses what JSON would change)',
+      false,
+      minus(codecT, t.plain),
+    );
+  } else {
+    add(
+      'codecCopy',
+      op === 'get' ? '`codec.decode`: the tag check and a copy of the bytes into a new Buffer' : '`codec.encode`: the 5-byte tag and the value copied behind it (`Buffer.concat`)',
+      false,
+      codecT,
+    );
+    rows[rows.length - 1].short = op === 'get' ? "`codec.decode`'s copy of the value into a new Buffer" : "`codec.encode`'s copy of the value behind its tag (`Buffer.concat`)";
+  }
+  if (op === 'get' && fits) add('copy', 'Buffer copy out of the scratch buffer (`Buffer.from(scratch.subarray(0, n))`)', false, copy);
+  add('crossing', `N-API crossing and argument conversion (4: \`${op === 'get' ? 'localStoreGet' : 'localStoreCall'}\` with a closed store's id)`, false, t.crossing);
+  if (op === 'get' && !fits) {
+    // The value does not fit the scratch buffer: the call returns it in a new Buffer. A scratch buffer that holds it shows the store's part.
+    add('store', "inside the store: lock, hash, index lookup, copy (the same call with a 128 KiB scratch buffer − 4)", true, minus(t.bigScratch, t.crossing));
+    add('buffer', 'the new Buffer the native call returns a value longer than the 64 KiB scratch buffer in (3 − the same call with a 128 KiB scratch buffer)', false, minus(t.store, t.bigScratch));
+  } else {
+    add('store', `inside the store: lock, hash, index lookup, copy${op === 'set' ? ', journal' : ''} (3 − 4)`, true, minus(t.store, t.crossing));
+  }
+  return rows;
+}
+
+/** Short names of the layers, for sentences. */
+const LAYER_SHORT = {
+  js: 'the JS API (checks, dispatch, promise)',
+  json: 'JSON itself',
+  codec: "the codec's work beyond JSON itself",
+  copy: 'the copy out of the scratch buffer',
+  crossing: 'the N-API crossing and argument conversion',
+  store: "the store's own work",
+  buffer: 'the new Buffer a long value comes back in',
+};
+
+/** The largest layer that is not inherent, and the sums of both kinds (CPU ns, negative differences as 0). */
+function nextBound(rows) {
+  const overhead = rows.filter((r) => !r.inherent);
+  const bound = overhead.reduce((a, r) => (r.cpu > a.cpu ? r : a), overhead[0]);
+  const sum = (list) => list.reduce((a, r) => a + Math.max(0, r.cpu), 0);
+  return { bound, overheadCpu: sum(overhead), inherentCpu: sum(rows.filter((r) => r.inherent)) };
+}
+
+/** Per class of PERF_CLASSES: ns per call in a hot loop (share × the loop's CPU ns per call). */
+function perfPerCall(loop) {
+  const out = {};
+  for (const [cls, share] of Object.entries(loop.classes || {})) out[cls] = share * loop.cpu;
+  return out;
+}
+
+const perfOk = (loop) => loop && !loop.error;
+const CLASS_SHORT = {
+  lock: 'the stripe lock and mutexes',
+  hash: 'hashing the key',
+  lookup: 'the index lookup',
+  journal: 'the journal',
+  copy: 'copying',
+  allocator: 'the allocator',
+  store: 'command and keyspace code',
+  kernel: 'the kernel (page faults)',
+};
+
+function reportLayers(push, layers) {
+  const ns = (x) => (x === undefined || Number.isNaN(x) ? '–' : Math.round(x).toLocaleString('en-US'));
+  push(`## The mapped store: a worker's get and set, layer by layer\n`);
+  push(
+    `Measured in a worker of its own, before the load phases start, on the store it maps; the broker holds the 10,000 pre-filled keys of 100-byte JSON and ${int(BIG_WORKLOAD.keys)} keys of 64 KiB Buffers (the bench's 64 KiB workload: random bytes). Each layer is a timing loop over random keys; the loops run in ${layers.rounds} interleaved rounds of about ${layers.roundMs} ms, and each figure is the median round, in wall ns per call and in CPU ns per call (\`process.cpuUsage\` of the worker: the figure to trust on a loaded machine; shares and bounds use it). Load average (1 / 5 / 15 min) when the loops started ${layers.loadavg.map((v) => v.toFixed(2)).join(' / ')}, when they ended ${layers.loadavgAfter.map((v) => v.toFixed(2)).join(' / ')}.\n`,
+  );
+  push(
+    'The layers: (1) the awaited API call; (2) the codec, and for a get the copy out of the scratch buffer; (3) the native store call (`localStoreGet` / `localStoreCall`) on a store the worker attached itself; (4) the same native call naming a store that was attached and closed: it returns right after converting its arguments, so it is the N-API crossing alone. Inside the store = 3 − 4; the JS API = 1 − 2 − 3. "Inherent" marks what any store of these values in shared memory has to do (JSON.stringify / JSON.parse of the value, the store\'s own lock, hash, lookup, copy and journal); the next bound is the largest layer that is not. A difference below zero is smaller than the noise.\n',
+  );
+  const summary = {};
+  for (const [size, bySize] of Object.entries(layers.sizes)) {
+    for (const op of ['get', 'set']) {
+      const t = bySize[op];
+      const rows = layerRows(t, op, bySize);
+      const whole = t.api;
+      summary[`${op} ${size}`] = { rows, whole };
+      push(`### ${op}, ${size}: \`await shm.${op}(key${op === 'set' ? ', value' : ''})\` ${ns(whole.wall)} ns wall, ${ns(whole.cpu)} ns CPU\n`);
+      push('| layer | wall ns/op | CPU ns/op | share (CPU) | inherent |\n| --- | ---: | ---: | ---: | :---: |');
+      for (const r of rows) push(`| ${r.name} | ${ns(r.wall)} | ${ns(r.cpu)} | ${pct(r.cpu / whole.cpu)} | ${r.inherent ? 'yes' : 'no'} |`);
+      push(`| **the whole awaited call (1)** | **${ns(whole.wall)}** | **${ns(whole.cpu)}** | **100%** | |`);
+      push(`| *the native store call (3)* | *${ns(t.store.wall)}* | *${ns(t.store.cpu)}* | *${pct(t.store.cpu / whole.cpu)}* | |`);
+      if (t.bigScratch) {
+        push(`| *the same call with a 128 KiB scratch buffer that holds the value* | *${ns(t.bigScratch.wall)}* | *${ns(t.bigScratch.cpu)}* | *${pct(t.bigScratch.cpu / whole.cpu)}* | |`);
+        push(`| *for comparison: a copy out of that scratch buffer into a new Buffer* | *${ns(t.bigCopy.wall)}* | *${ns(t.bigCopy.cpu)}* | *${pct(t.bigCopy.cpu / whole.cpu)}* | |`);
+      }
+      push();
+      const b = nextBound(rows);
+      const floor = Math.max(whole.cpu - b.overheadCpu, b.inherentCpu);
+      let sentence =
+        `**Next bound (${op}, ${size}):** ${b.bound.short}, ${ns(b.bound.cpu)} ns of the call's ${ns(whole.cpu)} ns of CPU (${pct(b.bound.cpu / whole.cpu)}). ` +
+        `The layers that are not inherent add up to ${ns(b.overheadCpu)} ns (${pct(b.overheadCpu / whole.cpu)}); without them the call would cost about ${ns(floor)} ns.`;
+      const loops = layers.perf[size] && layers.perf[size][op];
+      if (b.bound.id === 'js' && loops && perfOk(loops.api)) {
+        const a = perfPerCall(loops.api);
+        const parts = [
+          ['JIT code and V8 builtins (the API\'s JS, promises, await)', (a.js || 0) + (a.v8 || 0)],
+          ['the kernel (page faults)', a.kernel || 0],
+          ['the allocator', a.allocator || 0],
+          ['the garbage collector', a.gc || 0],
+        ].sort((x, y) => y[1] - x[1]);
+        sentence += ` In perf of the whole call, the candidates for it are ${parts.map(([what, v]) => `${what} ${ns(v)} ns`).join(', ')} per call.`;
+      }
+      if (loops && perfOk(loops.store) && perfOk(loops.crossing)) {
+        const inside = perfPerCall(loops.store);
+        const cross = perfPerCall(loops.crossing);
+        const diff = STORE_CLASSES.map((cls) => [cls, (inside[cls] || 0) - (cross[cls] || 0)]);
+        const [topCls, topNs] = diff.reduce((a, d) => (d[1] > a[1] ? d : a));
+        sentence += ` Of what the native store call spends beyond the crossing, perf puts the most in ${CLASS_SHORT[topCls]} (about ${ns(topNs)} ns per call).`;
+      }
+      push(`${sentence}\n`);
+    }
+  }
+  // The bench's main workload: 50/50 gets and sets of 100-byte JSON.
+  const g = summary['get 100 B'];
+  const s = summary['set 100 B'];
+  if (g && s) {
+    const mix = new Map();
+    for (const r of [...g.rows, ...s.rows]) {
+      const e = mix.get(r.id) || { id: r.id, inherent: r.inherent, cpu: 0 };
+      e.cpu += r.cpu / 2;
+      mix.set(r.id, e);
+    }
+    const overhead = [...mix.values()].filter((e) => !e.inherent).sort((a, b) => b.cpu - a.cpu);
+    const whole = (g.whole.cpu + s.whole.cpu) / 2;
+    const inherent = [...mix.values()].filter((e) => e.inherent).reduce((a, e) => a + Math.max(0, e.cpu), 0);
+    push(
+      `**Over the bench's 50/50 mix of 100-byte gets and sets** (${ns(whole)} ns of CPU per call on average, of which ${ns(inherent)} ns inherent), the layers that are not inherent rank: ${overhead.map((e) => `${LAYER_SHORT[e.id]} ${ns(e.cpu)} ns`).join(', ')}. The next bound is ${LAYER_SHORT[overhead[0].id]}.\n`,
+    );
+  }
+  if (layers.perf.skipped) {
+    push(`perf of the loops: ${layers.perf.skipped}.\n`);
+    return;
+  }
+  push('### The loops by perf\n');
+  push(
+    "`perf record -e cpu-clock -F 1999 -p <the worker>` during a hot loop of the awaited API call (1), of the native store call (3) and of the crossing alone (4). Samples are classed by their own symbol, without call graphs: a `memcpy` counts as copy wherever it was called from, and the native function's own code (the store's lookup by id, the entry's locks, the clock) is inlined into napi-rs's callback and counts as glue. ns per call = the class's share of the loop's samples × the loop's CPU ns per call; 3 − 4 is what the store call spends beyond the crossing, per class. Each loop is a run of its own, so small differences are noise.\n",
+  );
+  for (const [size, byOp] of Object.entries(layers.perf)) {
+    for (const [op, loops] of Object.entries(byOp)) {
+      const { api, store, crossing } = loops;
+      const failed = [api, store, crossing].find((l) => !perfOk(l));
+      if (failed) {
+        push(`${op} ${size}: ${failed.error}\n`);
+        continue;
+      }
+      push(`#### ${op}, ${size}: CPU ns per call: API call ${ns(api.cpu)}, store call ${ns(store.cpu)}, crossing alone ${ns(crossing.cpu)}\n`);
+      push('| class | (1) API call: share | ns/op | (3) store call: share | ns/op | (4) crossing: ns/op | 3 − 4 |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: |');
+      const [a, st, cr] = [api, store, crossing].map(perfPerCall);
+      for (const [cls, label] of PERF_CLASSES) {
+        if (!api.classes[cls] && !store.classes[cls] && !crossing.classes[cls]) continue;
+        push(`| ${label} | ${pct(api.classes[cls] || 0)} | ${ns(a[cls] || 0)} | ${pct(store.classes[cls] || 0)} | ${ns(st[cls] || 0)} | ${ns(cr[cls] || 0)} | ${ns((st[cls] || 0) - (cr[cls] || 0))} |`);
+      }
+      push('\nTop symbols:\n\n| loop | share | class | dso | symbol |\n| --- | ---: | --- | --- | --- |');
+      for (const [name, loop] of [['(1) API call', api], ['(3) store call', store]]) {
+        for (const row of loop.top.slice(0, 6)) push(`| ${name} | ${(row.share * 100).toFixed(1)}% | ${row.cls} | ${row.dso} | \`${row.sym.slice(0, 100)}\` |`);
+      }
+      push();
+    }
+  }
+}
+
 function report(result) {
   const lines = [];
   const push = (s = '') => lines.push(s);
   const m = result.micro;
-  push(`## Machine\n\n${result.machine.cpus} × ${result.machine.model}, node ${result.machine.node}, ${result.machine.workers} workers, ${result.machine.seconds} s per phase, median of ${result.machine.repeat} repeats; load average at start ${result.machine.loadavg}\n`);
+  const mc = result.machine;
+  const busy = Math.max(Number(mc.loadavg.split(' / ')[0]), Number(mc.loadavgEnd.split(' / ')[0])) >= mc.cpus;
+  const noisy = busy ? ': at least as many runnable tasks as cores, so the figures are noisy (CPU time per op less so than wall time)' : '';
+  push('## Machine\n');
+  push(`${mc.cpus} × ${mc.model}, node ${mc.node}, \`${result.command}\`: ${mc.workers} workers, ${mc.seconds} s per load phase, median of ${mc.repeat} repeats.`);
+  push(`Load average (1 / 5 / 15 min) at the start ${mc.loadavg}, at the end ${mc.loadavgEnd}${noisy}.\n`);
+  reportLayers(push, result.layers);
+  if (!m) return lines.join('\n');
+  push('## The socket path\n');
+  push(
+    'What follows measures the socket path: workers forked with `CLUSTER_SHM_LOCAL_STORE=0` send every call over the broker\'s socket, as every call went before workers mapped the store (and as locks, pub/sub and data calls while someone listens for key events still do). Only the "mapped" rows of table (c) are workers on the mapped store, for comparison.\n',
+  );
   for (const depth of [...new Set(result.roundTrips.map((r) => r.depth))]) {
     const shm = result.roundTrips.find((r) => r.mode === 'shm' && r.depth === depth);
     const raw = result.roundTrips.find((r) => r.mode === 'raw' && r.depth === depth);
@@ -774,7 +1311,7 @@ function report(result) {
     const Q = shm.workerMainRunqWaitPerOpUs;
     const busy = Object.entries(prof.profile.layerShare).filter(([k]) => k !== 'idle');
     const busyTotal = busy.reduce((a, [, v]) => a + v, 0);
-    push(`## Per layer, 2 workers × ${depth} in flight: worker wall time per op ${f1(W)} µs (${int(shm.opsPerSec)} ops/s)\n`);
+    push(`### Socket path, per layer, ${mc.workers} workers × ${depth} in flight: worker wall time per op ${f1(W)} µs (${int(shm.opsPerSec)} ops/s)\n`);
     push('| layer | µs/op | share of the worker\'s time per op |\n| --- | ---: | ---: |');
     for (const [k, v] of busy.sort((a, b) => b[1] - a[1])) push(`| worker JS thread, ${LAYER_NAMES[k] || k} | ${f2((C * v) / busyTotal)} | ${pct((C * v) / busyTotal / W)} |`);
     push(`| worker JS thread on CPU, total | ${f1(C)} | ${pct(C / W)} |`);
@@ -785,11 +1322,12 @@ function report(result) {
     if (raw) push(`| reference: the same commands from a bare net.Socket, no lib/ (worker wall µs/op) | ${f1(raw.workerWallPerOpUs)} | ${pct(raw.workerWallPerOpUs / W)} |`);
     push();
   }
-  push('## (a) codec and (b) client encode/parse, per op (median of 7 loops, ns)\n');
+  push('### (a) codec and (b) the socket client\'s encode/parse, per op (median of 7 loops in the primary, ns)\n');
   push('| what | ns |\n| --- | ---: |');
   for (const [k, v] of Object.entries(m)) push(`| ${MICRO_NAMES[k] || k} | ${f1(v)} |`);
   push();
-  push('## (c) round trip through the broker (per worker; CPU and scheduler time per op from /proc)\n');
+  push('### (c) round trip through the broker (per worker; CPU and scheduler time per op from /proc)\n');
+  push('"shm": `shm.get` / `shm.set` 50/50 over the socket; "raw": the same commands pre-encoded on a bare net.Socket (the floor of a JS client on this socket); "mapped": `shm.get` / `shm.set` in workers that map the store (no round trip: "latency" is the awaited call).\n');
   push('| client | in flight | ops/s (all workers) | worker wall µs/op | mean latency µs | worker CPU µs/op (user+sys) | worker main-thread run-queue wait µs/op | worker ctx switches/op | broker CPU µs/op | broker run-queue wait µs/op | broker ctx switches/op | machine busy | repeats ops/s |');
   push('| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |');
   for (const r of result.roundTrips) {
@@ -799,7 +1337,7 @@ function report(result) {
   }
   push();
   for (const p of result.profiles) {
-    push(`## (e) V8 CPU profile of the workers, shm at ${p.depth} in flight (${int(p.opsPerSec)} ops/s while profiled)\n`);
+    push(`### (e) V8 CPU profile of the workers, socket path, shm at ${p.depth} in flight (${int(p.opsPerSec)} ops/s while profiled)\n`);
     push('| layer | share of worker wall time | µs/op |\n| --- | ---: | ---: |');
     for (const [layer, share] of Object.entries(p.profile.layerShare).sort((a, b) => b[1] - a[1])) {
       push(`| ${LAYER_NAMES[layer] || layer} | ${pct(share)} | ${f2(p.profile.layerPerOpUs[layer])} |`);
@@ -809,7 +1347,7 @@ function report(result) {
     push();
   }
   for (const p of result.perf) {
-    push(`## perf, shm and raw at ${p.depth} in flight\n`);
+    push(`### perf, socket path, shm and raw at ${p.depth} in flight\n`);
     const rec = p.record;
     if (rec.error) push(rec.error);
     else {
@@ -851,7 +1389,7 @@ function report(result) {
       push();
     }
   }
-  push('## (d) redis-benchmark, 100-byte values, 10,000 random keys\n');
+  push('### (d) redis-benchmark against the broker\'s socket, 100-byte values, 10,000 random keys\n');
   if (!Array.isArray(result.redisBenchmark)) push(result.redisBenchmark.skipped);
   else {
     push(`median of ${result.machine.repeat} runs each, servers alternating\n`);
@@ -868,6 +1406,10 @@ function report(result) {
 
 async function primaryMain() {
   const options = parseArgs(process.argv.slice(2));
+  if (options.report) {
+    console.log(report(JSON.parse(fs.readFileSync(options.report, 'utf8'))));
+    return;
+  }
   const log = (s) => process.stderr.write(`${s}\n`);
   for (const signal of ['SIGINT', 'SIGTERM']) {
     process.on(signal, () => {
@@ -887,73 +1429,100 @@ async function primaryMain() {
     repeat: options.repeat,
     loadavg: os.loadavg().map((v) => v.toFixed(2)).join(' / '),
   };
-  log('micro-benchmarks (a), (b) ...');
-  const micro = microBenchmarks();
+  const socketPath = options.only !== 'layers';
+  let micro = null;
+  if (socketPath) {
+    log('micro-benchmarks (a), (b) ...');
+    micro = microBenchmarks();
+  }
 
   const shm = require('..');
   if (shm.role !== 'primary') throw new Error(`cluster-shm role is ${shm.role}; run this as a plain script`);
-  log(`broker at ${shm.socket}; pre-filling ${WORKLOAD.keys} keys ...`);
-  const keys = makeKeys(WORKLOAD.keys);
-  const pool = makeValuePool(WORKLOAD);
-  for (let i = 0; i < keys.length; i += 256) await Promise.all(keys.slice(i, i + 256).map((k, j) => shm.set(k, pool[(i + j) % pool.length])));
+  log(`broker at ${shm.socket}; pre-filling ${WORKLOAD.keys} keys of ${WORKLOAD.valueBytes} bytes and ${BIG_WORKLOAD.keys} of 64 KiB ...`);
+  const sizes = layerSizes();
+  for (const { keys, pool } of Object.values(sizes)) {
+    for (let i = 0; i < keys.length; i += 256) await Promise.all(keys.slice(i, i + 256).map((k, j) => shm.set(k, pool[(i + j) % pool.length])));
+  }
 
   cluster.setupPrimary({ exec: __filename, args: ['--worker'] });
-  const workers = Array.from({ length: options.workers }, () => cluster.fork());
-  await Promise.all(workers.map((w) => workerMessage(w, 'profile', 'ready')));
-  const labels = { [process.pid]: 'primary' };
-  workers.forEach((w, i) => (labels[w.process.pid] = `worker${i + 1}`));
+  // The workers map the store unless told not to; CLUSTER_SHM_LOCAL_STORE=0 sends their calls over the socket.
+  const fork = (role, localStore) => cluster.fork({ [ROLE_ENV]: role, [ENV.LOCAL_STORE]: localStore ? '1' : '0' });
+  const started = async (workers) => {
+    await Promise.all(workers.map((w) => workerMessage(w, 'profile', 'ready')));
+    return workers;
+  };
+  const stop = (workers) =>
+    Promise.all(
+      workers.map((w) => {
+        const exited = new Promise((resolve) => (w.isDead() ? resolve() : w.once('exit', resolve)));
+        if (!w.isDead()) w.send({ profile: 'exit' });
+        return exited;
+      }),
+    );
+
+  // First, with no other worker running: the mapped store, layer by layer.
+  const [layersWorker] = await started([fork('layers', true)]);
+  const layers = await storeLayers(layersWorker, options, log);
+  await stop([layersWorker]);
 
   const roundTrips = [];
   const profiles = [];
   const perf = [];
-  for (const depth of options.depths) {
-    for (const mode of ['shm', 'raw']) {
-      const runs = [];
-      for (let r = 0; r < options.repeat; r++) {
-        log(`round trip: ${mode}, ${depth} in flight, run ${r + 1}/${options.repeat} ...`);
-        runs.push(await phase(workers, options, mode, depth));
+  let redisBenchmark = { skipped: 'not run (--only layers)' };
+  if (socketPath) {
+    const mapped = await started(Array.from({ length: options.workers }, () => fork('load', true)));
+    const workers = await started(Array.from({ length: options.workers }, () => fork('load', false)));
+    const labels = { [process.pid]: 'primary' };
+    workers.forEach((w, i) => (labels[w.process.pid] = `worker${i + 1}`));
+    for (const depth of options.depths) {
+      for (const mode of ['mapped', 'shm', 'raw']) {
+        const runs = [];
+        for (let r = 0; r < options.repeat; r++) {
+          log(`${mode === 'mapped' ? 'mapped store' : `socket path, round trip: ${mode}`}, ${depth} in flight, run ${r + 1}/${options.repeat} ...`);
+          runs.push(mode === 'mapped' ? await phase(mapped, options, 'shm', depth, { label: 'mapped' }) : await phase(workers, options, mode, depth));
+        }
+        roundTrips.push(medianRun(runs));
       }
-      roundTrips.push(medianRun(runs));
+      log(`socket path, V8 CPU profile: shm, ${depth} in flight ...`);
+      profiles.push(await phase(workers, options, 'shm', depth, { profile: true }));
+      if (options.perf && which('perf')) {
+        const pids = [process.pid, ...workers.map((w) => w.process.pid)];
+        const tids = threadLabels(pids, labels);
+        const span = (s) => Math.max(0.5, s - 0.3); // from just after the load starts to just before it ends
+        log(`socket path, perf record: shm, ${depth} in flight ...`);
+        const rec = await phase(workers, options, 'shm', depth, { during: (s) => perfRecord(pids, tids, span(s)) });
+        const stats = {};
+        for (const mode of ['shm', 'raw']) {
+          log(`socket path, perf stat: ${mode}, ${depth} in flight ...`);
+          const st = await phase(workers, options, mode, depth, { during: (s) => perfStat(pids, tids, span(s)) });
+          stats[mode] = { opsPerSec: st.opsPerSec, opsPerSecPerWorker: st.opsPerSecPerWorker, ...st.perf };
+        }
+        let trace = { error: 'strace is not installed' };
+        if (which('strace')) {
+          log(`socket path, strace -c: shm, ${depth} in flight ...`);
+          const targets = [{ pid: process.pid, label: 'primary (broker)' }, { pid: workers[0].process.pid, label: 'worker1' }];
+          const tr = await phase(workers, options, 'shm', depth, { during: (s) => straceCounts(targets, span(s)) });
+          trace = { opsPerSec: tr.opsPerSec, opsPerSecPerWorker: tr.opsPerSecPerWorker, ...tr.perf };
+        }
+        perf.push({ depth, record: { opsPerSec: rec.opsPerSec, ...rec.perf }, stats, trace });
+      }
     }
-    log(`V8 CPU profile: shm, ${depth} in flight ...`);
-    profiles.push(await phase(workers, options, 'shm', depth, { profile: true }));
-    if (options.perf && which('perf')) {
-      const pids = [process.pid, ...workers.map((w) => w.process.pid)];
-      const tids = threadLabels(pids, labels);
-      const span = (s) => Math.max(0.5, s - 0.3); // from just after the load starts to just before it ends
-      log(`perf record: shm, ${depth} in flight ...`);
-      const rec = await phase(workers, options, 'shm', depth, { during: (s) => perfRecord(pids, tids, span(s)) });
-      const stats = {};
-      for (const mode of ['shm', 'raw']) {
-        log(`perf stat: ${mode}, ${depth} in flight ...`);
-        const st = await phase(workers, options, mode, depth, { during: (s) => perfStat(pids, tids, span(s)) });
-        stats[mode] = { opsPerSec: st.opsPerSec, opsPerSecPerWorker: st.opsPerSecPerWorker, ...st.perf };
-      }
-      let trace = { error: 'strace is not installed' };
-      if (which('strace')) {
-        log(`strace -c: shm, ${depth} in flight ...`);
-        const targets = [{ pid: process.pid, label: 'primary (broker)' }, { pid: workers[0].process.pid, label: 'worker1' }];
-        const tr = await phase(workers, options, 'shm', depth, { during: (s) => straceCounts(targets, span(s)) });
-        trace = { opsPerSec: tr.opsPerSec, opsPerSecPerWorker: tr.opsPerSecPerWorker, ...tr.perf };
-      }
-      perf.push({ depth, record: { opsPerSec: rec.opsPerSec, ...rec.perf }, stats, trace });
-    }
+    await stop([...mapped, ...workers]);
+
+    log('redis-benchmark (d) ...');
+    redisBenchmark = await redisBenchmarks(shm.socket, process.env[ENV.AUTH], log, options.repeat);
   }
-
-  log('redis-benchmark (d) ...');
-  const redisBenchmark = await redisBenchmarks(shm.socket, process.env.CLUSTER_SHM_AUTH, log, options.repeat);
-
-  for (const w of workers) w.send({ profile: 'exit' });
-  await Promise.all(workers.map((w) => new Promise((resolve) => (w.isDead() ? resolve() : w.once('exit', resolve)))));
   await shm.close();
+  machine.loadavgEnd = os.loadavg().map((v) => v.toFixed(2)).join(' / ');
 
-  const result = { machine, micro, roundTrips, profiles, perf, redisBenchmark, command: `node bench/profile.js ${process.argv.slice(2).join(' ')}`.trim() };
+  const result = { machine, layers, micro, roundTrips, profiles, perf, redisBenchmark, command: `node bench/profile.js ${process.argv.slice(2).join(' ')}`.trim() };
   if (options.json) fs.writeFileSync(options.json, JSON.stringify(result, null, 2));
   console.log(report(result));
 }
 
 if (cluster.isWorker) {
-  workerMain();
+  if (process.env[ROLE_ENV] === 'layers') layersWorkerMain();
+  else workerMain();
 } else {
   primaryMain().then(
     () => {
