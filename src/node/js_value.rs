@@ -66,6 +66,13 @@ const SHORT_STRING: usize = 500;
 unsafe fn arg_bytes(env: sys::napi_env, value: sys::napi_value) -> napi::Result<Bytes> {
     let mut kind = 0;
     check_status!(sys::napi_typeof(env, value, &mut kind))?;
+    if kind == sys::ValueType::napi_object {
+        let mut is_array = false;
+        check_status!(sys::napi_is_array(env, value, &mut is_array))?;
+        if is_array {
+            return parts_bytes(env, value);
+        }
+    }
     if kind == sys::ValueType::napi_string {
         // V8 stops before a character that does not fit whole (up to 4
         // bytes) and adds a NUL: a string that stopped with 5 or more bytes
@@ -103,6 +110,38 @@ unsafe fn arg_bytes(env: sys::napi_env, value: sys::napi_value) -> napi::Result<
         return Ok(Bytes::new());
     }
     Ok(Bytes::copy_from_slice(std::slice::from_raw_parts(data as *const u8, length)))
+}
+
+/// An argument given as an array of Buffers, joined here in one copy (a
+/// value's tag and its body, which JS would otherwise concatenate into a
+/// new Buffer first).
+unsafe fn parts_bytes(env: sys::napi_env, value: sys::napi_value) -> napi::Result<Bytes> {
+    let mut count = 0u32;
+    check_status!(sys::napi_get_array_length(env, value, &mut count))?;
+    let mut parts = Vec::with_capacity(count as usize);
+    for index in 0..count {
+        let mut item = ptr::null_mut();
+        check_status!(sys::napi_get_element(env, value, index, &mut item))?;
+        let mut is_buffer = false;
+        check_status!(sys::napi_is_buffer(env, item, &mut is_buffer))?;
+        if !is_buffer {
+            return Err(napi::Error::new(
+                napi::Status::InvalidArg,
+                "ERR_SHM_BAD_ARGUMENT an argument given in parts must be an array of Buffers",
+            ));
+        }
+        let mut data = ptr::null_mut();
+        let mut length = 0usize;
+        check_status!(sys::napi_get_buffer_info(env, item, &mut data, &mut length))?;
+        parts.push((data as *const u8, length));
+    }
+    let mut joined = Vec::with_capacity(parts.iter().map(|&(_, len)| len).sum());
+    for (data, length) in parts {
+        if length > 0 {
+            joined.extend_from_slice(std::slice::from_raw_parts(data, length));
+        }
+    }
+    Ok(Bytes::from(joined))
 }
 
 /// A reply on its way to JS. An error reply at the top level becomes a
