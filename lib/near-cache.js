@@ -306,7 +306,8 @@ class NearCache {
  * SUBSCRIBE; afterwards every reply is an invalidation message.
  */
 function openSocketInvalidations({ socket: path, connectTimeout, authSecret }, onInvalidate, onLost) {
-  const { open, encodeCommand, writeCommands, readReplies, ReplyError } = require('./connection');
+  const { open, readReplies } = require('./connection');
+  const { encodeCommand, writeCommands, ReplyError } = require('./resp');
   return open(path, connectTimeout).then(
     (socket) =>
       new Promise((resolve, reject) => {
