@@ -66,12 +66,13 @@ declare namespace shm {
      */
     fetchTimeout?: number;
     /**
-     * Keep values this process reads in memory, kept coherent by
-     * invalidations the broker (or Redis) pushes: `true` for the defaults, or
+     * On Redis: keep values this process reads in memory, kept coherent by
+     * invalidations the server pushes: `true` for the defaults, or
      * `{ maxKeys, ttl }` (defaults 10000 keys, 60000 ms). Off by default.
-     * Workers inherit it from the primary, whose own calls are in-process
-     * and need none. A process always reads its own writes; another
-     * process's write is seen once its invalidation arrives.
+     * Workers inherit it from the primary. A process always reads its own
+     * writes; another process's write is seen once its invalidation
+     * arrives. Ignored, with an ERR_SHM_IGNORED_OPTION warning, on
+     * cluster-shm's broker, whose workers read the store in their own memory.
      */
     nearCache?: boolean | NearCacheOptions;
     /**

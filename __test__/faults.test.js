@@ -3,7 +3,7 @@
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
-const { run, start, serve, nearCacheClient } = require('./helpers');
+const { run, start, serve } = require('./helpers');
 const { BACKEND, testOn } = require('./backend');
 
 /** Starts `cluster-shm serve --socket <socket>`; resolves with the process once it listens. */
@@ -48,39 +48,3 @@ testOn(['embedded'], 'it starts and kills a standalone broker of its own (redis.
     fs.rmSync(dir, { recursive: true, force: true });
   }
 });
-
-testOn(['embedded'], 'it starts and kills a standalone broker of its own (redis.test.js does the same with Redis)')(
-  'the near cache: when the broker goes, it is emptied, so the new broker is read and not the old copy',
-  async () => {
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'shm-near-'));
-    const socket = path.join(dir, 'broker.sock');
-    const Redis = require('ioredis');
-    const raw = () => new Redis({ path: socket, protocol: 2, lazyConnect: true, retryStrategy: () => null });
-    let broker = await serveAt(socket);
-    const near = nearCacheClient({ CLUSTER_SHM_SOCKET: socket });
-    try {
-      await near.ready;
-      const writer = raw();
-      await writer.set('k', '"v1"');
-      await near.get('k');
-      expect(await near.get('k')).toMatchObject({ value: 'v1', nearCache: { keys: 1, hits: 1 } });
-      // A write through another connection reaches the near cache as an invalidation.
-      await writer.set('k', '"v2"');
-      writer.disconnect();
-      for (let value; value !== 'v2'; ) ({ value } = await near.get('k'));
-      broker.kill('SIGKILL');
-      await new Promise((resolve) => broker.once('exit', resolve));
-      broker = await serveAt(socket);
-      const second = raw();
-      await second.set('k', '"from the new broker"');
-      second.disconnect();
-      // (stats() needs the broker, so the near cache is looked at once the new one is up.)
-      expect(await near.nearCacheEmptied()).toMatchObject({ keys: 0 });
-      expect((await near.get('k')).value).toBe('from the new broker');
-    } finally {
-      await near.stop();
-      broker.kill('SIGTERM');
-      fs.rmSync(dir, { recursive: true, force: true });
-    }
-  },
-);

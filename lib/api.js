@@ -256,7 +256,7 @@ class SharedMemory extends EventEmitter {
     if (brokerOptions.length && !capabilities.ownsServer) {
       // An app moved to Redis keeps its configure() call: the server's own
       // settings (maxmemory, its persistence) do the job there.
-      warnIgnored(brokerOptions);
+      warnIgnored(brokerOptions, "options of cluster-shm's own broker, ignored on Redis (use the server's maxmemory, maxmemory-policy and persistence settings)");
       defined = Object.fromEntries(Object.entries(defined).filter(([name]) => !brokerOptions.includes(name)));
       brokerOptions = [];
     }
@@ -266,6 +266,14 @@ class SharedMemory extends EventEmitter {
         : 'in the process that hosts the broker (the primary), before forking';
       throw typeError(`${brokerOptions.join(', ')}: broker options are set ${where}`, CODES.INVALID_ARG_VALUE);
     }
+    if (defined.nearCache && !capabilities.nearCache) {
+      // As with broker options on Redis, the same configure() call works on
+      // every backend. On the broker, workers read the store mapped into
+      // their own memory: a near cache would save no round trip and only
+      // serve values that may be stale.
+      warnIgnored(['nearCache'], "ignored on cluster-shm's own broker, whose workers read the store in their own memory (the near cache is for the Redis backend)");
+      delete defined.nearCache;
+    }
     this.#options = withPolicyDefault({ ...this.#options, ...defined }, defined, this.#options);
     if (brokerOptions.length) this.#applyBrokerOptions();
     if ('nearCache' in defined) this.#applyNearCache();
@@ -274,10 +282,7 @@ class SharedMemory extends EventEmitter {
     return this;
   }
 
-  /**
-   * A near cache in front of a remote store, when the option asks for one.
-   * The primary's calls are in-process already: it has none.
-   */
+  /** A near cache in front of a Redis server, when the option asks for one (lib/near-cache.js). */
   #applyNearCache() {
     if (this.#nearCache) this.#nearCache.close();
     this.#nearCache = null;
@@ -963,16 +968,13 @@ class SharedMemory extends EventEmitter {
   }
 }
 
-/** Broker options given on Redis: a warning, once per process and option. */
+/** Options that do nothing on this backend: a warning saying `why`, once per process and option. */
 const warnedIgnored = new Set();
-function warnIgnored(names) {
+function warnIgnored(names, why) {
   const fresh = names.filter((name) => !warnedIgnored.has(name));
   if (fresh.length === 0) return;
   for (const name of fresh) warnedIgnored.add(name);
-  process.emitWarning(
-    `${fresh.join(', ')}: options of cluster-shm's own broker, ignored on Redis (use the server's maxmemory, maxmemory-policy and persistence settings)`,
-    { code: CODES.IGNORED_OPTION },
-  );
+  process.emitWarning(`${fresh.join(', ')}: ${why}`, { code: CODES.IGNORED_OPTION });
 }
 
 /**

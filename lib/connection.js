@@ -50,22 +50,17 @@ class Connection {
     this.writeQueued = false;
     this.closed = false;
     this.timer = null;
-    /** Changes when a socket is attached or lost: state set on one (CLIENT TRACKING) is gone with it. */
-    this.generation = 0;
     /** Lock waits queued in the broker, by token: their outcome comes as a push. */
     this.lockWaits = new Map();
     this.write = () => this.#write();
     this.checkTimeouts = () => this.#checkTimeouts();
   }
 
-  /**
-   * Sends a command; resolves with its reply, or with `{ reply, generation }`
-   * when `tagged` (the generation of the socket it was written on).
-   */
-  call(args, tagged = false, text = false) {
+  /** Sends a command; resolves with its reply (bulk strings as strings when `text`). */
+  call(args, text = false) {
     if (this.closed) return Promise.reject(shmError(CODES.CLOSED, 'the cluster-shm connection is closed'));
     return new Promise((resolve, reject) => {
-      this.outbox.push({ payload: encodeCommand(args), resolve, reject, deadline: 0, settled: false, tagged, text, generation: 0 });
+      this.outbox.push({ payload: encodeCommand(args), resolve, reject, deadline: 0, settled: false, text });
       this.#watchTimeouts();
       if (this.socket) {
         if (!this.writeQueued) {
@@ -80,7 +75,7 @@ class Connection {
 
   /** Sends a command whose bulk strings come back as strings (KEYS). */
   callForText(args) {
-    return this.call(args, false, true);
+    return this.call(args, true);
   }
 
   /**
@@ -141,7 +136,6 @@ class Connection {
     const payloads = new Array(calls.length);
     for (let i = 0; i < calls.length; i++) {
       calls[i].deadline = deadline;
-      calls[i].generation = this.generation;
       payloads[i] = calls[i].payload;
       calls[i].payload = null;
       this.inFlight.push(calls[i]);
@@ -191,7 +185,6 @@ class Connection {
 
   #attach(socket) {
     this.socket = socket;
-    this.generation++;
     this.connecting = null;
     if (this.attached++ > 0) this.onEvent('reconnect', { socket: this.options.socket });
     // An idle connection does not keep the process alive; the timeout check
@@ -208,7 +201,6 @@ class Connection {
     socket.on('close', () => {
       if (this.socket !== socket) return;
       this.socket = null;
-      this.generation++;
       const lost = shmError(CODES.UNREACHABLE, `lost the connection to the cluster-shm broker at ${this.options.socket}`);
       if (!this.closed) this.onEvent('error', lost);
       this.#failInFlight(lost);
@@ -254,7 +246,7 @@ class Connection {
       const code = reply.text.split(' ', 1)[0];
       call.reject(shmError(code === 'OOM' ? CODES.OOM : CODES.SERVER, reply.text, { reply: code }));
     } else {
-      call.resolve(call.tagged ? { reply, generation: call.generation } : reply);
+      call.resolve(reply);
     }
     this.#watchTimeouts();
   }

@@ -2,9 +2,8 @@
 
 const { fromNative } = require('../errors');
 const { Connection } = require('../connection');
-const { openSocketInvalidations } = require('../near-cache');
 
-const CAPABILITIES = Object.freeze({ hostsBroker: false, ownsServer: true, leaseLocks: false, cluster: false, nearCache: true });
+const CAPABILITIES = Object.freeze({ hostsBroker: false, ownsServer: true, leaseLocks: false, cluster: false, nearCache: false });
 
 /**
  * A broker another process hosts (cluster workers, `connect({ socket })`,
@@ -111,24 +110,9 @@ class BrokerClientBackend {
     return this.connection;
   }
 
-  /** Changes whenever calls start going over a new socket. */
-  get generation() {
-    return this.connection === null ? 0 : this.connection.generation;
-  }
-
   /** Sends a command whose bulk strings come back as strings. */
   callForText(args) {
     return this.#connection().callForText(args);
-  }
-
-  /** Resolves with `{ reply, generation }`: the generation of the socket the command was written on. */
-  callTagged(args) {
-    return this.#connection().call(args, true);
-  }
-
-  /** The near cache's invalidation connection (lib/near-cache.js). */
-  openInvalidations(onInvalidate, onLost) {
-    return openSocketInvalidations(this.connectionOptions(), onInvalidate, onLost);
   }
 
   /** A lock wait (`SHM.LOCK … WAIT ms`): resolves with the fencing token, or null when it timed out. */
