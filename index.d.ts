@@ -167,10 +167,11 @@ declare namespace shm {
      */
     pattern?: boolean;
     /**
-     * Called when messages may have been lost: the connection was reopened
-     * after the broker cut this subscriber off for falling behind
-     * (`reason: 'reconnected'`), or the listener's queue overflowed
-     * (`reason: 'overflow'`). Subscriptions are restored by themselves.
+     * Called when messages may have been lost: the connection was lost and
+     * made again (`reason: 'reconnected'`; on Redis also after the server
+     * cut this subscriber off for falling behind), or messages were dropped
+     * because this process fell behind (`reason: 'overflow'`).
+     * Subscriptions are restored by themselves.
      */
     onMissed?: (info: { reason: 'reconnected' | 'overflow' }) => void;
     /**

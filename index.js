@@ -39,11 +39,7 @@ function remote(socket, options, { role, onConfigure } = OWN, authSecret = proce
     const { connectTimeout, commandTimeout } = shm.options;
     return { socket, connectTimeout, commandTimeout, authSecret: authSecret || undefined };
   };
-  const backend = new BrokerClientBackend(
-    connection,
-    (onEvent) => native.Subscriber.connect(connection(), onEvent),
-    process.env[ENV.LOCAL_STORE] === '0' ? null : (options) => native.LocalStore.attach(options),
-  );
+  const backend = new BrokerClientBackend(connection, process.env[ENV.LOCAL_STORE] === '0' ? null : (options) => native.LocalStore.attach(options));
   shm = new SharedMemory({ backend, role, socket, options, onConfigure });
   return shm;
 }

@@ -48,3 +48,38 @@ testOn(['embedded'], 'it starts and kills a standalone broker of its own (redis.
     fs.rmSync(dir, { recursive: true, force: true });
   }
 });
+
+testOn(['embedded'], 'it starts and kills a standalone broker of its own')(
+  "a subscriber whose broker is killed subscribes again by itself on the new broker, and is told it may have missed messages",
+  async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'shm-fault-'));
+    const socket = path.join(dir, 'broker.sock');
+    const Redis = require('ioredis');
+    const publisher = () => new Redis({ path: socket, protocol: 2, lazyConnect: true, retryStrategy: () => null });
+    let broker = await serveAt(socket);
+    const client = start('subscribe-client.js', [], { env: { CLUSTER_SHM_SOCKET: socket, CLUSTER_SHM_OPTIONS: '{"connectTimeout":300}' } });
+    try {
+      await client.waitFor((m) => m.subscribed);
+      const first = publisher();
+      expect(await first.publish('news', '"before"')).toBe(1);
+      first.disconnect();
+      await client.waitFor((m) => m.message === 'before');
+      broker.kill('SIGKILL');
+      await new Promise((resolve) => broker.once('exit', resolve));
+      broker = await serveAt(socket);
+      // The client makes no call: its subscription comes back by itself.
+      const missed = await client.waitFor((m) => m.missed);
+      const second = publisher();
+      expect(await second.publish('news', '"after"')).toBe(1);
+      second.disconnect();
+      await client.waitFor((m) => m.message === 'after');
+      expect(missed).toEqual({ missed: { reason: 'reconnected' } });
+      expect(client.messages).toEqual([{ subscribed: true }, { message: 'before' }, { missed: { reason: 'reconnected' } }, { message: 'after' }]);
+    } finally {
+      client.child.stdin.end();
+      broker.kill('SIGTERM');
+      await client.done;
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  },
+);

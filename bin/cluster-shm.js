@@ -279,14 +279,10 @@ function connect({ socket, secret }) {
     fail(`cannot reach a broker at ${socket}: ${error.code === 'ENOENT' ? 'no such file' : error.code || error.message}`);
   }
   if (!stat.isSocket()) fail(`cannot reach a broker at ${socket}: not a socket`);
-  const native = require('../lib/native').load();
   const { SharedMemory } = require('../lib/api');
   const { BrokerClientBackend } = require('../lib/backends');
   const connection = { socket, connectTimeout: 2000, commandTimeout: 5000, authSecret: secret };
-  const backend = new BrokerClientBackend(
-    () => connection,
-    (onEvent) => native.Subscriber.connect(connection, onEvent),
-  );
+  const backend = new BrokerClientBackend(() => connection);
   return new SharedMemory({ backend, role: 'client', socket });
 }
 

@@ -17,7 +17,7 @@ const { NearCache } = require('./near-cache');
  * block it): command() refuses them, since that connection is shared by
  * every call of the process.
  */
-const CONNECTION_STATE_COMMANDS = new Set(['MULTI', 'EXEC', 'DISCARD', 'WATCH', 'UNWATCH', 'SUBSCRIBE', 'UNSUBSCRIBE', 'PSUBSCRIBE', 'PUNSUBSCRIBE', 'QUIT', 'RESET', 'HELLO', 'AUTH', 'SELECT']);
+const CONNECTION_STATE_COMMANDS = new Set(['MULTI', 'EXEC', 'DISCARD', 'WATCH', 'UNWATCH', 'SUBSCRIBE', 'UNSUBSCRIBE', 'PSUBSCRIBE', 'PUNSUBSCRIBE', 'QUIT', 'RESET', 'HELLO', 'AUTH', 'SELECT', 'SHM.PUSHES']);
 /** CLIENT subcommands that change the connection (the near cache's tracking, or its replies). */
 const CONNECTION_STATE_CLIENT = new Set(['TRACKING', 'REPLY', 'CACHING']);
 
@@ -881,9 +881,9 @@ class SharedMemory extends EventEmitter {
    * (contains `*`, `?` or `[`; pass `{ pattern: false }` for a literal
    * name). Resolves, once the broker delivers to it, with an async function
    * that unsubscribes. `onMissed({ reason })` is called when messages may
-   * have been lost (the connection was reopened after the broker cut off
-   * this subscriber for falling behind, or the listener's queue
-   * overflowed); subscriptions are restored by themselves.
+   * have been lost ('reconnected': the connection was lost and made again;
+   * 'overflow': messages were dropped because this process fell behind);
+   * subscriptions are restored by themselves.
    */
   async subscribe(channel, listener, options) {
     this.#channel(channel, 'subscribe');

@@ -52,6 +52,14 @@ class Connection {
     this.timer = null;
     /** Lock waits queued in the broker, by token: their outcome comes as a push. */
     this.lockWaits = new Map();
+    /**
+     * Set by the process's subscriber (lib/backends/broker.js), whose
+     * subscriptions share this connection: `onPush(items)` hears the pushes
+     * that are not lock outcomes (pub/sub messages), `onLost()` that a
+     * socket was lost, and its subscriptions with it.
+     */
+    this.onPush = () => {};
+    this.onLost = () => {};
     this.write = () => this.#write();
     this.checkTimeouts = () => this.#checkTimeouts();
   }
@@ -118,7 +126,11 @@ class Connection {
 
   #onPush(items) {
     const [kind, , token, fence] = items;
-    if (!Buffer.isBuffer(kind) || kind.toString() !== 'shm.lock' || !Buffer.isBuffer(token)) return;
+    if (!Buffer.isBuffer(kind) || kind.toString() !== 'shm.lock') {
+      this.onPush(items);
+      return;
+    }
+    if (!Buffer.isBuffer(token)) return;
     const wait = this.lockWaits.get(token.toString());
     if (wait) wait.resolve(fence);
   }
@@ -206,20 +218,19 @@ class Connection {
       this.#failInFlight(lost);
       // The waits queued on it ended with it, and the locks it was granted.
       this.#failLockWaits(lost);
+      if (!this.closed) this.onLost();
       // Calls that were not written yet go out on a new connection.
       if (this.outbox.length && !this.closed && !this.connecting) this.connecting = this.#connect();
     });
-    if (this.options.authSecret) {
-      // AUTH goes first; its failure fails every call.
-      this.inFlight.push({
-        deadline: Date.now() + this.options.commandTimeout,
-        settled: false,
-        resolve: () => {},
-        reject: () => {},
-        auth: true,
-      });
-      writeCommands(socket, [encodeCommand(['AUTH', this.options.authSecret])]);
-    }
+    // AUTH goes first; its failure fails every call. Then SHM.PUSHES ON: pub/sub
+    // messages come as pushes, and a subscribed connection keeps running
+    // every command (src/cmd/pubsub.rs), so subscriptions share it.
+    const handshake = [];
+    if (this.options.authSecret) handshake.push({ args: ['AUTH', this.options.authSecret], auth: true });
+    handshake.push({ args: ['SHM.PUSHES', 'ON'], auth: false });
+    const deadline = Date.now() + this.options.commandTimeout;
+    for (const { auth } of handshake) this.inFlight.push({ deadline, settled: false, resolve: () => {}, reject: () => {}, auth });
+    writeCommands(socket, handshake.map(({ args }) => encodeCommand(args)));
     this.#write();
   }
 
