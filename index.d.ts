@@ -66,12 +66,13 @@ declare namespace shm {
      */
     fetchTimeout?: number;
     /**
-     * Keep values this process reads in memory, kept coherent by
-     * invalidations the broker (or Redis) pushes: `true` for the defaults, or
+     * On Redis: keep values this process reads in memory, kept coherent by
+     * invalidations the server pushes: `true` for the defaults, or
      * `{ maxKeys, ttl }` (defaults 10000 keys, 60000 ms). Off by default.
-     * Workers inherit it from the primary, whose own calls are in-process
-     * and need none. A process always reads its own writes; another
-     * process's write is seen once its invalidation arrives.
+     * Workers inherit it from the primary. A process always reads its own
+     * writes; another process's write is seen once its invalidation
+     * arrives. Ignored, with an ERR_SHM_IGNORED_OPTION warning, on
+     * cluster-shm's broker, whose workers read the store in their own memory.
      */
     nearCache?: boolean | NearCacheOptions;
     /**
@@ -166,10 +167,11 @@ declare namespace shm {
      */
     pattern?: boolean;
     /**
-     * Called when messages may have been lost: the connection was reopened
-     * after the broker cut this subscriber off for falling behind
-     * (`reason: 'reconnected'`), or the listener's queue overflowed
-     * (`reason: 'overflow'`). Subscriptions are restored by themselves.
+     * Called when messages may have been lost: the connection was lost and
+     * made again (`reason: 'reconnected'`; on Redis also after the server
+     * cut this subscriber off for falling behind), or messages were dropped
+     * because this process fell behind (`reason: 'overflow'`).
+     * Subscriptions are restored by themselves.
      */
     onMissed?: (info: { reason: 'reconnected' | 'overflow' }) => void;
     /**

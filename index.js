@@ -18,8 +18,8 @@
 const cluster = require('node:cluster');
 const { randomBytes } = require('node:crypto');
 const native = require('./lib/native').load();
-const { SharedMemory, InProcessBackend, RemoteBackend, FailedBackend } = require('./lib/api');
-const { RedisBackend } = require('./lib/redis');
+const { SharedMemory } = require('./lib/api');
+const { InProcessBackend, BrokerClientBackend, RedisBackend, FailedBackend } = require('./lib/backends');
 const { CODES, ShmError, shmError, fromNative, typeError } = require('./lib/errors');
 const { ENV, inheritedOptions, validateOptions } = require('./lib/options');
 const { announce } = require('./lib/runtime');
@@ -40,11 +40,7 @@ function remote(socket, options, { role, onConfigure } = OWN, authSecret = proce
     const { connectTimeout, commandTimeout } = shm.options;
     return { socket, connectTimeout, commandTimeout, authSecret: authSecret || undefined };
   };
-  const backend = new RemoteBackend(
-    connection,
-    (onEvent) => native.Subscriber.connect(connection(), onEvent),
-    process.env[ENV.LOCAL_STORE] === '0' ? null : (options) => attachLocalStore(native, options),
-  );
+  const backend = new BrokerClientBackend(connection, process.env[ENV.LOCAL_STORE] === '0' ? null : (options) => attachLocalStore(native, options));
   shm = new SharedMemory({ backend, role, socket, options, onConfigure });
   return shm;
 }

@@ -3,7 +3,7 @@
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
-const { run, start, serve, nearCacheClient } = require('./helpers');
+const { run, start, serve } = require('./helpers');
 const { BACKEND, testOn } = require('./backend');
 
 /** Starts `cluster-shm serve --socket <socket>`; resolves with the process once it listens. */
@@ -50,37 +50,36 @@ testOn(['embedded'], 'it starts and kills a standalone broker of its own (redis.
   }
 });
 
-testOn(['embedded'], 'it starts and kills a standalone broker of its own (redis.test.js does the same with Redis)')(
-  'the near cache: when the broker goes, it is emptied, so the new broker is read and not the old copy',
+testOn(['embedded'], 'it starts and kills a standalone broker of its own')(
+  "a subscriber whose broker is killed subscribes again by itself on the new broker, and is told it may have missed messages",
   async () => {
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'shm-near-'));
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'shm-fault-'));
     const socket = path.join(dir, 'broker.sock');
     const Redis = require('ioredis');
-    const raw = () => new Redis({ path: socket, protocol: 2, lazyConnect: true, retryStrategy: () => null });
+    const publisher = () => new Redis({ path: socket, protocol: 2, lazyConnect: true, retryStrategy: () => null });
     let broker = await serveAt(socket);
-    const near = nearCacheClient({ CLUSTER_SHM_SOCKET: socket });
+    const client = start('subscribe-client.js', [], { env: { CLUSTER_SHM_SOCKET: socket, CLUSTER_SHM_OPTIONS: '{"connectTimeout":300}' } });
     try {
-      await near.ready;
-      const writer = raw();
-      await writer.set('k', '"v1"');
-      await near.get('k');
-      expect(await near.get('k')).toMatchObject({ value: 'v1', nearCache: { keys: 1, hits: 1 } });
-      // A write through another connection reaches the near cache as an invalidation.
-      await writer.set('k', '"v2"');
-      writer.disconnect();
-      for (let value; value !== 'v2'; ) ({ value } = await near.get('k'));
+      await client.waitFor((m) => m.subscribed);
+      const first = publisher();
+      expect(await first.publish('news', '"before"')).toBe(1);
+      first.disconnect();
+      await client.waitFor((m) => m.message === 'before');
       broker.kill('SIGKILL');
       await new Promise((resolve) => broker.once('exit', resolve));
       broker = await serveAt(socket);
-      const second = raw();
-      await second.set('k', '"from the new broker"');
+      // The client makes no call: its subscription comes back by itself.
+      const missed = await client.waitFor((m) => m.missed);
+      const second = publisher();
+      expect(await second.publish('news', '"after"')).toBe(1);
       second.disconnect();
-      // (stats() needs the broker, so the near cache is looked at once the new one is up.)
-      expect(await near.nearCacheEmptied()).toMatchObject({ keys: 0 });
-      expect((await near.get('k')).value).toBe('from the new broker');
+      await client.waitFor((m) => m.message === 'after');
+      expect(missed).toEqual({ missed: { reason: 'reconnected' } });
+      expect(client.messages).toEqual([{ subscribed: true }, { message: 'before' }, { missed: { reason: 'reconnected' } }, { message: 'after' }]);
     } finally {
-      await near.stop();
+      client.child.stdin.end();
       broker.kill('SIGTERM');
+      await client.done;
       fs.rmSync(dir, { recursive: true, force: true });
     }
   },

@@ -52,7 +52,7 @@ describeOn(['embedded'], 'it starts brokers and listeners of its own', 'another 
 
   const refusedEverywhere = (why) => {
     const refused = { code: 'ERR_SHM_UNSAFE_SOCKET', message: expect.stringMatching(why) };
-    return { get: refused, subscribe: refused, lockWait: refused, invalidations: refused };
+    return { get: refused, subscribe: refused, lockWait: refused };
   };
 
   testAsRoot.each([

@@ -26,7 +26,7 @@
  * and then the socket path, in workers forked with CLUSTER_SHM_LOCAL_STORE=0
  * (every call over the broker's socket, as locks and pub/sub still are):
  *   (a) lib/codec.js encode + decode per value (a loop, here),
- *   (b) lib/connection.js encodeCommand + ReplyParser per call (a loop, here),
+ *   (b) lib/resp.js encodeCommand + ReplyParser per call (a loop, here),
  *   (c) the round trip through the real broker from the workers: shm.get /
  *       shm.set 50/50 ("shm"), and the same commands pre-encoded on a bare
  *       net.Socket with a minimal reply scanner ("raw": the floor for a JS
@@ -57,7 +57,7 @@ const { spawn, spawnSync } = require('node:child_process');
 const { WORKLOADS, makeKeys, makeValuePool } = require('./lib/workload');
 const codec = require('../lib/codec');
 const { ENV } = require('../lib/options');
-const { encodeCommand, wireChunks, ReplyParser } = require('../lib/connection');
+const { encodeCommand, wireChunks, ReplyParser } = require('../lib/resp');
 const { FloorClient } = require('./lib/socket-floor');
 const { workerMessage } = require('./lib/worker-message');
 
@@ -585,7 +585,7 @@ function frameLayer(frame) {
   }
   const file = url.startsWith('file://') ? url.slice(7) : url;
   if (file.endsWith('/lib/codec.js')) return 'codec';
-  if (file.endsWith('/lib/connection.js')) return 'client';
+  if (file.endsWith('/lib/connection.js') || file.endsWith('/lib/resp.js')) return 'client';
   if (file.startsWith(REPO) && (file.includes('/lib/') || file.endsWith('/index.js'))) return 'api';
   if (file.startsWith(path.join(REPO, 'bench'))) return 'load';
   if (
@@ -1067,7 +1067,7 @@ const LAYER_NAMES = {
   load: 'load generator (bench/profile.js lanes)',
   api: 'API (lib/api.js, options, index.js)',
   codec: 'JS encoding (lib/codec.js: JSON encode/decode)',
-  client: 'client (lib/connection.js)',
+  client: 'client (lib/connection.js, lib/resp.js)',
   socket: 'socket: node net/stream + its syscalls',
   timers: 'node timers (lib/connection.js timeout watch)',
   'node-other': 'other node internals',

@@ -156,7 +156,7 @@ fn encode(c: &mut Criterion) {
         })
     });
 
-    // The Rust client's side (src/client.rs): a SET command with a 100-byte value.
+    // A client's side of the wire: a SET command with a 100-byte value.
     let set_value = json_value(3, 100);
     group.throughput(Throughput::Elements(1));
     group.bench_function("command_set_100B", |b| {

@@ -168,7 +168,8 @@ function serve(args) {
   const { flags, positional } = parseFlags(args, ['--socket', '--name', '--max-memory', '--max-keys', '--eviction-policy', '--persist', '--auth-file']);
   if (positional.length) usage(`serve takes no argument ${JSON.stringify(positional[0])}`);
   const native = require('../lib/native').load();
-  const { SharedMemory, InProcessBackend } = require('../lib/api');
+  const { SharedMemory } = require('../lib/api');
+  const { InProcessBackend } = require('../lib/backends');
   const { validateOptions } = require('../lib/options');
   const { announce } = require('../lib/runtime');
 
@@ -278,13 +279,10 @@ function connect({ socket, secret }) {
     fail(`cannot reach a broker at ${socket}: ${error.code === 'ENOENT' ? 'no such file' : error.code || error.message}`);
   }
   if (!stat.isSocket()) fail(`cannot reach a broker at ${socket}: not a socket`);
-  const native = require('../lib/native').load();
-  const { SharedMemory, RemoteBackend } = require('../lib/api');
+  const { SharedMemory } = require('../lib/api');
+  const { BrokerClientBackend } = require('../lib/backends');
   const connection = { socket, connectTimeout: 2000, commandTimeout: 5000, authSecret: secret };
-  const backend = new RemoteBackend(
-    () => connection,
-    (onEvent) => native.Subscriber.connect(connection, onEvent),
-  );
+  const backend = new BrokerClientBackend(() => connection);
   return new SharedMemory({ backend, role: 'client', socket });
 }
 

@@ -4,21 +4,20 @@ const { randomBytes } = require('node:crypto');
 const { EventEmitter } = require('node:events');
 const { types } = require('node:util');
 const { encode, decode, encodedLength } = require('./codec');
-const { CODES, shmError, typeError, rangeError, abortError, fromNative } = require('./errors');
+const { CODES, shmError, typeError, rangeError, abortError } = require('./errors');
 const { DEFAULTS, BROKER_OPTIONS, validateOptions, callOptions, checkTtl, checkTimeout, positiveMilliseconds } = require('./options');
 const { Lock, lockTimeout } = require('./lock');
 const { PubSubHub } = require('./pubsub');
-const { Connection } = require('./connection');
 const { InOrder } = require('./in-order');
 const { globEscape } = require('./glob');
-const { NearCache, openSocketInvalidations } = require('./near-cache');
+const { NearCache } = require('./near-cache');
 
 /**
  * Commands that change the state of the connection they are sent on (or
  * block it): command() refuses them, since that connection is shared by
  * every call of the process.
  */
-const CONNECTION_STATE_COMMANDS = new Set(['MULTI', 'EXEC', 'DISCARD', 'WATCH', 'UNWATCH', 'SUBSCRIBE', 'UNSUBSCRIBE', 'PSUBSCRIBE', 'PUNSUBSCRIBE', 'QUIT', 'RESET', 'HELLO', 'AUTH', 'SELECT']);
+const CONNECTION_STATE_COMMANDS = new Set(['MULTI', 'EXEC', 'DISCARD', 'WATCH', 'UNWATCH', 'SUBSCRIBE', 'UNSUBSCRIBE', 'PSUBSCRIBE', 'PUNSUBSCRIBE', 'QUIT', 'RESET', 'HELLO', 'AUTH', 'SELECT', 'SHM.PUSHES']);
 /** CLIENT subcommands that change the connection (the near cache's tracking, or its replies). */
 const CONNECTION_STATE_CLIENT = new Set(['TRACKING', 'REPLY', 'CACHING']);
 
@@ -49,245 +48,6 @@ function settleWithin(fn, ms) {
   const settled = (async () => fn())();
   settled.catch(() => {});
   return Promise.race([settled, late]).finally(() => clearTimeout(timer));
-}
-
-/** Runs commands against the store in this process (the primary). */
-class InProcessBackend {
-  /** `onClose`: called once the broker is closed (the primary removes its connection file). */
-  constructor(broker, { onClose = () => {} } = {}) {
-    this.broker = broker;
-    this.onClose = onClose;
-  }
-
-  get hostsBroker() {
-    return true;
-  }
-
-  /** The store is this app's own: keys() may list it at once, clear() may flush it. */
-  get ownsServer() {
-    return true;
-  }
-
-  call(args) {
-    try {
-      return this.broker.call(args);
-    } catch (error) {
-      throw fromNative(error);
-    }
-  }
-
-  /** Runs a command whose bulk strings come back as strings. */
-  callForText(args) {
-    try {
-      return this.broker.callText(args);
-    } catch (error) {
-      throw fromNative(error);
-    }
-  }
-
-  createSubscriber(onEvent) {
-    return this.broker.subscriber(onEvent);
-  }
-
-  /** Loads the snapshot at `path` and saves there when the broker closes. */
-  persist(path) {
-    try {
-      return this.broker.persist(path);
-    } catch (error) {
-      throw fromNative(error);
-    }
-  }
-
-  /** A blocking command comes back as a Promise from the broker's threads. */
-  async callBlocking(args) {
-    try {
-      return await this.broker.call(args);
-    } catch (error) {
-      throw fromNative(error);
-    }
-  }
-
-  close() {
-    try {
-      this.broker.close();
-    } catch (error) {
-      throw fromNative(error);
-    } finally {
-      this.onClose();
-    }
-  }
-}
-
-/**
- * Sends commands over the broker's socket (workers, other processes), all
- * on one pipelined connection driven from the JS thread (lib/connection.js).
- * Lock waits share it too: the broker queues them without blocking the
- * connection and pushes each one's outcome.
- */
-class RemoteBackend {
-  /**
-   * `attachStore(options)`: maps the broker's store into this process
-   * (native LocalStore.attach), or throws why it cannot.
-   */
-  constructor(connectionOptions, createSubscriber, attachStore = null) {
-    this.connectionOptions = connectionOptions;
-    this.createSubscriber = createSubscriber;
-    this.attachStore = attachStore;
-    this.connection = null;
-    /** The broker's store mapped here: undefined until first tried, null when it cannot be. */
-    this.store = attachStore === null ? null : undefined;
-    /** Why the store is not mapped here, when it is not. */
-    this.storeError = attachStore === null ? 'not offered' : null;
-    /** Calls the store sent back, still in flight on the connection. */
-    this.forwarded = 0;
-    /** Where the store's reads are copied (see #get). */
-    this.scratch = attachStore === null ? null : Buffer.allocUnsafeSlow(64 * 1024);
-    /** Set by the handle: hears 'error' and 'reconnect' from the connection. */
-    this.onEvent = () => {};
-  }
-
-  get hostsBroker() {
-    return false;
-  }
-
-  /** The broker is this app's own (see InProcessBackend). */
-  get ownsServer() {
-    return true;
-  }
-
-  /**
-   * A data command runs in this process on the mapped store, with no round
-   * trip; the store sends back anything it must not run itself (see
-   * LocalStore.call), and that goes over the socket. While a call the store
-   * sent back is in flight there, data commands follow it over the socket,
-   * so that calls keep their order.
-   */
-  call(args) {
-    const store = this.store === undefined ? this.#attach() : this.store;
-    if (store !== null && this.forwarded === 0) {
-      let reply;
-      try {
-        reply = args.length === 2 && args[0] === 'GET' ? this.#get(store, args[1]) : store.call(args);
-      } catch (error) {
-        return Promise.reject(fromNative(error));
-      }
-      if (reply !== undefined) return Promise.resolve(reply);
-    }
-    if (store === null) return this.#connection().call(args);
-    this.forwarded += 1;
-    const settled = () => {
-      this.forwarded -= 1;
-    };
-    const sent = this.#connection().call(args);
-    sent.then(settled, settled);
-    return sent;
-  }
-
-  /**
-   * GET through the store's copy-into-a-buffer read: no native Buffer per
-   * read (each costs a malloc'd backing store and GC work); the copy out of
-   * the scratch buffer comes from Node's pool. Undefined: ask the broker.
-   */
-  #get(store, key) {
-    const found = store.get(key, this.scratch);
-    if (typeof found !== 'number') return found;
-    if (found === -1) return null;
-    if (found < 0) return undefined;
-    return Buffer.from(this.scratch.subarray(0, found));
-  }
-
-  #attach() {
-    try {
-      this.store = this.attachStore(this.connectionOptions());
-      this.storeError = null;
-      // The process's connection names the slot it took: when it closes with
-      // the process gone, the broker repairs what the process left. It
-      // carries everything but data commands, and its loss is what 'error'
-      // and 'reconnect' report.
-      this.#connection().call(['SHM.SLOT', String(this.store.slot)]).catch(() => {});
-    } catch (error) {
-      this.store = null;
-      this.storeError = String(error.message || error);
-    }
-    return this.store;
-  }
-
-  /** The process's connection to the broker, made on first use; it tells `onEvent` what happens to it. */
-  #connection() {
-    if (this.connection === null) {
-      this.connection = new Connection(this.connectionOptions(), (name, detail) => {
-        // A new broker has a new store: map it on the next call.
-        if (name === 'reconnect' && this.attachStore !== null && this.storeError !== 'closed') {
-          if (this.store) this.store.close();
-          this.store = undefined;
-        }
-        this.onEvent(name, detail);
-      });
-    }
-    return this.connection;
-  }
-
-  /** Changes whenever calls start going over a new socket. */
-  get generation() {
-    return this.connection === null ? 0 : this.connection.generation;
-  }
-
-  /** Sends a command whose bulk strings come back as strings. */
-  callForText(args) {
-    return this.#connection().callForText(args);
-  }
-
-  /** Resolves with `{ reply, generation }`: the generation of the socket the command was written on. */
-  callTagged(args) {
-    return this.#connection().call(args, true);
-  }
-
-  /** The near cache's invalidation connection (lib/near-cache.js). */
-  openInvalidations(onInvalidate, onLost) {
-    return openSocketInvalidations(this.connectionOptions(), onInvalidate, onLost);
-  }
-
-  /** A lock wait (`SHM.LOCK … WAIT ms`): resolves with the fencing token, or null when it timed out. */
-  callBlocking(args, waitMs) {
-    return this.#connection().waitForLock(args, waitMs);
-  }
-
-  /** New timeouts apply from the next call on. */
-  reset() {
-    if (this.connection) this.connection.options = this.connectionOptions();
-  }
-
-  close() {
-    if (this.store) this.store.close();
-    this.store = null;
-    this.storeError = 'closed';
-    this.#connection().close();
-  }
-}
-
-/** A backend that can only fail, with the reason it was given. */
-class FailedBackend {
-  constructor(error) {
-    this.error = error;
-  }
-
-  get hostsBroker() {
-    return false;
-  }
-
-  call() {
-    throw this.error;
-  }
-
-  callBlocking() {
-    throw this.error;
-  }
-
-  createSubscriber() {
-    throw this.error;
-  }
-
-  close() {}
 }
 
 /**
@@ -461,7 +221,7 @@ class SharedMemory extends EventEmitter {
     this.#data = backend;
     this.#applyNearCache();
     this.#hub = new PubSubHub((onEvent) => this.#backend.createSubscriber(onEvent), backend.db);
-    if (backend.hostsBroker) this.#applyBrokerOptions();
+    if (backend.capabilities.hostsBroker) this.#applyBrokerOptions();
     bindMethods(this);
   }
 
@@ -492,37 +252,43 @@ class SharedMemory extends EventEmitter {
     validateOptions(options);
     let defined = Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined));
     let brokerOptions = BROKER_OPTIONS.filter((name) => name in defined);
-    if (brokerOptions.length && this.#backend.ownsServer === false) {
+    const { capabilities } = this.#backend;
+    if (brokerOptions.length && !capabilities.ownsServer) {
       // An app moved to Redis keeps its configure() call: the server's own
       // settings (maxmemory, its persistence) do the job there.
-      warnIgnored(brokerOptions);
+      warnIgnored(brokerOptions, "options of cluster-shm's own broker, ignored on Redis (use the server's maxmemory, maxmemory-policy and persistence settings)");
       defined = Object.fromEntries(Object.entries(defined).filter(([name]) => !brokerOptions.includes(name)));
       brokerOptions = [];
     }
-    if (brokerOptions.length && !this.#backend.hostsBroker) {
-      const where = this.#backend.leases
+    if (brokerOptions.length && !capabilities.hostsBroker) {
+      const where = capabilities.leaseLocks
         ? 'on the Redis server itself (maxmemory, maxmemory-policy, its own persistence)'
         : 'in the process that hosts the broker (the primary), before forking';
       throw typeError(`${brokerOptions.join(', ')}: broker options are set ${where}`, CODES.INVALID_ARG_VALUE);
     }
+    if (defined.nearCache && !capabilities.nearCache) {
+      // As with broker options on Redis, the same configure() call works on
+      // every backend. On the broker, workers read the store mapped into
+      // their own memory: a near cache would save no round trip and only
+      // serve values that may be stale.
+      warnIgnored(['nearCache'], "ignored on cluster-shm's own broker, whose workers read the store in their own memory (the near cache is for the Redis backend)");
+      delete defined.nearCache;
+    }
     this.#options = withPolicyDefault({ ...this.#options, ...defined }, defined, this.#options);
     if (brokerOptions.length) this.#applyBrokerOptions();
     if ('nearCache' in defined) this.#applyNearCache();
-    if (this.#backend.reset) this.#backend.reset();
+    this.#backend.reset();
     this.#onConfigure(this.options);
     return this;
   }
 
-  /**
-   * A near cache in front of a remote store, when the option asks for one.
-   * The primary's calls are in-process already: it has none.
-   */
+  /** A near cache in front of a Redis server, when the option asks for one (lib/near-cache.js). */
   #applyNearCache() {
     if (this.#nearCache) this.#nearCache.close();
     this.#nearCache = null;
     this.#data = this.#backend;
     const { nearCache } = this.#options;
-    if (!nearCache || !this.#backend.openInvalidations) return;
+    if (!nearCache || !this.#backend.capabilities.nearCache) return;
     this.#nearCache = new NearCache(this.#backend, nearCache);
     this.#data = this.#nearCache;
   }
@@ -602,11 +368,11 @@ class SharedMemory extends EventEmitter {
    */
   async keys(pattern = '*') {
     const stored = this.#storedPattern(pattern, 'keys');
-    if (this.#backend.ownsServer === false) return [...(await this.#scannedKeys(stored))].map((key) => this.#shown(key));
+    if (!this.#backend.capabilities.ownsServer) return [...(await this.#scannedKeys(stored))].map((key) => this.#shown(key));
     // The keys come as strings, not Buffers turned into strings afterwards:
     // over a socket they are decoded as they are read, in-process made by
     // the addon (the near cache passes KEYS through, so it is skipped).
-    const keys = this.#backend.callForText ? await this.#backend.callForText(['KEYS', stored]) : (await this.#everywhere(['KEYS', stored])).flat().map(toText);
+    const keys = await this.#backend.callForText(['KEYS', stored]);
     return this.#options.keyPrefix ? keys.map((key) => this.#shown(key)) : keys;
   }
 
@@ -627,7 +393,7 @@ class SharedMemory extends EventEmitter {
 
   /** SCAN over every server holding keys (each master of a Redis Cluster), keys as stored. */
   async *#scanStored(pattern, count) {
-    const servers = this.#backend.eachServer ? await this.#backend.eachServer() : [(args) => this.#data.call(args)];
+    const servers = this.#backend.capabilities.cluster ? await this.#backend.eachServer() : [(args) => this.#data.call(args)];
     for (const call of servers) {
       let cursor = '0';
       do {
@@ -657,14 +423,14 @@ class SharedMemory extends EventEmitter {
    * finds (under the keyPrefix, when there is one), never FLUSHDB.
    */
   async clear() {
-    if (!this.#options.keyPrefix && this.#backend.ownsServer !== false) {
+    if (!this.#options.keyPrefix && this.#backend.capabilities.ownsServer) {
       await this.#everywhere(['FLUSHDB']);
       return;
     }
     let batch = [];
     const unlink = async () => {
       // A Redis Cluster refuses multi-key commands across slots: one key each there.
-      if (this.#backend.isCluster) await Promise.all(batch.map((key) => this.#data.call(['UNLINK', key])));
+      if (this.#backend.capabilities.cluster) await Promise.all(batch.map((key) => this.#data.call(['UNLINK', key])));
       else if (batch.length) await this.#data.call(['UNLINK', ...batch]);
       batch = [];
     };
@@ -693,7 +459,7 @@ class SharedMemory extends EventEmitter {
 
   /** Runs a command on every server holding keys (the masters of a Redis Cluster): a list of replies. */
   async #everywhere(args) {
-    return this.#backend.callAll ? this.#data.callAll(args) : [await this.#data.call(args)];
+    return this.#backend.capabilities.cluster ? this.#data.callAll(args) : [await this.#data.call(args)];
   }
 
   async mget(keys) {
@@ -944,7 +710,7 @@ class SharedMemory extends EventEmitter {
     const what = `lock "${this.#shown(name)}"`;
     if (signal && signal.aborted) throw abortError(signal, what);
     const ttlMs = checkTtl(ttl, 'lock');
-    const leases = this.#backend.leases;
+    const leases = this.#backend.capabilities.leaseLocks;
     const ms = String(leases ? Math.min(ttlMs, this.#options.lockLease) : ttlMs);
     const wait = checkTimeout(timeout, 'lock');
     const token = randomBytes(16).toString('hex');
@@ -1035,7 +801,7 @@ class SharedMemory extends EventEmitter {
     // A Redis Cluster answers per master: counts and sizes are summed.
     const servers = (await this.#everywhere(['INFO'])).map(parseInfo);
     const fields = servers[0];
-    const db = this.#backend.db || 0;
+    const db = this.#backend.db;
     const sum = (read) => servers.reduce((total, server) => total + read(server), 0);
     const keyspace = (server, at) => Number((/keys=(\d+),expires=(\d+)/.exec(server[`db${db}`] || '') || [0, 0, 0])[at]);
     const number = (name) => sum((server) => Number(server[name] || 0));
@@ -1115,9 +881,9 @@ class SharedMemory extends EventEmitter {
    * (contains `*`, `?` or `[`; pass `{ pattern: false }` for a literal
    * name). Resolves, once the broker delivers to it, with an async function
    * that unsubscribes. `onMissed({ reason })` is called when messages may
-   * have been lost (the connection was reopened after the broker cut off
-   * this subscriber for falling behind, or the listener's queue
-   * overflowed); subscriptions are restored by themselves.
+   * have been lost ('reconnected': the connection was lost and made again;
+   * 'overflow': messages were dropped because this process fell behind);
+   * subscriptions are restored by themselves.
    */
   async subscribe(channel, listener, options) {
     this.#channel(channel, 'subscribe');
@@ -1152,7 +918,7 @@ class SharedMemory extends EventEmitter {
       listener = (event) => shown({ ...event, key: this.#shown(event.key) });
       keyOrPattern = isPattern ? globEscape(keyPrefix) + keyOrPattern : keyPrefix + keyOrPattern;
     }
-    if (this.#backend.isCluster) {
+    if (this.#backend.capabilities.cluster) {
       // Redis Cluster publishes key events only on the node that holds the
       // key, and a subscription connection listens to one node.
       throw shmError(CODES.UNSUPPORTED, 'watch: key events are not supported on a Redis Cluster (each node publishes only its own keys)');
@@ -1202,16 +968,13 @@ class SharedMemory extends EventEmitter {
   }
 }
 
-/** Broker options given on Redis: a warning, once per process and option. */
+/** Options that do nothing on this backend: a warning saying `why`, once per process and option. */
 const warnedIgnored = new Set();
-function warnIgnored(names) {
+function warnIgnored(names, why) {
   const fresh = names.filter((name) => !warnedIgnored.has(name));
   if (fresh.length === 0) return;
   for (const name of fresh) warnedIgnored.add(name);
-  process.emitWarning(
-    `${fresh.join(', ')}: options of cluster-shm's own broker, ignored on Redis (use the server's maxmemory, maxmemory-policy and persistence settings)`,
-    { code: CODES.IGNORED_OPTION },
-  );
+  process.emitWarning(`${fresh.join(', ')}: ${why}`, { code: CODES.IGNORED_OPTION });
 }
 
 /**
@@ -1249,4 +1012,4 @@ function toPairs(entries) {
   throw typeError('mset: entries must be an object, a Map or an array of [key, value] pairs');
 }
 
-module.exports = { SharedMemory, InProcessBackend, RemoteBackend, FailedBackend };
+module.exports = { SharedMemory };

@@ -15,268 +15,7 @@
 const net = require('node:net');
 const { trustedSocketPath } = require('./native').load();
 const { CODES, shmError, fromNative } = require('./errors');
-
-/**
- * Encodes a command (strings and Buffers) as a RESP array of bulk strings:
- * a string when every argument is one, else an array of strings and the
- * Buffer arguments themselves, which are never copied here. A string is
- * built in JS and written by the socket in one copy; filling a Buffer piece
- * by piece cost a call into C++ per piece (ten times the time for a SET).
- */
-function encodeCommand(args) {
-  let text = `*${args.length}\r\n`;
-  let parts = null;
-  for (let i = 0; i < args.length; i++) {
-    const arg = args[i];
-    if (typeof arg === 'string') {
-      text += `$${Buffer.byteLength(arg)}\r\n${arg}\r\n`;
-    } else {
-      (parts ??= []).push(`${text}$${arg.length}\r\n`, arg);
-      text = '\r\n';
-    }
-  }
-  if (parts === null) return text;
-  parts.push(text);
-  return parts;
-}
-
-/**
- * The chunks to write for several encoded commands: adjacent text joined
- * into one string, Buffer arguments as they are.
- */
-function wireChunks(encoded) {
-  const chunks = [];
-  let text = '';
-  for (const command of encoded) {
-    if (typeof command === 'string') {
-      text += command;
-      continue;
-    }
-    for (const part of command) {
-      if (typeof part === 'string') {
-        text += part;
-      } else {
-        if (text !== '') chunks.push(text);
-        text = '';
-        chunks.push(part);
-      }
-    }
-  }
-  if (text !== '') chunks.push(text);
-  return chunks;
-}
-
-/** Writes encoded commands in one go: one write, or one writev for text and Buffers together. */
-function writeCommands(stream, encoded) {
-  const chunks = encoded.length === 1 && typeof encoded[0] === 'string' ? encoded : wireChunks(encoded);
-  if (chunks.length === 1) {
-    stream.write(chunks[0]);
-    return;
-  }
-  stream.cork();
-  for (const chunk of chunks) stream.write(chunk);
-  stream.uncork();
-}
-
-/** An error reply, kept apart from ordinary strings. */
-class ReplyError {
-  constructor(text) {
-    this.text = text;
-  }
-}
-
-/** A RESP3 push frame (`>`): a message the broker sends unasked, not a reply. */
-class Push {
-  constructor(items) {
-    this.items = items;
-  }
-}
-
-/**
- * Incremental RESP2 reply decoder (plus RESP3 pushes). It resumes where the
- * last chunk ended: the arrays being filled are kept on a stack, and a bulk
- * string that is not all there yet is kept as a list of pieces joined once
- * it is complete, so every byte is parsed once and copied at most twice,
- * whatever the chunking. Re-parsing from the start of a reply on each chunk
- * made a large array reply cost time quadratic in its size.
- */
-class ReplyParser {
-  /**
-   * `textAt(n)`: whether the bulk strings of the reply that starts after
-   * `n` others completed in the same push() come out as (UTF-8) strings
-   * rather than Buffers. A large list of keys decodes several times faster
-   * so than as a million small Buffers turned into strings afterwards.
-   */
-  constructor(textAt = () => false) {
-    this.textAt = textAt;
-    /** Unparsed input: the rest of the last chunk (with a partial line at its end, at most). */
-    this.buffer = null;
-    this.offset = 0;
-    /** Arrays (and pushes) whose items are still coming, innermost last. */
-    this.open = [];
-    /** A bulk string still arriving: its length, its pieces so far and their total. */
-    this.bulk = null;
-    /** Whether the reply being parsed decodes its bulk strings as text. */
-    this.text = false;
-    /** Replies (not pushes) completed so far by the current push(). */
-    this.completed = 0;
-  }
-
-  /** Adds input; returns the replies it completes. */
-  push(chunk) {
-    const replies = [];
-    this.completed = 0;
-    if (this.bulk !== null) {
-      chunk = this.#fillBulk(chunk, replies);
-      if (chunk === null) return replies;
-    }
-    if (this.buffer === null) {
-      this.buffer = chunk;
-    } else {
-      // Only a partial line is ever left over: a few bytes.
-      this.buffer = Buffer.concat([this.buffer.subarray(this.offset), chunk]);
-    }
-    this.offset = 0;
-    this.#parse(replies);
-    return replies;
-  }
-
-  #parse(replies) {
-    const buffer = this.buffer;
-    let offset = this.offset;
-    while (offset < buffer.length) {
-      const end = lineEnd(buffer, offset + 1);
-      if (end < 0) break;
-      const type = buffer[offset];
-      if (this.open.length === 0) this.text = type !== 0x3e && this.textAt(this.completed);
-      let value;
-      switch (type) {
-        case 0x2b: // '+'
-          value = end === offset + 3 && buffer[offset + 1] === 0x4f && buffer[offset + 2] === 0x4b ? 'OK' : buffer.toString('utf8', offset + 1, end);
-          offset = end + 2;
-          break;
-        case 0x2d: // '-'
-          value = new ReplyError(buffer.toString('utf8', offset + 1, end));
-          offset = end + 2;
-          break;
-        case 0x3a: // ':'
-          value = readInteger(buffer, offset + 1, end);
-          offset = end + 2;
-          break;
-        case 0x24: {
-          // '$'
-          const length = readInteger(buffer, offset + 1, end);
-          offset = end + 2;
-          if (length < 0) {
-            value = null;
-            break;
-          }
-          if (buffer.length < offset + length + 2) {
-            // The rest comes in later chunks.
-            const piece = buffer.subarray(offset);
-            this.bulk = { length, pieces: [piece], received: piece.length };
-            this.buffer = null;
-            return;
-          }
-          if (this.text) {
-            value = buffer.toString('utf8', offset, offset + length);
-          } else {
-            const bytes = buffer.subarray(offset, offset + length);
-            // A small value is copied, so that it does not keep a large read
-            // buffer alive; one that is most of the buffer is not.
-            value = length * 2 >= buffer.length ? bytes : Buffer.from(bytes);
-          }
-          offset += length + 2;
-          break;
-        }
-        case 0x2a: // '*'
-        case 0x3e: {
-          // '>'
-          const count = readInteger(buffer, offset + 1, end);
-          offset = end + 2;
-          if (count > 0) {
-            this.open.push({ items: new Array(count), filled: 0, push: type === 0x3e });
-            continue;
-          }
-          value = count < 0 ? null : type === 0x3e ? new Push([]) : [];
-          break;
-        }
-        default:
-          throw malformed(type);
-      }
-      this.#complete(value, replies);
-    }
-    if (offset === buffer.length) {
-      this.buffer = null;
-      this.offset = 0;
-    } else {
-      this.offset = offset;
-    }
-  }
-
-  /** Takes what `chunk` holds of the pending bulk string; returns the rest of the chunk, or null when it had no more. */
-  #fillBulk(chunk, replies) {
-    const bulk = this.bulk;
-    const wanted = bulk.length + 2 - bulk.received;
-    if (chunk.length < wanted) {
-      bulk.pieces.push(chunk);
-      bulk.received += chunk.length;
-      return null;
-    }
-    bulk.pieces.push(chunk.subarray(0, wanted));
-    this.bulk = null;
-    const whole = Buffer.concat(bulk.pieces, bulk.length + 2);
-    this.#complete(this.text ? whole.toString('utf8', 0, bulk.length) : whole.subarray(0, bulk.length), replies);
-    return wanted === chunk.length ? null : chunk.subarray(wanted);
-  }
-
-  /** A value is complete: it fills the innermost open array, or is a reply. */
-  #complete(value, replies) {
-    const open = this.open;
-    while (open.length > 0) {
-      const array = open[open.length - 1];
-      array.items[array.filled++] = value;
-      if (array.filled < array.items.length) return;
-      open.pop();
-      value = array.push ? new Push(array.items) : array.items;
-    }
-    if (!(value instanceof Push)) this.completed++;
-    replies.push(value);
-  }
-}
-
-/**
- * Lines and integers are read byte by byte in JS: for replies of a few
- * bytes, that is cheaper than Buffer's indexOf and toString, each a call
- * into C++.
- */
-
-/** Index of the CR of the first CRLF at or after `from`; -1 when there is none yet. */
-function lineEnd(buffer, from) {
-  const last = buffer.length - 1;
-  for (let i = from; i < last; i++) {
-    if (buffer[i] === 0x0d && buffer[i + 1] === 0x0a) return i;
-  }
-  return -1;
-}
-
-/** The decimal integer in buffer[start, end). */
-function readInteger(buffer, start, end) {
-  const negative = buffer[start] === 0x2d; // '-'
-  let i = negative ? start + 1 : start;
-  if (i === end) throw malformed(0x0d);
-  let n = 0;
-  for (; i < end; i++) {
-    const digit = buffer[i] - 0x30;
-    if (digit < 0 || digit > 9) throw malformed(buffer[i]);
-    n = n * 10 + digit;
-  }
-  return negative ? -n : n;
-}
-
-function malformed(byte) {
-  return shmError(CODES.UNREACHABLE, `the broker sent a malformed reply (byte ${byte})`);
-}
+const { encodeCommand, writeCommands, ReplyParser, ReplyError, Push } = require('./resp');
 
 const AUTH_REPLY = /^(NOAUTH|WRONGPASS) /;
 
@@ -311,22 +50,25 @@ class Connection {
     this.writeQueued = false;
     this.closed = false;
     this.timer = null;
-    /** Changes when a socket is attached or lost: state set on one (CLIENT TRACKING) is gone with it. */
-    this.generation = 0;
     /** Lock waits queued in the broker, by token: their outcome comes as a push. */
     this.lockWaits = new Map();
+    /**
+     * Set by the process's subscriber (lib/backends/broker.js), whose
+     * subscriptions share this connection: `onPush(items)` hears the pushes
+     * that are not lock outcomes (pub/sub messages), `onLost()` that a
+     * socket was lost, and its subscriptions with it.
+     */
+    this.onPush = () => {};
+    this.onLost = () => {};
     this.write = () => this.#write();
     this.checkTimeouts = () => this.#checkTimeouts();
   }
 
-  /**
-   * Sends a command; resolves with its reply, or with `{ reply, generation }`
-   * when `tagged` (the generation of the socket it was written on).
-   */
-  call(args, tagged = false, text = false) {
+  /** Sends a command; resolves with its reply (bulk strings as strings when `text`). */
+  call(args, text = false) {
     if (this.closed) return Promise.reject(shmError(CODES.CLOSED, 'the cluster-shm connection is closed'));
     return new Promise((resolve, reject) => {
-      this.outbox.push({ payload: encodeCommand(args), resolve, reject, deadline: 0, settled: false, tagged, text, generation: 0 });
+      this.outbox.push({ payload: encodeCommand(args), resolve, reject, deadline: 0, settled: false, text });
       this.#watchTimeouts();
       if (this.socket) {
         if (!this.writeQueued) {
@@ -341,7 +83,7 @@ class Connection {
 
   /** Sends a command whose bulk strings come back as strings (KEYS). */
   callForText(args) {
-    return this.call(args, false, true);
+    return this.call(args, true);
   }
 
   /**
@@ -384,7 +126,11 @@ class Connection {
 
   #onPush(items) {
     const [kind, , token, fence] = items;
-    if (!Buffer.isBuffer(kind) || kind.toString() !== 'shm.lock' || !Buffer.isBuffer(token)) return;
+    if (!Buffer.isBuffer(kind) || kind.toString() !== 'shm.lock') {
+      this.onPush(items);
+      return;
+    }
+    if (!Buffer.isBuffer(token)) return;
     const wait = this.lockWaits.get(token.toString());
     if (wait) wait.resolve(fence);
   }
@@ -402,7 +148,6 @@ class Connection {
     const payloads = new Array(calls.length);
     for (let i = 0; i < calls.length; i++) {
       calls[i].deadline = deadline;
-      calls[i].generation = this.generation;
       payloads[i] = calls[i].payload;
       calls[i].payload = null;
       this.inFlight.push(calls[i]);
@@ -452,7 +197,6 @@ class Connection {
 
   #attach(socket) {
     this.socket = socket;
-    this.generation++;
     this.connecting = null;
     if (this.attached++ > 0) this.onEvent('reconnect', { socket: this.options.socket });
     // An idle connection does not keep the process alive; the timeout check
@@ -469,26 +213,24 @@ class Connection {
     socket.on('close', () => {
       if (this.socket !== socket) return;
       this.socket = null;
-      this.generation++;
       const lost = shmError(CODES.UNREACHABLE, `lost the connection to the cluster-shm broker at ${this.options.socket}`);
       if (!this.closed) this.onEvent('error', lost);
       this.#failInFlight(lost);
       // The waits queued on it ended with it, and the locks it was granted.
       this.#failLockWaits(lost);
+      if (!this.closed) this.onLost();
       // Calls that were not written yet go out on a new connection.
       if (this.outbox.length && !this.closed && !this.connecting) this.connecting = this.#connect();
     });
-    if (this.options.authSecret) {
-      // AUTH goes first; its failure fails every call.
-      this.inFlight.push({
-        deadline: Date.now() + this.options.commandTimeout,
-        settled: false,
-        resolve: () => {},
-        reject: () => {},
-        auth: true,
-      });
-      writeCommands(socket, [encodeCommand(['AUTH', this.options.authSecret])]);
-    }
+    // AUTH goes first; its failure fails every call. Then SHM.PUSHES ON: pub/sub
+    // messages come as pushes, and a subscribed connection keeps running
+    // every command (src/cmd/pubsub.rs), so subscriptions share it.
+    const handshake = [];
+    if (this.options.authSecret) handshake.push({ args: ['AUTH', this.options.authSecret], auth: true });
+    handshake.push({ args: ['SHM.PUSHES', 'ON'], auth: false });
+    const deadline = Date.now() + this.options.commandTimeout;
+    for (const { auth } of handshake) this.inFlight.push({ deadline, settled: false, resolve: () => {}, reject: () => {}, auth });
+    writeCommands(socket, handshake.map(({ args }) => encodeCommand(args)));
     this.#write();
   }
 
@@ -515,7 +257,7 @@ class Connection {
       const code = reply.text.split(' ', 1)[0];
       call.reject(shmError(code === 'OOM' ? CODES.OOM : CODES.SERVER, reply.text, { reply: code }));
     } else {
-      call.resolve(call.tagged ? { reply, generation: call.generation } : reply);
+      call.resolve(reply);
     }
     this.#watchTimeouts();
   }
@@ -645,4 +387,4 @@ function authError(options, reply = '') {
   return shmError(CODES.AUTH, `the cluster-shm broker at ${options.socket} refused this process: ${why}`);
 }
 
-module.exports = { Connection, ReplyParser, ReplyError, Push, encodeCommand, wireChunks, writeCommands, open, readReplies };
+module.exports = { Connection, open, readReplies };

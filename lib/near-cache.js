@@ -1,15 +1,16 @@
 'use strict';
 
 /**
- * The near cache: each process keeps values it read in memory, kept
- * coherent by invalidations the server pushes, the model of Redis's
- * client-side caching.
+ * The near cache of the Redis backend: each process keeps values it read in
+ * memory, kept coherent by invalidations the server pushes, the model of
+ * Redis's client-side caching. (On cluster-shm's broker, workers read the
+ * store mapped into their own memory: there is nothing to cache.)
  *
  * - A miss sends `CLIENT TRACKING ON REDIRECT <id>` and the GET together on
  *   the data connection, so the server tracks the key for this process;
  *   `<id>` is a connection of this process subscribed to
  *   `__redis__:invalidate`, where the server sends the keys that change
- *   (and a null for a flush). The broker and Redis (6+) both do this.
+ *   (and a null for a flush), as Redis 6 and later do.
  * - A reply is kept only if no invalidation of its key (nor a flush, nor a
  *   write from this process) happened while it was on its way.
  * - Writes from this process drop the key at once, so a process always
@@ -21,7 +22,7 @@
  *   past `maxKeys`.
  */
 
-const { CODES, shmError } = require('./errors');
+const { CODES } = require('./errors');
 
 const INVALIDATE_CHANNEL = '__redis__:invalidate';
 
@@ -94,8 +95,6 @@ class NearCache {
   #closed = false;
   /** The data connection the cached entries were read on. */
   #generation = -1;
-  /** Where tracking is known to be on: { listener, epoch, generation }. */
-  #trackingOn = null;
   /** No new invalidation connection is tried before this time, after one failed. */
   #retryAt = 0;
   /** Set when the server cannot track keys: calls go through uncached. */
@@ -162,12 +161,11 @@ class NearCache {
     pending.count++;
     this.#pending.set(key, pending);
     try {
-      // In this order on the data connection: tracking on (unless it is
-      // known to be on for that very socket), the GET, and the key's time to
-      // live, which bounds the entry's. A reply is kept only if the GET went
-      // over the socket tracking was on for.
+      // In this order on the data connection: tracking on, the GET, and the
+      // key's time to live, which bounds the entry's. A reply is kept only
+      // if the GET came over the connection tracking was on for.
       const sent = Date.now();
-      const tracking = this.#track(listener, epoch);
+      const tracking = this.#track(listener);
       const reading = this.#send(['GET', key]);
       const living = this.#backend.call(['PTTL', key]).catch(() => 0);
       const { reply: raw, generation: readOn } = await reading;
@@ -189,31 +187,21 @@ class NearCache {
 
   /**
    * A command on the data connection: `{ reply, generation }`, with the
-   * generation of the socket it was written on where the backend can tell
-   * (the broker's connection), else of the one its reply came over.
+   * generation of the connection its reply came over.
    */
   #send(args) {
-    if (this.#backend.callTagged) return this.#backend.callTagged(args);
     return this.#backend.call(args).then((reply) => ({ reply, generation: this.#backend.generation }));
   }
 
   /**
    * Turns tracking on, redirected to `listener`, with NOLOOP (this
-   * process's own writes drop its entries before they are sent); resolves
-   * with the generation of the socket it is on for, or false. Where the
-   * backend tells which socket a command went over, this happens once per
-   * socket; elsewhere with every miss.
+   * process's own writes drop its entries before they are sent), with every
+   * miss: the reply does not tell which connection it went over. Resolves
+   * with the generation of the connection it is on for, or false.
    */
-  #track(listener, epoch) {
-    const known = this.#trackingOn;
-    if (known !== null && known.listener === listener && known.epoch === epoch && known.generation === this.#backend.generation) {
-      return Promise.resolve(known.generation);
-    }
+  #track(listener) {
     return this.#send(['CLIENT', 'TRACKING', 'ON', 'REDIRECT', String(listener.id), 'NOLOOP']).then(
-      ({ generation }) => {
-        if (this.#backend.callTagged) this.#trackingOn = { listener, epoch, generation };
-        return generation;
-      },
+      ({ generation }) => generation,
       (error) => this.#refused(error),
     );
   }
@@ -301,54 +289,4 @@ class NearCache {
   }
 }
 
-/**
- * The invalidation connection to a broker socket: AUTH, CLIENT ID, then
- * SUBSCRIBE; afterwards every reply is an invalidation message.
- */
-function openSocketInvalidations({ socket: path, connectTimeout, authSecret }, onInvalidate, onLost) {
-  const { open, encodeCommand, writeCommands, readReplies, ReplyError } = require('./connection');
-  return open(path, connectTimeout).then(
-    (socket) =>
-      new Promise((resolve, reject) => {
-        const steps = [];
-        if (authSecret) steps.push(['AUTH', authSecret]);
-        steps.push(['CLIENT', 'ID'], ['SUBSCRIBE', INVALIDATE_CHANNEL]);
-        let answered = 0;
-        let id = null;
-        let subscribed = false;
-        let refusal = null;
-        const timer = setTimeout(() => socket.destroy(new Error('no answer')), connectTimeout);
-        readReplies(socket, (reply) => {
-          if (subscribed) {
-            if (Array.isArray(reply) && String(reply[0]) === 'message') {
-              const payload = reply[2];
-              onInvalidate(payload === null ? null : Array.isArray(payload) ? payload : [payload]);
-            }
-            return;
-          }
-          if (reply instanceof ReplyError) {
-            refusal = reply.text;
-            socket.destroy();
-            return;
-          }
-          answered++;
-          if (answered === steps.length - 1) id = reply;
-          if (answered === steps.length) {
-            subscribed = true;
-            clearTimeout(timer);
-            resolve({ id, close: () => socket.destroy() });
-          }
-        });
-        socket.on('error', () => {});
-        socket.on('close', () => {
-          clearTimeout(timer);
-          if (subscribed) onLost();
-          else if (refusal) reject(shmError(/^(NOAUTH|WRONGPASS) /.test(refusal) ? CODES.AUTH : CODES.SERVER, `the broker refused the near cache's invalidation connection: ${refusal}`));
-          else reject(shmError(CODES.UNREACHABLE, 'the near cache could not subscribe to invalidations'));
-        });
-        writeCommands(socket, steps.map(encodeCommand));
-      }),
-  );
-}
-
-module.exports = { NearCache, openSocketInvalidations, INVALIDATE_CHANNEL };
+module.exports = { NearCache, INVALIDATE_CHANNEL };

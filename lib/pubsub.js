@@ -6,9 +6,9 @@ const { InOrder } = require('./in-order');
 
 
 /**
- * The listeners of one process, multiplexed over one native subscriber:
- * the broker sees one subscription per channel or pattern however many
- * listeners share it.
+ * The listeners of one process, multiplexed over the subscriber its backend
+ * makes (lib/backends/index.js): the server sees one subscription per
+ * channel or pattern however many listeners share it.
  */
 class PubSubHub {
   #createSubscriber;
@@ -36,7 +36,7 @@ class PubSubHub {
     return this.#keyspacePrefix + key;
   }
 
-  #native() {
+  #openSubscriber() {
     // A change queued before close() runs after it: it must not open a new connection.
     if (this.#closed) throw shmError(CODES.CLOSED, 'the cluster-shm connection is closed');
     if (this.#subscriber === null) this.#subscriber = this.#createSubscriber((event) => this.#dispatch(event));
@@ -54,7 +54,7 @@ class PubSubHub {
       subscription = table.get(name);
       if (!subscription) {
         const created = { listeners: new Set(), ready: null };
-        created.ready = this.#after(kind, name, () => this.#native().subscribe(kind, [name]))
+        created.ready = this.#after(kind, name, () => this.#openSubscriber().subscribe(kind, [name]))
           .catch((error) => {
             if (table.get(name) === created) table.delete(name);
             throw fromNative(error);
@@ -72,7 +72,7 @@ class PubSubHub {
       subscription.listeners.delete(entry);
       if (subscription.listeners.size === 0 && table.get(name) === subscription) {
         table.delete(name);
-        await this.#after(kind, name, () => this.#native().unsubscribe(kind, [name])).catch((error) => {
+        await this.#after(kind, name, () => this.#openSubscriber().unsubscribe(kind, [name])).catch((error) => {
           throw fromNative(error);
         });
       }

@@ -8,7 +8,6 @@
 
 mod alloc;
 pub mod broker;
-pub mod client;
 pub mod cmd;
 pub mod error;
 #[cfg(feature = "node")]

@@ -10,7 +10,7 @@
  */
 
 const net = require('node:net');
-const { encodeCommand, writeCommands } = require('../../lib/connection');
+const { encodeCommand, writeCommands } = require('../../lib/resp');
 
 class FloorClient {
   static connect(socketPath = process.env.CLUSTER_SHM_SOCKET) {

@@ -9,7 +9,6 @@
 
 const COLORS = {
   'cluster-shm': '#1f77b4',
-  'cluster-shm-near': '#2ca02c',
   'cluster-shm-inprocess': '#9ecae1',
   classic: '#7f7f7f',
   memored: '#bcbd22',

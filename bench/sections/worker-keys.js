@@ -25,7 +25,7 @@ async function runWorkerKeys({ log = () => {} } = {}) {
   const dir = makeTempDir();
   const server = await startBroker(dir);
   trackChild(server.child);
-  // The client a worker gets: the same RemoteBackend over the socket.
+  // The client a worker gets: the same BrokerClientBackend over the socket.
   const shm = require('../..').connect({ socket: server.socket });
   const devNull = fs.openSync('/dev/null', 'w');
   try {

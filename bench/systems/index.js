@@ -28,14 +28,6 @@ const SYSTEMS = [
     workloads: ['json'],
   },
   {
-    id: 'cluster-shm-near',
-    label: 'cluster-shm + near cache',
-    file: './cluster-shm.js',
-    nearCache: { maxKeys: 10_000, ttl: 60_000 },
-    how: "as cluster-shm, with `shm.configure({ nearCache: { maxKeys: 10000, ttl: 60000 } })` in the primary before forking (the whole key set fits): each worker's `shm.get` is served from its own memory when it read the key since the last write, kept coherent by the broker's invalidations (CLIENT TRACKING)",
-    workloads: ['read'],
-  },
-  {
     id: 'cluster-shm-inprocess',
     label: 'cluster-shm (in-process, primary)',
     file: './cluster-shm.js',

@@ -10,7 +10,7 @@
  */
 
 const { FloorClient, bulkText } = require('../lib/socket-floor');
-const { encodeCommand } = require('../../lib/connection');
+const { encodeCommand } = require('../../lib/resp');
 const clusterShm = require('./cluster-shm');
 
 module.exports = {

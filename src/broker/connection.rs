@@ -18,7 +18,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, watch, Notify};
 
 use crate::cmd::{self, Blocked, Ctx, Session};
-use crate::resp::{parse_command, Frame, Limits};
+use crate::resp::{encode_push, parse_command, Frame, Limits};
 use crate::store::{now_ms, Db, Mailbox, Message, Payload};
 
 /// Replies waiting for the client above which the broker stops reading
@@ -70,6 +70,12 @@ impl Backlog {
 struct ConnectionMailbox {
     replies: mpsc::UnboundedSender<Bytes>,
     backlog: Arc<Backlog>,
+    /// SHM.PUSHES ON: messages are pushes, and one that would pass the output
+    /// limit is dropped rather than the connection cut off.
+    pushes: AtomicBool,
+    /// A message was dropped so: the next one delivered is preceded by a
+    /// `shm.missed` push.
+    dropped: AtomicBool,
 }
 
 impl Mailbox for ConnectionMailbox {
@@ -82,22 +88,39 @@ impl Mailbox for ConnectionMailbox {
             Payload::Keys(keys) => Frame::Array(keys.iter().cloned().map(Frame::Bulk).collect()),
             Payload::Flush => Frame::Null,
         };
-        let frame = match message.pattern {
-            Some(pattern) => Frame::Array(vec![
+        let items = match message.pattern {
+            Some(pattern) => vec![
                 Frame::bulk_str("pmessage"),
                 Frame::Bulk(pattern.clone()),
                 Frame::Bulk(message.channel.clone()),
                 payload,
-            ]),
-            None => Frame::Array(vec![Frame::bulk_str("message"), Frame::Bulk(message.channel.clone()), payload]),
+            ],
+            None => vec![Frame::bulk_str("message"), Frame::Bulk(message.channel.clone()), payload],
         };
-        let bytes = frame.to_bytes();
+        let pushes = self.pushes.load(Ordering::Acquire);
+        let bytes = if pushes { encode_push(&items) } else { Frame::Array(items).to_bytes() };
         if output_limit > 0 && self.backlog.bytes.load(Ordering::Acquire) + bytes.len() > output_limit {
+            if pushes {
+                // The connection also carries the client's calls, lock waits
+                // and locks: cutting it off would lose them. The message is
+                // dropped instead (counted as delivered, as Redis counts a
+                // subscriber it then cuts off) and the client told.
+                self.dropped.store(true, Ordering::Release);
+                return true;
+            }
             self.backlog.killed.store(true, Ordering::Release);
             self.backlog.kill.notify_one();
             return false;
         }
+        if pushes && self.dropped.swap(false, Ordering::AcqRel) {
+            self.push(encode_push(&[Frame::bulk_str("shm.missed"), Frame::bulk_str("overflow")]));
+        }
         self.push(bytes)
+    }
+
+    fn frame_as_pushes(&self, on: bool) -> bool {
+        self.pushes.store(on, Ordering::Release);
+        true
     }
 
     /// Queues an encoded frame for the client, counted in its backlog until
@@ -124,7 +147,12 @@ where
     let (replies, queue) = mpsc::unbounded_channel::<Bytes>();
     let writer_task = tokio::spawn(write_replies(writer, queue, backlog.clone()));
 
-    let mailbox: Arc<dyn Mailbox> = Arc::new(ConnectionMailbox { replies: replies.clone(), backlog: backlog.clone() });
+    let mailbox: Arc<dyn Mailbox> = Arc::new(ConnectionMailbox {
+        replies: replies.clone(),
+        backlog: backlog.clone(),
+        pushes: AtomicBool::new(false),
+        dropped: AtomicBool::new(false),
+    });
     let mut session = Session::for_client(db.counters().next_client_id(), &db);
     // Known as connected, so that CLIENT TRACKING can redirect to it.
     db.lock().tracking.connect(session.id);
@@ -524,6 +552,67 @@ mod tests {
         assert_eq!(db.lock().locks.held(), 2);
         drop(waiter);
         eventually("the waiter's locks released", || db.lock().locks.held() == 0).await;
+    }
+
+    #[tokio::test]
+    async fn a_connection_with_pushes_subscribes_and_keeps_running_commands() {
+        let db = Db::new();
+        let (_stop, shutdown) = watch::channel(false);
+        let mut both = connect(&db, &shutdown).await;
+        let mut publisher = connect(&db, &shutdown).await;
+        call(&mut both, &["SHM.PUSHES", "ON"], b"+OK\r\n").await;
+        call(&mut both, &["SUBSCRIBE", "news"], b"*3\r\n$9\r\nsubscribe\r\n$4\r\nnews\r\n:1\r\n").await;
+        call(&mut both, &["PSUBSCRIBE", "n*"], b"*3\r\n$10\r\npsubscribe\r\n$2\r\nn*\r\n:2\r\n").await;
+        call(&mut both, &["SET", "k", "v"], b"+OK\r\n").await;
+        call(&mut both, &["PING"], b"+PONG\r\n").await;
+        call(&mut publisher, &["PUBLISH", "news", "hi"], b":2\r\n").await;
+        expect(&mut both, b">3\r\n$7\r\nmessage\r\n$4\r\nnews\r\n$2\r\nhi\r\n").await;
+        expect(&mut both, b">4\r\n$8\r\npmessage\r\n$2\r\nn*\r\n$4\r\nnews\r\n$2\r\nhi\r\n").await;
+        call(&mut both, &["GET", "k"], b"$1\r\nv\r\n").await;
+        call(
+            &mut both,
+            &["SHM.PUSHES", "OFF"],
+            b"-ERR SHM.PUSHES cannot change while this connection is subscribed: unsubscribe first\r\n",
+        )
+        .await;
+        call(&mut both, &["UNSUBSCRIBE", "news"], b"*3\r\n$11\r\nunsubscribe\r\n$4\r\nnews\r\n:1\r\n").await;
+        call(&mut both, &["PUNSUBSCRIBE", "n*"], b"*3\r\n$12\r\npunsubscribe\r\n$2\r\nn*\r\n:0\r\n").await;
+        call(&mut both, &["SHM.PUSHES", "OFF"], b"+OK\r\n").await;
+        // Back to RESP2's subscribed mode.
+        call(&mut both, &["SUBSCRIBE", "news"], b"*3\r\n$9\r\nsubscribe\r\n$4\r\nnews\r\n:1\r\n").await;
+        call(&mut both, &["GET", "k"], b"-ERR Can't execute 'get': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context\r\n").await;
+    }
+
+    /// Past the output limit a connection with pushes loses messages, not
+    /// its calls: it stays, and is told before the next message it gets.
+    #[tokio::test]
+    async fn a_connection_with_pushes_that_falls_behind_loses_messages_and_is_told() {
+        let db = Db::new();
+        db.lock().pubsub.output_limit = 200;
+        let (_stop, shutdown) = watch::channel(false);
+        // A socket buffer of 16 bytes: what the client does not read stays in the broker's backlog.
+        let (mut slow, theirs) = tokio::io::duplex(16);
+        tokio::spawn(serve(theirs, None, db.clone(), shutdown.clone()));
+        let mut publisher = connect(&db, &shutdown).await;
+        call(&mut slow, &["SHM.PUSHES", "ON"], b"+OK\r\n").await;
+        call(&mut slow, &["SUBSCRIBE", "c"], b"*3\r\n$9\r\nsubscribe\r\n$1\r\nc\r\n:1\r\n").await;
+        let payload = "p".repeat(100);
+        for _ in 0..3 {
+            call(&mut publisher, &["PUBLISH", "c", &payload], b":1\r\n").await;
+        }
+        // The first fit; the other two would have passed the limit.
+        let message = format!(">3\r\n$7\r\nmessage\r\n$1\r\nc\r\n$100\r\n{payload}\r\n");
+        expect(&mut slow, message.as_bytes()).await;
+        let backlog = db.counters().output_buffer_bytes.clone();
+        eventually("the backlog written", || backlog.load(Ordering::Acquire) == 0).await;
+        call(&mut publisher, &["PUBLISH", "c", "last"], b":1\r\n").await;
+        expect(
+            &mut slow,
+            b">2\r\n$10\r\nshm.missed\r\n$8\r\noverflow\r\n>3\r\n$7\r\nmessage\r\n$1\r\nc\r\n$4\r\nlast\r\n",
+        )
+        .await;
+        // Its commands ran all along.
+        call(&mut slow, &["PING"], b"+PONG\r\n").await;
     }
 
     /// The bytes Redis 7.0.15 sends, checked against redis-server.

@@ -21,7 +21,7 @@ pub static COMMANDS: &[CommandSpec] = &[
 ];
 
 fn ping(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
-    if ctx.ks.pubsub.is_subscribed(ctx.session.id) {
+    if !ctx.session.pushes && ctx.ks.pubsub.is_subscribed(ctx.session.id) {
         // In subscribed mode PING answers in the shape of a message.
         let message = args.get(1).cloned().unwrap_or_default();
         return Frame::Array(vec![Frame::bulk_str("pong"), Frame::Bulk(message)]);

@@ -20,10 +20,10 @@
 
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 
 use super::{int_arg, is, syntax_error, try_reply, CommandSpec, Ctx};
-use crate::resp::Frame;
+use crate::resp::{encode_push, Frame};
 use crate::store::{Acquire, Db, Grant};
 
 #[rustfmt::skip]
@@ -121,11 +121,7 @@ fn lock(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
 
 /// The push that tells an ASYNC waiter how its wait ended.
 fn lock_push(name: Bytes, token: Bytes, outcome: Frame) -> Bytes {
-    let mut out = BytesMut::from(&b">4\r\n"[..]);
-    for frame in [Frame::bulk_str("shm.lock"), Frame::Bulk(name), Frame::Bulk(token), outcome] {
-        frame.encode(&mut out);
-    }
-    out.freeze()
+    encode_push(&[Frame::bulk_str("shm.lock"), Frame::Bulk(name), Frame::Bulk(token), outcome])
 }
 
 fn unlock(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {

@@ -52,6 +52,9 @@ pub struct Session {
     /// Slots of the shared store the process at the other end took
     /// (SHM.SLOT): repaired if the connection ends with the process.
     pub store_slots: Vec<u32>,
+    /// SHM.PUSHES ON: pub/sub messages come as pushes, and subscribing
+    /// leaves every command available.
+    pub pushes: bool,
 }
 
 impl Session {
@@ -165,7 +168,10 @@ pub fn execute(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
             return error;
         }
     };
-    if ctx.ks.pubsub.is_subscribed(ctx.session.id) && !pubsub::allowed_while_subscribed(spec.name) {
+    if !ctx.session.pushes
+        && ctx.ks.pubsub.is_subscribed(ctx.session.id)
+        && !pubsub::allowed_while_subscribed(spec.name)
+    {
         return Frame::error(format!(
             "ERR Can't execute '{}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context",
             spec.name

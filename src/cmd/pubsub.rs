@@ -1,9 +1,18 @@
 //! Pub/sub commands: SUBSCRIBE, UNSUBSCRIBE, PSUBSCRIBE, PUNSUBSCRIBE,
-//! PUBLISH, PUBSUB CHANNELS/NUMSUB/NUMPAT, with Redis's RESP2 replies.
+//! PUBLISH, PUBSUB CHANNELS/NUMSUB/NUMPAT, with Redis's RESP2 replies; and
+//! SHM.PUSHES, with which one connection both subscribes and runs commands.
+//!
+//! A connection in RESP2's subscribed mode can run nothing but (un)subscribe
+//! and PING. After `SHM.PUSHES ON` its messages come as pushes instead
+//! (`>3 message <channel> <payload>`, `>4 pmessage <pattern> <channel>
+//! <payload>`, as Redis sends them over RESP3), in order with its replies,
+//! and it keeps running every command: a worker's one connection to the
+//! broker carries its calls, its lock waits and its subscriptions.
+//! (UN)SUBSCRIBE still reply with one confirmation per name.
 
 use bytes::Bytes;
 
-use super::{is, pattern_arg, try_reply, unknown_subcommand, CommandSpec, Ctx};
+use super::{is, pattern_arg, syntax_error, try_reply, unknown_subcommand, CommandSpec, Ctx};
 use crate::resp::Frame;
 use crate::store::Kind;
 
@@ -14,6 +23,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     CommandSpec { name: "psubscribe", arity: -2, flags: &["pubsub", "noscript", "loading", "stale"], keys: (0, 0, 0), group: "pubsub", since: "2.0.0", summary: "Listens for messages published to channels that match patterns.", run: subscribe },
     CommandSpec { name: "punsubscribe", arity: -1, flags: &["pubsub", "noscript", "loading", "stale"], keys: (0, 0, 0), group: "pubsub", since: "2.0.0", summary: "Stops listening to messages published to channels that match patterns.", run: unsubscribe },
     CommandSpec { name: "publish", arity: 3, flags: &["pubsub", "loading", "stale", "fast"], keys: (0, 0, 0), group: "pubsub", since: "2.0.0", summary: "Posts a message to a channel.", run: publish },
+    CommandSpec { name: "shm.pushes", arity: 2, flags: &["noscript", "loading", "stale", "fast"], keys: (0, 0, 0), group: "cluster-shm", since: "0.2.0", summary: "ON: this connection's pub/sub messages come as pushes, and subscribing leaves every command available. OFF: RESP2's subscribed mode.", run: pushes },
     CommandSpec { name: "pubsub", arity: -2, flags: &["pubsub", "loading", "stale"], keys: (0, 0, 0), group: "pubsub", since: "2.8.0", summary: "Inspects pub/sub state: CHANNELS, NUMSUB, NUMPAT.", run: pubsub },
 ];
 
@@ -74,6 +84,28 @@ fn unsubscribe(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
         })
         .collect();
     Frame::Many(replies)
+}
+
+fn pushes(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
+    let on = if is(&args[1], "ON") {
+        true
+    } else if is(&args[1], "OFF") {
+        false
+    } else {
+        return syntax_error();
+    };
+    if on == ctx.session.pushes {
+        return Frame::ok();
+    }
+    // The messages already queued were framed the other way.
+    if ctx.ks.pubsub.is_subscribed(ctx.session.id) {
+        return Frame::error("ERR SHM.PUSHES cannot change while this connection is subscribed: unsubscribe first");
+    }
+    if !ctx.mailbox.as_ref().is_some_and(|mailbox| mailbox.frame_as_pushes(on)) {
+        return Frame::error("ERR SHM.PUSHES is only available on a socket connection");
+    }
+    ctx.session.pushes = on;
+    Frame::ok()
 }
 
 fn publish(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {

@@ -19,7 +19,7 @@ use crate::cmd::{self, Ctx, Session};
 use crate::error::ShmError;
 use crate::resp::{Frame, Limits};
 use crate::store::{now_ms, Db, Keyspace, Kind};
-use crate::{client, subscriber};
+use crate::subscriber;
 use js_value::{Arg, Args, Reply, TextReply};
 
 #[napi(object)]
@@ -329,24 +329,23 @@ fn pubsub_kind(kind: &str) -> napi::Result<Kind> {
 
 #[napi]
 impl NativeSubscriber {
-    /// Subscriptions over the socket of a broker in another process.
-    #[napi(factory, ts_args_type = "options: ClientOptions, onEvent: (event: PubSubEvent) => void")]
-    pub fn connect(options: ClientOptions, on_event: Function<'_, PubSubEvent, ()>) -> napi::Result<NativeSubscriber> {
-        let inner = subscriber::Subscriber::remote(client_options(options), emitter(on_event)?)?;
-        Ok(NativeSubscriber { inner: Arc::new(inner) })
-    }
-
     /// Resolves once the subscription is active in the broker.
     #[napi(ts_args_type = "kind: 'channel' | 'pattern', name: [string | Buffer]", ts_return_type = "Promise<void>")]
     pub fn subscribe<'env>(&self, env: &'env Env, kind: String, name: Args) -> napi::Result<PromiseRaw<'env, ()>> {
         let (kind, name, inner) = (pubsub_kind(&kind)?, one_arg(name)?, self.inner.clone());
-        env.spawn_future(async move { inner.subscribe(kind, name).await.map_err(napi::Error::from) })
+        env.spawn_future(async move {
+            inner.subscribe(kind, name);
+            Ok(())
+        })
     }
 
     #[napi(ts_args_type = "kind: 'channel' | 'pattern', name: [string | Buffer]", ts_return_type = "Promise<void>")]
     pub fn unsubscribe<'env>(&self, env: &'env Env, kind: String, name: Args) -> napi::Result<PromiseRaw<'env, ()>> {
         let (kind, name, inner) = (pubsub_kind(&kind)?, one_arg(name)?, self.inner.clone());
-        env.spawn_future(async move { inner.unsubscribe(kind, name).await.map_err(napi::Error::from) })
+        env.spawn_future(async move {
+            inner.unsubscribe(kind, name);
+            Ok(())
+        })
     }
 
     #[napi]
@@ -360,15 +359,6 @@ fn one_arg(args: Args) -> napi::Result<bytes::Bytes> {
     match args.len() {
         1 => Ok(args.remove(0)),
         _ => Err(ShmError::BadArgument("expected exactly one name".into()).into()),
-    }
-}
-
-fn client_options(options: ClientOptions) -> client::ClientOptions {
-    client::ClientOptions {
-        socket: PathBuf::from(options.socket),
-        connect_timeout: Duration::from_millis(options.connect_timeout.unwrap_or(5_000) as u64),
-        command_timeout: Duration::from_millis(options.command_timeout.unwrap_or(10_000) as u64),
-        secret: options.auth_secret,
     }
 }
 

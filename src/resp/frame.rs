@@ -85,6 +85,19 @@ impl Frame {
     }
 }
 
+/// A push (RESP3's `>`): a frame the client did not ask for, such as a lock
+/// wait's outcome or a pub/sub message on a connection that asked for
+/// pushes, sent in order with the replies. Clients tell it from a reply by
+/// its first byte.
+pub fn encode_push(items: &[Frame]) -> Bytes {
+    let mut out = BytesMut::new();
+    encode_len(&mut out, b'>', items.len());
+    for item in items {
+        item.encode(&mut out);
+    }
+    out.freeze()
+}
+
 /// Writes a command as a RESP array of bulk strings, the form clients send.
 pub fn encode_command<A: AsRef<[u8]>>(args: &[A], out: &mut BytesMut) {
     encode_len(out, b'*', args.len());

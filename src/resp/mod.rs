@@ -3,7 +3,7 @@
 mod frame;
 mod parse;
 
-pub use frame::{encode_command, Frame};
+pub use frame::{encode_command, encode_push, Frame};
 pub use parse::{parse_command, parse_frame, parse_i64, split_args, Limits, ProtocolError};
 
 #[cfg(test)]

@@ -43,6 +43,12 @@ pub trait Mailbox: Send + Sync {
     fn push(&self, _frame: bytes::Bytes) -> bool {
         false
     }
+
+    /// Frames this subscriber's messages as pushes (SHM.PUSHES), or not;
+    /// false where messages are not framed at all (in-process subscribers).
+    fn frame_as_pushes(&self, _on: bool) -> bool {
+        false
+    }
 }
 
 struct Subscriber {

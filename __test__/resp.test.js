@@ -1,9 +1,9 @@
 'use strict';
 
 // The JS side of the wire: the command encoder and the incremental reply
-// parser of lib/connection.js (the broker side has its own Rust tests).
+// parser of lib/resp.js (the broker side has its own Rust tests).
 const { Writable } = require('node:stream');
-const { ReplyParser, Push, encodeCommand, wireChunks, writeCommands } = require('../lib/connection');
+const { ReplyParser, ReplyError, Push, encodeCommand, wireChunks, writeCommands } = require('../lib/resp');
 
 /** The bytes a stream receives from writeCommands, and the writes it saw. */
 async function written(encoded) {
@@ -151,4 +151,18 @@ test('the bulk strings of a reply asked for as text come out as strings, the rep
     }
     expect(replies).toEqual([Buffer.from('a'), new Push([Buffer.from('shm.lock'), Buffer.from('t')]), ['k1', 'clé', ['']], Buffer.from('b')]);
   }
+});
+
+test('an error reply keeps its text apart from a simple string with the same text', () => {
+  const [error, status] = new ReplyParser().push(Buffer.from('-WRONGTYPE not a string\r\n+WRONGTYPE not a string\r\n'));
+  expect(error).toBeInstanceOf(ReplyError);
+  expect(error.text).toBe('WRONGTYPE not a string');
+  expect(status).toBe('WRONGTYPE not a string');
+});
+
+test('a byte that starts no RESP frame is refused with ERR_SHM_UNREACHABLE, naming the byte', () => {
+  const parser = new ReplyParser();
+  expect(parser.push(Buffer.from(':1\r\n'))).toEqual([1]);
+  expect(() => parser.push(Buffer.from('%1\r\n'))).toThrow(expect.objectContaining({ code: 'ERR_SHM_UNREACHABLE', message: expect.stringContaining('byte 37') }));
+  expect(() => new ReplyParser().push(Buffer.from(':1x\r\n'))).toThrow(expect.objectContaining({ code: 'ERR_SHM_UNREACHABLE' }));
 });

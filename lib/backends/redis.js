@@ -2,7 +2,7 @@
 
 /**
  * The Redis backend: the whole API against a Redis or Valkey server (or a
- * Redis Cluster), through ioredis.
+ * Redis Cluster), through ioredis. See index.js for the contract.
  *
  * The API sends the same commands to every backend. The few this broker
  * has and Redis lacks run here as Lua scripts with the same semantics:
@@ -12,8 +12,8 @@
  * so a crashed holder's lock ends when its lease does.
  */
 
-const { CODES, shmError } = require('./errors');
-const { INVALIDATE_CHANNEL } = require('./near-cache');
+const { CODES, shmError } = require('../errors');
+const { INVALIDATE_CHANNEL } = require('../near-cache');
 
 /** Commands whose reply is a simple string ("OK"), kept as a JS string as the broker's client does. */
 const STATUS_REPLY = new Set(['MSET', 'FLUSHDB', 'FLUSHALL', 'PING', 'TYPE', 'RENAME', 'SAVE', 'BGSAVE', 'SELECT', 'SWAPDB', 'QUIT', 'CONFIG']);
@@ -218,6 +218,7 @@ function unrefOnConnect(connection) {
 
 class RedisBackend {
   #target;
+  #capabilities;
   #connectionOptions;
   #client = null;
   #liveness = new Liveness();
@@ -232,21 +233,19 @@ class RedisBackend {
    */
   constructor(target, connectionOptions) {
     this.#target = parseTarget(target);
+    this.#capabilities = Object.freeze({ hostsBroker: false, ownsServer: false, leaseLocks: true, cluster: this.#target.cluster, nearCache: true });
     this.#connectionOptions = connectionOptions;
     /** Set by the handle: hears 'error' and 'reconnect' from the client. */
     this.onEvent = () => {};
   }
 
-  get hostsBroker() {
-    return false;
-  }
-
   /**
    * A Redis server may be shared with other apps and blocks on KEYS: keys()
-   * walks with SCAN and clear() deletes what it finds, never FLUSHDB.
+   * walks with SCAN and clear() deletes what it finds, never FLUSHDB. Locks
+   * are leases that their holder keeps alive.
    */
-  get ownsServer() {
-    return false;
+  get capabilities() {
+    return this.#capabilities;
   }
 
   /** Changes whenever calls start going over a new connection (single server). */
@@ -254,18 +253,9 @@ class RedisBackend {
     return this.#generation;
   }
 
-  /** Locks are leases that their holder keeps alive. */
-  get leases() {
-    return true;
-  }
-
   /** The database in use (its number names its keyspace channels and INFO line). */
   get db() {
     return this.#target.db;
-  }
-
-  get isCluster() {
-    return this.#target.cluster;
   }
 
   /** What the backend is, for messages: the URL without its password. */
