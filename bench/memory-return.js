@@ -14,8 +14,12 @@
  * second for `seconds` s. With `--target broker` (the default) that is this
  * primary, which hosts the embedded broker; with `--target redis` a
  * redis-server it starts, which the workers fill through cluster-shm's Redis
- * backend, for comparison. Prints one line per sample and a summary (as JSON
- * into FILE with `--json`). bench/results/memory-return.md holds its results.
+ * backend, for comparison. The broker's resident memory is what INFO
+ * reports as used_memory_rss: its process's own pages plus the store's
+ * resident pages, which the workers' writes touch without ever entering the
+ * primary's page tables (so its VmRSS alone would miss them). Prints one line
+ * per sample and a summary (as JSON into FILE with `--json`).
+ * bench/results/memory-return.md holds its results.
  */
 
 const cluster = require('node:cluster');
@@ -44,6 +48,11 @@ function rssOf(pid) {
   return Number(match[1]) * 1024;
 }
 
+/** Resident memory of what holds the data: redis-server's VmRSS, or the broker's INFO used_memory_rss. */
+async function residentOf(shm, pid) {
+  return TARGET === 'redis' ? rssOf(pid) : (await shm.stats()).residentMemory;
+}
+
 const MiB = (bytes) => `${(bytes / 2 ** 20).toFixed(1)} MiB`;
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -62,11 +71,11 @@ async function primary() {
   }
   const shm = require('..');
   await shm.clear();
-  const before = rssOf(pid);
+  const before = await residentOf(shm, pid);
   const started = Date.now();
   let peak = before;
-  const watchPeak = setInterval(() => {
-    peak = Math.max(peak, rssOf(pid));
+  const watchPeak = setInterval(async () => {
+    peak = Math.max(peak, await residentOf(shm, pid));
   }, 100);
 
   const perWorker = Math.ceil(KEYS / WORKERS);
@@ -86,9 +95,9 @@ async function primary() {
   await allSent('filled');
   const fillSeconds = (Date.now() - started) / 1000;
   const stats = await shm.stats();
-  peak = Math.max(peak, rssOf(pid));
-  const filled = rssOf(pid);
   clearInterval(watchPeak);
+  const filled = await residentOf(shm, pid);
+  peak = Math.max(peak, filled);
 
   const clearedAt = Date.now();
   if (DROP === 'clear') {
@@ -107,7 +116,7 @@ async function primary() {
   const samples = [];
   for (let second = 1; second <= SECONDS; second++) {
     await sleep(clearedAt + second * 1000 - Date.now());
-    samples.push(rssOf(pid));
+    samples.push(await residentOf(shm, pid));
     console.log(`  +${String(second).padStart(2)} s  RSS ${MiB(samples.at(-1))}`);
   }
   const after = samples.at(-1);
