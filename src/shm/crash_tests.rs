@@ -161,7 +161,7 @@ fn writer_process() {
                 let stripe = ks.handle().locate(&key).0;
                 note(format!("I K {stripe}"));
                 let done = ks.compact_stripe(stripe).is_ok();
-                if rng.next() % 4 == 0 {
+                if rng.next().is_multiple_of(4) {
                     ks.release_free_pages();
                 }
                 note(format!("A K {stripe} {done}"));

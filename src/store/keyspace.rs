@@ -1367,7 +1367,7 @@ mod tests {
 
     /// Values of 1 to 200 bytes, and every 1,000th one over a page.
     fn compaction_value(i: usize) -> Vec<u8> {
-        let len = if i % 1_000 == 0 { 10_000 } else { i % 200 };
+        let len = if i.is_multiple_of(1_000) { 10_000 } else { i % 200 };
         format!("{i}:{}", "v".repeat(len)).into_bytes()
     }
 
@@ -1376,14 +1376,14 @@ mod tests {
         let mut ks = Keyspace::new();
         let empty = ks.store().resident_bytes().unwrap();
         // 100,000 keys: about 390 a stripe, whose tables are page runs.
-        let expiry = |i: usize| if i % 7 == 0 { Expiry::At(1_000_000 + i as u64) } else { Expiry::Clear };
+        let expiry = |i: usize| if i.is_multiple_of(7) { Expiry::At(1_000_000 + i as u64) } else { Expiry::Clear };
         for i in 0..100_000 {
             ks.set(&compaction_key(i), &compaction_value(i), expiry(i), 0);
         }
         let filled = ks.store().resident_bytes().unwrap();
         let full_chunks = chunk_bytes(&ks);
         // 40 % stay: the tables keep their size.
-        let kept = |i: usize| i % 5 == 0 || i % 5 == 4;
+        let kept = |i: usize| i.is_multiple_of(5) || i % 5 == 4;
         for i in (0..100_000).filter(|&i| !kept(i)) {
             assert!(ks.remove(&compaction_key(i), 0));
         }
