@@ -218,8 +218,28 @@ impl Handle {
             self.write(sb + T_FREE_BYTES, self.word(sb + T_FREE_BYTES) - step)?;
             return Ok(head);
         }
-        let (mut cur, end) = (self.word(sb + T_CHUNK_CUR), self.word(sb + T_CHUNK_END));
-        if cur == 0 || cur + step > end {
+        let mut cur = self.word(sb + T_CHUNK_CUR);
+        let obj = self.carve(stripe, step, &mut cur)?;
+        self.write(sb + T_CHUNK_CUR, cur)?;
+        Ok(obj)
+    }
+
+    /// An object of `size` bytes carved from chunks at `*cur`, never from
+    /// the free lists: what compaction moves. The caller stores `*cur` in
+    /// `T_CHUNK_CUR` once done, so that a million entries moved log one
+    /// word, not a million.
+    pub(super) fn alloc_packed(&mut self, stripe: u32, size: u64, cur: &mut u64) -> Result<u64> {
+        match class_of(size) {
+            Some(class) => self.carve(stripe, CLASSES[class] as u64, cur),
+            None => self.alloc_pages(size.div_ceil(PAGE), false),
+        }
+    }
+
+    /// `step` bytes at `*cur` in the stripe's newest chunk, or at the start
+    /// of a new one when they do not fit; advances `*cur`.
+    fn carve(&mut self, stripe: u32, step: u64, cur: &mut u64) -> Result<u64> {
+        let sb = stripe_base(stripe);
+        if *cur == 0 || *cur + step > self.word(sb + T_CHUNK_END) {
             let chunk = self.alloc_pages(CHUNK_PAGES, false)?;
             // Its header is written unlogged, like any fresh object: nothing
             // links the chunk before `T_CHUNKS` (logged) does, and a run
@@ -230,10 +250,11 @@ impl Handle {
             self.write(sb + T_CHUNKS, chunk)?;
             self.write(sb + T_CHUNK_COUNT, self.word(sb + T_CHUNK_COUNT) + 1)?;
             self.write(sb + T_CHUNK_END, chunk + CHUNK_BYTES)?;
-            cur = chunk + CHUNK_HEADER;
+            *cur = chunk + CHUNK_HEADER;
         }
-        self.write(sb + T_CHUNK_CUR, cur + step)?;
-        Ok(cur)
+        let obj = *cur;
+        *cur += step;
+        Ok(obj)
     }
 
     /// Frees an object `alloc` gave out for `size` bytes, as the operation

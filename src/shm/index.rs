@@ -359,10 +359,11 @@ impl Handle {
     pub fn compact(&mut self, stripe: u32) -> Result<u64> {
         let sb = stripe_base(stripe);
         let old_chunks = self.detach_chunks(stripe)?;
+        let mut cur = 0;
         let (old, cap) = (self.w(sb + T_TABLE), self.w(sb + T_CAP));
         if old != 0 {
             // A table of the same size: the stripe's counts stay as they are.
-            let table = self.alloc(stripe, cap * 8)?;
+            let table = self.alloc_packed(stripe, cap * 8, &mut cur)?;
             self.store.region.zero(table, cap * 8);
             let mask = cap - 1;
             let mut live = 0;
@@ -376,7 +377,7 @@ impl Handle {
                 if class_of(raw).is_some() {
                     // A fresh object: copied unlogged, reachable only
                     // through the new table.
-                    let moved = self.alloc(stripe, raw)?;
+                    let moved = self.alloc_packed(stripe, raw, &mut cur)?;
                     self.store.region.copy_within(entry.0, moved, raw);
                     slot = (slot & !0xffff_ffff) | (moved / 8);
                 }
@@ -393,6 +394,7 @@ impl Handle {
                 self.free(stripe, old, cap * 8)?;
             }
         }
+        self.write(sb + T_CHUNK_CUR, cur)?;
         let kept = self.w(sb + T_CHUNK_COUNT);
         for &chunk in &old_chunks {
             self.free(stripe, chunk, CHUNK_BYTES)?;
