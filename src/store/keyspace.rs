@@ -1027,7 +1027,8 @@ impl Keyspace {
                 return freed;
             }
             spent += work;
-            freed += self.compact_stripe(stripe).unwrap_or(0);
+            // A stripe busy now is left for a later pass.
+            freed += self.compact_stripe_if(stripe, true).unwrap_or(0);
         }
         freed
     }
@@ -1035,11 +1036,17 @@ impl Keyspace {
     /// Compacts one stripe, in the operation in flight or one of its own
     /// (see [`Keyspace::compact`]); returns the bytes of chunks given back.
     pub fn compact_stripe(&mut self, stripe: u32) -> Result<u64, StoreError> {
+        self.compact_stripe_if(stripe, false)
+    }
+
+    /// Compacts a stripe; with `if_free`, only if its lock is free now.
+    fn compact_stripe_if(&mut self, stripe: u32, if_free: bool) -> Result<u64, StoreError> {
         let own = !self.h.is_active();
         if own {
             self.h.begin();
         }
-        let result = self.h.lock(stripe).and_then(|()| self.h.compact(stripe));
+        let locked = if if_free && !self.h.try_lock(stripe) { Err(StoreError::Timeout) } else { self.h.lock(stripe) };
+        let result = locked.and_then(|()| self.h.compact(stripe));
         if let Err(e) = &result {
             self.fail(e.clone());
         }
