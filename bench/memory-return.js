@@ -5,12 +5,13 @@
  * Does the memory come back when the data goes?
  *
  *   node bench/memory-return.js [--keys 5000000] [--value-bytes 100] [--seconds 30]
- *                               [--drop clear|del] [--target broker|redis] [--json FILE]
+ *                               [--drop clear|del] [--keep N] [--target broker|redis] [--json FILE]
  *
  * Two cluster workers fill the store with `keys` keys of `value-bytes`
  * stored bytes (mset batches of 1,000); then the data goes, by `clear()`
  * from the primary or (`--drop del`) by the workers deleting every key they
- * wrote (DEL of 1,000 keys at a time); then, from the moment the data is
+ * wrote (DEL of 1,000 keys at a time; with `--keep N` every Nth key
+ * stays); then, from the moment the data is
  * gone, the primary samples the resident memory of the process holding the
  * store once a second for `seconds` s. With `--target broker` (the default) that is this
  * primary, which hosts the embedded broker; with `--target redis` a
@@ -40,6 +41,8 @@ const KEYS = Number(flag('keys', 5_000_000));
 const VALUE_BYTES = Number(flag('value-bytes', 100));
 const SECONDS = Number(flag('seconds', 30));
 const DROP = flag('drop', 'clear');
+/** With --drop del: every KEEP-th key is not deleted (0: none stays). */
+const KEEP = Number(flag('keep', 0));
 const TARGET = flag('target', 'broker');
 const JSON_FILE = flag('json', null);
 
@@ -113,9 +116,9 @@ async function primary() {
   const droppedAt = Date.now();
   const clearMs = droppedAt - clearedAt;
   for (const worker of workers) worker.disconnect();
-  const left = (await shm.stats()).keys;
+  const { keys: left, usedMemory: leftMemory } = await shm.stats();
   console.log(
-    `${TARGET}: ${stats.keys} keys (store ${MiB(stats.usedMemory)}) in ${fillSeconds.toFixed(1)} s; RSS before ${MiB(before)}, filled ${MiB(filled)}, peak ${MiB(peak)}; ${DROP} took ${clearMs} ms, ${left} keys left`,
+    `${TARGET}: ${stats.keys} keys (store ${MiB(stats.usedMemory)}) in ${fillSeconds.toFixed(1)} s; RSS before ${MiB(before)}, filled ${MiB(filled)}, peak ${MiB(peak)}; ${DROP} took ${clearMs} ms, ${left} keys left (store ${MiB(leftMemory)})`,
   );
   const samples = [];
   for (let second = 1; second <= SECONDS; second++) {
@@ -128,6 +131,9 @@ async function primary() {
   const summary = {
     target: TARGET,
     drop: DROP,
+    keep: KEEP,
+    left,
+    leftMemory,
     keys: stats.keys,
     valueBytes: VALUE_BYTES,
     usedMemory: stats.usedMemory,
@@ -171,7 +177,8 @@ async function worker() {
   process.send({ filled: true });
   process.on('message', async (message) => {
     if (message !== 'delete') return;
-    await batches((keys) => shm.command('DEL', ...keys));
+    const gone = (key) => !(KEEP > 0 && Number(key.slice(3)) % KEEP === 0);
+    await batches((keys) => shm.command('DEL', ...keys.filter(gone)));
     process.send({ deleted: true });
   });
   process.on('disconnect', () => process.exit(0));
