@@ -5,17 +5,23 @@
  * Does the memory come back when the data goes?
  *
  *   node bench/memory-return.js [--keys 5000000] [--value-bytes 100] [--seconds 30]
- *                               [--drop clear|del] [--target broker|redis] [--json FILE]
+ *                               [--drop clear|del] [--keep N] [--target broker|redis] [--json FILE]
  *
  * Two cluster workers fill the store with `keys` keys of `value-bytes`
  * stored bytes (mset batches of 1,000); then the data goes, by `clear()`
  * from the primary or (`--drop del`) by the workers deleting every key they
- * wrote (DEL of 1,000 keys at a time); then the primary samples the resident memory of the process holding the store once a
- * second for `seconds` s. With `--target broker` (the default) that is this
+ * wrote (DEL of 1,000 keys at a time; with `--keep N` every Nth key
+ * stays); then, from the moment the data is
+ * gone, the primary samples the resident memory of the process holding the
+ * store once a second for `seconds` s. With `--target broker` (the default) that is this
  * primary, which hosts the embedded broker; with `--target redis` a
  * redis-server it starts, which the workers fill through cluster-shm's Redis
- * backend, for comparison. Prints one line per sample and a summary (as JSON
- * into FILE with `--json`). bench/results/memory-return.md holds its results.
+ * backend, for comparison. The broker's resident memory is what INFO
+ * reports as used_memory_rss: its process's own pages plus the store's
+ * resident pages, which the workers' writes touch without ever entering the
+ * primary's page tables (so its VmRSS alone would miss them). Prints one line
+ * per sample and a summary (as JSON into FILE with `--json`).
+ * bench/results/memory-return.md holds its results.
  */
 
 const cluster = require('node:cluster');
@@ -35,6 +41,8 @@ const KEYS = Number(flag('keys', 5_000_000));
 const VALUE_BYTES = Number(flag('value-bytes', 100));
 const SECONDS = Number(flag('seconds', 30));
 const DROP = flag('drop', 'clear');
+/** With --drop del: every KEEP-th key is not deleted (0: none stays). */
+const KEEP = Number(flag('keep', 0));
 const TARGET = flag('target', 'broker');
 const JSON_FILE = flag('json', null);
 
@@ -42,6 +50,11 @@ const JSON_FILE = flag('json', null);
 function rssOf(pid) {
   const match = /^VmRSS:\s+(\d+) kB/m.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
   return Number(match[1]) * 1024;
+}
+
+/** Resident memory of what holds the data: redis-server's VmRSS, or the broker's INFO used_memory_rss. */
+async function residentOf(shm, pid) {
+  return TARGET === 'redis' ? rssOf(pid) : (await shm.stats()).residentMemory;
 }
 
 const MiB = (bytes) => `${(bytes / 2 ** 20).toFixed(1)} MiB`;
@@ -62,11 +75,11 @@ async function primary() {
   }
   const shm = require('..');
   await shm.clear();
-  const before = rssOf(pid);
+  const before = await residentOf(shm, pid);
   const started = Date.now();
   let peak = before;
-  const watchPeak = setInterval(() => {
-    peak = Math.max(peak, rssOf(pid));
+  const watchPeak = setInterval(async () => {
+    peak = Math.max(peak, await residentOf(shm, pid));
   }, 100);
 
   const perWorker = Math.ceil(KEYS / WORKERS);
@@ -86,9 +99,9 @@ async function primary() {
   await allSent('filled');
   const fillSeconds = (Date.now() - started) / 1000;
   const stats = await shm.stats();
-  peak = Math.max(peak, rssOf(pid));
-  const filled = rssOf(pid);
   clearInterval(watchPeak);
+  const filled = await residentOf(shm, pid);
+  peak = Math.max(peak, filled);
 
   const clearedAt = Date.now();
   if (DROP === 'clear') {
@@ -98,16 +111,19 @@ async function primary() {
     for (const worker of workers) worker.send('delete');
     await deleted;
   }
-  const clearMs = Date.now() - clearedAt;
+  // Seconds count from here: a mass DEL (or a clear() through SCAN on Redis)
+  // takes a while, and what matters is how long the memory stays after it.
+  const droppedAt = Date.now();
+  const clearMs = droppedAt - clearedAt;
   for (const worker of workers) worker.disconnect();
-  const left = (await shm.stats()).keys;
+  const { keys: left, usedMemory: leftMemory } = await shm.stats();
   console.log(
-    `${TARGET}: ${stats.keys} keys (store ${MiB(stats.usedMemory)}) in ${fillSeconds.toFixed(1)} s; RSS before ${MiB(before)}, filled ${MiB(filled)}, peak ${MiB(peak)}; ${DROP} took ${clearMs} ms, ${left} keys left`,
+    `${TARGET}: ${stats.keys} keys (store ${MiB(stats.usedMemory)}) in ${fillSeconds.toFixed(1)} s; RSS before ${MiB(before)}, filled ${MiB(filled)}, peak ${MiB(peak)}; ${DROP} took ${clearMs} ms, ${left} keys left (store ${MiB(leftMemory)})`,
   );
   const samples = [];
   for (let second = 1; second <= SECONDS; second++) {
-    await sleep(clearedAt + second * 1000 - Date.now());
-    samples.push(rssOf(pid));
+    await sleep(droppedAt + second * 1000 - Date.now());
+    samples.push(await residentOf(shm, pid));
     console.log(`  +${String(second).padStart(2)} s  RSS ${MiB(samples.at(-1))}`);
   }
   const after = samples.at(-1);
@@ -115,6 +131,9 @@ async function primary() {
   const summary = {
     target: TARGET,
     drop: DROP,
+    keep: KEEP,
+    left,
+    leftMemory,
     keys: stats.keys,
     valueBytes: VALUE_BYTES,
     usedMemory: stats.usedMemory,
@@ -126,7 +145,7 @@ async function primary() {
     samples,
     after,
     kept: after - before,
-    // The first second at which 95 % of what the fill took was back, or null.
+    // The first second after the drop at which 95 % of what the fill took was back, or null.
     secondsTo95: backWithin < 0 ? null : backWithin + 1,
   };
   console.log(`  kept after ${SECONDS} s: ${MiB(summary.kept)} of the ${MiB(peak - before)} the fill took; 95 % back after ${summary.secondsTo95 ?? 'never'} s`);
@@ -158,7 +177,8 @@ async function worker() {
   process.send({ filled: true });
   process.on('message', async (message) => {
     if (message !== 'delete') return;
-    await batches((keys) => shm.command('DEL', ...keys));
+    const gone = (key) => !(KEEP > 0 && Number(key.slice(3)) % KEEP === 0);
+    await batches((keys) => shm.command('DEL', ...keys.filter(gone)));
     process.send({ deleted: true });
   });
   process.on('disconnect', () => process.exit(0));

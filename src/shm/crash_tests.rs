@@ -26,6 +26,8 @@ fn kills() -> usize {
 }
 const OWN_KEYS: u64 = 40;
 const GROUP: usize = 5;
+/// Small keys a writer sets and then deletes at once.
+const BULK: usize = 200;
 const SIZES: [usize; 7] = [1, 40, 100, 900, 5_000, 70_000, 98_304];
 
 fn now_ms() -> u64 {
@@ -85,7 +87,7 @@ fn writer_process() {
     let mut note = |line: String| ledger.write_all(format!("{line}\n").as_bytes()).unwrap();
     for seq in base.. {
         let now = now_ms();
-        match rng.next() % 10 {
+        match rng.next() % 12 {
             0..=3 => {
                 let key = format!("w{id}:k{}", rng.next() % OWN_KEYS).into_bytes();
                 note(format!("I S {} {seq}", String::from_utf8_lossy(&key)));
@@ -132,9 +134,37 @@ fn writer_process() {
                 });
                 ks.purge_expired(now, 100);
             }
-            _ => {
+            9 => {
                 // Room for a key under the bound evicts volatile keys.
                 let _ = ks.make_room(100, 1, now);
+            }
+            10 => {
+                // Small keys in bulk, then all deleted in one operation: their
+                // stripes' free lists fill up for the compactions below.
+                let keys: Vec<Vec<u8>> = (0..BULK).map(|j| format!("w{id}:b{j}").into_bytes()).collect();
+                for (j, key) in keys.iter().enumerate() {
+                    let value = vec![b'b'; 1 + (seq as usize + j * 37) % 300];
+                    op(&mut ks, std::slice::from_ref(key), |ks| ks.set(key, &value, Expiry::Clear, now));
+                }
+                op(&mut ks, &keys, |ks| {
+                    for key in &keys {
+                        ks.remove(key, now);
+                    }
+                });
+            }
+            _ => {
+                // A stripe holding some of this writer's keys is compacted
+                // (its entries move to fresh chunks, its old chunks are
+                // freed), and now and then the free runs are merged and
+                // released, as the broker's sweep does.
+                let key = format!("w{id}:k{}", rng.next() % OWN_KEYS).into_bytes();
+                let stripe = ks.handle().locate(&key).0;
+                note(format!("I K {stripe}"));
+                let done = ks.compact_stripe(stripe).is_ok();
+                if rng.next().is_multiple_of(4) {
+                    ks.release_free_pages();
+                }
+                note(format!("A K {stripe} {done}"));
             }
         }
     }
@@ -225,6 +255,18 @@ fn check_ledgers(ks: &mut Keyspace, dir: &std::path::Path) {
     }
 }
 
+/// The last line of a ledger.
+fn last_line(path: &std::path::Path) -> String {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut tail = String::new();
+    if let Ok(mut file) = std::fs::File::open(path) {
+        let len = file.metadata().map_or(0, |m| m.len());
+        let _ = file.seek(SeekFrom::Start(len.saturating_sub(64)));
+        let _ = file.read_to_string(&mut tail);
+    }
+    tail.lines().last().unwrap_or_default().to_string()
+}
+
 /// The writer processes, killed whatever way the test ends.
 struct Writers(Vec<Child>);
 
@@ -276,12 +318,17 @@ fn writers_killed_at_random_instants_leave_the_store_whole() {
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
     let started = Instant::now();
     let mut by_waiters = 0;
+    // Kills that struck between a compaction's start and its end.
+    let mut mid_compaction = 0;
     for kill in 0..kills() {
         std::thread::sleep(Duration::from_micros(500 + rng.next() % 2_500));
         let w = (rng.next() % WRITERS as u64) as usize;
         let pid = children[w].id() as u64;
         children[w].kill().unwrap();
         children[w].wait().unwrap();
+        if last_line(&dir.join(format!("w{w}"))).starts_with("I K ") {
+            mid_compaction += 1;
+        }
         let slot = Handle::attached(&store).into_iter().find(|&(_, p)| p == pid).map(|(s, _)| s);
         if let Some(slot) = slot {
             if kill % 2 == 0 {
@@ -338,7 +385,8 @@ fn writers_killed_at_random_instants_leave_the_store_whole() {
     check_ledgers(&mut ks, &dir);
     let e = read_ledgers(&dir);
     eprintln!(
-        "{} kills in {:?} ({by_waiters} repaired by waiters); {} keys, counter {} acknowledged",
+        "{} kills in {:?} ({by_waiters} repaired by waiters, {mid_compaction} during a compaction); {} keys, counter {} \
+         acknowledged",
         kills(),
         started.elapsed(),
         ks.len(),

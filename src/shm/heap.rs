@@ -11,6 +11,8 @@ use super::{Handle, Result, StoreError};
 
 /// Runs looked at in the list of large free runs before the heap grows.
 const HUGE_PROBES: usize = 64;
+/// Free runs merged in one operation at most (each rewrite logs four words).
+const MERGE_LIMIT: usize = 50_000;
 /// Marks a free run whose pages after the first went back to the system.
 const RELEASED: u64 = 0x5245_4c45_4153_4544;
 
@@ -102,33 +104,101 @@ impl Handle {
         self.push_run(run, pages)
     }
 
-    /// Gives back to the system the pages (after the first) of free runs not
-    /// given back yet; returns the bytes released. Runs under its own
-    /// operation: called by the broker's maintenance, never inside a command.
+    /// Gives the memory of free page runs back to the system; returns the
+    /// bytes released. Runs under its own operation: called by the broker's
+    /// maintenance, never inside a command.
+    ///
+    /// Free runs that touch are merged first (when there are at most
+    /// `MERGE_LIMIT`; the lists are rebuilt through the journal), and a run that
+    /// ends at the heap's top lowers the top instead: its pages all go back.
+    /// Of every other run, the pages after its first (which holds its list
+    /// words) go back, once.
     pub fn release_free_pages(&mut self, budget: usize) -> Result<u64> {
         self.begin();
-        if let Err(e) = self.lock(HEAP_LOCK_ID) {
-            self.abort();
-            return Err(e);
+        let result = self.lock(HEAP_LOCK_ID).and_then(|()| self.release_runs(budget));
+        match result {
+            Ok(released) => {
+                self.commit()?;
+                Ok(released)
+            }
+            Err(e) => {
+                self.abort();
+                Err(e)
+            }
         }
-        let mut released = 0;
-        let mut seen = 0;
-        for pages in 2..=HUGE_BIN {
-            let mut run = self.word(Self::bin(pages));
-            while run != 0 && seen < budget {
-                seen += 1;
-                let have = self.word(run + 8);
-                if self.word(run + 16) != RELEASED && have >= 2 {
-                    // Not journaled: the mark only saves a second madvise.
-                    self.store.region.u64(run + 16).store(RELEASED, Ordering::Relaxed);
-                    self.release_after_commit.push((run + PAGE, (have - 1) * PAGE));
-                    released += (have - 1) * PAGE;
+    }
+
+    fn release_runs(&mut self, budget: usize) -> Result<u64> {
+        // Every free run: (start, pages, whether its pages were released).
+        let mut runs = Vec::new();
+        let mut complete = true;
+        for bin in 1..=HUGE_BIN {
+            let mut run = self.word(Self::bin(bin));
+            while run != 0 {
+                if runs.len() == budget {
+                    complete = false;
+                    break;
                 }
+                runs.push((run, self.word(run + 8), self.word(run + 16) == RELEASED));
                 run = self.word(run);
             }
         }
-        self.commit()?;
+        // The lists are rebuilt only when every run is known, and when the
+        // journal holds their rewrite (four words a run).
+        if complete && runs.len() <= MERGE_LIMIT {
+            runs.sort_unstable();
+            let mut merged: Vec<(u64, u64, bool)> = Vec::with_capacity(runs.len());
+            for (run, pages, released) in runs {
+                match merged.last_mut() {
+                    Some(last) if last.0 + last.1 * PAGE == run => {
+                        last.1 += pages;
+                        last.2 = false;
+                    }
+                    _ => merged.push((run, pages, released)),
+                }
+            }
+            let top = self.word(H_HEAP_TOP);
+            let mut released = 0;
+            if let Some(&(run, pages, _)) = merged.last() {
+                if run + pages * PAGE == top {
+                    merged.pop();
+                    self.write(H_HEAP_TOP, run)?;
+                    self.release_after_commit.push((run, top - run));
+                    released += top - run;
+                }
+            }
+            for bin in 1..=HUGE_BIN {
+                self.write(Self::bin(bin), 0)?;
+            }
+            // Pushed from the highest down, so each list runs by address.
+            for &(run, pages, _) in merged.iter().rev() {
+                self.push_run(run, pages)?;
+            }
+            for (run, pages, was_released) in merged {
+                released += self.release_run(run, pages, was_released);
+            }
+            return Ok(released);
+        }
+        // Too many to sort out in one operation: release run by run.
+        let mut released = 0;
+        for (run, pages, was_released) in runs {
+            released += self.release_run(run, pages, was_released);
+        }
         Ok(released)
+    }
+
+    /// Releases the pages after a free run's first, unless they were.
+    fn release_run(&mut self, run: u64, pages: u64, was_released: bool) -> u64 {
+        if pages < 2 {
+            return 0;
+        }
+        // Not journaled: the mark only saves a second madvise.
+        self.store.region.u64(run + 16).store(RELEASED, Ordering::Relaxed);
+        if was_released {
+            return 0;
+        }
+        self.release_after_commit.push((run + PAGE, (pages - 1) * PAGE));
+        (pages - 1) * PAGE
     }
 
     /// An object of `size` bytes for stripe `stripe` (whose lock is held).
@@ -137,6 +207,7 @@ impl Handle {
             return self.alloc_pages(size.div_ceil(PAGE), false);
         };
         let sb = stripe_base(stripe);
+        let step = CLASSES[class] as u64;
         let head_at = sb + T_FREE + class as u64 * 8;
         let head = self.word(head_at);
         if head != 0 {
@@ -144,17 +215,46 @@ impl Handle {
             self.write(head_at, next)?;
             // As for page runs: an undo must find the link again.
             self.preserve(head)?;
+            self.write(sb + T_FREE_BYTES, self.word(sb + T_FREE_BYTES) - step)?;
             return Ok(head);
         }
-        let step = CLASSES[class] as u64;
-        let (mut cur, end) = (self.word(sb + T_CHUNK_CUR), self.word(sb + T_CHUNK_END));
-        if cur == 0 || cur + step > end {
-            let chunk = self.alloc_pages(CHUNK_PAGES, false)?;
-            self.write(sb + T_CHUNK_END, chunk + CHUNK_PAGES * PAGE)?;
-            cur = chunk;
+        let mut cur = self.word(sb + T_CHUNK_CUR);
+        let obj = self.carve(stripe, step, &mut cur)?;
+        self.write(sb + T_CHUNK_CUR, cur)?;
+        Ok(obj)
+    }
+
+    /// An object of `size` bytes carved from chunks at `*cur`, never from
+    /// the free lists: what compaction moves. The caller stores `*cur` in
+    /// `T_CHUNK_CUR` once done, so that a million entries moved log one
+    /// word, not a million.
+    pub(super) fn alloc_packed(&mut self, stripe: u32, size: u64, cur: &mut u64) -> Result<u64> {
+        match class_of(size) {
+            Some(class) => self.carve(stripe, CLASSES[class] as u64, cur),
+            None => self.alloc_pages(size.div_ceil(PAGE), false),
         }
-        self.write(sb + T_CHUNK_CUR, cur + step)?;
-        Ok(cur)
+    }
+
+    /// `step` bytes at `*cur` in the stripe's newest chunk, or at the start
+    /// of a new one when they do not fit; advances `*cur`.
+    fn carve(&mut self, stripe: u32, step: u64, cur: &mut u64) -> Result<u64> {
+        let sb = stripe_base(stripe);
+        if *cur == 0 || *cur + step > self.word(sb + T_CHUNK_END) {
+            let chunk = self.alloc_pages(CHUNK_PAGES, false)?;
+            // Its header is written unlogged, like any fresh object: nothing
+            // links the chunk before `T_CHUNKS` (logged) does, and a run
+            // taken off a free list had its first words logged.
+            let r = &self.store.region;
+            r.u64(chunk + C_NEXT).store(self.word(sb + T_CHUNKS), Ordering::Relaxed);
+            r.u64(chunk + C_STRIPE).store(stripe as u64, Ordering::Relaxed);
+            self.write(sb + T_CHUNKS, chunk)?;
+            self.write(sb + T_CHUNK_COUNT, self.word(sb + T_CHUNK_COUNT) + 1)?;
+            self.write(sb + T_CHUNK_END, chunk + CHUNK_BYTES)?;
+            *cur = chunk + CHUNK_HEADER;
+        }
+        let obj = *cur;
+        *cur += step;
+        Ok(obj)
     }
 
     /// Frees an object `alloc` gave out for `size` bytes, as the operation
@@ -169,8 +269,48 @@ impl Handle {
         let Some(class) = class_of(size) else {
             return self.free_pages(obj, size.div_ceil(PAGE));
         };
-        let head_at = stripe_base(stripe) + T_FREE + class as u64 * 8;
+        let sb = stripe_base(stripe);
+        let head_at = sb + T_FREE + class as u64 * 8;
         self.write(obj, self.word(head_at))?;
-        self.write(head_at, obj)
+        self.write(head_at, obj)?;
+        self.write(sb + T_FREE_BYTES, self.word(sb + T_FREE_BYTES) + CLASSES[class] as u64)
+    }
+
+    /// The stripe's chunks, newest first.
+    pub(super) fn chunks(&self, stripe: u32) -> Vec<u64> {
+        let mut chunks = Vec::with_capacity(self.word(stripe_base(stripe) + T_CHUNK_COUNT) as usize);
+        let mut chunk = self.word(stripe_base(stripe) + T_CHUNKS);
+        while chunk != 0 {
+            chunks.push(chunk);
+            chunk = self.word(chunk + C_NEXT);
+        }
+        chunks
+    }
+
+    /// Takes every chunk away from the stripe (whose lock is held): its free
+    /// lists, current chunk and chunk list start empty, so that what it
+    /// allocates next comes from fresh chunks. Returns the chunks, which the
+    /// caller frees once nothing in them is referenced any more. Objects of
+    /// the stripe this operation freed are dropped with their chunks.
+    pub(super) fn detach_chunks(&mut self, stripe: u32) -> Result<Vec<u64>> {
+        let sb = stripe_base(stripe);
+        let chunks = self.chunks(stripe);
+        for class in 0..CLASSES.len() as u64 {
+            self.write(sb + T_FREE + class * 8, 0)?;
+        }
+        for word in [T_FREE_BYTES, T_CHUNKS, T_CHUNK_COUNT, T_CHUNK_CUR, T_CHUNK_END] {
+            self.write(sb + word, 0)?;
+        }
+        self.frees.retain(|&(s, _, size)| s != stripe || class_of(size).is_none());
+        Ok(chunks)
+    }
+
+    /// Whether the stripe's chunks are worth compacting: mostly free (at
+    /// least `min_free` bytes on its free lists, and at least as much as in
+    /// use), or holding nothing in use at all. Read without the lock: a hint.
+    pub fn wants_compaction(&self, stripe: u32, min_free: u64) -> bool {
+        let sb = stripe_base(stripe);
+        let (chunks, free) = (self.word(sb + T_CHUNK_COUNT), self.word(sb + T_FREE_BYTES));
+        chunks > 0 && (self.word(sb + T_COUNT) == 0 || (free >= min_free.max(1) && free * 2 >= chunks * CHUNK_BYTES))
     }
 }

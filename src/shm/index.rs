@@ -358,6 +358,57 @@ impl Handle {
         Ok(())
     }
 
+    /// Moves the stripe's objects up to a page in size (entries, and its
+    /// table when that small) into fresh chunks, packed, and frees its old
+    /// chunks as page runs (its lock held). Returns the bytes of chunks the
+    /// stripe gave back. Every change is a logged word or a write into
+    /// fresh memory, so the operation leaves the old stripe or the new one.
+    pub fn compact(&mut self, stripe: u32) -> Result<u64> {
+        let sb = stripe_base(stripe);
+        let old_chunks = self.detach_chunks(stripe)?;
+        let mut cur = 0;
+        let (old, cap) = (self.w(sb + T_TABLE), self.w(sb + T_CAP));
+        if old != 0 {
+            // A table of the same size: the stripe's counts stay as they are.
+            let table = self.alloc_packed(stripe, cap * 8, &mut cur)?;
+            self.store.region.zero(table, cap * 8);
+            let mask = cap - 1;
+            let mut live = 0;
+            for i in 0..cap {
+                let mut slot = self.w(old + i * 8);
+                if slot == EMPTY || slot == TOMBSTONE {
+                    continue;
+                }
+                let entry = EntryRef((slot & 0xffff_ffff) * 8);
+                let raw = E_HEADER + entry.key_len(self) as u64 + entry.value_len(self) as u64;
+                if class_of(raw).is_some() {
+                    // A fresh object: copied unlogged, reachable only
+                    // through the new table.
+                    let moved = self.alloc_packed(stripe, raw, &mut cur)?;
+                    self.store.region.copy_within(entry.0, moved, raw);
+                    slot = (slot & !0xffff_ffff) | (moved / 8);
+                }
+                let mut pos = (slot >> 32) & mask;
+                while self.w(table + pos * 8) != EMPTY {
+                    pos = (pos + 1) & mask;
+                }
+                self.store.region.u64(table + pos * 8).store(slot, Ordering::Relaxed);
+                live += 1;
+            }
+            self.write(sb + T_TABLE, table)?;
+            self.write(sb + T_FILLED, live)?;
+            if class_of(cap * 8).is_none() {
+                self.free(stripe, old, cap * 8)?;
+            }
+        }
+        self.write(sb + T_CHUNK_CUR, cur)?;
+        let kept = self.w(sb + T_CHUNK_COUNT);
+        for &chunk in &old_chunks {
+            self.free(stripe, chunk, CHUNK_BYTES)?;
+        }
+        Ok((old_chunks.len() as u64).saturating_sub(kept) * CHUNK_BYTES)
+    }
+
     /// Every entry of a stripe (its lock held), in table order.
     pub fn entries(&self, stripe: u32) -> Vec<Found> {
         let sb = stripe_base(stripe);
@@ -415,7 +466,19 @@ impl Handle {
         self.frees.clear();
         for stripe in 0..STRIPE_COUNT as u32 {
             let sb = stripe_base(stripe);
-            for word in [T_TABLE, T_CAP, T_FILLED, T_COUNT, T_VOLATILE, T_USED, T_CHUNK_CUR, T_CHUNK_END] {
+            for word in [
+                T_TABLE,
+                T_CAP,
+                T_FILLED,
+                T_COUNT,
+                T_VOLATILE,
+                T_USED,
+                T_CHUNK_CUR,
+                T_CHUNK_END,
+                T_FREE_BYTES,
+                T_CHUNKS,
+                T_CHUNK_COUNT,
+            ] {
                 self.write(sb + word, 0)?;
             }
             self.write(sb + T_NEXT_DEADLINE, NEVER)?;

@@ -6,14 +6,14 @@
 //! 0        header (4 KiB): identity, heap cursor, counters, limits, heap bins
 //! 4 KiB    slots: one per attached thread (state, pid, journal state)
 //! 12 KiB   stripes: 256 × 512 B (lock word alone on its cache line, then the
-//!          stripe's index root, counters and size-class free lists)
+//!          stripe's index root, counters, size-class free lists and chunk list)
 //! 140 KiB  journals: one per slot, undo records of the operation in flight
 //! heap     entries, index tables and size-class chunks, in 4 KiB pages
 //! ```
 
 pub const MAGIC: u64 = u64::from_le_bytes(*b"CLSHMSTR");
 /// Bumped whenever anything below changes meaning.
-pub const LAYOUT_VERSION: u64 = 1;
+pub const LAYOUT_VERSION: u64 = 2;
 pub const PAGE: u64 = 4096;
 
 // Header words.
@@ -95,7 +95,14 @@ pub const T_NEXT_VERSION: u64 = 112;
 pub const T_NEXT_DEADLINE: u64 = 120;
 pub const T_CHUNK_CUR: u64 = 128;
 pub const T_CHUNK_END: u64 = 136;
+/// Heads of the size classes' free lists (one word per class).
 pub const T_FREE: u64 = 160;
+/// Bytes of the objects on the free lists.
+pub const T_FREE_BYTES: u64 = T_FREE + CLASSES.len() as u64 * 8;
+/// The stripe's first chunk; each chunk's header links the next.
+pub const T_CHUNKS: u64 = T_FREE_BYTES + 8;
+pub const T_CHUNK_COUNT: u64 = T_CHUNKS + 8;
+const _: () = assert!(T_CHUNK_COUNT + 8 <= T_HITS && T_MISSES + 8 <= STRIPE_SIZE);
 /// Reads of the stripe's keys that hit and missed (statistics, not
 /// journaled): kept per stripe, under its lock, so that counting a read
 /// writes no cache line that other processes' reads also write.
@@ -129,6 +136,12 @@ pub const CLASSES: [u32; 27] = [
     2560, 3072, 3584, 4096,
 ];
 pub const CHUNK_PAGES: u64 = 16;
+pub const CHUNK_BYTES: u64 = CHUNK_PAGES * PAGE;
+/// A chunk starts with a header: the next chunk of its stripe's list, and
+/// the stripe (so that VERIFY can tell whose it is). Objects follow.
+pub const C_NEXT: u64 = 0;
+pub const C_STRIPE: u64 = 8;
+pub const CHUNK_HEADER: u64 = 16;
 
 pub fn stripe_base(stripe: u32) -> u64 {
     STRIPES + stripe as u64 * STRIPE_SIZE

@@ -97,6 +97,17 @@ impl Region {
         unsafe { std::ptr::copy_nonoverlapping(self.base.add(off as usize), dst.as_mut_ptr(), dst.len()) }
     }
 
+    /// Copies `len` bytes at `from` to `to`, within the mapping; the two
+    /// ranges must not overlap.
+    pub fn copy_within(&self, from: u64, to: u64, len: u64) {
+        self.check(from, len, 1);
+        self.check(to, len, 1);
+        assert!(from + len <= to || to + len <= from, "cluster-shm: overlapping copy in the store");
+        // SAFETY: both ranges in bounds and apart; the destination is not
+        // referenced anywhere.
+        unsafe { std::ptr::copy_nonoverlapping(self.base.add(from as usize), self.base.add(to as usize), len as usize) }
+    }
+
     pub fn to_vec(&self, off: u64, len: usize) -> Vec<u8> {
         let mut out = vec![0u8; len];
         self.read_bytes(off, &mut out);

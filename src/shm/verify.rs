@@ -43,16 +43,29 @@ impl Handle {
             }
         }
         let mut objects = HashSet::new();
+        // Everything that holds heap pages: chunks, objects over a page, free
+        // runs. Together they must tile the heap.
+        let mut runs: Vec<(u64, u64, String)> = Vec::new();
         for stripe in 0..STRIPE_COUNT as u32 {
             let sb = stripe_base(stripe);
             let (table, cap, filled) = (w(sb + T_TABLE), w(sb + T_CAP), w(sb + T_FILLED));
             let mut s_used = 0;
+            // The stripe's objects up to a page: (offset, class size, what).
+            let mut small: Vec<(u64, u64, &str)> = Vec::new();
+            let mut place = |off: u64, size: u64, what: &'static str, small: &mut Vec<(u64, u64, &str)>| {
+                if class_of(size).is_some() {
+                    small.push((off, rounded(size), what));
+                } else {
+                    runs.push((off, rounded(size), format!("stripe {stripe}'s {what}")));
+                }
+            };
             if table != 0 {
                 if !cap.is_power_of_two() || !in_heap(table, cap * 8) {
                     problems.push(format!("stripe {stripe}: table {table} of {cap} slots is not in the heap"));
                     continue;
                 }
                 s_used += cap * 8;
+                place(table, cap * 8, "table", &mut small);
             }
             let (mut s_keys, mut s_volatile, mut s_filled, mut deadline) = (0, 0, 0, NEVER);
             for pos in 0..if table == 0 { 0 } else { cap } {
@@ -77,7 +90,9 @@ impl Handle {
                 }
                 if !objects.insert(entry) {
                     problems.push(format!("stripe {stripe}: entry {entry} linked twice"));
+                    continue;
                 }
+                place(entry, 32 + k + v, "entry", &mut small);
                 let key = r.to_vec(entry + 32, k as usize);
                 let h = self.store.hash(&key);
                 if h % STRIPE_COUNT != stripe as u64 || (h >> 32) != slot >> 32 {
@@ -111,6 +126,7 @@ impl Handle {
                 problems
                     .push(format!("stripe {stripe}: a key expires at {deadline}, before the stripe's deadline hint"));
             }
+            let mut free_bytes = 0;
             for (class, &size) in CLASSES.iter().enumerate() {
                 let mut obj = w(sb + T_FREE + class as u64 * 8);
                 let mut n = 0;
@@ -119,9 +135,63 @@ impl Handle {
                         problems.push(format!("stripe {stripe}: free list of class {size} holds {obj}"));
                         break;
                     }
+                    small.push((obj, size as u64, "free object"));
+                    free_bytes += size as u64;
                     obj = w(obj);
                     n += 1;
                 }
+            }
+            if free_bytes != w(sb + T_FREE_BYTES) {
+                problems.push(format!(
+                    "stripe {stripe}: counts {} free bytes, its free lists hold {free_bytes}",
+                    w(sb + T_FREE_BYTES)
+                ));
+            }
+            // Its chunks, newest (the one carved from) first.
+            let (count, cur, end) = (w(sb + T_CHUNK_COUNT), w(sb + T_CHUNK_CUR), w(sb + T_CHUNK_END));
+            let mut chunks = Vec::new();
+            let mut chunk = w(sb + T_CHUNKS);
+            while chunk != 0 {
+                if chunks.len() as u64 >= count
+                    || !chunk.is_multiple_of(PAGE)
+                    || !in_heap(chunk, CHUNK_BYTES)
+                    || w(chunk + C_STRIPE) != stripe as u64
+                {
+                    problems.push(format!("stripe {stripe}: bad chunk {chunk} in its list of {count}"));
+                    break;
+                }
+                chunks.push(chunk);
+                runs.push((chunk, CHUNK_BYTES, format!("stripe {stripe}'s chunk")));
+                chunk = w(chunk + C_NEXT);
+            }
+            if chunks.len() as u64 != count {
+                problems.push(format!("stripe {stripe}: counts {count} chunks, its list holds {}", chunks.len()));
+            }
+            match chunks.first() {
+                None if cur != 0 || end != 0 => {
+                    problems.push(format!("stripe {stripe}: carves [{cur}, {end}) with no chunk"));
+                }
+                Some(&newest) if end != newest + CHUNK_BYTES || cur < newest + CHUNK_HEADER || cur > end => {
+                    problems.push(format!("stripe {stripe}: carves [{cur}, {end}), its newest chunk is {newest}"));
+                }
+                _ => {}
+            }
+            if cur < end {
+                small.push((cur, end - cur, "uncarved tail"));
+            }
+            // Every object up to a page lies inside one of the stripe's
+            // chunks, after the header, and overlaps no other.
+            chunks.sort_unstable();
+            small.sort_unstable();
+            let mut last_end = 0;
+            for &(off, size, what) in &small {
+                let home = chunks.partition_point(|&c| c <= off).checked_sub(1).map(|i| chunks[i]);
+                if !home.is_some_and(|c| off >= c + CHUNK_HEADER && off + size <= c + CHUNK_BYTES) {
+                    problems.push(format!("stripe {stripe}: {what} {off} ({size} bytes) is in none of its chunks"));
+                } else if off < last_end {
+                    problems.push(format!("stripe {stripe}: {what} {off} ({size} bytes) overlaps the object before"));
+                }
+                last_end = last_end.max(off + size);
             }
         }
         for bin in 1..=HUGE_BIN {
@@ -137,9 +207,22 @@ impl Handle {
                     problems.push(format!("heap: bin {bin} holds a bad run at {run} ({pages} pages)"));
                     break;
                 }
+                runs.push((run, pages * PAGE, format!("free run of bin {bin}")));
                 run = w(run);
                 n += 1;
             }
+        }
+        runs.sort_unstable();
+        let mut at = start;
+        for (run, len, what) in &runs {
+            if *run != at {
+                let how = if *run < at { "overlaps what comes before" } else { "follows a gap" };
+                problems.push(format!("heap: {what} at {run} ({len} bytes) {how} (expected at {at})"));
+            }
+            at = at.max(run + len);
+        }
+        if at != top {
+            problems.push(format!("heap: pages in use or free end at {at}, the heap's top is {top}"));
         }
         self.abort();
         problems

@@ -139,6 +139,9 @@ pub struct OutOfMemory;
 /// An attached process stops using a store whose broker has not swept it
 /// for this long (the sweep runs every 50 ms).
 const BROKER_SILENCE_MS: u64 = 2_000;
+/// Free bytes a stripe's size classes hold before [`Keyspace::compact`]
+/// moves its entries (two chunks).
+pub const COMPACT_MIN_FREE: u64 = 2 * layout::CHUNK_BYTES;
 
 /// Keys looked at per eviction; more samples approximate true LRU better.
 const EVICTION_SAMPLES: usize = 16;
@@ -193,6 +196,8 @@ pub struct Keyspace {
     located: Located,
     /// `begin_command`'s list of stripes, kept to save an allocation per command.
     stripes_to_lock: Vec<u32>,
+    /// Where the compaction sweep goes on from.
+    compact_from: u32,
     /// Named locks live beside the keys, in the broker, but outside the
     /// keyspace: KEYS, FLUSHDB and eviction never touch them.
     pub locks: LockTable,
@@ -233,6 +238,7 @@ impl Keyspace {
             sweep_from: 0,
             located: Located::default(),
             stripes_to_lock: Vec::new(),
+            compact_from: 0,
             locks: LockTable::default(),
             pubsub: PubSub::default(),
             notify_flags: 0,
@@ -1057,6 +1063,57 @@ impl Keyspace {
         self.h.release_free_pages(100_000).unwrap_or(0)
     }
 
+    /// Gives the chunks of mostly free stripes back to the heap (whose pages
+    /// [`Keyspace::release_free_pages`] then returns to the system): each
+    /// stripe whose free lists hold at least [`COMPACT_MIN_FREE`] bytes and
+    /// at least as much as it uses, or that holds no key, has its small
+    /// objects moved into fresh chunks, one operation per stripe. Stops once
+    /// `budget` entries were moved (a stripe is never cut short, and the
+    /// first always runs); the next call goes on from there. Returns the
+    /// bytes of chunks given back.
+    pub fn compact(&mut self, budget: usize) -> u64 {
+        let mut spent = 0;
+        let mut freed = 0;
+        for n in 0..STRIPE_COUNT as u32 {
+            let stripe = (self.compact_from + n) % STRIPE_COUNT as u32;
+            if !self.h.wants_compaction(stripe, COMPACT_MIN_FREE) {
+                continue;
+            }
+            let work = self.h.stripe_count(stripe) as usize + 1;
+            if spent > 0 && spent + work > budget {
+                self.compact_from = stripe;
+                return freed;
+            }
+            spent += work;
+            // A stripe busy now is left for a later pass.
+            freed += self.compact_stripe_if(stripe, true).unwrap_or(0);
+        }
+        freed
+    }
+
+    /// Compacts one stripe, in the operation in flight or one of its own
+    /// (see [`Keyspace::compact`]); returns the bytes of chunks given back.
+    pub fn compact_stripe(&mut self, stripe: u32) -> Result<u64, StoreError> {
+        self.compact_stripe_if(stripe, false)
+    }
+
+    /// Compacts a stripe; with `if_free`, only if its lock is free now.
+    fn compact_stripe_if(&mut self, stripe: u32, if_free: bool) -> Result<u64, StoreError> {
+        let own = !self.h.is_active();
+        if own {
+            self.h.begin();
+        }
+        let locked = if if_free && !self.h.try_lock(stripe) { Err(StoreError::Timeout) } else { self.h.lock(stripe) };
+        let result = locked.and_then(|()| self.h.compact(stripe));
+        if let Err(e) = &result {
+            self.fail(e.clone());
+        }
+        if own {
+            self.end_command()?;
+        }
+        result
+    }
+
     /// Bytes the entries take in their size classes (tests compare it with
     /// `used_memory` to see the index tables' share).
     #[cfg(test)]
@@ -1359,5 +1416,165 @@ mod tests {
         keys.sort();
         assert_eq!(keys, vec![Bytes::from_static(b"user:1")]);
         assert_eq!(ks.keys(b"*", 0).len(), 3);
+    }
+
+    fn stripe_word(ks: &Keyspace, stripe: u32, word: u64) -> u64 {
+        ks.store().region().u64(layout::stripe_base(stripe) + word).load(Ordering::Relaxed)
+    }
+
+    fn chunk_bytes(ks: &Keyspace) -> u64 {
+        (0..STRIPE_COUNT as u32).map(|s| stripe_word(ks, s, layout::T_CHUNK_COUNT)).sum::<u64>() * layout::CHUNK_BYTES
+    }
+
+    fn compaction_key(i: usize) -> Vec<u8> {
+        format!("key:{i}").into_bytes()
+    }
+
+    /// Values of 1 to 200 bytes, and every 1,000th one over a page.
+    fn compaction_value(i: usize) -> Vec<u8> {
+        let len = if i.is_multiple_of(1_000) { 10_000 } else { i % 200 };
+        format!("{i}:{}", "v".repeat(len)).into_bytes()
+    }
+
+    #[test]
+    fn compaction_packs_live_entries_and_gives_free_chunks_back_to_the_system() {
+        let mut ks = Keyspace::new();
+        let empty = ks.store().resident_bytes().unwrap();
+        // 100,000 keys: about 390 a stripe, whose tables are page runs.
+        let expiry = |i: usize| if i.is_multiple_of(7) { Expiry::At(1_000_000 + i as u64) } else { Expiry::Clear };
+        for i in 0..100_000 {
+            ks.set(&compaction_key(i), &compaction_value(i), expiry(i), 0);
+        }
+        let filled = ks.store().resident_bytes().unwrap();
+        let full_chunks = chunk_bytes(&ks);
+        // 40 % stay: the tables keep their size.
+        let kept = |i: usize| i.is_multiple_of(5) || i % 5 == 4;
+        for i in (0..100_000).filter(|&i| !kept(i)) {
+            assert!(ks.remove(&compaction_key(i), 0));
+        }
+        let used = ks.used_memory();
+        let free: u64 = (0..STRIPE_COUNT as u32).map(|s| stripe_word(&ks, s, layout::T_FREE_BYTES)).sum();
+        assert!(free > 8 << 20, "{free} bytes free of {full_chunks}");
+        let mut freed = 0;
+        for stripe in 0..STRIPE_COUNT as u32 {
+            freed += ks.compact_stripe(stripe).unwrap();
+        }
+        assert_eq!(ks.verify(), Vec::<String>::new());
+        assert_eq!(freed, full_chunks - chunk_bytes(&ks));
+        // About 27 KiB of entries a stripe: one chunk each.
+        assert!(chunk_bytes(&ks) <= STRIPE_COUNT * layout::CHUNK_BYTES, "{} bytes of chunks left", chunk_bytes(&ks));
+        assert_eq!(ks.used_memory(), used);
+        for stripe in 0..STRIPE_COUNT as u32 {
+            assert_eq!(stripe_word(&ks, stripe, layout::T_FREE_BYTES), 0);
+        }
+        for i in 0..100_000 {
+            let entry = ks.get(&compaction_key(i), 0);
+            if kept(i) {
+                let entry = entry.unwrap();
+                assert_eq!(entry.value(), &compaction_value(i)[..]);
+                assert_eq!(
+                    entry.expires_at(),
+                    match expiry(i) {
+                        Expiry::At(at) => Some(at),
+                        _ => None,
+                    }
+                );
+            } else {
+                assert!(entry.is_none());
+            }
+        }
+        // Packed already: a second pass gives nothing back.
+        for stripe in 0..STRIPE_COUNT as u32 {
+            assert_eq!(ks.compact_stripe(stripe), Ok(0));
+        }
+        // Everything goes: the sweep's pass frees every chunk, and the free
+        // runs merge and bring the heap's top down to its start.
+        for i in (0..100_000).filter(|&i| kept(i)) {
+            assert!(ks.remove(&compaction_key(i), 0));
+        }
+        assert!(ks.compact(usize::MAX) > 0);
+        assert_eq!(chunk_bytes(&ks), 0);
+        ks.release_free_pages();
+        assert_eq!(ks.store().heap_size(), 0);
+        assert_eq!(ks.verify(), Vec::<String>::new());
+        let after = ks.store().resident_bytes().unwrap();
+        assert!(filled - empty > 16 << 20, "the fill took {} bytes", filled - empty);
+        assert!(after - empty < 2 << 20, "{} bytes kept of the {} the fill took", after - empty, filled - empty);
+    }
+
+    #[test]
+    fn the_sweep_compacts_only_mostly_free_stripes_within_its_budget() {
+        let mut ks = Keyspace::new();
+        // About 390 entries of 1,280 bytes a stripe: eight chunks each.
+        let value = vec![b'v'; 1_000];
+        for i in 0..100_000 {
+            ks.set(&compaction_key(i), &value, Expiry::Clear, 0);
+        }
+        // A tenth gone: no stripe is mostly free.
+        for i in (0..100_000).filter(|i| i % 10 == 0) {
+            ks.remove(&compaction_key(i), 0);
+        }
+        let before = chunk_bytes(&ks);
+        assert_eq!(ks.compact(usize::MAX), 0);
+        assert_eq!(chunk_bytes(&ks), before);
+        // Nine tenths gone: a budget of one entry still compacts one stripe
+        // a call, and the calls go round the stripes.
+        for i in (0..100_000).filter(|i| i % 10 != 9) {
+            ks.remove(&compaction_key(i), 0);
+        }
+        let compactable =
+            (0..STRIPE_COUNT as u32).filter(|&s| ks.handle().wants_compaction(s, COMPACT_MIN_FREE)).count();
+        assert!(compactable > 200, "{compactable} stripes to compact");
+        for n in 1..=compactable {
+            assert!(ks.compact(1) > 0);
+            let left = (0..STRIPE_COUNT as u32).filter(|&s| ks.handle().wants_compaction(s, COMPACT_MIN_FREE)).count();
+            assert_eq!(left, compactable - n);
+        }
+        assert_eq!(ks.compact(usize::MAX), 0);
+        assert_eq!(ks.verify(), Vec::<String>::new());
+        assert_eq!(ks.len(), 10_000);
+    }
+
+    #[test]
+    fn a_compaction_rolled_back_leaves_the_stripe_as_it_was() {
+        let mut ks = Keyspace::new();
+        for i in 0..100_000 {
+            ks.set(&compaction_key(i), &compaction_value(i), Expiry::Clear, 0);
+        }
+        for i in (0..100_000).filter(|i| i % 2 == 0) {
+            ks.remove(&compaction_key(i), 0);
+        }
+        let stripe = ks.handle().locate(&compaction_key(1)).0;
+        let words = [layout::T_TABLE, layout::T_CHUNKS, layout::T_CHUNK_COUNT, layout::T_FREE_BYTES, layout::T_USED];
+        let before: Vec<u64> = words.iter().map(|&w| stripe_word(&ks, stripe, w)).collect();
+        let heap = ks.store().heap_size();
+        ks.begin_command(std::iter::empty(), false);
+        assert!(ks.compact_stripe(stripe).is_ok());
+        // Moving an entry logs nothing: the journal holds the stripe's
+        // words and a few per chunk, fewer records than the entries moved.
+        let records = ks.store().counter(layout::slot_base(ks.slot()) + layout::S_UNDO_COUNT).load(Ordering::Relaxed);
+        let moved = ks.handle().stripe_count(stripe);
+        assert!(records < moved, "{records} undo records to move {moved} entries");
+        ks.abandon_command();
+        assert_eq!(words.iter().map(|&w| stripe_word(&ks, stripe, w)).collect::<Vec<_>>(), before);
+        assert_eq!(ks.store().heap_size(), heap);
+        assert_eq!(ks.verify(), Vec::<String>::new());
+        // In a command that freed objects of the stripe before: they go
+        // with their chunks, not onto the new free lists.
+        let key = Bytes::from(compaction_key(1));
+        ks.begin_command(std::iter::once(&key), false);
+        assert!(ks.remove(&key, 0));
+        let old_chunks = stripe_word(&ks, stripe, layout::T_CHUNKS);
+        assert!(ks.compact_stripe(stripe).is_ok());
+        ks.end_command().unwrap();
+        assert_ne!(stripe_word(&ks, stripe, layout::T_CHUNKS), old_chunks);
+        assert_eq!(stripe_word(&ks, stripe, layout::T_FREE_BYTES), 0);
+        assert_eq!(ks.verify(), Vec::<String>::new());
+        for i in (0..4_000).filter(|i| i % 2 == 1) {
+            assert_eq!(
+                ks.get(&compaction_key(i), 0).map(|e| e.value().to_vec()),
+                (i != 1).then(|| compaction_value(i))
+            );
+        }
     }
 }

@@ -36,6 +36,13 @@ const RELEASE_AFTER: usize = 16 * 1024 * 1024;
 /// At most one purge this often, so that a long mass deletion does not purge
 /// over and over.
 const RELEASE_INTERVAL: Duration = Duration::from_secs(1);
+/// Entries the sweep moves per pass when it compacts mostly free stripes
+/// (`Keyspace::compact`): a few milliseconds of one stripe's lock.
+const COMPACT_BUDGET: usize = 20_000;
+/// Chunk memory compaction gave back to the store's heap before its pages
+/// are returned to the system (the memory had already left `used_memory`
+/// when its entries were freed, perhaps before a release).
+const COMPACTED_RELEASE_AFTER: u64 = 1024 * 1024;
 
 /// Counters that live outside the keyspace lock.
 #[derive(Default)]
@@ -166,10 +173,11 @@ impl Db {
     }
 
     /// Reclaims expired keys and releases locks whose ttl passed, in the
-    /// background, until `stop` resolves; hands memory the store freed back
-    /// to the OS.
+    /// background, until `stop` resolves; compacts mostly free stripes and
+    /// hands memory the store freed back to the OS.
     pub async fn sweep_expired(self, mut stop: tokio::sync::watch::Receiver<bool>) {
         let mut last_release: Option<Instant> = None;
+        let mut compacted = 0;
         loop {
             let (full_batch, release) = {
                 let now = now_ms();
@@ -177,10 +185,12 @@ impl Db {
                 ks.maintain(now);
                 ks.locks.expire(now);
                 let full_batch = ks.purge_expired(now, SWEEP_BATCH) == SWEEP_BATCH;
-                let release = ks.released_memory() >= RELEASE_AFTER
+                compacted += ks.compact(COMPACT_BUDGET);
+                let release = (ks.released_memory() >= RELEASE_AFTER || compacted >= COMPACTED_RELEASE_AFTER)
                     && last_release.is_none_or(|at| at.elapsed() >= RELEASE_INTERVAL);
                 if release {
                     ks.mark_released();
+                    compacted = 0;
                 }
                 (full_batch, release)
             };
