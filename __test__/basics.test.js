@@ -89,3 +89,20 @@ describe('sharing state across a real cluster', () => {
     expect(fromClient).toBe(7);
   });
 });
+
+test('Buffers from empty to 3 MB written and read by a worker come back byte for byte, in the worker and the primary', async () => {
+  const { messages } = await run('large-values.js');
+  const sizes = [0, 1, 65_530, 65_531, 65_536, 200_000, 1_048_576, 3_000_000];
+  const whole = (size) => ({ size, isBuffer: true, length: size, same: true });
+  expect(messages).toEqual([
+    {
+      worker: {
+        reads: [...sizes, ...[...sizes].reverse()].map(whole),
+        listened: whole(100_000),
+        events: ['set'],
+      },
+      primary: sizes.map(whole),
+      listened: whole(100_000),
+    },
+  ]);
+});

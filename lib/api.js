@@ -3,7 +3,7 @@
 const { randomBytes } = require('node:crypto');
 const { EventEmitter } = require('node:events');
 const { types } = require('node:util');
-const { encode, decode, encodedLength } = require('./codec');
+const { encode, encodeInParts, decode, encodedLength } = require('./codec');
 const { CODES, shmError, typeError, rangeError, abortError } = require('./errors');
 const { DEFAULTS, BROKER_OPTIONS, validateOptions, callOptions, checkTtl, checkTimeout, positiveMilliseconds } = require('./options');
 const { Lock, lockTimeout } = require('./lock');
@@ -11,6 +11,7 @@ const { PubSubHub } = require('./pubsub');
 const { InOrder } = require('./in-order');
 const { globEscape } = require('./glob');
 const { NearCache } = require('./near-cache');
+const { NOT_LOCAL } = require('./backends');
 
 /**
  * Commands that change the state of the connection they are sent on (or
@@ -32,6 +33,9 @@ const FLIGHT_ERROR_TTL = 60_000;
 const FLIGHT_COUNTER_TTL = 3_600_000;
 /** The COUNT hint of the SCAN walks behind scan(), and keys(), size() and clear() where they walk. */
 const SCAN_COUNT = 100;
+
+/** Ignores a reply: what set() resolves with. */
+function nothing() {}
 
 /** What settleWithin() rejects with when the time is up. */
 const FETCH_ABANDONED = Symbol('fetch abandoned');
@@ -327,10 +331,11 @@ class SharedMemory extends EventEmitter {
     checkKey(channel, fn, this.#options.maxKeyBytes);
   }
 
-  #encode(value, fn) {
-    const encoded = encode(value, this.#options.serialization);
+  /** `inParts`: a byte value may come back as its tag and its bytes (see encodeInParts). */
+  #encode(value, fn, inParts = false) {
+    const encoded = inParts ? encodeInParts(value, this.#options.serialization) : encode(value, this.#options.serialization);
     // As for keys: a string of n UTF-16 units is at most 3n UTF-8 bytes.
-    if (encoded.length * 3 <= this.#options.maxValueBytes) return encoded;
+    if (!Array.isArray(encoded) && encoded.length * 3 <= this.#options.maxValueBytes) return encoded;
     const length = encodedLength(encoded);
     if (length > this.#options.maxValueBytes) {
       throw rangeError(
@@ -341,13 +346,28 @@ class SharedMemory extends EventEmitter {
     return encoded;
   }
 
-  async get(key) {
-    key = this.#key(key, 'get');
-    return decode(await (this.#locks.held > 0 ? this.#backend : this.#data).call(['GET', key]));
+  // get() and set() are the calls made most: plain functions returning a
+  // Promise, and a get on the mapped store decodes straight from the buffer
+  // the value was copied into.
+  get(key) {
+    try {
+      key = this.#key(key, 'get');
+      if (this.#backend.capabilities.mappedStore) {
+        const value = this.#backend.readLocal(key, decode);
+        if (value !== NOT_LOCAL) return Promise.resolve(value);
+      }
+      return Promise.resolve((this.#locks.held > 0 ? this.#backend : this.#data).call(['GET', key])).then(decode);
+    } catch (error) {
+      return Promise.reject(error);
+    }
   }
 
-  async set(key, value, options) {
-    await this.#data.call(this.#setCommand('set', key, value, options));
+  set(key, value, options) {
+    try {
+      return Promise.resolve(this.#data.call(this.#setCommand('set', key, value, options))).then(nothing);
+    } catch (error) {
+      return Promise.reject(error);
+    }
   }
 
   async has(key) {
@@ -528,7 +548,8 @@ class SharedMemory extends EventEmitter {
   #setArgs(fn, key, value, options, setOptions = [], withoutTtl = []) {
     const { ttl } = callOptions(options, ['ttl'], fn);
     const ms = checkTtl(ttl, fn);
-    return ['SET', key, this.#encode(value, fn), ...setOptions, ...(ms === undefined ? withoutTtl : ['PX', String(ms)])];
+    const encoded = this.#encode(value, fn, this.#backend.capabilities.mappedStore);
+    return ['SET', key, encoded, ...setOptions, ...(ms === undefined ? withoutTtl : ['PX', String(ms)])];
   }
 
   /** Stores the value only if the key does not exist; true when stored. */

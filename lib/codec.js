@@ -220,9 +220,19 @@ function decode(stored) {
   }
 }
 
-/** Byte length of an encoded value, for the size limit. */
+/**
+ * As encode(), but a byte value comes back as its tag and its bytes, for a
+ * backend that joins them in the copy it makes anyway (a worker's mapped
+ * store): the value is not concatenated into a new Buffer first.
+ */
+function encodeInParts(value, serialization) {
+  return types.isUint8Array(value) ? [BYTES_HEADER, toBuffer(value)] : encode(value, serialization);
+}
+
+/** Byte length of an encoded value (or of its parts), for the size limit. */
 function encodedLength(encoded) {
+  if (Array.isArray(encoded)) return encoded.reduce((sum, part) => sum + part.length, 0);
   return typeof encoded === 'string' ? Buffer.byteLength(encoded) : encoded.length;
 }
 
-module.exports = { encode, decode, encodedLength };
+module.exports = { encode, encodeInParts, decode, encodedLength };

@@ -3,7 +3,14 @@
 const { CODES, fromNative } = require('../errors');
 const { Connection } = require('../connection');
 
-const CAPABILITIES = Object.freeze({ hostsBroker: false, ownsServer: true, leaseLocks: false, cluster: false, nearCache: false });
+/** What `readLocal()` returns when the broker must run the read. */
+const NOT_LOCAL = Symbol('not read in this process');
+/** Reads start with a scratch buffer this long, which grows to fit the values read, up to SCRATCH_MAX. */
+const SCRATCH_START = 64 * 1024;
+/** Longer values come back in a Buffer of their own each time. */
+const SCRATCH_MAX = 1024 * 1024;
+
+const CAPABILITIES = Object.freeze({ hostsBroker: false, ownsServer: true, leaseLocks: false, cluster: false, nearCache: false, mappedStore: true });
 
 /**
  * A broker another process hosts (cluster workers, `connect({ socket })`,
@@ -33,7 +40,7 @@ class BrokerClientBackend {
     /** Calls the store sent back, still in flight on the connection. */
     this.forwarded = 0;
     /** Where the store's reads are copied (see #get). */
-    this.scratch = attachStore === null ? null : Buffer.allocUnsafeSlow(64 * 1024);
+    this.scratch = attachStore === null ? null : Buffer.allocUnsafeSlow(SCRATCH_START);
     /** Set by the handle: hears 'error' and 'reconnect' from the connection. */
     this.onEvent = () => {};
   }
@@ -56,6 +63,8 @@ class BrokerClientBackend {
       }
       if (reply !== undefined) return Promise.resolve(reply);
     }
+    // A value given in parts (see the contract) goes over the socket joined.
+    if (args.some(Array.isArray)) args = args.map((arg) => (Array.isArray(arg) ? Buffer.concat(arg) : arg));
     if (store === null) return this.#connection().call(args);
     this.forwarded += 1;
     const settled = () => {
@@ -72,11 +81,46 @@ class BrokerClientBackend {
    * the scratch buffer comes from Node's pool. Undefined: ask the broker.
    */
   #get(store, key) {
-    const found = store.get(key, this.scratch);
+    const found = this.#read(store, key);
     if (typeof found !== 'number') return found;
     if (found === -1) return null;
     if (found < 0) return undefined;
     return Buffer.from(this.scratch.subarray(0, found));
+  }
+
+  /**
+   * GET on the mapped store, decoded at once from the scratch buffer the
+   * value was copied into (no Buffer of the value is made on the way);
+   * NOT_LOCAL when the broker must run it.
+   */
+  readLocal(key, decode) {
+    const store = this.store === undefined ? this.#attach() : this.store;
+    if (store === null || this.forwarded !== 0) return NOT_LOCAL;
+    let found;
+    try {
+      found = this.#read(store, key);
+    } catch (error) {
+      throw fromNative(error);
+    }
+    if (typeof found !== 'number') return decode(found);
+    if (found === -1) return decode(null);
+    if (found < 0) return NOT_LOCAL;
+    return decode(this.scratch.subarray(0, found));
+  }
+
+  /**
+   * The store's GET into the scratch buffer: the value's length, -1 (no
+   * such key), -2 (ask the broker), or a Buffer of a value longer than the
+   * scratch buffer, which then grows to take the next one.
+   */
+  #read(store, key) {
+    const found = store.get(key, this.scratch);
+    if (typeof found !== 'number' && found.length <= SCRATCH_MAX) {
+      let size = this.scratch.length;
+      while (size < found.length) size *= 2;
+      this.scratch = Buffer.allocUnsafeSlow(Math.min(size, SCRATCH_MAX));
+    }
+    return found;
   }
 
   #attach() {
@@ -248,4 +292,4 @@ class BrokerSubscriber {
   }
 }
 
-module.exports = { BrokerClientBackend };
+module.exports = { BrokerClientBackend, NOT_LOCAL };

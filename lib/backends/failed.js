@@ -1,6 +1,6 @@
 'use strict';
 
-const CAPABILITIES = Object.freeze({ hostsBroker: false, ownsServer: true, leaseLocks: false, cluster: false, nearCache: false });
+const CAPABILITIES = Object.freeze({ hostsBroker: false, ownsServer: true, leaseLocks: false, cluster: false, nearCache: false, mappedStore: false });
 
 /**
  * A backend that can only fail, with the reason it was given (no broker in

@@ -2,7 +2,7 @@
 
 const { fromNative } = require('../errors');
 
-const CAPABILITIES = Object.freeze({ hostsBroker: true, ownsServer: true, leaseLocks: false, cluster: false, nearCache: false });
+const CAPABILITIES = Object.freeze({ hostsBroker: true, ownsServer: true, leaseLocks: false, cluster: false, nearCache: false, mappedStore: false });
 
 /**
  * Runs commands against the store in this process (a cluster primary,

@@ -32,6 +32,10 @@
  *   `eachServer()`, and key events cannot be watched.
  * @property {boolean} nearCache A near cache may sit in front of `call()`
  *   (lib/near-cache.js): `openInvalidations()` and `generation` exist.
+ * @property {boolean} mappedStore Data commands run in this process, on the
+ *   broker's store mapped here (when it could be mapped): `readLocal()`
+ *   exists, and `call()` takes a value given in parts (an array of Buffers,
+ *   joined in the copy the store makes anyway).
  *
  * @typedef {object} Subscriber One pub/sub connection of the process (lib/pubsub.js multiplexes listeners over it).
  * @property {(kind: 'channel' | 'pattern', names: string[]) => Promise<void>} subscribe
@@ -80,13 +84,17 @@
  *   Where `nearCache`: a connection subscribed to the server's key
  *   invalidations (null for a flush), and its client id for `CLIENT
  *   TRACKING … REDIRECT`.
+ * @property {(key: string, decode: (view: Buffer | null) => any) => any} [readLocal]
+ *   Where `mappedStore`: GET run in this process, synchronously, returning
+ *   `decode(view)` of the value (`view` is only valid during the call; null
+ *   for a missing key), or `NOT_LOCAL` when the broker must run it.
  * @property {number} [generation] Where `nearCache`: changes whenever calls
  *   start going over a new connection (tracking is per connection).
  */
 
 const { InProcessBackend } = require('./in-process');
-const { BrokerClientBackend } = require('./broker');
+const { BrokerClientBackend, NOT_LOCAL } = require('./broker');
 const { RedisBackend } = require('./redis');
 const { FailedBackend } = require('./failed');
 
-module.exports = { InProcessBackend, BrokerClientBackend, RedisBackend, FailedBackend };
+module.exports = { InProcessBackend, BrokerClientBackend, RedisBackend, FailedBackend, NOT_LOCAL };

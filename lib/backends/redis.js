@@ -233,7 +233,7 @@ class RedisBackend {
    */
   constructor(target, connectionOptions) {
     this.#target = parseTarget(target);
-    this.#capabilities = Object.freeze({ hostsBroker: false, ownsServer: false, leaseLocks: true, cluster: this.#target.cluster, nearCache: true });
+    this.#capabilities = Object.freeze({ hostsBroker: false, ownsServer: false, leaseLocks: true, cluster: this.#target.cluster, nearCache: true, mappedStore: false });
     this.#connectionOptions = connectionOptions;
     /** Set by the handle: hears 'error' and 'reconnect' from the client. */
     this.onEvent = () => {};
