@@ -486,7 +486,7 @@ class SharedMemory extends EventEmitter {
     if (!Array.isArray(keys)) throw typeError('mget: keys must be an array of strings');
     const stored = keys.map((key) => this.#key(key, 'mget'));
     if (stored.length === 0) return [];
-    return (await this.#data.call(['MGET', ...stored])).map(decode);
+    return (await this.#data.call(['MGET', ...stored])).map((stored) => decode(stored));
   }
 
   async mset(entries) {
