@@ -7,6 +7,7 @@
  * a function's crossing, and these run on every data call.
  *
  * `call(args)`: a data command's reply, or undefined when the broker must run it.
+ * `set(key, value)`: `call(['SET', key, value])`, its arguments converted without the array.
  * `get(key, scratch)`: GET copying the value into `scratch`: its length, -1
  * for a missing key, a Buffer for a value longer than `scratch`, or -2 when
  * the broker must run it.
@@ -17,6 +18,7 @@ function attachLocalStore(native, options) {
   return {
     slot: store.slot,
     call: (args) => native.localStoreCall(id, args),
+    set: (key, value) => native.localStoreSet(id, key, value),
     get: (key, scratch) => native.localStoreGet(id, key, scratch),
     close: () => store.close(),
   };

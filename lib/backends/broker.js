@@ -57,7 +57,9 @@ class BrokerClientBackend {
     if (store !== null && this.forwarded === 0) {
       let reply;
       try {
-        reply = args.length === 2 && args[0] === 'GET' ? this.#get(store, args[1]) : store.call(args);
+        if (args.length === 2 && args[0] === 'GET') reply = this.#get(store, args[1]);
+        else if (args.length === 3 && args[0] === 'SET') reply = store.set(args[1], args[2]);
+        else reply = store.call(args);
       } catch (error) {
         return Promise.reject(fromNative(error));
       }

@@ -12,6 +12,7 @@ mod store;
 mod strings;
 mod transactions;
 
+use std::sync::atomic::{AtomicPtr, Ordering};
 use std::sync::LazyLock;
 
 use bytes::Bytes;
@@ -130,13 +131,28 @@ pub fn all_commands() -> impl Iterator<Item = &'static CommandSpec> {
 static TABLE: LazyLock<ahash::AHashMap<&'static str, &'static CommandSpec>> =
     LazyLock::new(|| all_commands().map(|c| (c.name, c)).collect());
 
+/// The spec `lookup` found last: clients send runs of one command (SET
+/// after SET), which then cost a comparison instead of a hash. Only
+/// pointers to the table's static specs are stored.
+static LAST_FOUND: AtomicPtr<CommandSpec> = AtomicPtr::new(std::ptr::null_mut());
+
 pub fn lookup(name: &[u8]) -> Option<&'static CommandSpec> {
+    let last = LAST_FOUND.load(Ordering::Relaxed);
+    if !last.is_null() {
+        // SAFETY: LAST_FOUND only ever holds a pointer to a static spec.
+        let spec: &'static CommandSpec = unsafe { &*last };
+        if spec.name.as_bytes().eq_ignore_ascii_case(name) {
+            return Some(spec);
+        }
+    }
     let mut lower = [0u8; 32];
     let lower = lower.get_mut(..name.len())?;
     for (dst, src) in lower.iter_mut().zip(name) {
         *dst = src.to_ascii_lowercase();
     }
-    TABLE.get(std::str::from_utf8(lower).ok()?).copied()
+    let spec: &'static CommandSpec = TABLE.get(std::str::from_utf8(lower).ok()?).copied()?;
+    LAST_FOUND.store(spec as *const CommandSpec as *mut CommandSpec, Ordering::Relaxed);
+    Some(spec)
 }
 
 /// Runs one command and returns its reply. Never panics on client input.

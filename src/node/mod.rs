@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use napi::bindgen_prelude::{Buffer, BufferSlice, Either, Function, PromiseRaw, Undefined};
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi::Env;
@@ -222,6 +223,23 @@ impl NativeLocalStore {
     ts_return_type = "unknown"
 )]
 pub fn local_store_call(id: u32, args: Args) -> napi::Result<Either<Reply, Undefined>> {
+    run_attached(id, &args.0)
+}
+
+/// `localStoreCall(id, ['SET', key, value])` without the array: the
+/// commonest write, whose arguments are converted one by one.
+#[cfg_attr(test, allow(dead_code))]
+#[napi(
+    js_name = "localStoreSet",
+    ts_args_type = "id: number, key: string | Buffer, value: string | Buffer | Buffer[]",
+    ts_return_type = "unknown"
+)]
+pub fn local_store_set(id: u32, key: Arg, value: Arg) -> napi::Result<Either<Reply, Undefined>> {
+    run_attached(id, &[Bytes::from_static(b"SET"), key.0, value.0])
+}
+
+#[cfg_attr(test, allow(dead_code))]
+fn run_attached(id: u32, args: &[Bytes]) -> napi::Result<Either<Reply, Undefined>> {
     let Some(entry) = attached_store(id) else {
         return Ok(Either::B(()));
     };
@@ -232,7 +250,7 @@ pub fn local_store_call(id: u32, args: Args) -> napi::Result<Either<Reply, Undef
     let mut ks = db.lock();
     let mut session = entry.session.lock();
     let mut ctx = Ctx::new(db, &mut ks, &mut session, now_ms());
-    match cmd::execute_attached(&mut ctx, &args.0) {
+    match cmd::execute_attached(&mut ctx, args) {
         None => Ok(Either::B(())),
         Some(frame) => Ok(Either::A(Reply(frame).into_result()?)),
     }
