@@ -11,9 +11,9 @@
  * keys with 64 KiB Buffers, and forks workers. It measures
  *   the mapped store (what a worker's data calls use): in one worker of its
  *   own, before any other runs, timing loops of each layer of a get and a
- *   set, for both sizes: the awaited API call; the codec (and the copy out
- *   of the scratch buffer a GET's value lands in); the native store call
- *   (`localStoreGet` / `localStoreCall` on a store the worker attaches
+ *   set, for both sizes: the awaited API call; the codec (a get decodes the
+ *   value where the store copied it); the native store call
+ *   (`localStoreGet` / `localStoreSet` on a store the worker attaches
  *   itself); the same call naming a store that was closed (the N-API
  *   crossing and argument conversion alone); and by difference what the
  *   store and the JS API cost. Loops run in interleaved rounds and report the
@@ -446,7 +446,6 @@ function layersWorkerMain() {
     const closed = native.LocalStore.attach(attachOptions);
     const closedId = closed.id;
     closed.close();
-    const scratch = Buffer.allocUnsafeSlow(SCRATCH_BYTES);
     // A random key order, the same for every loop (as the bench picks keys).
     const order = Uint32Array.from({ length: 1 << 16 }, () => (Math.random() * 2 ** 32) >>> 0);
     const ops = {};
@@ -455,14 +454,20 @@ function layersWorkerMain() {
       const key = (i) => keys[order[i & 0xffff] % keys.length];
       const value = (i) => pool[i % pool.length];
       const encoded = pool.map((v) => codec.encode(v, 'json'));
-      const enc = (i) => encoded[i % encoded.length];
+      // What set() hands the store: a Buffer's tag and bytes as two parts.
+      const inParts = pool.map((v) => codec.encodeInParts(v, 'json'));
+      const enc = (i) => inParts[i % inParts.length];
       // A GET's value as the store gives it back: its stored (encoded) bytes.
       const stored = encoded.map((e) => Buffer.from(e));
+      // The handle's read buffer, as large as it grows for these values.
+      let scratchBytes = SCRATCH_BYTES;
+      while (scratchBytes < stored[0].length) scratchBytes *= 2;
+      const scratch = Buffer.allocUnsafeSlow(scratchBytes);
       const length = native.localStoreGet(store.id, keys[0], scratch);
       const fits = typeof length === 'number';
       if (fits && length <= 0) throw new Error(`localStoreGet gave ${length} for a pre-filled key`);
       if (native.localStoreGet(closedId, keys[0], scratch) !== -2) throw new Error('a closed store answered localStoreGet');
-      if (native.localStoreCall(closedId, ['SET', keys[0], encoded[0]]) !== undefined) throw new Error('a closed store answered localStoreCall');
+      if (native.localStoreSet(closedId, keys[0], inParts[0]) !== undefined) throw new Error('a closed store answered localStoreSet');
       const json = typeof encoded[0] === 'string';
       const texts = json ? encoded : null;
       stored[0].copy(scratch);
@@ -471,9 +476,9 @@ function layersWorkerMain() {
       ops[name] = {
         get: {
           api: { async: true, fn: (i) => shm.get(key(i)) },
-          decode: { fn: (i) => codec.decode(stored[i % stored.length]) },
+          // get() decodes the value where the store copied it (the scratch buffer).
+          decode: { fn: () => codec.decode(scratch.subarray(0, copyLength)) },
           ...(json ? { plain: { fn: (i) => JSON.parse(texts[i % texts.length]) } } : {}),
-          ...(fits ? { copy: { fn: () => Buffer.from(scratch.subarray(0, copyLength)) } } : {}),
           store: { fn: (i) => native.localStoreGet(store.id, key(i), scratch), hot: true },
           crossing: { fn: (i) => native.localStoreGet(closedId, key(i), scratch), hot: true },
           // For comparison when the value does not fit: a scratch buffer that holds it, and the copy out of it.
@@ -486,17 +491,17 @@ function layersWorkerMain() {
         },
         set: {
           api: { async: true, fn: (i) => shm.set(key(i), value(i)) },
-          encode: { fn: (i) => codec.encode(value(i), 'json') },
+          encode: { fn: (i) => codec.encodeInParts(value(i), 'json') },
           ...(json ? { plain: { fn: (i) => JSON.stringify(value(i)) } } : {}),
-          store: { fn: (i) => native.localStoreCall(store.id, ['SET', key(i), enc(i)]), hot: true },
-          crossing: { fn: (i) => native.localStoreCall(closedId, ['SET', key(i), enc(i)]), hot: true },
+          store: { fn: (i) => native.localStoreSet(store.id, key(i), enc(i)), hot: true },
+          crossing: { fn: (i) => native.localStoreSet(closedId, key(i), enc(i)), hot: true },
         },
         fits,
         json,
       };
     }
     const stillClosed = () => {
-      if (native.localStoreGet(closedId, sizes['100 B'].keys[0], scratch) !== -2) throw new Error(`store id ${closedId} was reused: the crossing loops measured a store`);
+      if (native.localStoreGet(closedId, sizes['100 B'].keys[0], Buffer.alloc(16)) !== -2) throw new Error(`store id ${closedId} was reused: the crossing loops measured a store`);
     };
     setup = { store, closedId, ops, stillClosed };
     return setup;
@@ -1108,12 +1113,12 @@ function layerRows(t, op, { fits, json }) {
   const zero = { wall: 0, cpu: 0 };
   const minus = (a, ...bs) => ({ wall: bs.reduce((x, b) => x - b.wall, a.wall), cpu: bs.reduce((x, b) => x - b.cpu, a.cpu) });
   const codecT = op === 'get' ? t.decode : t.encode;
-  const copy = op === 'get' && fits ? t.copy : zero;
+  const copy = zero;
   const rows = [];
   const add = (id, name, inherent, value) => rows.push({ id, name, short: LAYER_SHORT[id], inherent, wall: value.wall, cpu: value.cpu });
   add(
     'js',
-    `the JS API: the handle's checks, the backend's dispatch, the promise and its await, and what the layers cost together beyond their loops alone (cache misses, page faults, GC) (1 − 2${op === 'get' && fits ? ' − copy' : ''} − 3)`,
+    `the JS API: the handle's checks, the backend's dispatch, the promise and its await, and what the layers cost together beyond their loops alone (cache misses, page faults, GC) (1 − 2 − 3)`,
     false,
     minus(t.api, codecT, copy, t.store),
   );
@@ -1128,14 +1133,13 @@ function layerRows(t, op, { fits, json }) {
   } else {
     add(
       'codecCopy',
-      op === 'get' ? '`codec.decode`: the tag check and a copy of the bytes into a new Buffer' : '`codec.encode`: the 5-byte tag and the value copied behind it (`Buffer.concat`)',
+      op === 'get' ? '`codec.decode`: the tag check and a copy of the bytes out of the read buffer into a new Buffer' : '`codec.encodeInParts`: the 5-byte tag beside the value (joined in the native copy)',
       false,
       codecT,
     );
-    rows[rows.length - 1].short = op === 'get' ? "`codec.decode`'s copy of the value into a new Buffer" : "`codec.encode`'s copy of the value behind its tag (`Buffer.concat`)";
+    rows[rows.length - 1].short = op === 'get' ? "`codec.decode`'s copy of the value into a new Buffer" : '`codec.encodeInParts`';
   }
-  if (op === 'get' && fits) add('copy', 'Buffer copy out of the scratch buffer (`Buffer.from(scratch.subarray(0, n))`)', false, copy);
-  add('crossing', `N-API crossing and argument conversion (4: \`${op === 'get' ? 'localStoreGet' : 'localStoreCall'}\` with a closed store's id)`, false, t.crossing);
+  add('crossing', `N-API crossing and argument conversion (4: \`${op === 'get' ? 'localStoreGet' : 'localStoreSet'}\` with a closed store's id)`, false, t.crossing);
   if (op === 'get' && !fits) {
     // The value does not fit the scratch buffer: the call returns it in a new Buffer. A scratch buffer that holds it shows the store's part.
     add('store', "inside the store: lock, hash, index lookup, copy (the same call with a 128 KiB scratch buffer − 4)", true, minus(t.bigScratch, t.crossing));
@@ -1191,7 +1195,7 @@ function reportLayers(push, layers) {
     `Measured in a worker of its own, before the load phases start, on the store it maps; the broker holds the 10,000 pre-filled keys of 100-byte JSON and ${int(BIG_WORKLOAD.keys)} keys of 64 KiB Buffers (the bench's 64 KiB workload: random bytes). Each layer is a timing loop over random keys; the loops run in ${layers.rounds} interleaved rounds of about ${layers.roundMs} ms, and each figure is the median round, in wall ns per call and in CPU ns per call (\`process.cpuUsage\` of the worker: the figure to trust on a loaded machine; shares and bounds use it). Load average (1 / 5 / 15 min) when the loops started ${layers.loadavg.map((v) => v.toFixed(2)).join(' / ')}, when they ended ${layers.loadavgAfter.map((v) => v.toFixed(2)).join(' / ')}.\n`,
   );
   push(
-    'The layers: (1) the awaited API call; (2) the codec, and for a get the copy out of the scratch buffer; (3) the native store call (`localStoreGet` / `localStoreCall`) on a store the worker attached itself; (4) the same native call naming a store that was attached and closed: it returns right after converting its arguments, so it is the N-API crossing alone. Inside the store = 3 − 4; the JS API = 1 − 2 − 3. "Inherent" marks what any store of these values in shared memory has to do (JSON.stringify / JSON.parse of the value, the store\'s own lock, hash, lookup, copy and journal); the next bound is the largest layer that is not. A difference below zero is smaller than the noise.\n',
+    'The layers: (1) the awaited API call; (2) the codec (a get decodes the value where the store copied it, in the handle\'s read buffer; a set hands a Buffer\'s tag and bytes over as two parts); (3) the native store call (`localStoreGet` / `localStoreSet`) on a store the worker attached itself; (4) the same native call naming a store that was attached and closed: it returns right after converting its arguments, so it is the N-API crossing alone. Inside the store = 3 − 4; the JS API = 1 − 2 − 3. "Inherent" marks what any store of these values in shared memory has to do (JSON.stringify / JSON.parse of the value, the store\'s own lock, hash, lookup, copy and journal); the next bound is the largest layer that is not. A difference below zero is smaller than the noise.\n',
   );
   const summary = {};
   for (const [size, bySize] of Object.entries(layers.sizes)) {

@@ -339,12 +339,7 @@ impl Handle {
             if slot == EMPTY || slot == TOMBSTONE {
                 continue;
             }
-            let mut pos = (slot >> 32) & mask;
-            while self.w(table + pos * 8) != EMPTY {
-                pos = (pos + 1) & mask;
-            }
-            // The new table is not linked yet: no journaling.
-            self.store.region.u64(table + pos * 8).store(slot, Ordering::Relaxed);
+            self.place_unlinked(table, mask, slot);
             live += 1;
         }
         self.write(sb + T_TABLE, table)?;
@@ -356,6 +351,16 @@ impl Handle {
             self.account(stripe, -((old_cap * 8) as i64))?;
         }
         Ok(())
+    }
+
+    /// Puts `slot` at the first empty position of its probe sequence in a
+    /// table no stripe links yet (so the write is not journaled).
+    fn place_unlinked(&self, table: u64, mask: u64, slot: u64) {
+        let mut pos = (slot >> 32) & mask;
+        while self.w(table + pos * 8) != EMPTY {
+            pos = (pos + 1) & mask;
+        }
+        self.store.region.u64(table + pos * 8).store(slot, Ordering::Relaxed);
     }
 
     /// Moves the stripe's objects up to a page in size (entries, and its
@@ -388,11 +393,7 @@ impl Handle {
                     self.store.region.copy_within(entry.0, moved, raw);
                     slot = (slot & !0xffff_ffff) | (moved / 8);
                 }
-                let mut pos = (slot >> 32) & mask;
-                while self.w(table + pos * 8) != EMPTY {
-                    pos = (pos + 1) & mask;
-                }
-                self.store.region.u64(table + pos * 8).store(slot, Ordering::Relaxed);
+                self.place_unlinked(table, mask, slot);
                 live += 1;
             }
             self.write(sb + T_TABLE, table)?;

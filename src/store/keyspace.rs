@@ -878,18 +878,28 @@ impl Keyspace {
     pub fn live_entries(&mut self, now: u64) -> Vec<Entry> {
         let mut out = Vec::with_capacity(self.len());
         for stripe in 0..STRIPE_COUNT as u32 {
-            self.op(|ks| {
-                let locked = ks.h.lock(stripe);
-                if ks.check(locked).is_some() {
-                    for f in ks.h.entries(stripe) {
-                        if f.entry.expires_at(&ks.h) > now {
-                            out.push(ks.copy(f));
-                        }
-                    }
-                }
-            });
+            self.each_live_in(stripe, now, |ks, found| out.push(ks.copy(found)));
         }
         out
+    }
+
+    /// Runs `f` on each live entry of `stripe` under its lock (in the
+    /// operation in flight, or in one of its own); returns how many entries
+    /// it looked at, expired ones included.
+    fn each_live_in(&mut self, stripe: u32, now: u64, mut f: impl FnMut(&Self, Found)) -> usize {
+        self.op(|ks| {
+            let locked = ks.h.lock(stripe);
+            if ks.check(locked).is_none() {
+                return 0;
+            }
+            let entries = ks.h.entries(stripe);
+            for &found in &entries {
+                if found.entry.expires_at(&ks.h) > now {
+                    f(ks, found);
+                }
+            }
+            entries.len()
+        })
     }
 
     /// Every live key matching `pattern` (KEYS).
@@ -898,17 +908,10 @@ impl Keyspace {
         let glob = Glob::new(pattern);
         let mut out = Vec::new();
         for stripe in 0..STRIPE_COUNT as u32 {
-            self.op(|ks| {
-                let locked = ks.h.lock(stripe);
-                if ks.check(locked).is_some() {
-                    for f in ks.h.entries(stripe) {
-                        if f.entry.expires_at(&ks.h) > now {
-                            let key = f.entry.key(&ks.h);
-                            if all || glob.matches(&key) {
-                                out.push(Bytes::from(key));
-                            }
-                        }
-                    }
+            self.each_live_in(stripe, now, |ks, found| {
+                let key = found.entry.key(&ks.h);
+                if all || glob.matches(&key) {
+                    out.push(Bytes::from(key));
                 }
             });
         }
@@ -932,18 +935,10 @@ impl Keyspace {
         let mut found = Vec::new();
         let mut visited = 0;
         while (stripe as u64) < STRIPE_COUNT && visited < count.max(1) {
-            self.op(|ks| {
-                let locked = ks.h.lock(stripe);
-                if ks.check(locked).is_some() {
-                    for f in ks.h.entries(stripe) {
-                        visited += 1;
-                        if f.entry.expires_at(&ks.h) > now {
-                            let entry = ks.copy(f);
-                            if keep(&entry) {
-                                found.push(entry.key);
-                            }
-                        }
-                    }
+            visited += self.each_live_in(stripe, now, |ks, live| {
+                let entry = ks.copy(live);
+                if keep(&entry) {
+                    found.push(entry.key);
                 }
             });
             stripe += 1;
