@@ -99,6 +99,16 @@ impl EntryRef {
     }
 }
 
+/// What a new entry holds besides its key.
+pub struct EntryFields<'a> {
+    pub value: &'a [u8],
+    /// Unix ms; [`NEVER`] for a persistent key.
+    pub expires_at: u64,
+    pub version: u64,
+    /// The LRU clock of the write.
+    pub clock: u32,
+}
+
 impl Handle {
     fn w(&self, off: u64) -> u64 {
         self.store.region.u64(off).load(Ordering::Relaxed)
@@ -151,25 +161,19 @@ impl Handle {
         Ok((v << 8) | stripe as u64)
     }
 
-    fn new_entry(
-        &mut self,
-        stripe: u32,
-        key: &[u8],
-        value: &[u8],
-        expires_at: u64,
-        version: u64,
-        clock: u32,
-    ) -> Result<EntryRef> {
-        let size = E_HEADER + key.len() as u64 + value.len() as u64;
+    /// A new entry with room for a key of `key_len` bytes, which the caller
+    /// writes (from its argument, or from the entry it replaces).
+    fn new_entry(&mut self, stripe: u32, key_len: u64, fields: &EntryFields<'_>) -> Result<EntryRef> {
+        let value = fields.value;
+        let size = E_HEADER + key_len + value.len() as u64;
         let obj = self.alloc(stripe, size)?;
         // A fresh object nothing links to yet: written without journaling.
         let r = &self.store.region;
-        r.u64(obj + E_LENS).store(key.len() as u64 | ((value.len() as u64) << 32), Ordering::Relaxed);
-        r.u64(obj + E_EXPIRES).store(expires_at, Ordering::Relaxed);
-        r.u64(obj + E_VERSION).store(version, Ordering::Relaxed);
-        r.u64(obj + E_ACCESS).store(clock as u64, Ordering::Relaxed);
-        r.write_bytes(obj + E_HEADER, key);
-        r.write_bytes(obj + E_HEADER + key.len() as u64, value);
+        r.u64(obj + E_LENS).store(key_len | ((value.len() as u64) << 32), Ordering::Relaxed);
+        r.u64(obj + E_EXPIRES).store(fields.expires_at, Ordering::Relaxed);
+        r.u64(obj + E_VERSION).store(fields.version, Ordering::Relaxed);
+        r.u64(obj + E_ACCESS).store(fields.clock as u64, Ordering::Relaxed);
+        r.write_bytes(obj + E_HEADER + key_len, value);
         self.account(stripe, rounded(size) as i64)?;
         Ok(EntryRef(obj))
     }
@@ -206,19 +210,11 @@ impl Handle {
     }
 
     /// Adds `key`, which the stripe does not hold.
-    #[allow(clippy::too_many_arguments)] // the entry's fields, each its own word
-    pub fn insert(
-        &mut self,
-        stripe: u32,
-        hh: u32,
-        key: &[u8],
-        value: &[u8],
-        expires_at: u64,
-        version: u64,
-        clock: u32,
-    ) -> Result<EntryRef> {
+    pub fn insert(&mut self, stripe: u32, hh: u32, key: &[u8], fields: &EntryFields<'_>) -> Result<EntryRef> {
         self.make_space(stripe)?;
-        let entry = self.new_entry(stripe, key, value, expires_at, version, clock)?;
+        let entry = self.new_entry(stripe, key.len() as u64, fields)?;
+        self.store.region.write_bytes(entry.0 + E_HEADER, key);
+        let expires_at = fields.expires_at;
         let sb = stripe_base(stripe);
         let (table, mask) = (self.w(sb + T_TABLE), self.w(sb + T_CAP) - 1);
         let mut pos = hh as u64 & mask;
@@ -239,17 +235,13 @@ impl Handle {
     }
 
     /// Replaces the entry at `found` with a new one for the same key.
-    pub fn replace(
-        &mut self,
-        found: Found,
-        value: &[u8],
-        expires_at: u64,
-        version: u64,
-        clock: u32,
-    ) -> Result<EntryRef> {
+    pub fn replace(&mut self, found: Found, fields: &EntryFields<'_>) -> Result<EntryRef> {
         let old = found.entry;
-        let key = old.key(self);
-        let entry = self.new_entry(found.stripe, &key, value, expires_at, version, clock)?;
+        let key_len = old.key_len(self) as u64;
+        let entry = self.new_entry(found.stripe, key_len, fields)?;
+        // The old entry is freed only as the operation ends: its key is still there.
+        self.store.region.copy_within(old.0 + E_HEADER, entry.0 + E_HEADER, key_len);
+        let expires_at = fields.expires_at;
         let table = self.w(stripe_base(found.stripe) + T_TABLE);
         let slot_at = table + found.pos * 8;
         self.write(slot_at, (self.w(slot_at) & !0xffff_ffff) | (entry.0 / 8))?;

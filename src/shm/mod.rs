@@ -28,7 +28,7 @@ use std::io;
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
 
-pub use index::{EntryRef, Found, NEVER};
+pub use index::{EntryFields, EntryRef, Found, NEVER};
 pub use region::Region;
 pub use txn::{is_alive as txn_is_alive, Handle};
 

@@ -22,7 +22,7 @@ use super::sample::Sampler;
 use super::tracking::Tracking;
 use crate::shm::layout::{self, STRIPE_COUNT};
 use crate::shm::NEVER;
-use crate::shm::{Found, Handle, Store, StoreError};
+use crate::shm::{EntryFields, Found, Handle, Store, StoreError};
 
 /// A copy of one key with its string value (the only Redis type so far).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -609,8 +609,8 @@ impl Keyspace {
             let Some(version) = ks.bump_version(key, stripe) else { return };
             let clock = lru_clock(now);
             let written = match previous {
-                Some(found) => ks.h.replace(found, value, expires_at, version, clock),
-                None => ks.h.insert(stripe, hh, key, value, expires_at, version, clock),
+                Some(found) => ks.h.replace(found, &EntryFields { value, expires_at, version, clock }),
+                None => ks.h.insert(stripe, hh, key, &EntryFields { value, expires_at, version, clock }),
             };
             ks.check(written);
         })
@@ -630,7 +630,8 @@ impl Keyspace {
             value[offset..end].copy_from_slice(bytes);
             let expires_at = found.entry.expires_at(&ks.h);
             let version = ks.bump_version(key, found.stripe)?;
-            let written = ks.h.replace(found, &value, expires_at, version, lru_clock(now));
+            let written =
+                ks.h.replace(found, &EntryFields { value: &value, expires_at, version, clock: lru_clock(now) });
             ks.check(written)?;
             Some(value.len())
         })
