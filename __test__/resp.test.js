@@ -41,6 +41,17 @@ test('commands are encoded as RESP arrays of bulk strings, UTF-8 and binary safe
   expect(mixed.writes).toBe(1);
 });
 
+test('a value in parts (a Buffer value\'s tag and bytes) goes on the wire as one bulk string, its Buffers not copied', async () => {
+  const tag = Buffer.from([0xff, 0x53, 0x48, 0x4d, 1]);
+  const body = Buffer.from([0, 13, 10, 255]);
+  const encoded = encodeCommand(['SET', 'k', [tag, body], 'PX', '10']);
+  expect(encoded).toContain(tag);
+  expect(encoded).toContain(body);
+  expect((await written([encoded])).bytes).toEqual(
+    Buffer.concat([Buffer.from('*5\r\n$3\r\nSET\r\n$1\r\nk\r\n$9\r\n'), tag, body, Buffer.from('\r\n$2\r\nPX\r\n$2\r\n10\r\n')]),
+  );
+});
+
 const wire = Buffer.from('+OK\r\n-ERR bad thing\r\n:-42\r\n$5\r\nhe\r\no\r\n$-1\r\n*3\r\n:1\r\n*2\r\n$1\r\na\r\n$-1\r\n+x\r\n*-1\r\n$0\r\n\r\n');
 
 function check(replies) {

@@ -387,4 +387,4 @@ function authError(options, reply = '') {
   return shmError(CODES.AUTH, `the cluster-shm broker at ${options.socket} refused this process: ${why}`);
 }
 
-module.exports = { Connection, open, readReplies };
+module.exports = { Connection };

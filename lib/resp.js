@@ -10,9 +10,10 @@
 const { CODES, shmError } = require('./errors');
 
 /**
- * Encodes a command (strings and Buffers) as a RESP array of bulk strings:
- * a string when every argument is one, else an array of strings and the
- * Buffer arguments themselves, which are never copied here. A string is
+ * Encodes a command (strings, Buffers, and values in parts: arrays of
+ * Buffers making one argument) as a RESP array of bulk strings: a string
+ * when every argument is one, else an array of strings and the Buffers
+ * themselves, which are never copied here. A string is
  * built in JS and written by the socket in one copy; filling a Buffer piece
  * by piece cost a call into C++ per piece (ten times the time for a SET).
  */
@@ -23,6 +24,12 @@ function encodeCommand(args) {
     const arg = args[i];
     if (typeof arg === 'string') {
       text += `$${Buffer.byteLength(arg)}\r\n${arg}\r\n`;
+    } else if (Array.isArray(arg)) {
+      // A value in parts (lib/backends/index.js): one bulk string, its Buffers in turn.
+      let length = 0;
+      for (const part of arg) length += part.length;
+      (parts ??= []).push(`${text}$${length}\r\n`, ...arg);
+      text = '\r\n';
     } else {
       (parts ??= []).push(`${text}$${arg.length}\r\n`, arg);
       text = '\r\n';

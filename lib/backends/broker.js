@@ -65,8 +65,6 @@ class BrokerClientBackend {
       }
       if (reply !== undefined) return Promise.resolve(reply);
     }
-    // A value given in parts (see the contract) goes over the socket joined.
-    if (args.some(Array.isArray)) args = args.map((arg) => (Array.isArray(arg) ? Buffer.concat(arg) : arg));
     if (store === null) return this.#connection().call(args);
     this.forwarded += 1;
     const settled = () => {

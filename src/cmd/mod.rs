@@ -281,9 +281,7 @@ pub fn execute_attached(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Option<Frame> {
             return (!ctx.ks.must_forward(now)).then_some(refused);
         }
     }
-    ctx.ks.begin_command(command_keys(spec, args), false);
-    if ctx.ks.must_forward(now) {
-        ctx.ks.abandon_command();
+    if !begin_attached(ctx.ks, command_keys(spec, args), now) {
         ctx.ks.release_admission();
         return None;
     }
@@ -294,6 +292,18 @@ pub fn execute_attached(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Option<Frame> {
         Ok(()) => reply,
         Err(e) => Frame::error(e.to_string()),
     })
+}
+
+/// Starts an attached process's command with the stripes of `keys` locked;
+/// rolls it back and returns false when the broker must run it instead
+/// (checked under those locks: see [`execute_attached`]).
+fn begin_attached<'k>(ks: &mut Keyspace, keys: impl Iterator<Item = &'k Bytes>, now: u64) -> bool {
+    ks.begin_command(keys, false);
+    if ks.must_forward(now) {
+        ks.abandon_command();
+        return false;
+    }
+    true
 }
 
 /// What [`get_attached`] found.
@@ -314,9 +324,7 @@ pub fn get_attached(ks: &mut Keyspace, key: &Bytes, now: u64, out: &mut [u8]) ->
     if ks.must_forward(now) {
         return AttachedRead::Forward;
     }
-    ks.begin_command(std::iter::once(key), false);
-    if ks.must_forward(now) {
-        ks.abandon_command();
+    if !begin_attached(ks, std::iter::once(key), now) {
         return AttachedRead::Forward;
     }
     let read = ks.read_into(key, now, out);

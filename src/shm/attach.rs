@@ -107,13 +107,9 @@ fn cloexec() -> libc::c_int {
     0
 }
 
-fn command(args: &[&[u8]]) -> Vec<u8> {
-    let mut out = format!("*{}\r\n", args.len()).into_bytes();
-    for arg in args {
-        out.extend_from_slice(format!("${}\r\n", arg.len()).as_bytes());
-        out.extend_from_slice(arg);
-        out.extend_from_slice(b"\r\n");
-    }
+fn command(args: &[&[u8]]) -> bytes::BytesMut {
+    let mut out = bytes::BytesMut::new();
+    crate::resp::encode_command(args, &mut out);
     out
 }
 

@@ -179,10 +179,10 @@ impl Handle {
     }
 
     fn drop_entry(&mut self, stripe: u32, entry: EntryRef) -> Result<()> {
-        let size = entry.size(self);
-        let raw = E_HEADER + entry.key_len(self) as u64 + entry.value_len(self) as u64;
+        let (k, v) = entry.lens(self);
+        let raw = E_HEADER + k + v;
         self.free(stripe, entry.0, raw)?;
-        self.account(stripe, -(size as i64))
+        self.account(stripe, -(rounded(raw) as i64))
     }
 
     fn account(&mut self, stripe: u32, bytes: i64) -> Result<()> {
@@ -377,7 +377,8 @@ impl Handle {
                     continue;
                 }
                 let entry = EntryRef((slot & 0xffff_ffff) * 8);
-                let raw = E_HEADER + entry.key_len(self) as u64 + entry.value_len(self) as u64;
+                let (k, v) = entry.lens(self);
+                let raw = E_HEADER + k + v;
                 if class_of(raw).is_some() {
                     // A fresh object: copied unlogged, reachable only
                     // through the new table.

@@ -152,13 +152,6 @@ impl Region {
             libc::madvise(self.base.add(start as usize) as *mut libc::c_void, (end - start) as usize, remove_advice());
         }
     }
-
-    /// The address of a word, for futex calls.
-    pub fn addr(&self, off: u64) -> *const u32 {
-        self.check(off, 4, 4);
-        // SAFETY: in bounds.
-        unsafe { self.base.add(off as usize) as *const u32 }
-    }
 }
 
 impl Drop for Region {

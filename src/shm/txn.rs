@@ -33,7 +33,6 @@ pub struct Handle {
     /// slot + 1: what this thread's lock words hold.
     me: u32,
     held: [u64; ALL_LOCK_IDS.div_ceil(64)],
-    highest: Option<u32>,
     records: u64,
     active: bool,
     /// Free page runs to give back once committed (nobody may reuse them
@@ -127,7 +126,6 @@ impl Handle {
                         slot,
                         me: slot + 1,
                         held: Default::default(),
-                        highest: None,
                         records: 0,
                         active: false,
                         release_after_commit: Vec::new(),
@@ -166,7 +164,6 @@ impl Handle {
 
     fn mark_held(&mut self, id: u32) {
         self.held[id as usize / 64] |= 1 << (id % 64);
-        self.highest = Some(self.highest.map_or(id, |h| h.max(id)));
     }
 
     /// Starts an operation; its changes are undone unless it commits.
@@ -299,12 +296,16 @@ impl Handle {
         if !self.active {
             return Ok(());
         }
-        for (stripe, obj, size) in std::mem::take(&mut self.frees) {
+        // Taken and put back, so the list keeps its capacity.
+        let mut frees = std::mem::take(&mut self.frees);
+        for &(stripe, obj, size) in &frees {
             if let Err(e) = self.release_object(stripe, obj, size) {
                 self.abort();
                 return Err(e);
             }
         }
+        frees.clear();
+        self.frees = frees;
         #[cfg(all(test, target_os = "linux"))]
         super::crash_points::step();
         self.store.region.u64(slot_base(self.slot) + S_JOURNAL_STATE).store(JOURNAL_IDLE, Ordering::Release);
@@ -341,7 +342,6 @@ impl Handle {
             }
         }
         self.held = Default::default();
-        self.highest = None;
     }
 
     /// Repairs after the process of `slot` if it is gone (or after one that

@@ -112,21 +112,11 @@ impl Default for Db {
 }
 
 impl Db {
+    /// The broker's: a Db over a keyspace in a new store of its own.
     pub fn new() -> Db {
-        Db {
-            shared: Arc::new(Shared {
-                keyspace: Mutex::new(Keyspace::new()),
-                config: RwLock::new(Config::default()),
-                counters: Counters::default(),
-                started: Instant::now(),
-                run_id: random_hex(20),
-            }),
-        }
+        Self::attached(Keyspace::new())
     }
 
-    /// The broker's keyspace. When the guard goes, attached processes are
-    /// told whether their changes must now go through the broker (someone
-    /// started or stopped listening for them).
     /// A Db over a keyspace of a store another process (the broker) shares:
     /// what an attached process runs its data commands on.
     pub fn attached(keyspace: Keyspace) -> Db {
@@ -141,6 +131,9 @@ impl Db {
         }
     }
 
+    /// The broker's keyspace. When the guard goes, attached processes are
+    /// told whether their changes must now go through the broker (someone
+    /// started or stopped listening for them).
     pub fn lock(&self) -> KeyspaceGuard<'_> {
         KeyspaceGuard(self.shared.keyspace.lock())
     }
