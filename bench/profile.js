@@ -346,8 +346,10 @@ class RawClient {
 // ---------------------------------------------------------------------------
 // The mapped store, layer by layer: measured in a worker of its own
 
-/** The size of the buffer lib/api.js's RemoteBackend copies a GET's value into. */
-const SCRATCH_BYTES = 64 * 1024;
+/** The size of the buffer lib/backends/broker.js copies a GET's value into; a longer value comes back in a Buffer of its own. */
+const SCRATCH_BYTES = 4 * 1024;
+/** A scratch buffer that holds a 64 KiB value, for comparison. */
+const BIG_SCRATCH_BYTES = 128 * 1024;
 /** The bench's 64 KiB workload: 1,000 keys of 64 KiB random-byte Buffers (bench/lib/workload.js). */
 const BIG_WORKLOAD = WORKLOADS.buffer;
 const bigKeyName = (i) => `profile:64k:${i}`;
@@ -459,10 +461,8 @@ function layersWorkerMain() {
       const enc = (i) => inParts[i % inParts.length];
       // A GET's value as the store gives it back: its stored (encoded) bytes.
       const stored = encoded.map((e) => Buffer.from(e));
-      // The handle's read buffer, as large as it grows for these values.
-      let scratchBytes = SCRATCH_BYTES;
-      while (scratchBytes < stored[0].length) scratchBytes *= 2;
-      const scratch = Buffer.allocUnsafeSlow(scratchBytes);
+      // The handle's read buffer.
+      const scratch = Buffer.allocUnsafeSlow(SCRATCH_BYTES);
       const length = native.localStoreGet(store.id, keys[0], scratch);
       const fits = typeof length === 'number';
       if (fits && length <= 0) throw new Error(`localStoreGet gave ${length} for a pre-filled key`);
@@ -472,12 +472,14 @@ function layersWorkerMain() {
       const texts = json ? encoded : null;
       stored[0].copy(scratch);
       const copyLength = stored[0].length;
-      const bigScratch = fits ? null : Buffer.allocUnsafeSlow(2 * SCRATCH_BYTES);
+      const bigScratch = fits ? null : Buffer.allocUnsafeSlow(BIG_SCRATCH_BYTES);
+      // A long value as the native call returns it: a Buffer of its own, which decode may keep.
+      const owned = Buffer.from(stored[0]);
       ops[name] = {
         get: {
           api: { async: true, fn: (i) => shm.get(key(i)) },
-          // get() decodes the value where the store copied it (the scratch buffer).
-          decode: { fn: () => codec.decode(scratch.subarray(0, copyLength)) },
+          // get() decodes the value where the store copied it: the scratch buffer, or a long value's own Buffer.
+          decode: fits ? { fn: () => codec.decode(scratch.subarray(0, copyLength)) } : { fn: () => codec.decode(owned, true) },
           ...(json ? { plain: { fn: (i) => JSON.parse(texts[i % texts.length]) } } : {}),
           store: { fn: (i) => native.localStoreGet(store.id, key(i), scratch), hot: true },
           crossing: { fn: (i) => native.localStoreGet(closedId, key(i), scratch), hot: true },
@@ -1133,17 +1135,21 @@ function layerRows(t, op, { fits, json }) {
   } else {
     add(
       'codecCopy',
-      op === 'get' ? '`codec.decode`: the tag check and a copy of the bytes out of the read buffer into a new Buffer' : '`codec.encodeInParts`: the 5-byte tag beside the value (joined in the native copy)',
+      op === 'get'
+        ? fits
+          ? '`codec.decode`: the tag check and a copy of the bytes out of the read buffer into a new Buffer'
+          : '`codec.decode`: the tag check; the bytes are returned as a view of the Buffer the native call made, not copied'
+        : '`codec.encodeInParts`: the 5-byte tag beside the value (joined natively)',
       false,
       codecT,
     );
-    rows[rows.length - 1].short = op === 'get' ? "`codec.decode`'s copy of the value into a new Buffer" : '`codec.encodeInParts`';
+    rows[rows.length - 1].short = op === 'get' ? '`codec.decode`' : '`codec.encodeInParts`';
   }
   add('crossing', `N-API crossing and argument conversion (4: \`${op === 'get' ? 'localStoreGet' : 'localStoreSet'}\` with a closed store's id)`, false, t.crossing);
   if (op === 'get' && !fits) {
     // The value does not fit the scratch buffer: the call returns it in a new Buffer. A scratch buffer that holds it shows the store's part.
     add('store', "inside the store: lock, hash, index lookup, copy (the same call with a 128 KiB scratch buffer − 4)", true, minus(t.bigScratch, t.crossing));
-    add('buffer', 'the new Buffer the native call returns a value longer than the 64 KiB scratch buffer in (3 − the same call with a 128 KiB scratch buffer)', false, minus(t.store, t.bigScratch));
+    add('buffer', 'the new Buffer the native call copies a value longer than the 4 KiB read buffer into, out of the mapping (3 − the same call with a 128 KiB scratch buffer)', false, minus(t.store, t.bigScratch));
   } else {
     add('store', `inside the store: lock, hash, index lookup, copy${op === 'set' ? ', journal' : ''} (3 − 4)`, true, minus(t.store, t.crossing));
   }
@@ -1195,7 +1201,7 @@ function reportLayers(push, layers) {
     `Measured in a worker of its own, before the load phases start, on the store it maps; the broker holds the 10,000 pre-filled keys of 100-byte JSON and ${int(BIG_WORKLOAD.keys)} keys of 64 KiB Buffers (the bench's 64 KiB workload: random bytes). Each layer is a timing loop over random keys; the loops run in ${layers.rounds} interleaved rounds of about ${layers.roundMs} ms, and each figure is the median round, in wall ns per call and in CPU ns per call (\`process.cpuUsage\` of the worker: the figure to trust on a loaded machine; shares and bounds use it). Load average (1 / 5 / 15 min) when the loops started ${layers.loadavg.map((v) => v.toFixed(2)).join(' / ')}, when they ended ${layers.loadavgAfter.map((v) => v.toFixed(2)).join(' / ')}.\n`,
   );
   push(
-    'The layers: (1) the awaited API call; (2) the codec (a get decodes the value where the store copied it, in the handle\'s read buffer; a set hands a Buffer\'s tag and bytes over as two parts); (3) the native store call (`localStoreGet` / `localStoreSet`) on a store the worker attached itself; (4) the same native call naming a store that was attached and closed: it returns right after converting its arguments, so it is the N-API crossing alone. Inside the store = 3 − 4; the JS API = 1 − 2 − 3. "Inherent" marks what any store of these values in shared memory has to do (JSON.stringify / JSON.parse of the value, the store\'s own lock, hash, lookup, copy and journal); the next bound is the largest layer that is not. A difference below zero is smaller than the noise.\n',
+    'The layers: (1) the awaited API call; (2) the codec (a get decodes the value where the store copied it: the handle\'s 4 KiB read buffer, or the Buffer of its own a longer value comes back in; a set hands a Buffer\'s tag and bytes over as two parts); (3) the native store call (`localStoreGet` / `localStoreSet`) on a store the worker attached itself; (4) the same native call naming a store that was attached and closed: it returns right after converting its arguments, so it is the N-API crossing alone. Inside the store = 3 − 4; the JS API = 1 − 2 − 3. "Inherent" marks what any store of these values in shared memory has to do (JSON.stringify / JSON.parse of the value, the store\'s own lock, hash, lookup, copy and journal); the next bound is the largest layer that is not. A difference below zero is smaller than the noise.\n',
   );
   const summary = {};
   for (const [size, bySize] of Object.entries(layers.sizes)) {

@@ -202,13 +202,17 @@ function toBuffer(view) {
   return Buffer.isBuffer(view) ? view : Buffer.from(view.buffer, view.byteOffset, view.byteLength);
 }
 
-/** Decodes a stored value; a missing value (null reply) is `undefined`. */
-function decode(stored) {
+/**
+ * Decodes a stored value; a missing value (null reply) is `undefined`.
+ * `owned`: `stored` is a Buffer nobody else holds or writes, so a byte value
+ * is returned as a view of it rather than copied.
+ */
+function decode(stored, owned = false) {
   if (stored === null || stored === undefined) return undefined;
   if (typeof stored === 'number') return stored;
   if (stored.length >= HEADER_LENGTH && stored[0] === 0xff && stored[1] === MAGIC[1] && stored[2] === MAGIC[2] && stored[3] === MAGIC[3]) {
     const body = stored.subarray(HEADER_LENGTH);
-    if (stored[4] === KIND_BYTES) return Buffer.from(body);
+    if (stored[4] === KIND_BYTES) return owned ? body : Buffer.from(body);
     if (stored[4] === KIND_V8) return v8.deserialize(body);
   }
   const text = stored.toString('utf8');
@@ -216,7 +220,8 @@ function decode(stored) {
     return JSON.parse(text);
   } catch {
     // Written by another client: not ours to reinterpret.
-    return isUtf8(stored) ? text : Buffer.from(stored);
+    if (isUtf8(stored)) return text;
+    return owned ? stored : Buffer.from(stored);
   }
 }
 

@@ -5,10 +5,14 @@ const { Connection } = require('../connection');
 
 /** What `readLocal()` returns when the broker must run the read. */
 const NOT_LOCAL = Symbol('not read in this process');
-/** Reads start with a scratch buffer this long, which grows to fit the values read, up to SCRATCH_MAX. */
-const SCRATCH_START = 64 * 1024;
-/** Longer values come back in a Buffer of their own each time. */
-const SCRATCH_MAX = 1024 * 1024;
+/**
+ * Reads copy values up to this long into one reused buffer; longer ones come
+ * back in a Buffer of their own, copied once out of the mapping, which a
+ * byte value is then returned as a view of. Past 4 KiB, Node's Buffer.from
+ * no longer takes from its pool: a copy out of a reused buffer would cost
+ * an allocation as well as a second copy.
+ */
+const SCRATCH_BYTES = 4 * 1024;
 
 const CAPABILITIES = Object.freeze({ hostsBroker: false, ownsServer: true, leaseLocks: false, cluster: false, nearCache: false, mappedStore: true });
 
@@ -40,7 +44,7 @@ class BrokerClientBackend {
     /** Calls the store sent back, still in flight on the connection. */
     this.forwarded = 0;
     /** Where the store's reads are copied (see #get). */
-    this.scratch = attachStore === null ? null : Buffer.allocUnsafeSlow(SCRATCH_START);
+    this.scratch = attachStore === null ? null : Buffer.allocUnsafeSlow(SCRATCH_BYTES);
     /** Set by the handle: hears 'error' and 'reconnect' from the connection. */
     this.onEvent = () => {};
   }
@@ -77,11 +81,11 @@ class BrokerClientBackend {
 
   /**
    * GET through the store's copy-into-a-buffer read: no native Buffer per
-   * read (each costs a malloc'd backing store and GC work); the copy out of
-   * the scratch buffer comes from Node's pool. Undefined: ask the broker.
+   * short read (each costs a malloc'd backing store and GC work); the copy
+   * out of the scratch buffer comes from Node's pool. Undefined: ask the broker.
    */
   #get(store, key) {
-    const found = this.#read(store, key);
+    const found = store.get(key, this.scratch);
     if (typeof found !== 'number') return found;
     if (found === -1) return null;
     if (found < 0) return undefined;
@@ -89,8 +93,9 @@ class BrokerClientBackend {
   }
 
   /**
-   * GET on the mapped store, decoded at once from the scratch buffer the
-   * value was copied into (no Buffer of the value is made on the way);
+   * GET on the mapped store, decoded at once: from the scratch buffer the
+   * value was copied into (no Buffer of it is made on the way), or from the
+   * Buffer of its own a long value came back in (which decode may keep).
    * NOT_LOCAL when the broker must run it.
    */
   readLocal(key, decode) {
@@ -98,29 +103,14 @@ class BrokerClientBackend {
     if (store === null || this.forwarded !== 0) return NOT_LOCAL;
     let found;
     try {
-      found = this.#read(store, key);
+      found = store.get(key, this.scratch);
     } catch (error) {
       throw fromNative(error);
     }
-    if (typeof found !== 'number') return decode(found);
-    if (found === -1) return decode(null);
+    if (typeof found !== 'number') return decode(found, true);
+    if (found === -1) return decode(null, false);
     if (found < 0) return NOT_LOCAL;
-    return decode(this.scratch.subarray(0, found));
-  }
-
-  /**
-   * The store's GET into the scratch buffer: the value's length, -1 (no
-   * such key), -2 (ask the broker), or a Buffer of a value longer than the
-   * scratch buffer, which then grows to take the next one.
-   */
-  #read(store, key) {
-    const found = store.get(key, this.scratch);
-    if (typeof found !== 'number' && found.length <= SCRATCH_MAX) {
-      let size = this.scratch.length;
-      while (size < found.length) size *= 2;
-      this.scratch = Buffer.allocUnsafeSlow(Math.min(size, SCRATCH_MAX));
-    }
-    return found;
+    return decode(this.scratch.subarray(0, found), false);
   }
 
   #attach() {

@@ -84,10 +84,11 @@
  *   Where `nearCache`: a connection subscribed to the server's key
  *   invalidations (null for a flush), and its client id for `CLIENT
  *   TRACKING … REDIRECT`.
- * @property {(key: string, decode: (view: Buffer | null) => any) => any} [readLocal]
+ * @property {(key: string, decode: (view: Buffer | null, owned: boolean) => any) => any} [readLocal]
  *   Where `mappedStore`: GET run in this process, synchronously, returning
- *   `decode(view)` of the value (`view` is only valid during the call; null
- *   for a missing key), or `NOT_LOCAL` when the broker must run it.
+ *   `decode(view, owned)` of the value (null for a missing key), or
+ *   `NOT_LOCAL` when the broker must run it. `owned`: `view` is a Buffer of
+ *   its own, which decode may keep; otherwise it is only valid during the call.
  * @property {number} [generation] Where `nearCache`: changes whenever calls
  *   start going over a new connection (tracking is per connection).
  */

@@ -308,31 +308,37 @@ fn begin_attached<'k>(ks: &mut Keyspace, keys: impl Iterator<Item = &'k Bytes>, 
 
 /// What [`get_attached`] found.
 pub enum AttachedRead {
-    /// The value, copied into the caller's buffer: its length.
-    Copied(usize),
-    /// The value, longer than the caller's buffer.
-    Long(Vec<u8>),
+    /// The value's length: copied into the caller's buffer when it fits
+    /// there, else into the one its `long` made.
+    Found(usize),
     Missing,
     /// It must be read through the broker (see [`execute_attached`]).
     Forward,
 }
 
 /// GET in a process attached to the shared store, copying the value into
-/// `out` (the caller's reusable buffer) rather than building a reply: the
-/// fast path of a worker's `get`. Same checks as [`execute_attached`].
-pub fn get_attached(ks: &mut Keyspace, key: &Bytes, now: u64, out: &mut [u8]) -> AttachedRead {
+/// `out` (the caller's reusable buffer), or a longer one into the buffer
+/// `long(len)` makes (the JS Buffer it returns), rather than building a
+/// reply: the fast path of a worker's `get`, one copy out of the mapping.
+/// Same checks as [`execute_attached`].
+pub fn get_attached<'b>(
+    ks: &mut Keyspace,
+    key: &Bytes,
+    now: u64,
+    out: &mut [u8],
+    long: impl FnOnce(usize) -> Option<&'b mut [u8]>,
+) -> AttachedRead {
     if ks.must_forward(now) {
         return AttachedRead::Forward;
     }
     if !begin_attached(ks, std::iter::once(key), now) {
         return AttachedRead::Forward;
     }
-    let read = ks.read_into(key, now, out);
+    let read = ks.read_into(key, now, out, long);
     match (ks.end_command(), read) {
         (Err(_), _) => AttachedRead::Forward,
         (Ok(()), None) => AttachedRead::Missing,
-        (Ok(()), Some(Ok(len))) => AttachedRead::Copied(len),
-        (Ok(()), Some(Err(long))) => AttachedRead::Long(long),
+        (Ok(()), Some(len)) => AttachedRead::Found(len),
     }
 }
 

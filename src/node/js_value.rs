@@ -163,6 +163,15 @@ impl ToNapiValue for Reply {
     }
 }
 
+/// A JS value made already, returned as it is.
+pub struct JsRaw(pub sys::napi_value);
+
+impl ToNapiValue for JsRaw {
+    unsafe fn to_napi_value(_env: sys::napi_env, value: Self) -> napi::Result<sys::napi_value> {
+        Ok(value.0)
+    }
+}
+
 /// A reply whose bulk strings become JS strings (UTF-8, invalid bytes
 /// replaced) instead of Buffers: for a list of keys, a million Buffers cost
 /// a malloc'd backing store each, which the process's RSS kept long after

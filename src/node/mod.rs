@@ -11,7 +11,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use napi::bindgen_prelude::{Buffer, BufferSlice, Either, Function, PromiseRaw, Undefined};
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
-use napi::Env;
+use napi::{sys, Env};
 use napi_derive::napi;
 use parking_lot::Mutex;
 
@@ -21,7 +21,7 @@ use crate::error::ShmError;
 use crate::resp::{Frame, Limits};
 use crate::store::{now_ms, Db, Keyspace, Kind};
 use crate::subscriber;
-use js_value::{Arg, Args, Reply, TextReply};
+use js_value::{Arg, Args, JsRaw, Reply, TextReply};
 
 #[napi(object)]
 pub struct BrokerOptions {
@@ -258,15 +258,15 @@ fn run_attached(id: u32, args: &[Bytes]) -> napi::Result<Either<Reply, Undefined
 
 /// GET on the store `id`, the value copied into `scratch` (a Buffer the
 /// caller reuses, so no Buffer is made per read): its length; -1 for a
-/// missing key; a new Buffer for a value longer than `scratch`; -2 when it
-/// must go to the broker (as `localStoreCall` returns undefined).
+/// missing key; a new Buffer holding a value longer than `scratch`; -2 when
+/// it must go to the broker (as `localStoreCall` returns undefined).
 #[cfg_attr(test, allow(dead_code))]
 #[napi(
     js_name = "localStoreGet",
     ts_args_type = "id: number, key: string | Buffer, scratch: Buffer",
     ts_return_type = "number | Buffer"
 )]
-pub fn local_store_get(id: u32, key: Arg, mut scratch: BufferSlice<'_>) -> napi::Result<Either<i64, Reply>> {
+pub fn local_store_get(env: Env, id: u32, key: Arg, mut scratch: BufferSlice<'_>) -> napi::Result<Either<i64, JsRaw>> {
     let Some(entry) = attached_store(id) else {
         return Ok(Either::A(-2));
     };
@@ -275,14 +275,49 @@ pub fn local_store_get(id: u32, key: Arg, mut scratch: BufferSlice<'_>) -> napi:
         return Ok(Either::A(-2));
     };
     let mut ks = db.lock();
-    Ok(match cmd::get_attached(&mut ks, &key.0, now_ms(), &mut scratch) {
-        cmd::AttachedRead::Copied(len) => Either::A(len as i64),
-        // Made as a reply is (a copy V8 owns): an external Buffer over
-        // the Vec costs more, in finalizers and GC pressure, at these sizes.
-        cmd::AttachedRead::Long(value) => Either::B(Reply(crate::resp::Frame::Bulk(value.into()))),
+    // A long value is copied out of the mapping straight into the Buffer
+    // returned, under the stripe's lock: one copy, and a Buffer the caller
+    // may keep (an external Buffer over a native copy costs more, in
+    // finalizers and GC pressure, at these sizes).
+    let mut made: Option<napi::Result<sys::napi_value>> = None;
+    let read = cmd::get_attached(&mut ks, &key.0, now_ms(), &mut scratch, |len| {
+        // SAFETY: the bytes are written here, before this call returns the Buffer.
+        let (value, data) = match unsafe { new_buffer(&env, len) } {
+            Ok(buffer) => buffer,
+            Err(error) => {
+                made = Some(Err(error));
+                return None;
+            }
+        };
+        made = Some(Ok(value));
+        Some(data)
+    });
+    drop(ks);
+    Ok(match read {
+        cmd::AttachedRead::Found(len) => match made {
+            Some(value) => Either::B(JsRaw(value?)),
+            None => Either::A(len as i64),
+        },
         cmd::AttachedRead::Missing => Either::A(-1),
         cmd::AttachedRead::Forward => Either::A(-2),
     })
+}
+
+/// A new Buffer of `len` bytes whose contents the caller writes, and those
+/// bytes (not zeroed: every one is written before JS sees it).
+///
+/// # Safety
+/// The bytes live as long as the JS value: the caller uses them only
+/// within the N-API call that returns the value.
+unsafe fn new_buffer<'call>(env: &Env, len: usize) -> napi::Result<(sys::napi_value, &'call mut [u8])> {
+    let mut value = std::ptr::null_mut();
+    let mut data = std::ptr::null_mut();
+    // SAFETY: napi_create_buffer hands back a Buffer of `len` bytes at `data`.
+    unsafe {
+        napi::check_status!(sys::napi_create_buffer(env.raw(), len, &mut data, &mut value))?;
+        let bytes: &mut [u8] = if len == 0 { &mut [] } else { std::slice::from_raw_parts_mut(data.cast(), len) };
+        Ok((value, bytes))
+    }
 }
 
 /// An event for a subscription listener: `kind` is 'message', 'pmessage'

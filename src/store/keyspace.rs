@@ -523,18 +523,26 @@ impl Keyspace {
         self.op(|ks| ks.read_found(key, now).map(|found| found.entry.value(&ks.h)))
     }
 
-    /// Copies the value of a live key into `out` when it fits (returning its
-    /// length), counting a hit or a miss; `Err(value)` when it does not fit.
-    pub fn read_into(&mut self, key: &[u8], now: u64, out: &mut [u8]) -> Option<Result<usize, Vec<u8>>> {
+    /// Copies the value of a live key into `out` when it fits, else into the
+    /// buffer `long(len)` makes for it, counting a hit or a miss. Returns the
+    /// value's length (None for a missing key); when `long` makes no buffer,
+    /// nothing is copied.
+    pub fn read_into<'b>(
+        &mut self,
+        key: &[u8],
+        now: u64,
+        out: &mut [u8],
+        long: impl FnOnce(usize) -> Option<&'b mut [u8]>,
+    ) -> Option<usize> {
         self.op(|ks| {
             let found = ks.read_found(key, now)?;
             let len = found.entry.value_len(&ks.h);
             if len <= out.len() {
                 found.entry.read_value(&ks.h, out);
-                Some(Ok(len))
-            } else {
-                Some(Err(found.entry.value(&ks.h)))
+            } else if let Some(buffer) = long(len) {
+                found.entry.read_value(&ks.h, buffer);
             }
+            Some(len)
         })
     }
 
