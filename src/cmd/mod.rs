@@ -342,6 +342,28 @@ pub fn get_attached<'b>(
     }
 }
 
+/// `SET key value` in a process attached to the shared store, with the
+/// value in parts written one after the other: a worker's `set()` of a
+/// Buffer hands over its tag and its bytes as they lie in JS memory, with no
+/// joined copy first. The reply [`execute_attached`] gives the same command;
+/// None when the broker must run it, or under a memory bound (whose
+/// admission and eviction take the general path, with the value joined).
+pub fn set_attached(ctx: &mut Ctx<'_>, key: &Bytes, value: &[&[u8]]) -> Option<Frame> {
+    let limits = ctx.ks.limits();
+    if limits.max_memory != 0 || limits.max_keys != 0 || ctx.ks.must_forward(ctx.now) {
+        return None;
+    }
+    if !begin_attached(ctx.ks, std::iter::once(key), ctx.now) {
+        return None;
+    }
+    ctx.ks.set_parts(key, value, crate::store::Expiry::Clear, ctx.now);
+    ctx.ks.notify(crate::store::notify::STRING, "set", key);
+    Some(match ctx.ks.end_command() {
+        Ok(()) => Frame::ok(),
+        Err(e) => Frame::error(e.to_string()),
+    })
+}
+
 /// The keys a command names, by its spec's (first, last, step).
 fn command_keys<'a>(spec: &CommandSpec, args: &'a [Bytes]) -> impl Iterator<Item = &'a Bytes> {
     let (first, last, step) = spec.keys;

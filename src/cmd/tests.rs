@@ -1675,3 +1675,25 @@ fn tracking_invalidates_on_the_new_writes() {
     }
     assert!(c.invalidations(SUB).is_empty());
 }
+
+#[test]
+fn set_attached_writes_its_parts_as_one_value_as_set_does() {
+    let mut h = Harness::new();
+    assert_eq!(h.run("SET held x EX 100"), Frame::ok());
+    let set_attached = |h: &mut Harness, key: &'static [u8], parts: &[&[u8]]| {
+        let mut ks = h.db.lock();
+        ks.maintain(h.now); // the heartbeat an attached process checks
+        let mut ctx = Ctx::new(&h.db, &mut ks, &mut h.session, h.now);
+        super::set_attached(&mut ctx, &Bytes::from_static(key), parts)
+    };
+    assert_eq!(set_attached(&mut h, b"held", &[b"ab", b"", b"cd"]), Some(Frame::ok()));
+    assert_eq!(set_attached(&mut h, b"new", &[b"\xffSHM\x01", b"bytes"]), Some(Frame::ok()));
+    assert_eq!(h.run("GET held"), bulk("abcd"));
+    assert_eq!(h.run("TTL held"), int(-1));
+    assert_eq!(h.run("GET new"), Frame::Bulk(Bytes::from_static(b"\xffSHM\x01bytes")));
+    assert_eq!(h.run("STRLEN new"), int(10));
+    // Under a memory bound the general path runs it (admission, eviction).
+    assert_eq!(h.run("CONFIG SET maxmemory 100mb"), Frame::ok());
+    assert_eq!(set_attached(&mut h, b"new", &[b"other"]), None);
+    assert_eq!(h.run("GET new"), Frame::Bulk(Bytes::from_static(b"\xffSHM\x01bytes")));
+}

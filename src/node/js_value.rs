@@ -59,6 +59,115 @@ impl FromNapiValue for Arg {
     }
 }
 
+/// A value argument as it lies in JS memory: a Buffer's bytes, or the two
+/// parts of an array of Buffers (a value's tag and its body), borrowed for
+/// the length of the N-API call that received it; a string, or more parts,
+/// copied out as [`Arg`] does.
+#[cfg_attr(test, allow(dead_code))]
+pub enum ValueArg {
+    Borrowed([(*const u8, usize); 2]),
+    Owned(Bytes),
+}
+
+impl TypeName for ValueArg {
+    fn type_name() -> &'static str {
+        "string | Buffer | Buffer[]"
+    }
+
+    fn value_type() -> ValueType {
+        ValueType::Unknown
+    }
+}
+
+impl ValidateNapiValue for ValueArg {}
+
+impl FromNapiValue for ValueArg {
+    unsafe fn from_napi_value(env: sys::napi_env, value: sys::napi_value) -> napi::Result<Self> {
+        let mut is_buffer = false;
+        check_status!(sys::napi_is_buffer(env, value, &mut is_buffer))?;
+        if is_buffer {
+            return Ok(ValueArg::Borrowed([buffer_bytes(env, value)?, (ptr::null(), 0)]));
+        }
+        let mut is_array = false;
+        check_status!(sys::napi_is_array(env, value, &mut is_array))?;
+        if is_array {
+            let mut count = 0u32;
+            check_status!(sys::napi_get_array_length(env, value, &mut count))?;
+            if count <= 2 {
+                let mut parts = [(ptr::null(), 0); 2];
+                for (index, part) in parts.iter_mut().enumerate().take(count as usize) {
+                    let mut item = ptr::null_mut();
+                    check_status!(sys::napi_get_element(env, value, index as u32, &mut item))?;
+                    *part = part_bytes(env, item)?;
+                }
+                return Ok(ValueArg::Borrowed(parts));
+            }
+        }
+        arg_bytes(env, value).map(ValueArg::Owned)
+    }
+}
+
+#[cfg_attr(test, allow(dead_code))]
+impl ValueArg {
+    /// The value's parts, to be written one after the other.
+    ///
+    /// # Safety
+    /// Borrowed parts are JS memory: use them only within the N-API call
+    /// that received this argument.
+    pub unsafe fn parts(&self) -> [&[u8]; 2] {
+        match self {
+            ValueArg::Borrowed(parts) => parts.map(|(data, length)| {
+                // SAFETY: a Buffer's bytes, alive while the call runs.
+                if length == 0 {
+                    &[][..]
+                } else {
+                    unsafe { std::slice::from_raw_parts(data, length) }
+                }
+            }),
+            ValueArg::Owned(bytes) => [&bytes[..], &[]],
+        }
+    }
+
+    /// The value in one piece (a copy of borrowed parts).
+    ///
+    /// # Safety
+    /// As for [`ValueArg::parts`].
+    pub unsafe fn joined(&self) -> Bytes {
+        match self {
+            ValueArg::Owned(bytes) => bytes.clone(),
+            ValueArg::Borrowed(_) => {
+                // SAFETY: as the caller promises.
+                let [head, tail] = unsafe { self.parts() };
+                let mut joined = Vec::with_capacity(head.len() + tail.len());
+                joined.extend_from_slice(head);
+                joined.extend_from_slice(tail);
+                Bytes::from(joined)
+            }
+        }
+    }
+}
+
+/// A Buffer's bytes where they lie.
+unsafe fn buffer_bytes(env: sys::napi_env, value: sys::napi_value) -> napi::Result<(*const u8, usize)> {
+    let mut data = ptr::null_mut();
+    let mut length = 0usize;
+    check_status!(sys::napi_get_buffer_info(env, value, &mut data, &mut length))?;
+    Ok((data as *const u8, length))
+}
+
+/// One part of an argument given as an array of Buffers, where it lies.
+unsafe fn part_bytes(env: sys::napi_env, item: sys::napi_value) -> napi::Result<(*const u8, usize)> {
+    let mut is_buffer = false;
+    check_status!(sys::napi_is_buffer(env, item, &mut is_buffer))?;
+    if !is_buffer {
+        return Err(napi::Error::new(
+            napi::Status::InvalidArg,
+            "ERR_SHM_BAD_ARGUMENT an argument given in parts must be an array of Buffers",
+        ));
+    }
+    buffer_bytes(env, item)
+}
+
 /// Strings this long or shorter are copied out in one call, through a
 /// buffer on the stack; longer ones are measured first.
 const SHORT_STRING: usize = 500;
@@ -103,13 +212,11 @@ unsafe fn arg_bytes(env: sys::napi_env, value: sys::napi_value) -> napi::Result<
             "ERR_SHM_BAD_ARGUMENT command arguments must be strings or Buffers",
         ));
     }
-    let mut data = ptr::null_mut();
-    let mut length = 0usize;
-    check_status!(sys::napi_get_buffer_info(env, value, &mut data, &mut length))?;
+    let (data, length) = buffer_bytes(env, value)?;
     if length == 0 {
         return Ok(Bytes::new());
     }
-    Ok(Bytes::copy_from_slice(std::slice::from_raw_parts(data as *const u8, length)))
+    Ok(Bytes::copy_from_slice(std::slice::from_raw_parts(data, length)))
 }
 
 /// An argument given as an array of Buffers, joined here in one copy (a
@@ -122,18 +229,7 @@ unsafe fn parts_bytes(env: sys::napi_env, value: sys::napi_value) -> napi::Resul
     for index in 0..count {
         let mut item = ptr::null_mut();
         check_status!(sys::napi_get_element(env, value, index, &mut item))?;
-        let mut is_buffer = false;
-        check_status!(sys::napi_is_buffer(env, item, &mut is_buffer))?;
-        if !is_buffer {
-            return Err(napi::Error::new(
-                napi::Status::InvalidArg,
-                "ERR_SHM_BAD_ARGUMENT an argument given in parts must be an array of Buffers",
-            ));
-        }
-        let mut data = ptr::null_mut();
-        let mut length = 0usize;
-        check_status!(sys::napi_get_buffer_info(env, item, &mut data, &mut length))?;
-        parts.push((data as *const u8, length));
+        parts.push(part_bytes(env, item)?);
     }
     let mut joined = Vec::with_capacity(parts.iter().map(|&(_, len)| len).sum());
     for (data, length) in parts {

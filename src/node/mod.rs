@@ -21,7 +21,7 @@ use crate::error::ShmError;
 use crate::resp::{Frame, Limits};
 use crate::store::{now_ms, Db, Keyspace, Kind};
 use crate::subscriber;
-use js_value::{Arg, Args, JsRaw, Reply, TextReply};
+use js_value::{Arg, Args, JsRaw, Reply, TextReply, ValueArg};
 
 #[napi(object)]
 pub struct BrokerOptions {
@@ -223,23 +223,39 @@ impl NativeLocalStore {
     ts_return_type = "unknown"
 )]
 pub fn local_store_call(id: u32, args: Args) -> napi::Result<Either<Reply, Undefined>> {
-    run_attached(id, &args.0)
+    run_attached(id, |ctx| cmd::execute_attached(ctx, &args.0))
 }
 
 /// `localStoreCall(id, ['SET', key, value])` without the array: the
-/// commonest write, whose arguments are converted one by one.
+/// commonest write. A Buffer value, or its tag and body given as two
+/// Buffers, is written into the store from where it lies in JS memory.
 #[cfg_attr(test, allow(dead_code))]
 #[napi(
     js_name = "localStoreSet",
     ts_args_type = "id: number, key: string | Buffer, value: string | Buffer | Buffer[]",
     ts_return_type = "unknown"
 )]
-pub fn local_store_set(id: u32, key: Arg, value: Arg) -> napi::Result<Either<Reply, Undefined>> {
-    run_attached(id, &[Bytes::from_static(b"SET"), key.0, value.0])
+pub fn local_store_set(id: u32, key: Arg, value: ValueArg) -> napi::Result<Either<Reply, Undefined>> {
+    let key = key.0;
+    run_attached(id, |ctx| {
+        // SAFETY: the value's parts are used only within this call.
+        let parts = unsafe { value.parts() };
+        cmd::set_attached(ctx, &key, &parts).or_else(|| {
+            // SAFETY: as above.
+            let value = unsafe { value.joined() };
+            cmd::execute_attached(ctx, &[Bytes::from_static(b"SET"), key.clone(), value])
+        })
+    })
 }
 
+/// Runs `command` on the store `id` in this process: its reply, or
+/// undefined when it must go to the broker (the command gave None, or the
+/// store was closed).
 #[cfg_attr(test, allow(dead_code))]
-fn run_attached(id: u32, args: &[Bytes]) -> napi::Result<Either<Reply, Undefined>> {
+fn run_attached(
+    id: u32,
+    command: impl FnOnce(&mut Ctx<'_>) -> Option<Frame>,
+) -> napi::Result<Either<Reply, Undefined>> {
     let Some(entry) = attached_store(id) else {
         return Ok(Either::B(()));
     };
@@ -250,7 +266,7 @@ fn run_attached(id: u32, args: &[Bytes]) -> napi::Result<Either<Reply, Undefined
     let mut ks = db.lock();
     let mut session = entry.session.lock();
     let mut ctx = Ctx::new(db, &mut ks, &mut session, now_ms());
-    match cmd::execute_attached(&mut ctx, args) {
+    match command(&mut ctx) {
         None => Ok(Either::B(())),
         Some(frame) => Ok(Either::A(Reply(frame).into_result()?)),
     }

@@ -101,7 +101,8 @@ impl EntryRef {
 
 /// What a new entry holds besides its key.
 pub struct EntryFields<'a> {
-    pub value: &'a [u8],
+    /// The value, in parts written one after the other.
+    pub value: &'a [&'a [u8]],
     /// Unix ms; [`NEVER`] for a persistent key.
     pub expires_at: u64,
     pub version: u64,
@@ -164,16 +165,20 @@ impl Handle {
     /// A new entry with room for a key of `key_len` bytes, which the caller
     /// writes (from its argument, or from the entry it replaces).
     fn new_entry(&mut self, stripe: u32, key_len: u64, fields: &EntryFields<'_>) -> Result<EntryRef> {
-        let value = fields.value;
-        let size = E_HEADER + key_len + value.len() as u64;
+        let value_len: u64 = fields.value.iter().map(|part| part.len() as u64).sum();
+        let size = E_HEADER + key_len + value_len;
         let obj = self.alloc(stripe, size)?;
         // A fresh object nothing links to yet: written without journaling.
         let r = &self.store.region;
-        r.u64(obj + E_LENS).store(key_len | ((value.len() as u64) << 32), Ordering::Relaxed);
+        r.u64(obj + E_LENS).store(key_len | (value_len << 32), Ordering::Relaxed);
         r.u64(obj + E_EXPIRES).store(fields.expires_at, Ordering::Relaxed);
         r.u64(obj + E_VERSION).store(fields.version, Ordering::Relaxed);
         r.u64(obj + E_ACCESS).store(fields.clock as u64, Ordering::Relaxed);
-        r.write_bytes(obj + E_HEADER + key_len, value);
+        let mut at = obj + E_HEADER + key_len;
+        for part in fields.value {
+            r.write_bytes(at, part);
+            at += part.len() as u64;
+        }
         self.account(stripe, rounded(size) as i64)?;
         Ok(EntryRef(obj))
     }

@@ -600,6 +600,11 @@ impl Keyspace {
 
     /// Stores `value` under `key`.
     pub fn set(&mut self, key: &[u8], value: &[u8], expiry: Expiry, now: u64) {
+        self.set_parts(key, &[value], expiry, now)
+    }
+
+    /// Stores under `key` the value made of `parts`, one after the other.
+    pub fn set_parts(&mut self, key: &[u8], value: &[&[u8]], expiry: Expiry, now: u64) {
         self.op(|ks| {
             let Some((stripe, hh, found)) = ks.find(key) else { return };
             let previous = match found {
@@ -639,7 +644,7 @@ impl Keyspace {
             let expires_at = found.entry.expires_at(&ks.h);
             let version = ks.bump_version(key, found.stripe)?;
             let written =
-                ks.h.replace(found, &EntryFields { value: &value, expires_at, version, clock: lru_clock(now) });
+                ks.h.replace(found, &EntryFields { value: &[&value], expires_at, version, clock: lru_clock(now) });
             ks.check(written)?;
             Some(value.len())
         })
