@@ -1139,7 +1139,7 @@ function layerRows(t, op, { fits, json }) {
         ? fits
           ? '`codec.decode`: the tag check and a copy of the bytes out of the read buffer into a new Buffer'
           : '`codec.decode`: the tag check; the bytes are returned as a view of the Buffer the native call made, not copied'
-        : '`codec.encodeInParts`: the 5-byte tag beside the value (joined natively)',
+        : '`codec.encodeInParts`: the 5-byte tag beside the value (the store writes both where they lie)',
       false,
       codecT,
     );
