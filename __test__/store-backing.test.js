@@ -1,6 +1,7 @@
 'use strict';
 
 const fs = require('node:fs');
+const os = require('node:os');
 const path = require('node:path');
 const { start } = require('./helpers');
 const { describeOn } = require('./backend');
@@ -58,9 +59,13 @@ function storeLines(maps, length) {
 
 describeOn(['embedded'], 'the broker its primary hosts makes the store, in the backing its environment asks for', 'the store backing', () => {
   test('CLUSTER_SHM_STORE_BACKING=file: workers map an unlinked file of the private directory, share writes, and a SIGKILL leaves only the socket', async () => {
-    const run = await cluster({ CLUSTER_SHM_STORE_BACKING: 'file' });
+    // A temp dir of this test's own: a broker that another test file starts
+    // meanwhile would remove the killed broker's directory before it is listed.
+    const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'shm-backing-'));
+    const run = await cluster({ CLUSTER_SHM_STORE_BACKING: 'file', TMPDIR: tmp });
     const { report, dir } = run;
     let killed = false;
+    expect(path.dirname(dir)).toBe(tmp);
     try {
       // The primary maps the store as one file of the private directory, already unlinked.
       const primaryLines = report.primaryMaps.filter((line) => line.includes(dir));
@@ -90,7 +95,7 @@ describeOn(['embedded'], 'the broker its primary hosts makes the store, in the b
       // Nothing but the socket stays behind a SIGKILL of every process.
       expect(listing(dir)).toEqual(['broker.sock']);
       // The next broker removes the directory.
-      const next = start('hold.js');
+      const next = start('hold.js', [], { env: { TMPDIR: tmp } });
       try {
         await next.waitFor((m) => m.socket);
         expect({ dir, exists: fs.existsSync(dir) }).toEqual({ dir, exists: false });
@@ -100,11 +105,13 @@ describeOn(['embedded'], 'the broker its primary hosts makes the store, in the b
       }
     } finally {
       if (!killed) await run.kill();
+      fs.rmSync(tmp, { recursive: true, force: true });
     }
   }, 60_000);
 
-  test('unset: workers map the memfd and the private directory holds only the socket', async () => {
-    const run = await cluster({});
+  test('any other value: workers map the memfd and the private directory holds only the socket', async () => {
+    // Unset is the same; the runner's own value would be inherited.
+    const run = await cluster({ CLUSTER_SHM_STORE_BACKING: 'memfd' });
     const { report, dir } = run;
     try {
       const primaryLines = report.primaryMaps.filter((line) => line.includes('memfd:cluster-shm'));
