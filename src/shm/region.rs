@@ -8,8 +8,6 @@
 //! copies, because other processes write the same memory.
 
 use std::io;
-#[cfg(target_os = "linux")]
-use std::os::fd::FromRawFd;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
@@ -245,7 +243,7 @@ fn punch_hole(fd: RawFd, off: u64, len: u64) -> io::Result<()> {
     let hole =
         libc::fpunchhole_t { fp_flags: 0, reserved: 0, fp_offset: off as libc::off_t, fp_length: len as libc::off_t };
     // SAFETY: F_PUNCHHOLE reads the struct, which outlives the call.
-    if unsafe { libc::fcntl(fd, libc::F_PUNCHHOLE, &hole) } != 0 {
+    if unsafe { libc::fcntl(fd, libc::F_PUNCHHOLE, &hole as *const libc::fpunchhole_t) } != 0 {
         return Err(last_error());
     }
     Ok(())
@@ -281,6 +279,7 @@ fn create_unlinked_file(dir: &Path, len: u64) -> io::Result<OwnedFd> {
 
 #[cfg(target_os = "linux")]
 fn create_memfd(len: u64) -> io::Result<OwnedFd> {
+    use std::os::fd::FromRawFd;
     // SAFETY: a constant NUL-terminated name.
     let raw = unsafe { libc::memfd_create(c"cluster-shm".as_ptr(), libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING) };
     if raw < 0 {
@@ -332,6 +331,7 @@ fn map_noreserve() -> libc::c_int {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::fd::FromRawFd;
     use std::os::unix::fs::DirBuilderExt;
 
     const LEN: u64 = 64 << 20;
