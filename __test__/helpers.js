@@ -8,10 +8,14 @@ const { backendEnv } = require('./backend');
 
 const FIXTURES = path.join(__dirname, 'fixtures');
 
-/** The environment of a fresh process: no broker inherited from the test runner. */
+/**
+ * The environment of a fresh process: no broker inherited from the test
+ * runner. CLUSTER_SHM_STORE_BACKING stays: it chooses the store's backing
+ * for the whole run (`file` runs the suite on the non-Linux backing).
+ */
 function cleanEnv(extra = {}) {
   const env = { ...process.env };
-  for (const name of Object.keys(env)) if (name.startsWith('CLUSTER_SHM_')) delete env[name];
+  for (const name of Object.keys(env)) if (name.startsWith('CLUSTER_SHM_') && name !== 'CLUSTER_SHM_STORE_BACKING') delete env[name];
   // Brokers list themselves in the runtime directory; a test that looks there gives its own.
   delete env.XDG_RUNTIME_DIR;
   return { ...env, ...extra };

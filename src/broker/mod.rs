@@ -17,12 +17,17 @@ use tokio::task::{JoinHandle, JoinSet};
 pub use connection::{execute_local, LocalReply};
 
 use crate::resp::Limits;
+use crate::shm::Backing;
 use crate::store::{now_ms, random_hex, snapshot, Db};
 
 /// How long a closing broker waits for connections to flush their replies.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
 const SOCKET_NAME: &str = "broker.sock";
 const DIR_PREFIX: &str = "cluster-shm-";
+/// Set to `file` in the broker's environment, this puts the store in a file
+/// in the broker's directory on Linux too, as on every other system (what
+/// the tests of that backing use); unset or anything else, a memfd.
+pub const STORE_BACKING_VAR: &str = "CLUSTER_SHM_STORE_BACKING";
 
 #[derive(Clone, Debug, Default)]
 pub struct BrokerOptions {
@@ -65,19 +70,28 @@ impl Broker {
                 (Some(dir), socket)
             }
         };
+        let remove_owned_dir = || {
+            if let Some(dir) = &owned_dir {
+                let _ = std::fs::remove_dir_all(dir);
+            }
+        };
+        let db = match Db::in_new_store(&store_backing(&socket)) {
+            Ok(db) => db,
+            Err(error) => {
+                remove_owned_dir();
+                return Err(io::Error::new(error.kind(), format!("cannot make the shared store: {error}")));
+            }
+        };
         let listener = match runtime.block_on(async { UnixListener::bind(&socket) }) {
             Ok(listener) => listener,
             Err(error) => {
-                if let Some(dir) = &owned_dir {
-                    let _ = std::fs::remove_dir_all(dir);
-                }
+                remove_owned_dir();
                 return Err(error);
             }
         };
         std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600))?;
 
         crate::alloc::start_background_purging();
-        let db = Db::new();
         db.update_config(|c| {
             c.unixsocket = socket.display().to_string();
             c.limits = options.limits;
@@ -177,6 +191,23 @@ async fn accept_loop(listener: UnixListener, db: Db, mut stop: watch::Receiver<b
     if tokio::time::timeout(DRAIN_TIMEOUT, drained).await.is_err() {
         connections.abort_all();
     }
+}
+
+/// The memory of the broker's store. On Linux a memfd, unless
+/// [`STORE_BACKING_VAR`] asks for a file; elsewhere a file in the socket's
+/// directory: the private directory the broker made, or the one holding
+/// the socket it was given, which clients check is out of other users'
+/// reach before they connect.
+fn store_backing(socket: &Path) -> Backing {
+    let wants_file = std::env::var_os(STORE_BACKING_VAR).is_some_and(|value| value == "file");
+    if cfg!(target_os = "linux") && !wants_file {
+        return Backing::without_file();
+    }
+    let dir = match socket.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    Backing::FileIn(dir.to_path_buf())
 }
 
 /// Creates `<tmp>/cluster-shm-<pid>-<random>` with mode 0700, after removing

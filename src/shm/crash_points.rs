@@ -23,7 +23,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::shm::{Handle, Store};
+use crate::shm::{Backing, Handle, Store};
 use crate::store::{EvictionPolicy, Expiry, Keyspace, MemoryLimits};
 
 /// Steps left before this process kills itself; 0: never.
@@ -261,7 +261,7 @@ fn run_child(store: &Arc<Store>, scenario: usize, n: u64) -> bool {
 
 fn fresh(scenario: Scenario) -> (Arc<Store>, Keyspace) {
     // Fixed hash keys: every run of a scenario takes the same steps.
-    let store = Store::create_with_keys(1 << 30, (0x5eed_0001, 0x5eed_0002)).unwrap();
+    let store = Store::create_with_keys(1 << 30, &Backing::Memfd, (0x5eed_0001, 0x5eed_0002)).unwrap();
     let mut ks = Keyspace::attach(&store).unwrap();
     set_up(scenario, &mut ks);
     (store, ks)

@@ -15,7 +15,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::shm::{Handle, Store};
+use crate::shm::{Backing, Handle, Store};
 use crate::store::{EvictionPolicy, Expiry, Keyspace, MemoryLimits};
 use bytes::Bytes;
 
@@ -306,7 +306,7 @@ fn writers_killed_at_random_instants_leave_the_store_whole() {
     for w in 0..WRITERS {
         std::fs::write(dir.join(format!("w{w}")), "").unwrap();
     }
-    let store = Store::create(2 << 30).unwrap();
+    let store = Store::create(2 << 30, &Backing::Memfd).unwrap();
     let mut ks = Keyspace::attach(&store).unwrap();
     ks.set_limits(MemoryLimits {
         max_keys: WRITERS * (OWN_KEYS as usize + GROUP + 10) + 1,

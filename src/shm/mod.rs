@@ -29,7 +29,7 @@ use std::os::fd::OwnedFd;
 use std::sync::Arc;
 
 pub use index::{EntryFields, EntryRef, Found, NEVER};
-pub use region::Region;
+pub use region::{Backing, Region};
 pub use txn::{is_alive as txn_is_alive, Handle};
 
 use layout::*;
@@ -77,16 +77,17 @@ pub fn default_len() -> u64 {
 }
 
 impl Store {
-    /// A new empty store of `len` bytes (metadata included).
-    pub fn create(len: u64) -> io::Result<Arc<Store>> {
-        Self::create_with_keys(len, random_keys())
+    /// A new empty store of `len` bytes (metadata included) in memory of
+    /// the kind `backing` names.
+    pub fn create(len: u64, backing: &Backing) -> io::Result<Arc<Store>> {
+        Self::create_with_keys(len, backing, random_keys())
     }
 
     /// A new store whose keys hash with `keys`: the same keys lay out the
     /// same writes the same way (tests that replay an operation rely on it).
-    pub(crate) fn create_with_keys(len: u64, keys: (u64, u64)) -> io::Result<Arc<Store>> {
+    pub(crate) fn create_with_keys(len: u64, backing: &Backing, keys: (u64, u64)) -> io::Result<Arc<Store>> {
         let len = len.clamp(HEAP_START + 64 * PAGE, MAX_LEN) / PAGE * PAGE;
-        let region = Region::create(len)?;
+        let region = Region::create(len, backing)?;
         let w = |off: u64, v: u64| region.u64(off).store(v, std::sync::atomic::Ordering::Relaxed);
         w(H_VERSION, LAYOUT_VERSION);
         w(H_LEN, len);
@@ -126,8 +127,8 @@ impl Store {
     }
 
     /// Bytes of the store's memory that are resident (allocated pages of
-    /// the memfd, whichever process touched them); None for a private
-    /// mapping.
+    /// the memfd or file, whichever process touched them); None for
+    /// anonymous memory.
     pub fn resident_bytes(&self) -> Option<u64> {
         let fd = self.region.fd()?;
         // SAFETY: fstat on our own descriptor, into a zeroed struct.

@@ -1,20 +1,55 @@
-//! The mapping every attached process shares: a sealed memfd on Linux,
-//! mapped whole once, so no process ever remaps and offsets mean the same
-//! thing everywhere.
+//! The mapping every attached process shares: a sealed memfd on Linux, a
+//! file unlinked from the broker's private directory elsewhere (see
+//! [`Backing`]), mapped whole once, so no process ever remaps and offsets
+//! mean the same thing everywhere.
 //!
 //! Nothing here hands out references into the mapping: metadata words are
 //! atomics reached by offset, and bytes are copied in and out with raw
 //! copies, because other processes write the same memory.
 
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, AtomicU64};
+
+/// What the memory of a new region is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Backing {
+    /// A sealed memfd: memory that no file system names, reached only
+    /// through its descriptor (Linux).
+    #[cfg(target_os = "linux")]
+    Memfd,
+    /// A file created in this directory (private to this user) and unlinked
+    /// at once, so that its descriptor is the only reference and nothing
+    /// stays behind whatever kills the process; the descriptor is handed to
+    /// attaching processes like a memfd's.
+    FileIn(PathBuf),
+    /// Memory only this process maps (`MAP_ANON`): no process can attach.
+    Anonymous,
+}
+
+impl Backing {
+    /// Memory that no file names: a memfd on Linux, which other processes
+    /// can still map from its descriptor.
+    #[cfg(target_os = "linux")]
+    pub fn without_file() -> Backing {
+        Backing::Memfd
+    }
+
+    /// Memory that no file names: anonymous memory on systems without
+    /// memfd, which no other process can map.
+    #[cfg(not(target_os = "linux"))]
+    pub fn without_file() -> Backing {
+        Backing::Anonymous
+    }
+}
 
 pub struct Region {
     base: *mut u8,
     len: u64,
-    /// The memfd (None for a private anonymous mapping in tests on other
-    /// systems). Kept open so it can be handed to processes that attach.
+    /// The memfd or the unlinked file (None for anonymous memory). Kept
+    /// open so it can be handed to processes that attach.
     fd: Option<OwnedFd>,
 }
 
@@ -30,8 +65,13 @@ fn last_error() -> io::Error {
 impl Region {
     /// A new zeroed region of `len` bytes. The pages cost nothing until they
     /// are touched.
-    pub fn create(len: u64) -> io::Result<Region> {
-        let fd = create_fd(len)?;
+    pub fn create(len: u64, backing: &Backing) -> io::Result<Region> {
+        let fd = match backing {
+            #[cfg(target_os = "linux")]
+            Backing::Memfd => Some(create_memfd(len)?),
+            Backing::FileIn(dir) => Some(create_unlinked_file(dir, len)?),
+            Backing::Anonymous => None,
+        };
         let base = map(fd.as_ref().map_or(-1, |fd| fd.as_raw_fd()), len)?;
         Ok(Region { base, len, fd })
     }
@@ -138,6 +178,9 @@ impl Region {
 
     /// Gives the pages of `[off, off + len)` back to the system; they read
     /// as zeros afterwards. Only whole pages inside the range are dropped.
+    /// The pages of a memfd or file are punched out of it (a hole reads as
+    /// zeros in every process that maps it); where that fails (a file system
+    /// without holes), the range is zeroed instead and keeps its memory.
     pub fn release(&self, off: u64, len: u64) {
         let page = 4096;
         let start = off.div_ceil(page) * page;
@@ -146,10 +189,21 @@ impl Region {
             return;
         }
         self.check(start, end - start, page);
-        // SAFETY: a whole-page range inside the mapping whose contents are
-        // garbage to the store.
-        unsafe {
-            libc::madvise(self.base.add(start as usize) as *mut libc::c_void, (end - start) as usize, remove_advice());
+        match &self.fd {
+            Some(fd) => {
+                if punch_hole(fd.as_raw_fd(), start, end - start).is_err() {
+                    self.zero(start, end - start);
+                }
+            }
+            // SAFETY: a whole-page range inside the mapping whose contents
+            // are garbage to the store.
+            None => unsafe {
+                libc::madvise(
+                    self.base.add(start as usize) as *mut libc::c_void,
+                    (end - start) as usize,
+                    remove_advice(),
+                );
+            },
         }
     }
 }
@@ -171,8 +225,61 @@ fn remove_advice() -> libc::c_int {
     libc::MADV_FREE
 }
 
+/// Frees the file's blocks in `[off, off + len)`; the size stays.
 #[cfg(target_os = "linux")]
-fn create_fd(len: u64) -> io::Result<Option<OwnedFd>> {
+fn punch_hole(fd: RawFd, off: u64, len: u64) -> io::Result<()> {
+    // What madvise(MADV_REMOVE) does to a shared mapping of the file, asked
+    // of the descriptor, which every mapping of a memfd or a file shares.
+    // SAFETY: fallocate on a descriptor we own; no memory is passed.
+    let mode = libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE;
+    if unsafe { libc::fallocate(fd, mode, off as libc::off_t, len as libc::off_t) } != 0 {
+        return Err(last_error());
+    }
+    Ok(())
+}
+
+#[cfg(target_vendor = "apple")]
+fn punch_hole(fd: RawFd, off: u64, len: u64) -> io::Result<()> {
+    let hole =
+        libc::fpunchhole_t { fp_flags: 0, reserved: 0, fp_offset: off as libc::off_t, fp_length: len as libc::off_t };
+    // SAFETY: F_PUNCHHOLE reads the struct, which outlives the call.
+    if unsafe { libc::fcntl(fd, libc::F_PUNCHHOLE, &hole as *const libc::fpunchhole_t) } != 0 {
+        return Err(last_error());
+    }
+    Ok(())
+}
+
+#[cfg(not(any(target_os = "linux", target_vendor = "apple")))]
+fn punch_hole(_fd: RawFd, _off: u64, _len: u64) -> io::Result<()> {
+    Err(io::Error::from(io::ErrorKind::Unsupported))
+}
+
+/// A file of `len` bytes (a hole: no block is allocated until a page is
+/// written) created in `dir` and unlinked before anything else happens.
+fn create_unlinked_file(dir: &Path, len: u64) -> io::Result<OwnedFd> {
+    let path = dir.join(format!("store-{}", crate::store::random_hex(8)));
+    // A new name only (O_EXCL), never through a link (O_NOFOLLOW), for this
+    // user alone; std adds O_CLOEXEC.
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&path)
+        .map_err(|error| {
+            io::Error::new(error.kind(), format!("cannot create the store file {}: {error}", path.display()))
+        })?;
+    // The descriptor is the only reference from here on: a kill at any
+    // later instant leaves no file, and nobody can open it by name.
+    std::fs::remove_file(&path)?;
+    file.set_len(len)?;
+    Ok(file.into())
+}
+
+#[cfg(target_os = "linux")]
+fn create_memfd(len: u64) -> io::Result<OwnedFd> {
+    use std::os::fd::FromRawFd;
     // SAFETY: a constant NUL-terminated name.
     let raw = unsafe { libc::memfd_create(c"cluster-shm".as_ptr(), libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING) };
     if raw < 0 {
@@ -189,14 +296,7 @@ fn create_fd(len: u64) -> io::Result<Option<OwnedFd>> {
     if unsafe { libc::fcntl(raw, libc::F_ADD_SEALS, seals) } != 0 {
         return Err(last_error());
     }
-    Ok(Some(fd))
-}
-
-#[cfg(not(target_os = "linux"))]
-fn create_fd(_len: u64) -> io::Result<Option<OwnedFd>> {
-    // Other systems get a private mapping: the store works in the process
-    // that made it, and other processes reach it through the broker.
-    Ok(None)
+    Ok(fd)
 }
 
 fn map(fd: RawFd, len: u64) -> io::Result<*mut u8> {
@@ -226,4 +326,125 @@ fn map_noreserve() -> libc::c_int {
 #[cfg(not(target_os = "linux"))]
 fn map_noreserve() -> libc::c_int {
     0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::FromRawFd;
+    use std::os::unix::fs::DirBuilderExt;
+
+    const LEN: u64 = 64 << 20;
+
+    /// A fresh 0700 directory, as the broker's, removed when dropped.
+    struct PrivateDir(PathBuf);
+
+    impl PrivateDir {
+        fn new(name: &str) -> PrivateDir {
+            let dir = std::env::temp_dir().join(format!(
+                "cluster-shm-region-{name}-{}-{}",
+                std::process::id(),
+                crate::store::random_hex(4)
+            ));
+            std::fs::DirBuilder::new().mode(0o700).create(&dir).unwrap();
+            PrivateDir(dir)
+        }
+
+        fn listing(&self) -> Vec<String> {
+            let mut names: Vec<String> = std::fs::read_dir(&self.0)
+                .unwrap()
+                .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            names.sort();
+            names
+        }
+    }
+
+    impl Drop for PrivateDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn fstat(fd: RawFd) -> libc::stat {
+        // SAFETY: fstat into a zeroed struct.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        assert_eq!(unsafe { libc::fstat(fd, &mut st) }, 0, "fstat: {}", last_error());
+        st
+    }
+
+    fn file_region(dir: &PrivateDir) -> Region {
+        Region::create(LEN, &Backing::FileIn(dir.0.clone())).unwrap()
+    }
+
+    fn duplicate(region: &Region) -> OwnedFd {
+        // SAFETY: dup of a descriptor the region keeps open.
+        let raw = unsafe { libc::dup(region.fd().unwrap()) };
+        assert!(raw >= 0, "dup: {}", last_error());
+        // SAFETY: a new descriptor nothing else owns.
+        unsafe { OwnedFd::from_raw_fd(raw) }
+    }
+
+    #[test]
+    fn a_file_region_leaves_no_name_in_its_directory() {
+        let dir = PrivateDir::new("unlinked");
+        let region = file_region(&dir);
+        assert_eq!(dir.listing(), Vec::<String>::new());
+        let st = fstat(region.fd().unwrap());
+        // Unlinked, a regular file of the whole length, this user's alone,
+        // and sparse: nothing is allocated before a page is written.
+        assert_eq!(
+            (st.st_nlink, st.st_mode & libc::S_IFMT, st.st_mode & 0o777, st.st_size as u64, st.st_uid),
+            (0, libc::S_IFREG, 0o600, LEN, unsafe { libc::geteuid() })
+        );
+        assert!(st.st_blocks < 64, "a new store file has {} blocks allocated", st.st_blocks);
+    }
+
+    #[test]
+    fn a_second_mapping_of_the_file_sees_the_first_ones_writes() {
+        let dir = PrivateDir::new("shared");
+        let first = file_region(&dir);
+        first.write_bytes(1 << 20, b"written by the first mapping");
+        first.u64(LEN - 8).store(0x1122_3344_5566_7788, std::sync::atomic::Ordering::Release);
+        let second = Region::attach(duplicate(&first)).unwrap();
+        assert_eq!(second.len(), LEN);
+        assert_eq!(String::from_utf8_lossy(&second.to_vec(1 << 20, 28)), "written by the first mapping");
+        assert_eq!(second.u64(LEN - 8).load(std::sync::atomic::Ordering::Acquire), 0x1122_3344_5566_7788);
+        second.write_bytes(4096, b"and back");
+        assert_eq!(String::from_utf8_lossy(&first.to_vec(4096, 8)), "and back");
+    }
+
+    #[test]
+    fn release_punches_the_pages_out_of_the_file() {
+        let dir = PrivateDir::new("release");
+        let region = file_region(&dir);
+        let other = Region::attach(duplicate(&region)).unwrap();
+        let (off, len) = (2 << 20, 8 << 20);
+        region.write_bytes(off, &vec![0xa5; len as usize]);
+        let fd = region.fd().unwrap();
+        let written = fstat(fd).st_blocks;
+        assert!(written >= (len / 512) as i64, "{len} bytes written, {written} blocks of 512 allocated");
+        // Half a page on each side: only the whole pages inside go.
+        region.release(off - 2048, len + 4096);
+        let released = fstat(fd).st_blocks;
+        assert!(released < written - (len / 512 / 2) as i64, "blocks: {written} written, {released} after release");
+        for mapping in [&region, &other] {
+            let back = mapping.to_vec(off, len as usize);
+            let nonzero = back.iter().filter(|&&b| b != 0).count();
+            assert_eq!(nonzero, 0, "{nonzero} of {len} released bytes still read as non-zero");
+        }
+        // The page before the range kept its bytes (only its whole pages go).
+        region.write_bytes(off - 4096, b"kept");
+        region.release(off - 4096 + 8, 4096);
+        assert_eq!(String::from_utf8_lossy(&other.to_vec(off - 4096, 4)), "kept");
+    }
+
+    #[test]
+    fn a_file_region_in_a_missing_directory_is_an_error() {
+        let dir = std::env::temp_dir().join(format!("cluster-shm-region-missing-{}", std::process::id()));
+        let error = Region::create(LEN, &Backing::FileIn(dir.clone())).err().expect("created in a missing directory");
+        assert_eq!(error.kind(), io::ErrorKind::NotFound, "{error}");
+        assert!(error.to_string().contains(&dir.display().to_string()), "{error}");
+        assert!(!dir.exists());
+    }
 }

@@ -9,6 +9,7 @@
 //! command is applied whole or not at all. Calls made outside one are each
 //! an operation of their own.
 
+use std::io;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -22,7 +23,7 @@ use super::sample::Sampler;
 use super::tracking::Tracking;
 use crate::shm::layout::{self, STRIPE_COUNT};
 use crate::shm::NEVER;
-use crate::shm::{EntryFields, Found, Handle, Store, StoreError};
+use crate::shm::{Backing, EntryFields, Found, Handle, Store, StoreError};
 
 /// A copy of one key with its string value (the only Redis type so far).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -219,13 +220,20 @@ impl Default for Keyspace {
 }
 
 impl Keyspace {
-    /// A keyspace in a new store of this process's own.
+    /// A keyspace in a new store of this process's own, in memory no file
+    /// names ([`Backing::without_file`]).
     pub fn new() -> Self {
-        let store = Store::create(crate::shm::default_len()).expect("cannot map the shared store");
+        Self::in_new_store(&Backing::without_file()).expect("cannot map the shared store")
+    }
+
+    /// A keyspace in a new store of this process's own, in memory of the
+    /// kind `backing` names.
+    pub fn in_new_store(backing: &Backing) -> io::Result<Self> {
+        let store = Store::create(crate::shm::default_len(), backing)?;
         let mut ks = Self::attach(&store).expect("a new store has free slots");
         ks.is_broker = true;
         store.counter(layout::H_HEARTBEAT).store(super::now_ms(), Ordering::Relaxed);
-        ks
+        Ok(ks)
     }
 
     /// A view of `store` through a slot of its own.

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use parking_lot::{Mutex, MutexGuard, RwLock};
 
 use crate::resp::Limits;
+use crate::shm::Backing;
 
 pub use glob::{glob_match, Glob, MAX_PATTERN_LEN};
 pub use keyspace::{Entry, EvictionPolicy, Expiry, Keyspace, MemoryLimits, OutOfMemory, Stats, ENTRY_HEADER};
@@ -112,9 +113,16 @@ impl Default for Db {
 }
 
 impl Db {
-    /// The broker's: a Db over a keyspace in a new store of its own.
+    /// The broker's: a Db over a keyspace in a new store of its own, in
+    /// memory no file names (an in-process store, and tests).
     pub fn new() -> Db {
         Self::attached(Keyspace::new())
+    }
+
+    /// The broker's: a Db over a keyspace in a new store of its own, in
+    /// memory of the kind `backing` names.
+    pub fn in_new_store(backing: &Backing) -> std::io::Result<Db> {
+        Ok(Self::attached(Keyspace::in_new_store(backing)?))
     }
 
     /// A Db over a keyspace of a store another process (the broker) shares:
