@@ -53,25 +53,40 @@ fn pid() -> u64 {
     std::process::id() as u64
 }
 
-/// The start time of a process (in clock ticks since boot), which tells a
-/// reused pid from the process that held it; 0 when unknown.
-pub fn start_time(pid: u64) -> u64 {
+/// What the system tells of a live process: whether it is a zombie (it
+/// exited and waits for its parent to reap it, as the primary reaps its
+/// workers on its own schedule: it will never write again), and its start
+/// time in clock ticks since boot, which tells a reused pid from the
+/// process that held it (0 when unknown).
+struct ProcessStat {
+    zombie: bool,
+    start_time: u64,
+}
+
+/// One read of `/proc/<pid>/stat` on Linux; None elsewhere or when the
+/// process has no entry.
+fn process_stat(pid: u64) -> Option<ProcessStat> {
     #[cfg(target_os = "linux")]
     {
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            return 0;
-        };
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
         // The command name (field 2) may hold spaces: count fields after its ')'.
-        stat.rsplit_once(')')
-            .and_then(|(_, rest)| rest.split_whitespace().nth(19))
-            .and_then(|t| t.parse().ok())
-            .unwrap_or(0)
+        let (_, rest) = stat.rsplit_once(')')?;
+        let mut fields = rest.split_whitespace();
+        let zombie = fields.next() == Some("Z");
+        // Field 22 (starttime): the 20th after the state (field 3).
+        let start_time = fields.nth(18).and_then(|t| t.parse().ok()).unwrap_or(0);
+        Some(ProcessStat { zombie, start_time })
     }
     #[cfg(not(target_os = "linux"))]
     {
         let _ = pid;
-        0
+        None
     }
+}
+
+/// The start time of a process (see [`ProcessStat`]); 0 when unknown.
+pub fn start_time(pid: u64) -> u64 {
+    process_stat(pid).map_or(0, |stat| stat.start_time)
 }
 
 /// Whether a process exists (a zombie counts as gone).
@@ -79,7 +94,9 @@ pub fn is_alive(pid: u64) -> bool {
     !is_dead(pid, 0)
 }
 
-/// Whether the process that took a slot is gone.
+/// Whether the process that took a slot is gone: no such process, a
+/// zombie, or another process that reuses its pid (a start time other
+/// than `started`, when both are known).
 fn is_dead(pid: u64, started: u64) -> bool {
     if pid == 0 {
         return false;
@@ -87,26 +104,8 @@ fn is_dead(pid: u64, started: u64) -> bool {
     // SAFETY: signal 0 only checks that the process exists.
     let gone = unsafe { libc::kill(pid as libc::pid_t, 0) } != 0
         && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH);
-    gone || is_zombie(pid) || (started != 0 && start_time(pid) != started && start_time(pid) != 0)
-}
-
-/// A process that exited and waits for its parent to reap it (the primary
-/// reaps its workers on its own schedule): it will never write again.
-fn is_zombie(pid: u64) -> bool {
-    #[cfg(target_os = "linux")]
-    {
-        std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .ok()
-            .and_then(|stat| {
-                stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().next().map(|s| s == "Z"))
-            })
-            .unwrap_or(false)
-    }
-    #[cfg(not(target_os = "linux"))]
-    {
-        let _ = pid;
-        false
-    }
+    gone || process_stat(pid)
+        .is_some_and(|stat| stat.zombie || (started != 0 && stat.start_time != 0 && stat.start_time != started))
 }
 
 impl Handle {
@@ -433,5 +432,32 @@ impl Drop for Handle {
         let base = slot_base(self.slot);
         self.store.region.u64(base + S_START_TIME).store(0, Ordering::Relaxed);
         self.store.region.u64(base + S_STATE).store(SLOT_FREE, Ordering::Release);
+    }
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_live_process_is_told_from_a_zombie_and_from_a_reused_pid() {
+        let me = pid();
+        let started = start_time(me);
+        assert_ne!(started, 0, "this process's start time");
+        assert_eq!((is_dead(me, started), is_dead(me, 0), is_alive(me)), (false, false, true));
+        // The same pid with another start time: a later process reusing it.
+        assert!(is_dead(me, started + 1));
+
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let child_pid = child.id() as u64;
+        // Exited and not reaped yet: a zombie, which counts as gone.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !process_stat(child_pid).is_some_and(|stat| stat.zombie) {
+            assert!(std::time::Instant::now() < deadline, "the child never became a zombie");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!((is_dead(child_pid, 0), is_alive(child_pid)), (true, false));
+        child.wait().unwrap();
+        assert!(process_stat(child_pid).is_none() || is_dead(child_pid, 0));
     }
 }
