@@ -475,20 +475,25 @@ function layersWorkerMain() {
       const bigScratch = fits ? null : Buffer.allocUnsafeSlow(BIG_SCRATCH_BYTES);
       // A long value as the native call returns it: a Buffer of its own, which decode may keep.
       const owned = Buffer.from(stored[0]);
+      // A loop that makes a new 64 KiB Buffer per call runs awaited, as the
+      // API call is: without awaits the Buffers pile up between garbage
+      // collections, their memory goes cold (and back to the system), and
+      // each call measured two to three times the cost it has under load.
+      const awaited = !fits;
       ops[name] = {
         get: {
           api: { async: true, fn: (i) => shm.get(key(i)) },
           // get() decodes the value where the store copied it: the scratch buffer, or a long value's own Buffer.
-          decode: fits ? { fn: () => codec.decode(scratch.subarray(0, copyLength)) } : { fn: () => codec.decode(owned, true) },
+          decode: fits ? { fn: () => codec.decode(scratch.subarray(0, copyLength)) } : { async: awaited, fn: () => codec.decode(owned, true) },
           ...(json ? { plain: { fn: (i) => JSON.parse(texts[i % texts.length]) } } : {}),
-          store: { fn: (i) => native.localStoreGet(store.id, key(i), scratch), hot: true },
-          crossing: { fn: (i) => native.localStoreGet(closedId, key(i), scratch), hot: true },
+          store: { async: awaited, fn: (i) => native.localStoreGet(store.id, key(i), scratch), hot: true },
+          crossing: { async: awaited, fn: (i) => native.localStoreGet(closedId, key(i), scratch), hot: true },
           // For comparison when the value does not fit: a scratch buffer that holds it, and the copy out of it.
           ...(fits
             ? {}
             : {
-                bigScratch: { fn: (i) => native.localStoreGet(store.id, key(i), bigScratch) },
-                bigCopy: { fn: () => Buffer.from(bigScratch.subarray(0, stored[0].length)) },
+                bigScratch: { async: awaited, fn: (i) => native.localStoreGet(store.id, key(i), bigScratch) },
+                bigCopy: { async: awaited, fn: () => Buffer.from(bigScratch.subarray(0, stored[0].length)) },
               }),
         },
         set: {
