@@ -7,7 +7,7 @@ use bytes::Bytes;
 
 use super::{db_index_arg, int_arg, is, pattern_arg, syntax_error, try_reply, unknown_subcommand, CommandSpec, Ctx};
 use crate::resp::Frame;
-use crate::store::{notify, Expiry, Glob};
+use crate::store::{notify, Expiry, Glob, VALUE_TYPE};
 
 #[rustfmt::skip]
 pub static COMMANDS: &[CommandSpec] = &[
@@ -239,9 +239,7 @@ fn scan(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Frame {
     let (next, found) = ctx.ks.scan(
         cursor,
         count,
-        |entry| {
-            glob.as_ref().is_none_or(|g| g.matches(entry.key())) && type_filter.is_none_or(|t| is(t, entry.type_name()))
-        },
+        |key| glob.as_ref().is_none_or(|g| g.matches(key)) && type_filter.is_none_or(|t| is(t, VALUE_TYPE)),
         ctx.now,
     );
     Frame::Array(vec![Frame::bulk(next.to_string()), Frame::Array(found.into_iter().map(Frame::Bulk).collect())])

@@ -352,6 +352,13 @@ fn keys_and_scan() {
     assert_eq!(h.run("SCAN 0 COUNT 0"), err("ERR syntax error"));
     let Frame::Array(reply) = h.run("SCAN 0 TYPE hash COUNT 1000") else { panic!() };
     assert_eq!(reply, vec![bulk("0"), Frame::Array(vec![])]);
+    let Frame::Array(reply) = h.run("SCAN 0 MATCH post:1* TYPE STRING COUNT 1000") else { panic!() };
+    let Frame::Array(found) = &reply[1] else { panic!() };
+    let mut found: Vec<&Frame> = found.iter().collect();
+    found.sort_by_key(|frame| format!("{frame:?}"));
+    let mut expected: Vec<Frame> = std::iter::once(1).chain(10..20).map(|i| bulk(&format!("post:{i}"))).collect();
+    expected.sort_by_key(|frame| format!("{frame:?}"));
+    assert_eq!((&reply[0], found), (&bulk("0"), expected.iter().collect::<Vec<_>>()));
 }
 
 #[test]

@@ -38,6 +38,9 @@ pub struct Entry {
     last_access: u32,
 }
 
+/// Redis's name for the type of every value here: the store holds strings.
+pub const VALUE_TYPE: &str = "string";
+
 fn lru_clock(now: u64) -> u32 {
     now as u32
 }
@@ -79,7 +82,7 @@ impl Entry {
 
     /// Redis's name for the value's type, as TYPE reports it.
     pub fn type_name(&self) -> &'static str {
-        "string"
+        VALUE_TYPE
     }
 
     pub fn is_expired(&self, now: u64) -> bool {
@@ -950,7 +953,7 @@ impl Keyspace {
         &mut self,
         cursor: u64,
         count: usize,
-        mut keep: impl FnMut(&Entry) -> bool,
+        mut keep: impl FnMut(&[u8]) -> bool,
         now: u64,
     ) -> (u64, Vec<Bytes>) {
         let mut stripe = cursor.min(STRIPE_COUNT) as u32;
@@ -958,9 +961,10 @@ impl Keyspace {
         let mut visited = 0;
         while (stripe as u64) < STRIPE_COUNT && visited < count.max(1) {
             visited += self.each_live_in(stripe, now, |ks, live| {
-                let entry = ks.copy(live);
-                if keep(&entry) {
-                    found.push(entry.key);
+                // Only the key is read: every value is a string (VALUE_TYPE).
+                let key = live.entry.key(&ks.h);
+                if keep(&key) {
+                    found.push(key.into());
                 }
             });
             stripe += 1;

@@ -20,7 +20,9 @@ use crate::resp::Limits;
 use crate::shm::Backing;
 
 pub use glob::{glob_match, Glob, MAX_PATTERN_LEN};
-pub use keyspace::{Entry, EvictionPolicy, Expiry, Keyspace, MemoryLimits, OutOfMemory, Stats, ENTRY_HEADER};
+pub use keyspace::{
+    Entry, EvictionPolicy, Expiry, Keyspace, MemoryLimits, OutOfMemory, Stats, ENTRY_HEADER, VALUE_TYPE,
+};
 pub use locks::{Acquire, Grant, LockTable};
 pub use pubsub::{Kind, Mailbox, Message, Payload, PubSub};
 pub use tracking::{Tracking, TrackingState, INVALIDATE_CHANNEL};
