@@ -37,6 +37,15 @@ test('a byte value read from a reused buffer is a copy; from a Buffer of its own
   expect({ sameMemory: view.buffer === stored.buffer, byteOffset: view.byteOffset - stored.byteOffset }).toEqual({ sameMemory: true, byteOffset: 5 });
 });
 
+test("an 'advanced' value holding a Buffer, read from a reused buffer, keeps its bytes when that buffer is overwritten", () => {
+  const reused = Buffer.alloc(64);
+  const stored = asBuffer(encode({ data: Buffer.from('first!') }, 'advanced'));
+  stored.copy(reused);
+  const value = decode(reused.subarray(0, stored.length), false);
+  reused.fill(0x53);
+  expect({ isBuffer: Buffer.isBuffer(value.data), text: value.data.toString() }).toEqual({ isBuffer: true, text: 'first!' });
+});
+
 test('bytes another client wrote read back as a string when they are UTF-8, else as a Buffer (a view only when owned)', () => {
   expect(decode(Buffer.from('plain text'))).toBe('plain text');
   const binary = Buffer.from([0xc3, 0x28, 0x00]);

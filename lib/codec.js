@@ -213,7 +213,9 @@ function decode(stored, owned = false) {
   if (stored.length >= HEADER_LENGTH && stored[0] === 0xff && stored[1] === MAGIC[1] && stored[2] === MAGIC[2] && stored[3] === MAGIC[3]) {
     const body = stored.subarray(HEADER_LENGTH);
     if (stored[4] === KIND_BYTES) return owned ? body : Buffer.from(body);
-    if (stored[4] === KIND_V8) return v8.deserialize(body);
+    // A Buffer or typed array inside comes back as a view of what it is
+    // deserialized from: a reused read buffer must be copied first.
+    if (stored[4] === KIND_V8) return v8.deserialize(owned ? body : Buffer.from(body));
   }
   const text = stored.toString('utf8');
   try {
