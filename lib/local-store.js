@@ -9,8 +9,9 @@
  * `call(args)`: a data command's reply, or undefined when the broker must run it.
  * `set(key, value)`: `call(['SET', key, value])`, its arguments converted without the array.
  * `get(key, scratch)`: GET copying the value into `scratch`: its length, -1
- * for a missing key, a Buffer for a value longer than `scratch`, or -2 when
- * the broker must run it.
+ * for a missing key, a Buffer of its own for a value longer than `scratch`
+ * (placed so that a byte value's bytes start 8-aligned in its memory), or
+ * -2 when the broker must run it.
  */
 function attachLocalStore(native, options) {
   const store = native.LocalStore.attach(options);
@@ -19,7 +20,10 @@ function attachLocalStore(native, options) {
     slot: store.slot,
     call: (args) => native.localStoreCall(id, args),
     set: (key, value) => native.localStoreSet(id, key, value),
-    get: (key, scratch) => native.localStoreGet(id, key, scratch),
+    get: (key, scratch) => {
+      const found = native.localStoreGet(id, key, scratch);
+      return typeof found === 'number' ? found : found.subarray(native.LONG_VALUE_OFFSET);
+    },
     close: () => store.close(),
   };
 }

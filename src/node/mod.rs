@@ -272,10 +272,19 @@ fn run_attached(
     }
 }
 
+/// Where a long value starts in the Buffer [`local_store_get`] returns it
+/// in: 3 bytes in, so that a byte value's bytes, after its 5-byte tag,
+/// start at offset 8 of their memory, aligned as Node's own Buffers are (a
+/// Float64Array over a Buffer's memory needs an offset that is a multiple
+/// of 8).
+#[napi]
+pub const LONG_VALUE_OFFSET: u32 = 3;
+
 /// GET on the store `id`, the value copied into `scratch` (a Buffer the
 /// caller reuses, so no Buffer is made per read): its length; -1 for a
-/// missing key; a new Buffer holding a value longer than `scratch`; -2 when
-/// it must go to the broker (as `localStoreCall` returns undefined).
+/// missing key; a new Buffer holding a value longer than `scratch` from
+/// [`LONG_VALUE_OFFSET`] on; -2 when it must go to the broker (as
+/// `localStoreCall` returns undefined).
 #[cfg_attr(test, allow(dead_code))]
 #[napi(
     js_name = "localStoreGet",
@@ -294,11 +303,16 @@ pub fn local_store_get(env: Env, id: u32, key: Arg, mut scratch: BufferSlice<'_>
     // A long value is copied out of the mapping straight into the Buffer
     // returned, under the stripe's lock: one copy, and a Buffer the caller
     // may keep (an external Buffer over a native copy costs more, in
-    // finalizers and GC pressure, at these sizes).
+    // finalizers and GC pressure, at these sizes). Making it runs no JS
+    // (N-API finalizers are deferred) and so cannot re-enter the store; it
+    // may collect garbage, which lengthens the lock's hold a little.
+    // When it fails, nothing is copied and the error is thrown once the
+    // lock is released.
     let mut made: Option<napi::Result<sys::napi_value>> = None;
     let read = cmd::get_attached(&mut ks, &key.0, now_ms(), &mut scratch, |len| {
+        let offset = LONG_VALUE_OFFSET as usize;
         // SAFETY: the bytes are written here, before this call returns the Buffer.
-        let (value, data) = match unsafe { new_buffer(&env, len) } {
+        let (value, data) = match unsafe { new_buffer(&env, offset + len) } {
             Ok(buffer) => buffer,
             Err(error) => {
                 made = Some(Err(error));
@@ -306,7 +320,7 @@ pub fn local_store_get(env: Env, id: u32, key: Arg, mut scratch: BufferSlice<'_>
             }
         };
         made = Some(Ok(value));
-        Some(data)
+        Some(&mut data[offset..])
     });
     drop(ks);
     Ok(match read {
