@@ -342,23 +342,37 @@ pub fn get_attached<'b>(
     }
 }
 
+/// What [`set_attached`] did.
+#[derive(Debug, PartialEq)]
+pub enum AttachedSet {
+    /// Ran, with this reply: the one [`execute_attached`] gives the same
+    /// command.
+    Done(Frame),
+    /// Under a memory bound: the general path must run it (it estimates
+    /// and admits the write first), with the value in one piece.
+    Bounded,
+    /// It must go to the broker (see [`execute_attached`]).
+    Forward,
+}
+
 /// `SET key value` in a process attached to the shared store, with the
 /// value in parts written one after the other: a worker's `set()` of a
 /// Buffer hands over its tag and its bytes as they lie in JS memory, with no
-/// joined copy first. The reply [`execute_attached`] gives the same command;
-/// None when the broker must run it, or under a memory bound (whose
-/// admission and eviction take the general path, with the value joined).
-pub fn set_attached(ctx: &mut Ctx<'_>, key: &Bytes, value: &[&[u8]]) -> Option<Frame> {
+/// joined copy first.
+pub fn set_attached(ctx: &mut Ctx<'_>, key: &Bytes, value: &[&[u8]]) -> AttachedSet {
+    if ctx.ks.must_forward(ctx.now) {
+        return AttachedSet::Forward;
+    }
     let limits = ctx.ks.limits();
-    if limits.max_memory != 0 || limits.max_keys != 0 || ctx.ks.must_forward(ctx.now) {
-        return None;
+    if limits.max_memory != 0 || limits.max_keys != 0 {
+        return AttachedSet::Bounded;
     }
     if !begin_attached(ctx.ks, std::iter::once(key), ctx.now) {
-        return None;
+        return AttachedSet::Forward;
     }
     ctx.ks.set_parts(key, value, crate::store::Expiry::Clear, ctx.now);
     ctx.ks.notify(crate::store::notify::STRING, "set", key);
-    Some(match ctx.ks.end_command() {
+    AttachedSet::Done(match ctx.ks.end_command() {
         Ok(()) => Frame::ok(),
         Err(e) => Frame::error(e.to_string()),
     })

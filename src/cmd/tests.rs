@@ -1693,14 +1693,24 @@ fn set_attached_writes_its_parts_as_one_value_as_set_does() {
         let mut ctx = Ctx::new(&h.db, &mut ks, &mut h.session, h.now);
         super::set_attached(&mut ctx, &Bytes::from_static(key), parts)
     };
-    assert_eq!(set_attached(&mut h, b"held", &[b"ab", b"", b"cd"]), Some(Frame::ok()));
-    assert_eq!(set_attached(&mut h, b"new", &[b"\xffSHM\x01", b"bytes"]), Some(Frame::ok()));
+    let version = |h: &Harness, key: &[u8]| h.keyspace().version(key, h.now);
+    let before = version(&h, b"held");
+    assert_eq!(set_attached(&mut h, b"held", &[b"ab", b"", b"cd"]), super::AttachedSet::Done(Frame::ok()));
+    assert!(version(&h, b"held") > before, "a write moves the key's version (WATCH)");
+    assert_eq!(set_attached(&mut h, b"new", &[b"\xffSHM\x01", b"bytes"]), super::AttachedSet::Done(Frame::ok()));
     assert_eq!(h.run("GET held"), bulk("abcd"));
     assert_eq!(h.run("TTL held"), int(-1));
     assert_eq!(h.run("GET new"), Frame::Bulk(Bytes::from_static(b"\xffSHM\x01bytes")));
     assert_eq!(h.run("STRLEN new"), int(10));
     // Under a memory bound the general path runs it (admission, eviction).
     assert_eq!(h.run("CONFIG SET maxmemory 100mb"), Frame::ok());
-    assert_eq!(set_attached(&mut h, b"new", &[b"other"]), None);
+    assert_eq!(set_attached(&mut h, b"new", &[b"other"]), super::AttachedSet::Bounded);
+    assert_eq!(h.run("CONFIG SET maxmemory 0"), Frame::ok());
+    assert_eq!(h.run("CONFIG SET maxkeys 1000"), Frame::ok());
+    assert_eq!(set_attached(&mut h, b"new", &[b"other"]), super::AttachedSet::Bounded);
+    assert_eq!(h.run("CONFIG SET maxkeys 0"), Frame::ok());
+    // A broker that is closing takes every command itself.
+    h.keyspace().close_store();
+    assert_eq!(set_attached(&mut h, b"new", &[b"other"]), super::AttachedSet::Forward);
     assert_eq!(h.run("GET new"), Frame::Bulk(Bytes::from_static(b"\xffSHM\x01bytes")));
 }

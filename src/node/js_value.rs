@@ -94,10 +94,15 @@ impl FromNapiValue for ValueArg {
             let mut count = 0u32;
             check_status!(sys::napi_get_array_length(env, value, &mut count))?;
             if count <= 2 {
+                // Every element first, then where their bytes lie: getting an
+                // element may run JS (a getter), which could free the memory
+                // of a Buffer already looked at.
+                let mut items = [ptr::null_mut(); 2];
+                for (index, item) in items.iter_mut().enumerate().take(count as usize) {
+                    check_status!(sys::napi_get_element(env, value, index as u32, item))?;
+                }
                 let mut parts = [(ptr::null(), 0); 2];
-                for (index, part) in parts.iter_mut().enumerate().take(count as usize) {
-                    let mut item = ptr::null_mut();
-                    check_status!(sys::napi_get_element(env, value, index as u32, &mut item))?;
+                for (part, &item) in parts.iter_mut().zip(&items).take(count as usize) {
                     *part = part_bytes(env, item)?;
                 }
                 return Ok(ValueArg::Borrowed(parts));
@@ -225,10 +230,15 @@ unsafe fn arg_bytes(env: sys::napi_env, value: sys::napi_value) -> napi::Result<
 unsafe fn parts_bytes(env: sys::napi_env, value: sys::napi_value) -> napi::Result<Bytes> {
     let mut count = 0u32;
     check_status!(sys::napi_get_array_length(env, value, &mut count))?;
-    let mut parts = Vec::with_capacity(count as usize);
+    // Every element first, then where their bytes lie (see ValueArg).
+    let mut items = Vec::with_capacity(count as usize);
     for index in 0..count {
         let mut item = ptr::null_mut();
         check_status!(sys::napi_get_element(env, value, index, &mut item))?;
+        items.push(item);
+    }
+    let mut parts = Vec::with_capacity(items.len());
+    for item in items {
         parts.push(part_bytes(env, item)?);
     }
     let mut joined = Vec::with_capacity(parts.iter().map(|&(_, len)| len).sum());

@@ -240,11 +240,15 @@ pub fn local_store_set(id: u32, key: Arg, value: ValueArg) -> napi::Result<Eithe
     run_attached(id, |ctx| {
         // SAFETY: the value's parts are used only within this call.
         let parts = unsafe { value.parts() };
-        cmd::set_attached(ctx, &key, &parts).or_else(|| {
-            // SAFETY: as above.
-            let value = unsafe { value.joined() };
-            cmd::execute_attached(ctx, &[Bytes::from_static(b"SET"), key.clone(), value])
-        })
+        match cmd::set_attached(ctx, &key, &parts) {
+            cmd::AttachedSet::Done(reply) => Some(reply),
+            cmd::AttachedSet::Forward => None,
+            cmd::AttachedSet::Bounded => {
+                // SAFETY: as above.
+                let value = unsafe { value.joined() };
+                cmd::execute_attached(ctx, &[Bytes::from_static(b"SET"), key.clone(), value])
+            }
+        }
     })
 }
 
