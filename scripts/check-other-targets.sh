@@ -6,7 +6,10 @@
 # source instead, with `-Zbuild-std`, from Debian's `rust-src` package of
 # the same rustc version (trixie-backports), and checks a copy of the crate
 # without jemalloc, whose build script would need a C compiler for the
-# target. Nothing is linked or run.
+# target. Nothing is linked or run. It needs curl, xz, dpkg-deb, network
+# access to deb.debian.org, a rustc whose version trixie-backports has a
+# rust-src of, and cargo's __CARGO_TESTS_ONLY_SRC_ROOT (meant for cargo's
+# own tests) to point -Zbuild-std at that source.
 #
 #   scripts/check-other-targets.sh [TARGET ...]
 set -euo pipefail
@@ -21,14 +24,17 @@ src="$work/rust-src-$version"
 mkdir -p "$work"
 
 if [ ! -d "$src/library" ]; then
-  index="http://deb.debian.org/debian/dists/trixie-backports/main/binary-all/Packages.xz"
-  file=$(curl -fsS "$index" | xz -dc | awk -v v="$version+" '
+  index="https://deb.debian.org/debian/dists/trixie-backports/main/binary-all/Packages.xz"
+  # The package's file name and SHA-256, as the index lists them.
+  read -r file sha256 < <(curl -fsS "$index" | xz -dc | awk -v v="$version+" '
     /^Package: rust-src$/ { p = 1 }
     p && /^Version:/ { ok = index($2, v) == 1 }
-    p && /^Filename:/ && ok && !found { print $2; found = 1 }
-    /^$/ { p = 0 }')
-  [ -n "$file" ] || { echo "no rust-src $version in Debian trixie-backports" >&2; exit 1; }
-  curl -fsS -o "$work/rust-src.deb" "http://deb.debian.org/debian/$file"
+    p && ok && /^Filename:/ { file = $2 }
+    p && ok && /^SHA256:/ { sha = $2 }
+    /^$/ { if (p && ok && file != "" && sha != "" && !found) { print file, sha; found = 1 } p = 0; ok = 0; file = ""; sha = "" }') || true
+  [ -n "${file:-}" ] || { echo "no rust-src $version in Debian trixie-backports" >&2; exit 1; }
+  curl -fsS -o "$work/rust-src.deb" "https://deb.debian.org/debian/$file"
+  echo "$sha256  $work/rust-src.deb" | sha256sum -c --quiet -
   rm -rf "$work/deb" && mkdir -p "$work/deb"
   dpkg-deb -x "$work/rust-src.deb" "$work/deb"
   mv "$work/deb/usr/src/rustc-$version" "$src"

@@ -75,7 +75,16 @@ impl Broker {
                 let _ = std::fs::remove_dir_all(dir);
             }
         };
-        let db = match Db::in_new_store(&store_backing(&socket)) {
+        let backing = store_backing(&socket);
+        // Off Linux the file is the only way to share the store; without it
+        // (a file system that cannot map it shared) the broker still runs,
+        // on memory only it maps, and other processes go through its socket
+        // (their SHM.ATTACH is refused, saying so).
+        let made = Db::in_new_store(&backing).or_else(|error| match backing {
+            Backing::FileIn(_) if !cfg!(target_os = "linux") => Db::in_new_store(&Backing::Anonymous),
+            _ => Err(error),
+        });
+        let db = match made {
             Ok(db) => db,
             Err(error) => {
                 remove_owned_dir();

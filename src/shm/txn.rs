@@ -56,15 +56,16 @@ fn pid() -> u64 {
 /// What the system tells of a live process: whether it is a zombie (it
 /// exited and waits for its parent to reap it, as the primary reaps its
 /// workers on its own schedule: it will never write again), and its start
-/// time in clock ticks since boot, which tells a reused pid from the
-/// process that held it (0 when unknown).
+/// time (clock ticks since boot on Linux, microseconds since the epoch on
+/// macOS), which tells a reused pid from the process that held it (0 when
+/// unknown).
 struct ProcessStat {
     zombie: bool,
     start_time: u64,
 }
 
-/// One read of `/proc/<pid>/stat` on Linux; None elsewhere or when the
-/// process has no entry.
+/// One read of `/proc/<pid>/stat` on Linux, of `proc_pidinfo` on macOS;
+/// None elsewhere or when the process is not found.
 fn process_stat(pid: u64) -> Option<ProcessStat> {
     #[cfg(target_os = "linux")]
     {
@@ -77,7 +78,30 @@ fn process_stat(pid: u64) -> Option<ProcessStat> {
         let start_time = fields.nth(18).and_then(|t| t.parse().ok()).unwrap_or(0);
         Some(ProcessStat { zombie, start_time })
     }
-    #[cfg(not(target_os = "linux"))]
+    #[cfg(target_os = "macos")]
+    {
+        // SAFETY: a zeroed proc_bsdinfo is valid; proc_pidinfo writes at
+        // most the size it is given and returns how much it wrote.
+        let mut info: libc::proc_bsdinfo = unsafe { std::mem::zeroed() };
+        let size = std::mem::size_of::<libc::proc_bsdinfo>() as libc::c_int;
+        let written = unsafe {
+            libc::proc_pidinfo(
+                pid as libc::c_int,
+                libc::PROC_PIDTBSDINFO,
+                0,
+                (&mut info as *mut libc::proc_bsdinfo).cast(),
+                size,
+            )
+        };
+        if written != size {
+            return None;
+        }
+        // Microseconds since the epoch: unique enough to tell two processes
+        // that had the same pid apart.
+        let start_time = info.pbi_start_tvsec * 1_000_000 + info.pbi_start_tvusec;
+        Some(ProcessStat { zombie: info.pbi_status == libc::SZOMB, start_time })
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "macos")))]
     {
         let _ = pid;
         None
