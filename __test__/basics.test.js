@@ -99,6 +99,7 @@ test('Buffers from empty to 3 MB written and read by a worker come back byte for
       worker: {
         reads: [...sizes, ...[...sizes].reverse()].map(whole),
         written: { 4091: { kept: true, ...whole(4_091) }, 4092: { kept: true, ...whole(4_092) }, 200000: { kept: true, ...whole(200_000) } },
+        texts: [true, true],
         listened: whole(100_000),
         events: ['set'],
       },

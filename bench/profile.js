@@ -346,10 +346,8 @@ class RawClient {
 // ---------------------------------------------------------------------------
 // The mapped store, layer by layer: measured in a worker of its own
 
-/** The size of the buffer lib/backends/broker.js copies a GET's value into; a longer value comes back in a Buffer of its own. */
-const SCRATCH_BYTES = 4 * 1024;
-/** A scratch buffer that holds a 64 KiB value, for comparison. */
-const BIG_SCRATCH_BYTES = 128 * 1024;
+/** The size lib/backends/broker.js's read buffer starts at; a binary value past 4 KiB comes back in a Buffer of its own whatever its size. */
+const SCRATCH_BYTES = 64 * 1024;
 /** The bench's 64 KiB workload: 1,000 keys of 64 KiB random-byte Buffers (bench/lib/workload.js). */
 const BIG_WORKLOAD = WORKLOADS.buffer;
 const bigKeyName = (i) => `profile:64k:${i}`;
@@ -472,7 +470,6 @@ function layersWorkerMain() {
       const texts = json ? encoded : null;
       stored[0].copy(scratch);
       const copyLength = stored[0].length;
-      const bigScratch = fits ? null : Buffer.allocUnsafeSlow(BIG_SCRATCH_BYTES);
       // A long value as the native call returns it: a Buffer of its own, which decode may keep.
       const owned = Buffer.from(stored[0]);
       // A loop that makes a new 64 KiB Buffer per call runs awaited, as the
@@ -488,13 +485,6 @@ function layersWorkerMain() {
           ...(json ? { plain: { fn: (i) => JSON.parse(texts[i % texts.length]) } } : {}),
           store: { async: awaited, fn: (i) => native.localStoreGet(store.id, key(i), scratch), hot: true },
           crossing: { async: awaited, fn: (i) => native.localStoreGet(closedId, key(i), scratch), hot: true },
-          // For comparison when the value does not fit: a scratch buffer that holds it, and the copy out of it.
-          ...(fits
-            ? {}
-            : {
-                bigScratch: { async: awaited, fn: (i) => native.localStoreGet(store.id, key(i), bigScratch) },
-                bigCopy: { async: awaited, fn: () => Buffer.from(bigScratch.subarray(0, stored[0].length)) },
-              }),
         },
         set: {
           api: { async: true, fn: (i) => shm.set(key(i), value(i)) },
@@ -1152,9 +1142,8 @@ function layerRows(t, op, { fits, json }) {
   }
   add('crossing', `N-API crossing and argument conversion (4: \`${op === 'get' ? 'localStoreGet' : 'localStoreSet'}\` with a closed store's id)`, false, t.crossing);
   if (op === 'get' && !fits) {
-    // The value does not fit the scratch buffer: the call returns it in a new Buffer. A scratch buffer that holds it shows the store's part.
-    add('store', "inside the store: lock, hash, index lookup, copy (the same call with a 128 KiB scratch buffer − 4)", true, minus(t.bigScratch, t.crossing));
-    add('buffer', 'the new Buffer the native call copies a value longer than the 4 KiB read buffer into, out of the mapping (3 − the same call with a 128 KiB scratch buffer)', false, minus(t.store, t.bigScratch));
+    // A binary value past 4 KiB comes back in a Buffer of its own: the copy out of the mapping goes there.
+    add('store', 'inside the store: lock, hash, index lookup, and the copy out of the mapping into the new Buffer the call returns (3 − 4)', true, minus(t.store, t.crossing));
   } else {
     add('store', `inside the store: lock, hash, index lookup, copy${op === 'set' ? ', journal' : ''} (3 − 4)`, true, minus(t.store, t.crossing));
   }
@@ -1169,7 +1158,6 @@ const LAYER_SHORT = {
   copy: 'the copy out of the scratch buffer',
   crossing: 'the N-API crossing and argument conversion',
   store: "the store's own work",
-  buffer: 'the new Buffer a long value comes back in',
 };
 
 /** The largest layer that is not inherent, and the sums of both kinds (CPU ns, negative differences as 0). */
@@ -1206,7 +1194,7 @@ function reportLayers(push, layers) {
     `Measured in a worker of its own, before the load phases start, on the store it maps; the broker holds the 10,000 pre-filled keys of 100-byte JSON and ${int(BIG_WORKLOAD.keys)} keys of 64 KiB Buffers (the bench's 64 KiB workload: random bytes). Each layer is a timing loop over random keys; the loops run in ${layers.rounds} interleaved rounds of about ${layers.roundMs} ms, and each figure is the median round, in wall ns per call and in CPU ns per call (\`process.cpuUsage\` of the worker: the figure to trust on a loaded machine; shares and bounds use it). Load average (1 / 5 / 15 min) when the loops started ${layers.loadavg.map((v) => v.toFixed(2)).join(' / ')}, when they ended ${layers.loadavgAfter.map((v) => v.toFixed(2)).join(' / ')}.\n`,
   );
   push(
-    'The layers: (1) the awaited API call; (2) the codec (a get decodes the value where the store copied it: the handle\'s 4 KiB read buffer, or the Buffer of its own a longer value comes back in; a set hands a Buffer\'s tag and bytes over as two parts); (3) the native store call (`localStoreGet` / `localStoreSet`) on a store the worker attached itself; (4) the same native call naming a store that was attached and closed: it returns right after converting its arguments, so it is the N-API crossing alone. Inside the store = 3 − 4; the JS API = 1 − 2 − 3. "Inherent" marks what any store of these values in shared memory has to do (JSON.stringify / JSON.parse of the value, the store\'s own lock, hash, lookup, copy and journal); the next bound is the largest layer that is not. A difference below zero is smaller than the noise.\n',
+    'The layers: (1) the awaited API call; (2) the codec (a get decodes the value where the store copied it: the handle\'s read buffer, or the Buffer of its own a binary value past 4 KiB comes back in; a set hands a Buffer\'s tag and bytes over as two parts); (3) the native store call (`localStoreGet` / `localStoreSet`) on a store the worker attached itself; (4) the same native call naming a store that was attached and closed: it returns right after converting its arguments, so it is the N-API crossing alone. Inside the store = 3 − 4; the JS API = 1 − 2 − 3. "Inherent" marks what any store of these values in shared memory has to do (JSON.stringify / JSON.parse of the value, the store\'s own lock, hash, lookup, copy and journal); the next bound is the largest layer that is not. A difference below zero is smaller than the noise.\n',
   );
   const summary = {};
   for (const [size, bySize] of Object.entries(layers.sizes)) {
@@ -1220,10 +1208,6 @@ function reportLayers(push, layers) {
       for (const r of rows) push(`| ${r.name} | ${ns(r.wall)} | ${ns(r.cpu)} | ${pct(r.cpu / whole.cpu)} | ${r.inherent ? 'yes' : 'no'} |`);
       push(`| **the whole awaited call (1)** | **${ns(whole.wall)}** | **${ns(whole.cpu)}** | **100%** | |`);
       push(`| *the native store call (3)* | *${ns(t.store.wall)}* | *${ns(t.store.cpu)}* | *${pct(t.store.cpu / whole.cpu)}* | |`);
-      if (t.bigScratch) {
-        push(`| *the same call with a 128 KiB scratch buffer that holds the value* | *${ns(t.bigScratch.wall)}* | *${ns(t.bigScratch.cpu)}* | *${pct(t.bigScratch.cpu / whole.cpu)}* | |`);
-        push(`| *for comparison: a copy out of that scratch buffer into a new Buffer* | *${ns(t.bigCopy.wall)}* | *${ns(t.bigCopy.cpu)}* | *${pct(t.bigCopy.cpu / whole.cpu)}* | |`);
-      }
       push();
       const b = nextBound(rows);
       const floor = Math.max(whole.cpu - b.overheadCpu, b.inherentCpu);

@@ -6,13 +6,14 @@ const { Connection } = require('../connection');
 /** What `readLocal()` returns when the broker must run the read. */
 const NOT_LOCAL = Symbol('not read in this process');
 /**
- * Reads copy values up to this long into one reused buffer; longer ones come
- * back in a Buffer of their own, copied once out of the mapping, which a
- * byte value is then returned as a view of. Past 4 KiB, Node's Buffer.from
- * no longer takes from its pool: a copy out of a reused buffer would cost
- * an allocation as well as a second copy.
+ * Reads copy text into one reused buffer, which starts this long and grows
+ * to fit the text read, up to SCRATCH_MAX; longer text, and binary values
+ * past 4 KiB (a tagged Buffer, a serialized value), come back in a Buffer of
+ * their own, copied once out of the mapping, which a byte value is then
+ * returned as a view of (see localStoreGet).
  */
-const SCRATCH_BYTES = 4 * 1024;
+const SCRATCH_START = 64 * 1024;
+const SCRATCH_MAX = 1024 * 1024;
 
 const CAPABILITIES = Object.freeze({ hostsBroker: false, ownsServer: true, leaseLocks: false, cluster: false, nearCache: false, mappedStore: true });
 
@@ -44,7 +45,7 @@ class BrokerClientBackend {
     /** Calls the store sent back, still in flight on the connection. */
     this.forwarded = 0;
     /** Where the store's reads are copied (see #get). */
-    this.scratch = attachStore === null ? null : Buffer.allocUnsafeSlow(SCRATCH_BYTES);
+    this.scratch = attachStore === null ? null : Buffer.allocUnsafeSlow(SCRATCH_START);
     /** Set by the handle: hears 'error' and 'reconnect' from the connection. */
     this.onEvent = () => {};
   }
@@ -85,7 +86,7 @@ class BrokerClientBackend {
    * out of the scratch buffer comes from Node's pool. Undefined: ask the broker.
    */
   #get(store, key) {
-    const found = store.get(key, this.scratch);
+    const found = this.#read(store, key);
     if (typeof found !== 'number') return found;
     if (found === -1) return null;
     if (found < 0) return undefined;
@@ -103,7 +104,7 @@ class BrokerClientBackend {
     if (store === null || this.forwarded !== 0) return NOT_LOCAL;
     let found;
     try {
-      found = store.get(key, this.scratch);
+      found = this.#read(store, key);
     } catch (error) {
       throw fromNative(error);
     }
@@ -111,6 +112,22 @@ class BrokerClientBackend {
     if (found === -1) return decode(null, false);
     if (found < 0) return NOT_LOCAL;
     return decode(this.scratch.subarray(0, found), false);
+  }
+
+  /**
+   * The store's GET into the scratch buffer: the value's length, -1 (no
+   * such key), -2 (ask the broker), or a Buffer of the value's own. Text
+   * that came back that way because it was longer than the scratch buffer
+   * makes it grow, to take the next such read.
+   */
+  #read(store, key) {
+    const found = store.get(key, this.scratch);
+    if (typeof found !== 'number' && found.length > this.scratch.length && found.length <= SCRATCH_MAX && found[0] !== 0xff) {
+      let size = this.scratch.length;
+      while (size < found.length) size *= 2;
+      this.scratch = Buffer.allocUnsafeSlow(Math.min(size, SCRATCH_MAX));
+    }
+    return found;
   }
 
   #attach() {

@@ -308,8 +308,7 @@ fn begin_attached<'k>(ks: &mut Keyspace, keys: impl Iterator<Item = &'k Bytes>, 
 
 /// What [`get_attached`] found.
 pub enum AttachedRead {
-    /// The value's length: copied into the caller's buffer when it fits
-    /// there, else into the one its `long` made.
+    /// The value's length: copied into the buffer `place` picked.
     Found(usize),
     Missing,
     /// It must be read through the broker (see [`execute_attached`]).
@@ -317,16 +316,15 @@ pub enum AttachedRead {
 }
 
 /// GET in a process attached to the shared store, copying the value into
-/// `out` (the caller's reusable buffer), or a longer one into the buffer
-/// `long(len)` makes (the JS Buffer it returns), rather than building a
-/// reply: the fast path of a worker's `get`, one copy out of the mapping.
-/// Same checks as [`execute_attached`].
+/// the buffer `place(len, first_byte)` picks (the caller's reusable buffer,
+/// or a JS Buffer of its own) rather than building a reply: the fast path
+/// of a worker's `get`, one copy out of the mapping. Same checks as
+/// [`execute_attached`].
 pub fn get_attached<'b>(
     ks: &mut Keyspace,
     key: &Bytes,
     now: u64,
-    out: &mut [u8],
-    long: impl FnOnce(usize) -> Option<&'b mut [u8]>,
+    place: impl FnOnce(usize, Option<u8>) -> Option<&'b mut [u8]>,
 ) -> AttachedRead {
     if ks.must_forward(now) {
         return AttachedRead::Forward;
@@ -334,7 +332,7 @@ pub fn get_attached<'b>(
     if !begin_attached(ks, std::iter::once(key), now) {
         return AttachedRead::Forward;
     }
-    let read = ks.read_into(key, now, out, long);
+    let read = ks.read_into(key, now, place);
     match (ks.end_command(), read) {
         (Err(_), _) => AttachedRead::Forward,
         (Ok(()), None) => AttachedRead::Missing,

@@ -284,11 +284,20 @@ fn run_attached(
 #[napi]
 pub const LONG_VALUE_OFFSET: u32 = 3;
 
-/// GET on the store `id`, the value copied into `scratch` (a Buffer the
-/// caller reuses, so no Buffer is made per read): its length; -1 for a
-/// missing key; a new Buffer holding a value longer than `scratch` from
-/// [`LONG_VALUE_OFFSET`] on; -2 when it must go to the broker (as
-/// `localStoreCall` returns undefined).
+/// Binary values longer than this (their first byte 0xFF, which never
+/// starts UTF-8 text: the codec's tagged Buffers and serialized values)
+/// come back from [`local_store_get`] in a Buffer of their own, which the
+/// caller keeps as the value, rather than copied into its reused buffer and
+/// out again. Text there is only decoded. Below 4 KiB Node takes a copy's
+/// memory from its pool, which costs less than a Buffer of its own.
+const OWN_BINARY_FROM: usize = 4 * 1024;
+
+/// GET on the store `id`: its value's length when it was copied into
+/// `scratch` (a Buffer the caller reuses, so no Buffer is made per read);
+/// -1 for a missing key; a new Buffer holding the value from
+/// [`LONG_VALUE_OFFSET`] on when it is longer than `scratch`, or binary and
+/// longer than 4 KiB (see `OWN_BINARY_FROM`); -2 when it must go to the
+/// broker (as `localStoreCall` returns undefined).
 #[cfg_attr(test, allow(dead_code))]
 #[napi(
     js_name = "localStoreGet",
@@ -304,16 +313,21 @@ pub fn local_store_get(env: Env, id: u32, key: Arg, mut scratch: BufferSlice<'_>
         return Ok(Either::A(-2));
     };
     let mut ks = db.lock();
-    // A long value is copied out of the mapping straight into the Buffer
-    // returned, under the stripe's lock: one copy, and a Buffer the caller
-    // may keep (an external Buffer over a native copy costs more, in
+    // A value that gets a Buffer of its own is copied out of the mapping
+    // straight into it, under the stripe's lock: one copy, and a Buffer the
+    // caller may keep (an external Buffer over a native copy costs more, in
     // finalizers and GC pressure, at these sizes). Making it runs no JS
     // (N-API finalizers are deferred) and so cannot re-enter the store; it
     // may collect garbage, which lengthens the lock's hold a little.
     // When it fails, nothing is copied and the error is thrown once the
     // lock is released.
     let mut made: Option<napi::Result<sys::napi_value>> = None;
-    let read = cmd::get_attached(&mut ks, &key.0, now_ms(), &mut scratch, |len| {
+    let scratch: &mut [u8] = &mut scratch;
+    let read = cmd::get_attached(&mut ks, &key.0, now_ms(), |len, head| {
+        let binary = head == Some(0xff) && len > OWN_BINARY_FROM;
+        if len <= scratch.len() && !binary {
+            return Some(scratch);
+        }
         let offset = LONG_VALUE_OFFSET as usize;
         // SAFETY: the bytes are written here, before this call returns the Buffer.
         let (value, data) = match unsafe { new_buffer(&env, offset + len) } {

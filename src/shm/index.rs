@@ -71,6 +71,16 @@ impl EntryRef {
         h.store.region.read_bytes(self.0 + E_HEADER + k, &mut out[..v as usize]);
     }
 
+    /// The value's first byte; None for an empty value.
+    pub fn value_head(self, h: &Handle) -> Option<u8> {
+        let (k, v) = self.lens(h);
+        (v > 0).then(|| {
+            let mut head = [0u8; 1];
+            h.store.region.read_bytes(self.0 + E_HEADER + k, &mut head);
+            head[0]
+        })
+    }
+
     pub fn key_is(self, h: &Handle, key: &[u8]) -> bool {
         self.lens(h).0 == key.len() as u64 && h.store.region.bytes_eq(self.0 + E_HEADER, key)
     }

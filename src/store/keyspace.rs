@@ -534,23 +534,20 @@ impl Keyspace {
         self.op(|ks| ks.read_found(key, now).map(|found| found.entry.value(&ks.h)))
     }
 
-    /// Copies the value of a live key into `out` when it fits, else into the
-    /// buffer `long(len)` makes for it, counting a hit or a miss. Returns the
-    /// value's length (None for a missing key); when `long` makes no buffer,
-    /// nothing is copied.
+    /// Copies the value of a live key into the buffer `place(len, head)`
+    /// picks for it (`head`: the value's first byte, None when empty),
+    /// counting a hit or a miss. Returns the value's length (None for a
+    /// missing key); when `place` gives no buffer, nothing is copied.
     pub fn read_into<'b>(
         &mut self,
         key: &[u8],
         now: u64,
-        out: &mut [u8],
-        long: impl FnOnce(usize) -> Option<&'b mut [u8]>,
+        place: impl FnOnce(usize, Option<u8>) -> Option<&'b mut [u8]>,
     ) -> Option<usize> {
         self.op(|ks| {
             let found = ks.read_found(key, now)?;
             let len = found.entry.value_len(&ks.h);
-            if len <= out.len() {
-                found.entry.read_value(&ks.h, out);
-            } else if let Some(buffer) = long(len) {
+            if let Some(buffer) = place(len, found.entry.value_head(&ks.h)) {
                 found.entry.read_value(&ks.h, buffer);
             }
             Some(len)
