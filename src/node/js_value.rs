@@ -83,32 +83,27 @@ impl ValidateNapiValue for ValueArg {}
 
 impl FromNapiValue for ValueArg {
     unsafe fn from_napi_value(env: sys::napi_env, value: sys::napi_value) -> napi::Result<Self> {
-        let mut is_buffer = false;
-        check_status!(sys::napi_is_buffer(env, value, &mut is_buffer))?;
-        if is_buffer {
-            return Ok(ValueArg::Borrowed([buffer_bytes(env, value)?, (ptr::null(), 0)]));
-        }
-        let mut is_array = false;
-        check_status!(sys::napi_is_array(env, value, &mut is_array))?;
-        if is_array {
-            let mut count = 0u32;
-            check_status!(sys::napi_get_array_length(env, value, &mut count))?;
-            if count <= 2 {
-                // Every element first, then where their bytes lie: getting an
-                // element may run JS (a getter), which could free the memory
-                // of a Buffer already looked at.
-                let mut items = [ptr::null_mut(); 2];
-                for (index, item) in items.iter_mut().enumerate().take(count as usize) {
-                    check_status!(sys::napi_get_element(env, value, index as u32, item))?;
-                }
-                let mut parts = [(ptr::null(), 0); 2];
-                for (part, &item) in parts.iter_mut().zip(&items).take(count as usize) {
-                    *part = part_bytes(env, item)?;
-                }
-                return Ok(ValueArg::Borrowed(parts));
+        let mut kind = 0;
+        check_status!(sys::napi_typeof(env, value, &mut kind))?;
+        if kind == sys::ValueType::napi_object {
+            let mut is_buffer = false;
+            check_status!(sys::napi_is_buffer(env, value, &mut is_buffer))?;
+            if is_buffer {
+                return Ok(ValueArg::Borrowed([buffer_bytes(env, value)?, (ptr::null(), 0)]));
+            }
+            let mut is_array = false;
+            check_status!(sys::napi_is_array(env, value, &mut is_array))?;
+            if is_array {
+                let parts = array_parts(env, value)?;
+                return Ok(match parts[..] {
+                    [] => ValueArg::Owned(Bytes::new()),
+                    [one] => ValueArg::Borrowed([one, (ptr::null(), 0)]),
+                    [head, tail] => ValueArg::Borrowed([head, tail]),
+                    _ => ValueArg::Owned(join(&parts)),
+                });
             }
         }
-        arg_bytes(env, value).map(ValueArg::Owned)
+        arg_bytes_of(env, value, kind).map(ValueArg::Owned)
     }
 }
 
@@ -121,14 +116,8 @@ impl ValueArg {
     /// that received this argument.
     pub unsafe fn parts(&self) -> [&[u8]; 2] {
         match self {
-            ValueArg::Borrowed(parts) => parts.map(|(data, length)| {
-                // SAFETY: a Buffer's bytes, alive while the call runs.
-                if length == 0 {
-                    &[][..]
-                } else {
-                    unsafe { std::slice::from_raw_parts(data, length) }
-                }
-            }),
+            // SAFETY: Buffers' bytes, alive while the call runs.
+            ValueArg::Borrowed(parts) => parts.map(|part| unsafe { part_slice(&part) }),
             ValueArg::Owned(bytes) => [&bytes[..], &[]],
         }
     }
@@ -140,14 +129,8 @@ impl ValueArg {
     pub unsafe fn joined(&self) -> Bytes {
         match self {
             ValueArg::Owned(bytes) => bytes.clone(),
-            ValueArg::Borrowed(_) => {
-                // SAFETY: as the caller promises.
-                let [head, tail] = unsafe { self.parts() };
-                let mut joined = Vec::with_capacity(head.len() + tail.len());
-                joined.extend_from_slice(head);
-                joined.extend_from_slice(tail);
-                Bytes::from(joined)
-            }
+            // SAFETY: as the caller promises.
+            ValueArg::Borrowed(parts) => unsafe { join(parts) },
         }
     }
 }
@@ -160,17 +143,59 @@ unsafe fn buffer_bytes(env: sys::napi_env, value: sys::napi_value) -> napi::Resu
     Ok((data as *const u8, length))
 }
 
-/// One part of an argument given as an array of Buffers, where it lies.
-unsafe fn part_bytes(env: sys::napi_env, item: sys::napi_value) -> napi::Result<(*const u8, usize)> {
-    let mut is_buffer = false;
-    check_status!(sys::napi_is_buffer(env, item, &mut is_buffer))?;
-    if !is_buffer {
-        return Err(napi::Error::new(
-            napi::Status::InvalidArg,
-            "ERR_SHM_BAD_ARGUMENT an argument given in parts must be an array of Buffers",
-        ));
+/// The bytes a part lies at, as a slice.
+///
+/// # Safety
+/// The part's memory is alive (a Buffer's, within the call that got it).
+unsafe fn part_slice<'a>(&(data, length): &(*const u8, usize)) -> &'a [u8] {
+    // SAFETY: as the caller promises; a null pointer only ever has length 0.
+    if length == 0 {
+        &[]
+    } else {
+        unsafe { std::slice::from_raw_parts(data, length) }
     }
-    buffer_bytes(env, item)
+}
+
+/// Parts joined in one copy.
+///
+/// # Safety
+/// As for [`part_slice`].
+unsafe fn join(parts: &[(*const u8, usize)]) -> Bytes {
+    let mut joined = Vec::with_capacity(parts.iter().map(|&(_, len)| len).sum());
+    for part in parts {
+        // SAFETY: as the caller promises.
+        joined.extend_from_slice(unsafe { part_slice(part) });
+    }
+    Bytes::from(joined)
+}
+
+/// Where the Buffers of an argument given as an array of them lie. Every
+/// element is fetched first, then where its bytes lie: fetching an element
+/// may run JS (a getter), which could free the memory of a Buffer already
+/// looked at.
+unsafe fn array_parts(env: sys::napi_env, value: sys::napi_value) -> napi::Result<Vec<(*const u8, usize)>> {
+    let mut count = 0u32;
+    check_status!(sys::napi_get_array_length(env, value, &mut count))?;
+    let mut items = Vec::with_capacity(count as usize);
+    for index in 0..count {
+        let mut item = ptr::null_mut();
+        check_status!(sys::napi_get_element(env, value, index, &mut item))?;
+        items.push(item);
+    }
+    items
+        .into_iter()
+        .map(|item| {
+            let mut is_buffer = false;
+            check_status!(sys::napi_is_buffer(env, item, &mut is_buffer))?;
+            if !is_buffer {
+                return Err(napi::Error::new(
+                    napi::Status::InvalidArg,
+                    "ERR_SHM_BAD_ARGUMENT an argument given in parts must be an array of Buffers",
+                ));
+            }
+            buffer_bytes(env, item)
+        })
+        .collect()
 }
 
 /// Strings this long or shorter are copied out in one call, through a
@@ -180,11 +205,18 @@ const SHORT_STRING: usize = 500;
 unsafe fn arg_bytes(env: sys::napi_env, value: sys::napi_value) -> napi::Result<Bytes> {
     let mut kind = 0;
     check_status!(sys::napi_typeof(env, value, &mut kind))?;
+    arg_bytes_of(env, value, kind)
+}
+
+/// An argument's bytes, copied, for a value of the type `kind`: a string's
+/// UTF-8, a Buffer's bytes, or an array of Buffers' bytes joined (a value's
+/// tag and its body, which JS would otherwise concatenate first).
+unsafe fn arg_bytes_of(env: sys::napi_env, value: sys::napi_value, kind: sys::napi_valuetype) -> napi::Result<Bytes> {
     if kind == sys::ValueType::napi_object {
         let mut is_array = false;
         check_status!(sys::napi_is_array(env, value, &mut is_array))?;
         if is_array {
-            return parts_bytes(env, value);
+            return Ok(join(&array_parts(env, value)?));
         }
     }
     if kind == sys::ValueType::napi_string {
@@ -217,37 +249,7 @@ unsafe fn arg_bytes(env: sys::napi_env, value: sys::napi_value) -> napi::Result<
             "ERR_SHM_BAD_ARGUMENT command arguments must be strings or Buffers",
         ));
     }
-    let (data, length) = buffer_bytes(env, value)?;
-    if length == 0 {
-        return Ok(Bytes::new());
-    }
-    Ok(Bytes::copy_from_slice(std::slice::from_raw_parts(data, length)))
-}
-
-/// An argument given as an array of Buffers, joined here in one copy (a
-/// value's tag and its body, which JS would otherwise concatenate into a
-/// new Buffer first).
-unsafe fn parts_bytes(env: sys::napi_env, value: sys::napi_value) -> napi::Result<Bytes> {
-    let mut count = 0u32;
-    check_status!(sys::napi_get_array_length(env, value, &mut count))?;
-    // Every element first, then where their bytes lie (see ValueArg).
-    let mut items = Vec::with_capacity(count as usize);
-    for index in 0..count {
-        let mut item = ptr::null_mut();
-        check_status!(sys::napi_get_element(env, value, index, &mut item))?;
-        items.push(item);
-    }
-    let mut parts = Vec::with_capacity(items.len());
-    for item in items {
-        parts.push(part_bytes(env, item)?);
-    }
-    let mut joined = Vec::with_capacity(parts.iter().map(|&(_, len)| len).sum());
-    for (data, length) in parts {
-        if length > 0 {
-            joined.extend_from_slice(std::slice::from_raw_parts(data, length));
-        }
-    }
-    Ok(Bytes::from(joined))
+    Ok(Bytes::copy_from_slice(part_slice(&buffer_bytes(env, value)?)))
 }
 
 /// A reply on its way to JS. An error reply at the top level becomes a
