@@ -1107,17 +1107,15 @@ const MICRO_NAMES = {
  * call costs is overhead of this implementation.
  */
 function layerRows(t, op, { fits, json }) {
-  const zero = { wall: 0, cpu: 0 };
   const minus = (a, ...bs) => ({ wall: bs.reduce((x, b) => x - b.wall, a.wall), cpu: bs.reduce((x, b) => x - b.cpu, a.cpu) });
   const codecT = op === 'get' ? t.decode : t.encode;
-  const copy = zero;
   const rows = [];
   const add = (id, name, inherent, value) => rows.push({ id, name, short: LAYER_SHORT[id], inherent, wall: value.wall, cpu: value.cpu });
   add(
     'js',
     `the JS API: the handle's checks, the backend's dispatch, the promise and its await, and what the layers cost together beyond their loops alone (cache misses, page faults, GC) (1 − 2 − 3)`,
     false,
-    minus(t.api, codecT, copy, t.store),
+    minus(t.api, codecT, t.store),
   );
   if (json) {
     add('json', `JSON: \`${op === 'get' ? 'JSON.parse' : 'JSON.stringify'}\` of the value itself`, true, t.plain);
@@ -1155,7 +1153,6 @@ const LAYER_SHORT = {
   js: 'the JS API (checks, dispatch, promise)',
   json: 'JSON itself',
   codec: "the codec's work beyond JSON itself",
-  copy: 'the copy out of the scratch buffer',
   crossing: 'the N-API crossing and argument conversion',
   store: "the store's own work",
 };
