@@ -12,8 +12,6 @@ use std::time::Duration;
 pub const OWNER: u32 = 0xffff;
 pub const WAITERS: u32 = 1 << 31;
 
-/// Spins before sleeping: about a microsecond, skipped on one CPU.
-const SPINS: u32 = 100;
 /// How long a waiter sleeps before it checks that the owner still lives.
 pub const WAIT_SLICE: Duration = Duration::from_millis(5);
 
@@ -22,24 +20,41 @@ pub fn try_lock(word: &AtomicU32, me: u32) -> bool {
     cur & OWNER == 0 && word.compare_exchange(cur, cur | me, Ordering::Acquire, Ordering::Relaxed).is_ok()
 }
 
+/// How long a locker spins before it sleeps. Longer than a lock is held
+/// by anything but a slow operation: a write of a 64 KiB value holds its
+/// stripe's lock and the heap's for the copy, ~5 µs. A sleeper costs its
+/// waker a system call and itself a wake-up that takes longer than that
+/// copy; spinning costs nothing to the holder, which runs on another CPU.
+const SPIN_FOR: Duration = Duration::from_micros(SPIN_MICROS);
+const SPIN_MICROS: u64 = 20;
+/// Spins between two looks at the clock (a spin is ~10 ns).
+const SPINS_PER_LOOK: u32 = 64;
+
 /// Spins a little for the lock; false when it is still taken.
 pub fn spin_lock(word: &AtomicU32, me: u32) -> bool {
-    static SPIN_BUDGET: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
-    // Asked once: the answer takes system calls (affinity, cgroup quota).
-    let spins = *SPIN_BUDGET.get_or_init(|| {
-        if std::thread::available_parallelism().map_or(1, |n| n.get()) > 1 {
-            SPINS
-        } else {
-            1
-        }
-    });
-    for _ in 0..spins {
-        if try_lock(word, me) {
-            return true;
-        }
-        std::hint::spin_loop();
+    if try_lock(word, me) {
+        return true;
     }
-    false
+    static MANY_CPUS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    // Asked once: the answer takes system calls (affinity, cgroup quota).
+    // On one CPU the holder cannot run while this process spins.
+    if !*MANY_CPUS.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()) > 1) {
+        return false;
+    }
+    let started = std::time::Instant::now();
+    loop {
+        for _ in 0..SPINS_PER_LOOK {
+            std::hint::spin_loop();
+            // `try_lock` reads before it compares and swaps: spinning on a
+            // read leaves the holder's cache line alone.
+            if try_lock(word, me) {
+                return true;
+            }
+        }
+        if started.elapsed() >= SPIN_FOR {
+            return false;
+        }
+    }
 }
 
 /// Sleeps until the lock may have been released or a slice passed; returns

@@ -253,6 +253,12 @@ impl Handle {
 
     fn wait_for(&mut self, id: u32) -> Result<()> {
         let started = Instant::now();
+        // Whether the owner lives is asked once per slice of waiting, not
+        // at every wake-up: a busy lock changes hands many times a
+        // millisecond, and the question costs system calls (a signal 0 and
+        // a read of /proc). A dead owner never wakes anyone, so its waiters
+        // sleep out a slice and ask at once.
+        let mut next_check = started + lock::WAIT_SLICE;
         loop {
             let word = self.store.region.u32(lock_offset(id));
             if lock::lock_after_wait(word, self.me) {
@@ -266,8 +272,12 @@ impl Handle {
                 // Cannot happen: a lock this handle holds is in `held`.
                 return Err(StoreError::Timeout);
             }
-            Self::recover_if_dead(&self.store, owner - 1);
-            if started.elapsed() > self.lock_timeout {
+            let now = Instant::now();
+            if now >= next_check {
+                Self::recover_if_dead(&self.store, owner - 1);
+                next_check = now + lock::WAIT_SLICE;
+            }
+            if now.duration_since(started) > self.lock_timeout {
                 return Err(StoreError::Timeout);
             }
         }
