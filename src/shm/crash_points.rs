@@ -10,8 +10,9 @@
 //! Where `crash_tests` kills at random instants, this reaches every step of
 //! an insert, an overwrite that changes size class, an index that grows, a
 //! stripe emptied, a multi-key write, an eviction, the expiry sweep, a
-//! flush, and compaction with the release of free pages (which must leave
-//! the data as it was). The child is this test binary run again with
+//! flush, compaction with the release of free pages (which must leave
+//! the data as it was), a value over a page rewritten into the run its
+//! stripe keeps, and the release of kept runs. The child is this test binary run again with
 //! `CLUSTER_SHM_POINT_FD` set (see `point_process`).
 
 use std::collections::BTreeMap;
@@ -23,7 +24,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::shm::{Backing, Handle, Store};
+use crate::shm::{layout, Backing, Handle, Store};
 use crate::store::{EvictionPolicy, Expiry, Keyspace, MemoryLimits};
 
 /// Steps left before this process kills itself; 0: never.
@@ -62,9 +63,11 @@ enum Scenario {
     ExpirySweep,
     Flush,
     Compaction,
+    RewriteKept,
+    ReleaseKept,
 }
 
-const SCENARIOS: [Scenario; 10] = [
+const SCENARIOS: [Scenario; 12] = [
     Scenario::Insert,
     Scenario::OverwriteLarger,
     Scenario::OverwriteSmaller,
@@ -75,6 +78,8 @@ const SCENARIOS: [Scenario; 10] = [
     Scenario::ExpirySweep,
     Scenario::Flush,
     Scenario::Compaction,
+    Scenario::RewriteKept,
+    Scenario::ReleaseKept,
 ];
 
 fn value(tag: &str, len: usize) -> Vec<u8> {
@@ -130,6 +135,19 @@ fn set_up(scenario: Scenario, ks: &mut Keyspace) {
             }
         }
     }
+    if let Scenario::RewriteKept | Scenario::ReleaseKept = scenario {
+        // Rewritten at its size, k3 leaves the run of its first value to its
+        // stripe; the next rewrite takes that run.
+        put(ks, "k3", 70_000, Expiry::Clear);
+        if let Scenario::ReleaseKept = scenario {
+            command(ks, &[b"k7"], |ks| {
+                ks.remove(b"k7", NOW);
+            });
+        }
+        let stripe = ks.handle().locate(b"k3").0;
+        let kept = ks.store().region().u64(layout::stripe_base(stripe) + layout::T_RUN_PAGES).load(Ordering::Relaxed);
+        assert!(kept > 0, "k3's stripe keeps no run");
+    }
     if let Scenario::Eviction = scenario {
         ks.set_limits(MemoryLimits { max_keys: ks.len(), policy: EvictionPolicy::AllKeysLru, ..Default::default() });
     }
@@ -169,6 +187,10 @@ fn operate(scenario: Scenario, ks: &mut Keyspace) {
             for stripe in 0..4 {
                 ks.compact_stripe(stripe).unwrap();
             }
+            ks.release_free_pages();
+        }
+        Scenario::RewriteKept => command(ks, &[b"k3"], |ks| ks.set(b"k3", &value("again", 70_000), Expiry::Keep, NOW)),
+        Scenario::ReleaseKept => {
             ks.release_free_pages();
         }
     }
@@ -285,7 +307,7 @@ fn a_process_killed_at_any_step_of_an_operation_leaves_it_whole_or_undone() {
             let (store, mut ks) = fresh(scenario);
             let before = state(&mut ks);
             let after = &after_elsewhere;
-            if !matches!(scenario, Scenario::Compaction) {
+            if !matches!(scenario, Scenario::Compaction | Scenario::ReleaseKept) {
                 assert_ne!(&before, after, "{scenario:?} changes nothing");
             }
             let died = run_child(&store, index, n);

@@ -1,6 +1,8 @@
 //! Memory inside the mapping: runs of whole pages under the heap lock, and
 //! objects up to a page in size classes carved from per-stripe chunks under
-//! the stripe's lock. Every change is a journaled word write, so an
+//! the stripe's lock. A stripe also keeps a few free page runs of its own,
+//! so that a value over a page rewritten at its size takes only the
+//! stripe's lock. Every change is a journaled word write, so an
 //! allocation or a free belongs to the operation that made it and is undone
 //! with it.
 
@@ -15,6 +17,13 @@ const HUGE_PROBES: usize = 64;
 const MERGE_LIMIT: usize = 50_000;
 /// Marks a free run whose pages after the first went back to the system.
 const RELEASED: u64 = 0x5245_4c45_4153_4544;
+/// Pages of free runs a stripe keeps for its next objects over a page
+/// (`T_RUNS`); a run that does not fit goes to the heap's bins. The heap
+/// lock is held for the whole operation that takes a run from the bins, a
+/// copy of the value included, so without these two workers writing 64 KiB
+/// values wait for each other on every write. Kept runs go back to the
+/// bins when the broker gives free memory back, and when the heap is full.
+pub(super) const STRIPE_RUN_PAGES: u64 = 32;
 
 impl Handle {
     fn word(&self, off: u64) -> u64 {
@@ -28,26 +37,79 @@ impl Handle {
     /// `pages` pages, zeroed when `zeroed`.
     pub(super) fn alloc_pages(&mut self, pages: u64, zeroed: bool) -> Result<u64> {
         self.lock(HEAP_LOCK_ID)?;
-        let run = match self.take_free_run(pages)? {
-            Some(run) => {
-                if zeroed {
-                    self.store.region.zero(run, pages * PAGE);
-                }
-                run
+        let top = self.word(H_HEAP_TOP);
+        let end = top.checked_add(pages * PAGE).ok_or(StoreError::OutOfMemory)?;
+        let mut found = self.take_free_run(pages)?;
+        if found.is_none() && end > self.store.region.len() && self.reclaim_stripe_runs()? {
+            found = self.take_free_run(pages)?;
+        }
+        if let Some(run) = found {
+            if zeroed {
+                self.store.region.zero(run, pages * PAGE);
             }
-            None => {
-                let top = self.word(H_HEAP_TOP);
-                let end = top.checked_add(pages * PAGE).ok_or(StoreError::OutOfMemory)?;
-                if end > self.store.region.len() {
-                    return Err(StoreError::OutOfMemory);
-                }
-                self.write(H_HEAP_TOP, end)?;
-                // Pages past the top were never handed out, or were given back
-                // to the system when the store was cleared: they read as zeros.
-                top
+            return Ok(run);
+        }
+        if end > self.store.region.len() {
+            return Err(StoreError::OutOfMemory);
+        }
+        self.write(H_HEAP_TOP, end)?;
+        // Pages past the top were never handed out, or were given back to
+        // the system when the store was cleared: they read as zeros.
+        Ok(top)
+    }
+
+    /// A run of exactly `pages` pages the stripe (whose lock is held) kept.
+    fn take_stripe_run(&mut self, stripe: u32, pages: u64) -> Result<Option<u64>> {
+        let sb = stripe_base(stripe);
+        let kept = self.word(sb + T_RUN_PAGES);
+        if kept < pages {
+            return Ok(None);
+        }
+        let mut link = sb + T_RUNS;
+        let mut run = self.word(link);
+        while run != 0 {
+            if self.word(run + 8) == pages {
+                self.write(link, self.word(run))?;
+                self.unlink_run(run)?;
+                self.write(sb + T_RUN_PAGES, kept - pages)?;
+                return Ok(Some(run));
             }
-        };
-        Ok(run)
+            link = run;
+            run = self.word(run);
+        }
+        Ok(None)
+    }
+
+    /// Moves the runs stripe `stripe` kept to the heap's bins; the caller
+    /// holds the stripe's lock and may hold the heap's (taken here if not).
+    fn return_stripe_runs(&mut self, stripe: u32) -> Result<()> {
+        let sb = stripe_base(stripe);
+        let mut run = self.word(sb + T_RUNS);
+        if run == 0 {
+            return Ok(());
+        }
+        self.write(sb + T_RUNS, 0)?;
+        self.write(sb + T_RUN_PAGES, 0)?;
+        while run != 0 {
+            let (next, pages) = (self.word(run), self.word(run + 8));
+            self.free_pages(run, pages)?;
+            run = next;
+        }
+        Ok(())
+    }
+
+    /// With the heap lock held and the heap full: moves the runs kept by
+    /// every stripe whose lock this operation holds or can take at once
+    /// (lower lock ids are only tried) to the bins. Whether any moved.
+    fn reclaim_stripe_runs(&mut self) -> Result<bool> {
+        let mut moved = false;
+        for stripe in 0..STRIPE_COUNT as u32 {
+            if self.word(stripe_base(stripe) + T_RUNS) != 0 && self.try_lock(stripe) {
+                self.return_stripe_runs(stripe)?;
+                moved = true;
+            }
+        }
+        Ok(moved)
     }
 
     fn take_free_run(&mut self, pages: u64) -> Result<Option<u64>> {
@@ -92,11 +154,15 @@ impl Handle {
     }
 
     fn push_run(&mut self, run: u64, pages: u64) -> Result<()> {
-        let bin = Self::bin(pages);
-        self.write(run, self.word(bin))?;
+        self.push_run_to(Self::bin(pages), run, pages)
+    }
+
+    /// Puts a free run first on the list whose head is the word at `head`.
+    fn push_run_to(&mut self, head: u64, run: u64, pages: u64) -> Result<()> {
+        self.write(run, self.word(head))?;
         self.write(run + 8, pages)?;
         self.write(run + 16, 0)?;
-        self.write(bin, run)
+        self.write(head, run)
     }
 
     pub(super) fn free_pages(&mut self, run: u64, pages: u64) -> Result<()> {
@@ -115,7 +181,7 @@ impl Handle {
     /// words) go back, once.
     pub fn release_free_pages(&mut self, budget: usize) -> Result<u64> {
         self.begin();
-        let result = self.lock(HEAP_LOCK_ID).and_then(|()| self.release_runs(budget));
+        let result = self.return_kept_runs().and_then(|()| self.release_runs(budget));
         match result {
             Ok(released) => {
                 self.commit()?;
@@ -126,6 +192,22 @@ impl Handle {
                 Err(e)
             }
         }
+    }
+
+    /// Takes the heap lock, after the locks of the stripes that keep free
+    /// runs (lock order), and moves those runs to the bins. Which stripes
+    /// keep runs is read before their locks are taken: a run kept meanwhile
+    /// waits for the next release.
+    fn return_kept_runs(&mut self) -> Result<()> {
+        let keeping: Vec<u32> = (0..STRIPE_COUNT as u32).filter(|&s| self.word(stripe_base(s) + T_RUNS) != 0).collect();
+        for &stripe in &keeping {
+            self.lock(stripe)?;
+        }
+        self.lock(HEAP_LOCK_ID)?;
+        for &stripe in &keeping {
+            self.return_stripe_runs(stripe)?;
+        }
+        Ok(())
     }
 
     fn release_runs(&mut self, budget: usize) -> Result<u64> {
@@ -204,7 +286,11 @@ impl Handle {
     /// An object of `size` bytes for stripe `stripe` (whose lock is held).
     pub(super) fn alloc(&mut self, stripe: u32, size: u64) -> Result<u64> {
         let Some(class) = class_of(size) else {
-            return self.alloc_pages(size.div_ceil(PAGE), false);
+            let pages = size.div_ceil(PAGE);
+            if let Some(run) = self.take_stripe_run(stripe, pages)? {
+                return Ok(run);
+            }
+            return self.alloc_pages(pages, false);
         };
         let sb = stripe_base(stripe);
         let step = CLASSES[class] as u64;
@@ -266,10 +352,17 @@ impl Handle {
 
     /// Puts an object back on its free list (journaled).
     pub(super) fn release_object(&mut self, stripe: u32, obj: u64, size: u64) -> Result<()> {
-        let Some(class) = class_of(size) else {
-            return self.free_pages(obj, size.div_ceil(PAGE));
-        };
         let sb = stripe_base(stripe);
+        let Some(class) = class_of(size) else {
+            let pages = size.div_ceil(PAGE);
+            let kept = self.word(sb + T_RUN_PAGES);
+            if kept + pages <= STRIPE_RUN_PAGES {
+                debug_assert!(self.holds(stripe), "a run kept by stripe {stripe} without its lock");
+                self.push_run_to(sb + T_RUNS, obj, pages)?;
+                return self.write(sb + T_RUN_PAGES, kept + pages);
+            }
+            return self.free_pages(obj, pages);
+        };
         let head_at = sb + T_FREE + class as u64 * 8;
         self.write(obj, self.word(head_at))?;
         self.write(head_at, obj)?;

@@ -487,6 +487,8 @@ impl Handle {
                 T_FREE_BYTES,
                 T_CHUNKS,
                 T_CHUNK_COUNT,
+                T_RUNS,
+                T_RUN_PAGES,
             ] {
                 self.write(sb + word, 0)?;
             }

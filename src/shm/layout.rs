@@ -6,14 +6,15 @@
 //! 0        header (4 KiB): identity, heap cursor, counters, limits, heap bins
 //! 4 KiB    slots: one per attached thread (state, pid, journal state)
 //! 12 KiB   stripes: 256 × 512 B (lock word alone on its cache line, then the
-//!          stripe's index root, counters, size-class free lists and chunk list)
+//!          stripe's index root, counters, size-class free lists, chunk list
+//!          and the free page runs it keeps)
 //! 140 KiB  journals: one per slot, undo records of the operation in flight
 //! heap     entries, index tables and size-class chunks, in 4 KiB pages
 //! ```
 
 pub const MAGIC: u64 = u64::from_le_bytes(*b"CLSHMSTR");
 /// Bumped whenever anything below changes meaning.
-pub const LAYOUT_VERSION: u64 = 2;
+pub const LAYOUT_VERSION: u64 = 3;
 pub const PAGE: u64 = 4096;
 
 // Header words.
@@ -102,7 +103,11 @@ pub const T_FREE_BYTES: u64 = T_FREE + CLASSES.len() as u64 * 8;
 /// The stripe's first chunk; each chunk's header links the next.
 pub const T_CHUNKS: u64 = T_FREE_BYTES + 8;
 pub const T_CHUNK_COUNT: u64 = T_CHUNKS + 8;
-const _: () = assert!(T_CHUNK_COUNT + 8 <= T_HITS && T_MISSES + 8 <= STRIPE_SIZE);
+/// The first of the free page runs the stripe keeps for its own writes
+/// (linked and sized as in the heap's bins), and their pages in all.
+pub const T_RUNS: u64 = T_CHUNK_COUNT + 8;
+pub const T_RUN_PAGES: u64 = T_RUNS + 8;
+const _: () = assert!(T_RUN_PAGES + 8 <= T_HITS && T_MISSES + 8 <= STRIPE_SIZE);
 /// Reads of the stripe's keys that hit and missed (statistics, not
 /// journaled): kept per stripe, under its lock, so that counting a read
 /// writes no cache line that other processes' reads also write.

@@ -147,6 +147,28 @@ impl Handle {
                     w(sb + T_FREE_BYTES)
                 ));
             }
+            // The free runs it keeps.
+            let (kept, mut listed, mut run) = (w(sb + T_RUN_PAGES), 0, w(sb + T_RUNS));
+            if kept > super::heap::STRIPE_RUN_PAGES {
+                problems
+                    .push(format!("stripe {stripe}: counts {kept} pages of kept free runs, more than a stripe keeps"));
+                run = 0;
+                listed = kept;
+            }
+            while run != 0 {
+                let pages = w(run + 8);
+                if !run.is_multiple_of(PAGE) || pages == 0 || listed + pages > kept || !in_heap(run, pages * PAGE) {
+                    problems.push(format!("stripe {stripe}: keeps a bad free run at {run} ({pages} pages)"));
+                    break;
+                }
+                runs.push((run, pages * PAGE, format!("free run kept by stripe {stripe}")));
+                listed += pages;
+                run = w(run);
+            }
+            if listed != kept {
+                problems
+                    .push(format!("stripe {stripe}: counts {kept} pages of kept free runs, its list holds {listed}"));
+            }
             // Its chunks, newest (the one carved from) first.
             let (count, cur, end) = (w(sb + T_CHUNK_COUNT), w(sb + T_CHUNK_CUR), w(sb + T_CHUNK_END));
             let mut chunks = Vec::new();

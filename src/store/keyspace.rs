@@ -1436,6 +1436,117 @@ mod tests {
         assert_eq!(ks.keys(b"*", 0).len(), 3);
     }
 
+    /// A key other than `other` whose stripe is not `other`'s.
+    fn key_in_another_stripe(ks: &mut Keyspace, other: &[u8]) -> Vec<u8> {
+        let stripe = ks.handle().locate(other).0;
+        (0..).map(|i| format!("other:{i}").into_bytes()).find(|k| ks.handle().locate(k).0 != stripe).unwrap()
+    }
+
+    fn kept_pages(ks: &Keyspace) -> Vec<(u32, u64)> {
+        (0..STRIPE_COUNT as u32)
+            .map(|s| (s, stripe_word(ks, s, layout::T_RUN_PAGES)))
+            .filter(|&(_, pages)| pages > 0)
+            .collect()
+    }
+
+    #[test]
+    fn a_value_over_a_page_rewritten_at_its_size_waits_for_no_other_stripe() {
+        let mut ks = Keyspace::new();
+        let stripe = ks.handle().locate(b"big").0;
+        ks.set(b"big", &[1; 65_536], Expiry::Clear, 0);
+        // The second write takes new pages from the heap and its stripe
+        // keeps the first value's; from then on the two swap.
+        ks.set(b"big", &[2; 65_536], Expiry::Clear, 0);
+        let kept = kept_pages(&ks);
+        assert_eq!(kept, vec![(stripe, 17)]);
+        let heap = ks.store().heap_size();
+        // Another handle holds the heap lock while this one rewrites the
+        // value twice (a wait would fail after 100 ms).
+        let mut other = Keyspace::attach(ks.store()).unwrap();
+        other.handle().begin();
+        other.handle().lock(layout::HEAP_LOCK_ID).unwrap();
+        ks.handle().lock_timeout = std::time::Duration::from_millis(100);
+        for round in 3..5u8 {
+            let key = Bytes::from_static(b"big");
+            assert!(ks.begin_command(std::iter::once(&key), false));
+            ks.set(b"big", &[round; 65_536], Expiry::Clear, 0);
+            assert_eq!(ks.end_command(), Ok(()));
+        }
+        other.handle().abort();
+        assert_eq!(ks.get(b"big", 0).map(|e| e.value().to_vec()), Some(vec![4; 65_536]));
+        assert_eq!((ks.store().heap_size(), kept_pages(&ks)), (heap, kept));
+        assert_eq!(ks.verify(), Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_stripe_keeps_at_most_its_share_of_free_runs_and_the_heap_takes_the_rest() {
+        let mut ks = Keyspace::new();
+        // Same stripe, values of 17 pages: one run fits in the 32 pages a
+        // stripe keeps, a second does not.
+        let stripe = ks.handle().locate(b"k").0;
+        let keys: Vec<Vec<u8>> =
+            (0..).map(|i| format!("k{i}").into_bytes()).filter(|k| ks.handle().locate(k).0 == stripe).take(2).collect();
+        for k in &keys {
+            ks.set(k, &[1; 65_536], Expiry::Clear, 0);
+        }
+        for k in &keys {
+            ks.remove(k, 0);
+        }
+        assert_eq!(kept_pages(&ks), vec![(stripe, 17)]);
+        assert_eq!(ks.verify(), Vec::<String>::new());
+    }
+
+    #[test]
+    fn kept_free_runs_go_back_to_the_system_with_the_rest() {
+        let mut ks = Keyspace::new();
+        let keys: Vec<Vec<u8>> = (0..40).map(|i| format!("big:{i}").into_bytes()).collect();
+        for round in 0..2u8 {
+            for k in &keys {
+                ks.set(k, &[round; 20_000], Expiry::Clear, 0);
+            }
+        }
+        for k in &keys {
+            ks.remove(k, 0);
+        }
+        assert!(!kept_pages(&ks).is_empty());
+        let released = ks.release_free_pages();
+        assert_eq!(kept_pages(&ks), vec![]);
+        assert_eq!((0..STRIPE_COUNT as u32).filter(|&s| stripe_word(&ks, s, layout::T_RUNS) != 0).count(), 0);
+        // 80 values of 5 pages each were written; every one is free now.
+        assert!(released >= 40 * 5 * layout::PAGE, "{released} bytes released");
+        assert_eq!(ks.verify(), Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_full_heap_takes_back_the_runs_other_stripes_keep() {
+        // Room for two chunks (index tables and small entries) and three
+        // runs of 17 pages, and 4 pages more.
+        let len = layout::HEAP_START + (2 * layout::CHUNK_PAGES + 3 * 17 + 4) * layout::PAGE;
+        let store = Store::create(len, &Backing::without_file()).unwrap();
+        let mut ks = Keyspace::attach(&store).unwrap();
+        let b = key_in_another_stripe(&mut ks, b"a");
+        // Both stripes get their chunk first.
+        ks.set(b"a", b"small", Expiry::Clear, 0);
+        ks.set(&b, b"small", Expiry::Clear, 0);
+        ks.set(b"a", &[1; 65_536], Expiry::Clear, 0);
+        ks.set(b"a", &[2; 65_536], Expiry::Clear, 0);
+        let a_stripe = ks.handle().locate(b"a").0;
+        assert_eq!(kept_pages(&ks), vec![(a_stripe, 17)]);
+        // 21 pages are left above the heap's top. The first 64 KiB value of
+        // `b` takes 17 of them; the second finds 4, and the run `a`'s
+        // stripe keeps.
+        let key = Bytes::from(b.clone());
+        assert!(ks.begin_command(std::iter::once(&key), false));
+        ks.set(&b, &[3; 65_536], Expiry::Clear, 0);
+        assert_eq!(ks.end_command(), Ok(()));
+        assert!(ks.begin_command(std::iter::once(&key), false));
+        ks.set(&b, &[4; 65_536], Expiry::Clear, 0);
+        assert_eq!(ks.end_command(), Ok(()));
+        assert_eq!(ks.get(&b, 0).map(|e| e.value().to_vec()), Some(vec![4; 65_536]));
+        assert_eq!(ks.get(b"a", 0).map(|e| e.value().to_vec()), Some(vec![2; 65_536]));
+        assert_eq!(ks.verify(), Vec::<String>::new());
+    }
+
     fn stripe_word(ks: &Keyspace, stripe: u32, word: u64) -> u64 {
         ks.store().region().u64(layout::stripe_base(stripe) + word).load(Ordering::Relaxed)
     }
