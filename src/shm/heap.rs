@@ -195,14 +195,13 @@ impl Handle {
     }
 
     /// Takes the heap lock, after the locks of the stripes that keep free
-    /// runs (lock order), and moves those runs to the bins. Which stripes
-    /// keep runs is read before their locks are taken: a run kept meanwhile
-    /// waits for the next release.
+    /// runs (lock order), and moves those runs to the bins. A stripe's lock
+    /// is only tried: the broker runs this, and must not wait on a process
+    /// that holds a stripe (stopped, say); a busy stripe, or one that kept a
+    /// run after it was looked at, keeps its runs until the next release.
     fn return_kept_runs(&mut self) -> Result<()> {
-        let keeping: Vec<u32> = (0..STRIPE_COUNT as u32).filter(|&s| self.word(stripe_base(s) + T_RUNS) != 0).collect();
-        for &stripe in &keeping {
-            self.lock(stripe)?;
-        }
+        let keeping: Vec<u32> =
+            (0..STRIPE_COUNT as u32).filter(|&s| self.word(stripe_base(s) + T_RUNS) != 0 && self.try_lock(s)).collect();
         self.lock(HEAP_LOCK_ID)?;
         for &stripe in &keeping {
             self.return_stripe_runs(stripe)?;

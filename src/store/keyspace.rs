@@ -1518,6 +1518,32 @@ mod tests {
     }
 
     #[test]
+    fn a_release_skips_a_stripe_another_process_holds_and_returns_the_others() {
+        let mut ks = Keyspace::new();
+        let b = key_in_another_stripe(&mut ks, b"a");
+        for key in [b"a".as_slice(), &b] {
+            ks.set(key, &[1; 65_536], Expiry::Clear, 0);
+            ks.set(key, &[2; 65_536], Expiry::Clear, 0);
+        }
+        let (a_stripe, b_stripe) = (ks.handle().locate(b"a").0, ks.handle().locate(&b).0);
+        let mut kept = vec![(a_stripe, 17), (b_stripe, 17)];
+        kept.sort_unstable();
+        assert_eq!(kept_pages(&ks), kept);
+        let mut other = Keyspace::attach(ks.store()).unwrap();
+        other.handle().begin();
+        other.handle().lock(a_stripe).unwrap();
+        // A wait for the held stripe would fail the release after 100 ms,
+        // and b's stripe would keep its run too.
+        ks.handle().lock_timeout = std::time::Duration::from_millis(100);
+        ks.release_free_pages();
+        assert_eq!(kept_pages(&ks), vec![(a_stripe, 17)]);
+        other.handle().abort();
+        ks.release_free_pages();
+        assert_eq!(kept_pages(&ks), vec![]);
+        assert_eq!(ks.verify(), Vec::<String>::new());
+    }
+
+    #[test]
     fn a_full_heap_takes_back_the_runs_other_stripes_keep() {
         // Room for two chunks (index tables and small entries) and three
         // runs of 17 pages, and 4 pages more.
