@@ -144,13 +144,17 @@ fn set_up(scenario: Scenario, ks: &mut Keyspace) {
                 ks.remove(b"k7", NOW);
             });
         }
-        let stripe = ks.handle().locate(b"k3").0;
-        let kept = ks.store().region().u64(layout::stripe_base(stripe) + layout::T_RUN_PAGES).load(Ordering::Relaxed);
-        assert!(kept > 0, "k3's stripe keeps no run");
+        assert!(kept_by_k3s_stripe(ks) > 0, "k3's stripe keeps no run");
     }
     if let Scenario::Eviction = scenario {
         ks.set_limits(MemoryLimits { max_keys: ks.len(), policy: EvictionPolicy::AllKeysLru, ..Default::default() });
     }
+}
+
+/// Pages of free runs k3's stripe keeps.
+fn kept_by_k3s_stripe(ks: &mut Keyspace) -> u64 {
+    let stripe = ks.handle().locate(b"k3").0;
+    ks.store().region().u64(layout::stripe_base(stripe) + layout::T_RUN_PAGES).load(Ordering::Relaxed)
 }
 
 /// The operation under test.
@@ -189,9 +193,15 @@ fn operate(scenario: Scenario, ks: &mut Keyspace) {
             }
             ks.release_free_pages();
         }
-        Scenario::RewriteKept => command(ks, &[b"k3"], |ks| ks.set(b"k3", &value("again", 70_000), Expiry::Keep, NOW)),
+        Scenario::RewriteKept => {
+            let (heap, kept) = (ks.store().heap_size(), kept_by_k3s_stripe(ks));
+            command(ks, &[b"k3"], |ks| ks.set(b"k3", &value("again", 70_000), Expiry::Keep, NOW));
+            // The new value took the kept run, and the old one is kept.
+            assert_eq!((ks.store().heap_size(), kept_by_k3s_stripe(ks)), (heap, kept));
+        }
         Scenario::ReleaseKept => {
             ks.release_free_pages();
+            assert_eq!(kept_by_k3s_stripe(ks), 0);
         }
     }
 }

@@ -180,8 +180,9 @@ impl Handle {
     /// Of every other run, the pages after its first (which holds its list
     /// words) go back, once.
     pub fn release_free_pages(&mut self, budget: usize) -> Result<u64> {
+        self.return_kept_runs()?;
         self.begin();
-        let result = self.return_kept_runs().and_then(|()| self.release_runs(budget));
+        let result = self.lock(HEAP_LOCK_ID).and_then(|()| self.release_runs(budget));
         match result {
             Ok(released) => {
                 self.commit()?;
@@ -194,19 +195,28 @@ impl Handle {
         }
     }
 
-    /// Takes the heap lock, after the locks of the stripes that keep free
-    /// runs (lock order), and moves those runs to the bins. A stripe's lock
-    /// is only tried: the broker runs this, and must not wait on a process
-    /// that holds a stripe (stopped, say); a busy stripe, or one that kept a
-    /// run after it was looked at, keeps its runs until the next release.
+    /// Moves the runs the stripes keep to the heap's bins, in an operation
+    /// of its own that waits for no lock: the broker runs it, and must not
+    /// wait on a process that holds a stripe or the heap (stopped, say), nor
+    /// keep stripes locked while it waits for the heap or while the pages
+    /// are given back. Stripes are tried before the heap (lock order); a
+    /// busy stripe keeps its runs until the next release, and a busy heap
+    /// leaves them all there.
     fn return_kept_runs(&mut self) -> Result<()> {
+        self.begin();
         let keeping: Vec<u32> =
             (0..STRIPE_COUNT as u32).filter(|&s| self.word(stripe_base(s) + T_RUNS) != 0 && self.try_lock(s)).collect();
-        self.lock(HEAP_LOCK_ID)?;
-        for &stripe in &keeping {
-            self.return_stripe_runs(stripe)?;
+        if keeping.is_empty() || !self.try_lock(HEAP_LOCK_ID) {
+            self.abort();
+            return Ok(());
         }
-        Ok(())
+        for &stripe in &keeping {
+            if let Err(e) = self.return_stripe_runs(stripe) {
+                self.abort();
+                return Err(e);
+            }
+        }
+        self.commit()
     }
 
     fn release_runs(&mut self, budget: usize) -> Result<u64> {
@@ -345,17 +355,27 @@ impl Handle {
     /// Frees an object `alloc` gave out for `size` bytes, as the operation
     /// ends (see `Handle::frees`).
     pub(super) fn free(&mut self, stripe: u32, obj: u64, size: u64) -> Result<()> {
-        self.frees.push((stripe, obj, size));
+        self.frees.push((stripe, obj, size, false));
         Ok(())
     }
 
-    /// Puts an object back on its free list (journaled).
-    pub(super) fn release_object(&mut self, stripe: u32, obj: u64, size: u64) -> Result<()> {
+    /// Frees an entry as [`Handle::free`] does; a page run of an entry is
+    /// kept by its stripe when there is room (`STRIPE_RUN_PAGES`). Index
+    /// tables and chunks are not: the stripe would rarely ask for their
+    /// sizes again, and compaction frees chunks to give them back.
+    pub(super) fn free_entry(&mut self, stripe: u32, obj: u64, size: u64) -> Result<()> {
+        self.frees.push((stripe, obj, size, true));
+        Ok(())
+    }
+
+    /// Puts an object back on its free list (journaled); an entry's page
+    /// run (`keep`) on its stripe's when it fits.
+    pub(super) fn release_object(&mut self, stripe: u32, obj: u64, size: u64, keep: bool) -> Result<()> {
         let sb = stripe_base(stripe);
         let Some(class) = class_of(size) else {
             let pages = size.div_ceil(PAGE);
             let kept = self.word(sb + T_RUN_PAGES);
-            if kept + pages <= STRIPE_RUN_PAGES {
+            if keep && kept + pages <= STRIPE_RUN_PAGES {
                 debug_assert!(self.holds(stripe), "a run kept by stripe {stripe} without its lock");
                 self.push_run_to(sb + T_RUNS, obj, pages)?;
                 return self.write(sb + T_RUN_PAGES, kept + pages);
@@ -393,7 +413,7 @@ impl Handle {
         for word in [T_FREE_BYTES, T_CHUNKS, T_CHUNK_COUNT, T_CHUNK_CUR, T_CHUNK_END] {
             self.write(sb + word, 0)?;
         }
-        self.frees.retain(|&(s, _, size)| s != stripe || class_of(size).is_none());
+        self.frees.retain(|&(s, _, size, _)| s != stripe || class_of(size).is_none());
         Ok(chunks)
     }
 

@@ -196,7 +196,7 @@ impl Handle {
     fn drop_entry(&mut self, stripe: u32, entry: EntryRef) -> Result<()> {
         let (k, v) = entry.lens(self);
         let raw = E_HEADER + k + v;
-        self.free(stripe, entry.0, raw)?;
+        self.free_entry(stripe, entry.0, raw)?;
         self.account(stripe, -(rounded(raw) as i64))
     }
 

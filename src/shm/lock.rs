@@ -32,7 +32,19 @@ const SPINS_PER_LOOK: u32 = 64;
 
 /// Spins a little for the lock; false when it is still taken.
 pub fn spin_lock(word: &AtomicU32, me: u32) -> bool {
-    if try_lock(word, me) {
+    spin(word, me, try_lock)
+}
+
+/// As [`spin_lock`], for a waiter that slept: it takes the lock keeping the
+/// WAITERS bit ([`lock_after_wait`]). A woken waiter spins as long as a
+/// newcomer would, or newcomers that spin would take the lock from it at
+/// every hand-over while it makes one attempt per wake-up.
+pub fn spin_after_wait(word: &AtomicU32, me: u32) -> bool {
+    spin(word, me, lock_after_wait)
+}
+
+fn spin(word: &AtomicU32, me: u32, take: fn(&AtomicU32, u32) -> bool) -> bool {
+    if take(word, me) {
         return true;
     }
     static MANY_CPUS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
@@ -45,9 +57,9 @@ pub fn spin_lock(word: &AtomicU32, me: u32) -> bool {
     loop {
         for _ in 0..SPINS_PER_LOOK {
             std::hint::spin_loop();
-            // `try_lock` reads before it compares and swaps: spinning on a
-            // read leaves the holder's cache line alone.
-            if try_lock(word, me) {
+            // Both ways of taking the lock read before they compare and
+            // swap: spinning on a read leaves the holder's cache line alone.
+            if take(word, me) {
                 return true;
             }
         }

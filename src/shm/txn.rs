@@ -38,11 +38,12 @@ pub struct Handle {
     /// Free page runs to give back once committed (nobody may reuse them
     /// before; the heap lock is still held then).
     pub(super) release_after_commit: Vec<(u64, u64)>,
-    /// Objects the operation frees: (stripe, offset, size). They go back
-    /// to their free lists only as it ends, so that nothing it frees is
-    /// handed out again within it (an undo restores a freed object's
-    /// contents, which a reuse would have overwritten unlogged).
-    pub(super) frees: Vec<(u32, u64, u64)>,
+    /// Objects the operation frees: (stripe, offset, size, whether the
+    /// stripe may keep it: an entry's page run). They go back to their free
+    /// lists only as it ends, so that nothing it frees is handed out again
+    /// within it (an undo restores a freed object's contents, which a reuse
+    /// would have overwritten unlogged).
+    pub(super) frees: Vec<(u32, u64, u64, bool)>,
     /// Holds the admission lock (outside the operation's locks).
     admission: bool,
     /// How long a lock held by a live process is waited for.
@@ -259,12 +260,16 @@ impl Handle {
         // a read of /proc). A dead owner never wakes anyone, so its waiters
         // sleep out a slice and ask at once.
         let mut next_check = started + lock::WAIT_SLICE;
+        let mut woken = false;
         loop {
             let word = self.store.region.u32(lock_offset(id));
-            if lock::lock_after_wait(word, self.me) {
+            // `lock` spun already before this first attempt.
+            let taken = if woken { lock::spin_after_wait(word, self.me) } else { lock::lock_after_wait(word, self.me) };
+            if taken {
                 return Ok(());
             }
             let owner = lock::wait(word);
+            woken = true;
             if owner == 0 {
                 continue;
             }
@@ -331,8 +336,8 @@ impl Handle {
         }
         // Taken and put back, so the list keeps its capacity.
         let mut frees = std::mem::take(&mut self.frees);
-        for &(stripe, obj, size) in &frees {
-            if let Err(e) = self.release_object(stripe, obj, size) {
+        for &(stripe, obj, size, keep) in &frees {
+            if let Err(e) = self.release_object(stripe, obj, size, keep) {
                 self.abort();
                 return Err(e);
             }

@@ -157,7 +157,7 @@ impl Handle {
             }
             while run != 0 {
                 let pages = w(run + 8);
-                if !run.is_multiple_of(PAGE) || pages == 0 || listed + pages > kept || !in_heap(run, pages * PAGE) {
+                if !run.is_multiple_of(PAGE) || pages == 0 || pages > kept - listed || !in_heap(run, pages * PAGE) {
                     problems.push(format!("stripe {stripe}: keeps a bad free run at {run} ({pages} pages)"));
                     break;
                 }

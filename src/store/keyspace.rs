@@ -1450,7 +1450,7 @@ mod tests {
     }
 
     #[test]
-    fn a_value_over_a_page_rewritten_at_its_size_waits_for_no_other_stripe() {
+    fn a_value_over_a_page_rewritten_at_its_size_takes_no_heap_lock() {
         let mut ks = Keyspace::new();
         let stripe = ks.handle().locate(b"big").0;
         ks.set(b"big", &[1; 65_536], Expiry::Clear, 0);
@@ -1540,6 +1540,39 @@ mod tests {
         other.handle().abort();
         ks.release_free_pages();
         assert_eq!(kept_pages(&ks), vec![]);
+        assert_eq!(ks.verify(), Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_release_that_meets_a_held_heap_lock_keeps_no_stripe_locked_meanwhile() {
+        let mut ks = Keyspace::new();
+        ks.set(b"a", &[1; 65_536], Expiry::Clear, 0);
+        ks.set(b"a", &[2; 65_536], Expiry::Clear, 0);
+        let stripe = ks.handle().locate(b"a").0;
+        assert_eq!(kept_pages(&ks), vec![(stripe, 17)]);
+        let store = ks.store().clone();
+        let mut holder = Keyspace::attach(&store).unwrap();
+        holder.handle().begin();
+        holder.handle().lock(layout::HEAP_LOCK_ID).unwrap();
+        // The release waits for the heap lock until its 500 ms run out.
+        let releasing = std::thread::spawn(move || {
+            ks.handle().lock_timeout = std::time::Duration::from_millis(500);
+            let released = ks.release_free_pages();
+            (ks, released)
+        });
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        // Meanwhile the stripe that keeps a run serves its key (a wait for
+        // it would fail after 100 ms).
+        let mut reader = Keyspace::attach(&store).unwrap();
+        reader.handle().lock_timeout = std::time::Duration::from_millis(100);
+        let key = Bytes::from_static(b"a");
+        assert!(reader.begin_command(std::iter::once(&key), false));
+        let value = reader.get(b"a", 0).map(|e| e.value().len());
+        assert_eq!((value, reader.end_command()), (Some(65_536), Ok(())));
+        let (mut ks, released) = releasing.join().unwrap();
+        holder.handle().abort();
+        // The heap was busy: nothing moved, nothing was released.
+        assert_eq!((released, kept_pages(&ks)), (0, vec![(stripe, 17)]));
         assert_eq!(ks.verify(), Vec::<String>::new());
     }
 
