@@ -1577,6 +1577,24 @@ mod tests {
     }
 
     #[test]
+    fn chunks_a_compaction_frees_go_to_the_heap_not_to_the_stripe() {
+        let mut ks = Keyspace::new();
+        for i in 0..100_000 {
+            ks.set(&compaction_key(i), &compaction_value(i), Expiry::Clear, 0);
+        }
+        for i in (0..100_000).filter(|i| i % 8 != 0) {
+            ks.remove(&compaction_key(i), 0);
+        }
+        let stripe = ks.handle().locate(&compaction_key(0)).0;
+        ks.begin_command(std::iter::empty(), false);
+        let freed = ks.compact_stripe(stripe).unwrap();
+        assert_eq!(ks.end_command(), Ok(()));
+        assert!(freed > 0, "the compaction freed no chunk");
+        assert_eq!(kept_pages(&ks), vec![]);
+        assert_eq!(ks.verify(), Vec::<String>::new());
+    }
+
+    #[test]
     fn a_full_heap_takes_back_the_runs_other_stripes_keep() {
         // Room for two chunks (index tables and small entries) and three
         // runs of 17 pages, and 4 pages more.
