@@ -12,7 +12,8 @@
 //! stripe emptied, a multi-key write, an eviction, the expiry sweep, a
 //! flush, compaction with the release of free pages (which must leave
 //! the data as it was), a value over a page rewritten into the run its
-//! stripe keeps, and the release of kept runs. The child is this test binary run again with
+//! stripe keeps, the release of kept runs, and a write into a full heap
+//! that takes back the run another stripe keeps. The child is this test binary run again with
 //! `CLUSTER_SHM_POINT_FD` set (see `point_process`).
 
 use std::collections::BTreeMap;
@@ -65,9 +66,10 @@ enum Scenario {
     Compaction,
     RewriteKept,
     ReleaseKept,
+    ReclaimKept,
 }
 
-const SCENARIOS: [Scenario; 12] = [
+const SCENARIOS: [Scenario; 13] = [
     Scenario::Insert,
     Scenario::OverwriteLarger,
     Scenario::OverwriteSmaller,
@@ -80,6 +82,7 @@ const SCENARIOS: [Scenario; 12] = [
     Scenario::Compaction,
     Scenario::RewriteKept,
     Scenario::ReleaseKept,
+    Scenario::ReclaimKept,
 ];
 
 fn value(tag: &str, len: usize) -> Vec<u8> {
@@ -102,6 +105,22 @@ fn growing_key(ks: &Keyspace) -> Vec<u8> {
     (0..).map(|i| format!("grow:{i}").into_bytes()).find(|k| ks.index_growth(k) > 0).unwrap()
 }
 
+/// A key whose stripe is not "a"'s (the same in every process: the hash
+/// keys are fixed).
+fn key_beside_a(ks: &mut Keyspace) -> Vec<u8> {
+    let stripe = ks.handle().locate(b"a").0;
+    (0..).map(|i| format!("b{i}").into_bytes()).find(|k| ks.handle().locate(k).0 != stripe).unwrap()
+}
+
+/// Bytes of the mapping for a scenario: a ReclaimKept store has room for
+/// two chunks, three runs of 17 pages and 4 pages more.
+fn store_len(scenario: Scenario) -> u64 {
+    match scenario {
+        Scenario::ReclaimKept => layout::HEAP_START + (2 * layout::CHUNK_PAGES + 3 * 17 + 4) * layout::PAGE,
+        _ => 1 << 30,
+    }
+}
+
 /// The store each run of a scenario starts from.
 fn set_up(scenario: Scenario, ks: &mut Keyspace) {
     let put = |ks: &mut Keyspace, key: &str, len: usize, expiry: Expiry| {
@@ -109,6 +128,18 @@ fn set_up(scenario: Scenario, ks: &mut Keyspace) {
     };
     match scenario {
         Scenario::StripeEmptied => put(ks, "alone", 100, Expiry::Clear),
+        // "a" and b on two stripes, each with its chunk; a's stripe keeps
+        // the run of a's first 64 KiB value; b's first 64 KiB value takes 17
+        // of the 21 pages left above the heap's top.
+        Scenario::ReclaimKept => {
+            let b = String::from_utf8(key_beside_a(ks)).unwrap();
+            put(ks, "a", 10, Expiry::Clear);
+            put(ks, &b, 10, Expiry::Clear);
+            put(ks, "a", 65_536, Expiry::Clear);
+            put(ks, "a", 65_536, Expiry::Clear);
+            put(ks, &b, 65_536, Expiry::Clear);
+            assert_eq!(kept_by_stripe_of(ks, b"a"), 17);
+        }
         Scenario::IndexGrows => {
             for i in 0..300 {
                 put(ks, &format!("k{i}"), 20, Expiry::Clear);
@@ -144,16 +175,16 @@ fn set_up(scenario: Scenario, ks: &mut Keyspace) {
                 ks.remove(b"k7", NOW);
             });
         }
-        assert!(kept_by_k3s_stripe(ks) > 0, "k3's stripe keeps no run");
+        assert!(kept_by_stripe_of(ks, b"k3") > 0, "k3's stripe keeps no run");
     }
     if let Scenario::Eviction = scenario {
         ks.set_limits(MemoryLimits { max_keys: ks.len(), policy: EvictionPolicy::AllKeysLru, ..Default::default() });
     }
 }
 
-/// Pages of free runs k3's stripe keeps.
-fn kept_by_k3s_stripe(ks: &mut Keyspace) -> u64 {
-    let stripe = ks.handle().locate(b"k3").0;
+/// Pages of free runs the stripe of `key` keeps.
+fn kept_by_stripe_of(ks: &mut Keyspace, key: &[u8]) -> u64 {
+    let stripe = ks.handle().locate(key).0;
     ks.store().region().u64(layout::stripe_base(stripe) + layout::T_RUN_PAGES).load(Ordering::Relaxed)
 }
 
@@ -194,14 +225,25 @@ fn operate(scenario: Scenario, ks: &mut Keyspace) {
             ks.release_free_pages();
         }
         Scenario::RewriteKept => {
-            let (heap, kept) = (ks.store().heap_size(), kept_by_k3s_stripe(ks));
+            let (heap, kept) = (ks.store().heap_size(), kept_by_stripe_of(ks, b"k3"));
             command(ks, &[b"k3"], |ks| ks.set(b"k3", &value("again", 70_000), Expiry::Keep, NOW));
             // The new value took the kept run, and the old one is kept.
-            assert_eq!((ks.store().heap_size(), kept_by_k3s_stripe(ks)), (heap, kept));
+            assert_eq!((ks.store().heap_size(), kept_by_stripe_of(ks, b"k3")), (heap, kept));
         }
         Scenario::ReleaseKept => {
             ks.release_free_pages();
-            assert_eq!(kept_by_k3s_stripe(ks), 0);
+            assert_eq!(kept_by_stripe_of(ks, b"k3"), 0);
+        }
+        // b's second value fits only in the run a's stripe keeps.
+        // (Run again on a repaired store where it had completed, it finds
+        // the run b's stripe keeps instead.)
+        Scenario::ReclaimKept => {
+            let b = key_beside_a(ks);
+            let first = kept_by_stripe_of(ks, b"a") == 17;
+            command(ks, &[&b], |ks| ks.set(&b, &value("again", 65_536), Expiry::Clear, NOW));
+            if first {
+                assert_eq!((kept_by_stripe_of(ks, b"a"), kept_by_stripe_of(ks, &b)), (0, 17));
+            }
         }
     }
 }
@@ -293,7 +335,7 @@ fn run_child(store: &Arc<Store>, scenario: usize, n: u64) -> bool {
 
 fn fresh(scenario: Scenario) -> (Arc<Store>, Keyspace) {
     // Fixed hash keys: every run of a scenario takes the same steps.
-    let store = Store::create_with_keys(1 << 30, &Backing::Memfd, (0x5eed_0001, 0x5eed_0002)).unwrap();
+    let store = Store::create_with_keys(store_len(scenario), &Backing::Memfd, (0x5eed_0001, 0x5eed_0002)).unwrap();
     let mut ks = Keyspace::attach(&store).unwrap();
     set_up(scenario, &mut ks);
     (store, ks)
