@@ -1579,13 +1579,18 @@ mod tests {
     #[test]
     fn chunks_a_compaction_frees_go_to_the_heap_not_to_the_stripe() {
         let mut ks = Keyspace::new();
-        for i in 0..100_000 {
-            ks.set(&compaction_key(i), &compaction_value(i), Expiry::Clear, 0);
-        }
-        for i in (0..100_000).filter(|i| i % 8 != 0) {
-            ks.remove(&compaction_key(i), 0);
-        }
+        // 3,000 keys of one stripe, whatever the store's hash keys, with
+        // 100-byte values: several chunks of 64 KiB, and the eighth that
+        // stays fits in one or two.
         let stripe = ks.handle().locate(&compaction_key(0)).0;
+        let keys: Vec<Vec<u8>> =
+            (0..).map(compaction_key).filter(|k| ks.handle().locate(k).0 == stripe).take(3_000).collect();
+        for key in &keys {
+            ks.set(key, &[7; 100], Expiry::Clear, 0);
+        }
+        for (_, key) in keys.iter().enumerate().filter(|(i, _)| i % 8 != 0) {
+            ks.remove(key, 0);
+        }
         ks.begin_command(std::iter::empty(), false);
         let freed = ks.compact_stripe(stripe).unwrap();
         assert_eq!(ks.end_command(), Ok(()));
