@@ -86,9 +86,7 @@ impl FromNapiValue for ValueArg {
         let mut kind = 0;
         check_status!(sys::napi_typeof(env, value, &mut kind))?;
         if kind == sys::ValueType::napi_object {
-            let mut is_buffer = false;
-            check_status!(sys::napi_is_buffer(env, value, &mut is_buffer))?;
-            if is_buffer {
+            if is_buffer(env, value)? {
                 return Ok(ValueArg::Borrowed([buffer_bytes(env, value)?, (ptr::null(), 0)]));
             }
             let mut is_array = false;
@@ -133,6 +131,25 @@ impl ValueArg {
             ValueArg::Borrowed(parts) => unsafe { join(parts) },
         }
     }
+}
+
+unsafe fn is_buffer(env: sys::napi_env, value: sys::napi_value) -> napi::Result<bool> {
+    let mut is_buffer = false;
+    check_status!(sys::napi_is_buffer(env, value, &mut is_buffer))?;
+    Ok(is_buffer)
+}
+
+/// A Buffer's bytes where they lie; anything else is ERR_SHM_BAD_ARGUMENT
+/// with `message`.
+unsafe fn required_buffer(
+    env: sys::napi_env,
+    value: sys::napi_value,
+    message: &str,
+) -> napi::Result<(*const u8, usize)> {
+    if !is_buffer(env, value)? {
+        return Err(napi::Error::new(napi::Status::InvalidArg, format!("ERR_SHM_BAD_ARGUMENT {message}")));
+    }
+    buffer_bytes(env, value)
 }
 
 /// A Buffer's bytes where they lie.
@@ -184,17 +201,7 @@ unsafe fn array_parts(env: sys::napi_env, value: sys::napi_value) -> napi::Resul
     }
     items
         .into_iter()
-        .map(|item| {
-            let mut is_buffer = false;
-            check_status!(sys::napi_is_buffer(env, item, &mut is_buffer))?;
-            if !is_buffer {
-                return Err(napi::Error::new(
-                    napi::Status::InvalidArg,
-                    "ERR_SHM_BAD_ARGUMENT an argument given in parts must be an array of Buffers",
-                ));
-            }
-            buffer_bytes(env, item)
-        })
+        .map(|item| required_buffer(env, item, "an argument given in parts must be an array of Buffers"))
         .collect()
 }
 
@@ -241,15 +248,8 @@ unsafe fn arg_bytes_of(env: sys::napi_env, value: sys::napi_value, kind: sys::na
         buf.truncate(length);
         return Ok(Bytes::from(buf));
     }
-    let mut is_buffer = false;
-    check_status!(sys::napi_is_buffer(env, value, &mut is_buffer))?;
-    if !is_buffer {
-        return Err(napi::Error::new(
-            napi::Status::InvalidArg,
-            "ERR_SHM_BAD_ARGUMENT command arguments must be strings or Buffers",
-        ));
-    }
-    Ok(Bytes::copy_from_slice(part_slice(&buffer_bytes(env, value)?)))
+    let buffer = required_buffer(env, value, "command arguments must be strings or Buffers")?;
+    Ok(Bytes::copy_from_slice(part_slice(&buffer)))
 }
 
 /// A reply on its way to JS. An error reply at the top level becomes a
