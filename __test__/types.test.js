@@ -35,3 +35,25 @@ describe.each(['json', 'advanced'])("values keep their types with serialization 
     expect(results.at(-1).error).toBeNull();
   });
 });
+
+// A worker's strings reach the store through the addon's own UTF-16 to
+// UTF-8 conversion (src/node/js_value.rs): what it stores must be the very
+// bytes Node's encoder makes, for keys and values, short and long.
+test("a worker's string keys and values are stored as the UTF-8 Buffer.from makes of them, and read back equal", async () => {
+  const { messages } = await run('text-bytes.js');
+  const asText = { equal: true, type: 'string' };
+  const row = (name, length, readBack = asText) => ({ name, sameBytes: true, storedLength: length, expectedLength: length, readBack });
+  expect(messages).toEqual([
+    [
+      row('ASCII', 12),
+      row('two-, three- and four-byte characters', 16),
+      row('a key of 600 units ending in a surrogate pair', 1, { equal: true, type: 'number' }),
+      row('a long value with pairs throughout', 1702),
+      row('a 510-unit value', 510),
+      row('a 511-unit value', 511),
+      row('a 200,000-unit value', 400_002),
+      row('raw: a lone surrogate (UTF-8 has none: U+FFFD)', 5),
+      row('raw: a long non-ASCII string', 1700),
+    ],
+  ]);
+});

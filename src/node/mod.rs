@@ -3,15 +3,16 @@
 //! happens in the modules it calls.
 
 mod js_value;
+mod plain_fn;
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use napi::bindgen_prelude::{Buffer, BufferSlice, Either, Function, PromiseRaw, Undefined};
+use napi::bindgen_prelude::{Buffer, Either, FromNapiValue, Function, Object, PromiseRaw, ToNapiValue, Undefined};
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
-use napi::{sys, Env};
+use napi::{sys, Env, JsValue};
 use napi_derive::napi;
 use parking_lot::Mutex;
 
@@ -229,13 +230,11 @@ pub fn local_store_call(id: u32, args: Args) -> napi::Result<Either<Reply, Undef
 /// `localStoreCall(id, ['SET', key, value])` without the array: the
 /// commonest write. A Buffer value, or its tag and body given as two
 /// Buffers, is written into the store from where it lies in JS memory.
+///
+/// JS: `localStoreSet(id: number, key: string | Buffer, value: string | Buffer | Buffer[]): unknown`
+/// (registered by [`register_data_calls`]).
 #[cfg_attr(test, allow(dead_code))]
-#[napi(
-    js_name = "localStoreSet",
-    ts_args_type = "id: number, key: string | Buffer, value: string | Buffer | Buffer[]",
-    ts_return_type = "unknown"
-)]
-pub fn local_store_set(id: u32, key: Arg, value: ValueArg) -> napi::Result<Either<Reply, Undefined>> {
+fn local_store_set(id: u32, key: Arg, value: ValueArg) -> napi::Result<Either<Reply, Undefined>> {
     let key = key.0;
     run_attached(id, |ctx| {
         // SAFETY: the value's parts are used only within this call.
@@ -250,6 +249,44 @@ pub fn local_store_set(id: u32, key: Arg, value: ValueArg) -> napi::Result<Eithe
             }
         }
     })
+}
+
+/// Registers the calls a worker makes on every `get` and `set` as plain
+/// N-API callbacks (see [`plain_fn`]): `localStoreGet` and `localStoreSet`.
+#[cfg_attr(test, allow(dead_code))]
+#[napi(module_exports)]
+pub fn register_data_calls(exports: Object<'_>, env: Env) -> napi::Result<()> {
+    // SAFETY: the module's env and exports, while it registers.
+    unsafe {
+        plain_fn::export(env.raw(), exports.raw(), "localStoreGet", local_store_get_callback)?;
+        plain_fn::export(env.raw(), exports.raw(), "localStoreSet", local_store_set_callback)
+    }
+}
+
+#[cfg_attr(test, allow(dead_code))]
+unsafe extern "C" fn local_store_get_callback(env: sys::napi_env, info: sys::napi_callback_info) -> sys::napi_value {
+    // SAFETY: N-API's env and info; the arguments are used within the call.
+    unsafe {
+        plain_fn::call(env, info, |env, [id, key, scratch]| {
+            let id = u32::from_napi_value(env, id)?;
+            let key = Arg::from_napi_value(env, key)?;
+            let scratch = js_value::writable_buffer(env, scratch, "localStoreGet: scratch must be a Buffer")?;
+            ToNapiValue::to_napi_value(env, local_store_get(Env::from_raw(env), id, key, scratch)?)
+        })
+    }
+}
+
+#[cfg_attr(test, allow(dead_code))]
+unsafe extern "C" fn local_store_set_callback(env: sys::napi_env, info: sys::napi_callback_info) -> sys::napi_value {
+    // SAFETY: as above.
+    unsafe {
+        plain_fn::call(env, info, |env, [id, key, value]| {
+            let id = u32::from_napi_value(env, id)?;
+            let key = Arg::from_napi_value(env, key)?;
+            let value = ValueArg::from_napi_value(env, value)?;
+            ToNapiValue::to_napi_value(env, local_store_set(id, key, value)?)
+        })
+    }
 }
 
 /// Runs `command` on the store `id` in this process: its reply, or
@@ -298,13 +335,11 @@ const OWN_BINARY_FROM: usize = 4 * 1024;
 /// [`LONG_VALUE_OFFSET`] on when it is longer than `scratch`, or binary and
 /// longer than 4 KiB (see `OWN_BINARY_FROM`); -2 when it must go to the
 /// broker (as `localStoreCall` returns undefined).
+///
+/// JS: `localStoreGet(id: number, key: string | Buffer, scratch: Buffer): number | Buffer`
+/// (registered by [`register_data_calls`]).
 #[cfg_attr(test, allow(dead_code))]
-#[napi(
-    js_name = "localStoreGet",
-    ts_args_type = "id: number, key: string | Buffer, scratch: Buffer",
-    ts_return_type = "number | Buffer"
-)]
-pub fn local_store_get(env: Env, id: u32, key: Arg, mut scratch: BufferSlice<'_>) -> napi::Result<Either<i64, JsRaw>> {
+fn local_store_get(env: Env, id: u32, key: Arg, scratch: &mut [u8]) -> napi::Result<Either<i64, JsRaw>> {
     let Some(entry) = attached_store(id) else {
         return Ok(Either::A(-2));
     };
@@ -322,7 +357,6 @@ pub fn local_store_get(env: Env, id: u32, key: Arg, mut scratch: BufferSlice<'_>
     // When it fails, nothing is copied and the error is thrown once the
     // lock is released.
     let mut made: Option<napi::Result<sys::napi_value>> = None;
-    let scratch: &mut [u8] = &mut scratch;
     let read = cmd::get_attached(&mut ks, &key.0, now_ms(), |len, head| {
         let binary = head == Some(0xff) && len > OWN_BINARY_FROM;
         if len <= scratch.len() && !binary {
