@@ -3,7 +3,7 @@
 // The codec in-process: what a value is stored as, and what a stored value
 // reads back as, including a long value's own Buffer (`owned`), which a
 // byte value is returned as a view of.
-const { encode, encodeInParts, decode, encodedLength } = require('../lib/codec');
+const { encode, encodeInParts, decode, decodeRead, encodedLength } = require('../lib/codec');
 
 const asBuffer = (encoded) => (Array.isArray(encoded) ? Buffer.concat(encoded) : Buffer.from(encoded));
 
@@ -59,4 +59,62 @@ test('a missing value is undefined and an integer reply is the number', () => {
   expect(decode(null)).toBeUndefined();
   expect(decode(undefined)).toBeUndefined();
   expect(decode(42)).toBe(42);
+});
+
+// A worker's read copies the value into a buffer the next read reuses:
+// decodeRead takes its first `length` bytes, whatever follows them.
+test('a read from a reused buffer decodes only its first length bytes, and nothing it returns shares that buffer', () => {
+  const reused = Buffer.alloc(64, 0x7b); // '{' after the value: parsing past it would fail
+  const read = (stored) => {
+    const bytes = Buffer.isBuffer(stored) ? stored : Buffer.from(stored);
+    bytes.copy(reused);
+    return decodeRead(reused, bytes.length, false);
+  };
+  const values = {
+    json: read(encode({ a: [1, 'é'] }, 'json')),
+    text: read('plain text'),
+    empty: read(''),
+    bytes: read(asBuffer(encode(Buffer.from('abc'), 'json'))),
+    binary: read(Buffer.from([0xc3, 0x28])),
+    missing: decodeRead(null, 0, false),
+  };
+  reused.fill(0x78);
+  expect({ ...values, bytes: [...values.bytes], binary: [...values.binary] }).toEqual({
+    json: { a: [1, 'é'] },
+    text: 'plain text',
+    empty: '',
+    bytes: [0x61, 0x62, 0x63],
+    binary: [0xc3, 0x28],
+    missing: undefined,
+  });
+});
+
+test("a read that came back in a Buffer of its own returns a byte value as a view of it", () => {
+  const own = asBuffer(encode(Buffer.from('abc'), 'json'));
+  const view = decodeRead(own, own.length, true);
+  expect({ text: view.toString(), sameMemory: view.buffer === own.buffer, byteOffset: view.byteOffset - own.byteOffset }).toEqual({
+    text: 'abc',
+    sameMemory: true,
+    byteOffset: 5,
+  });
+});
+
+// The fast check that lets JSON.stringify run without a replacer walks an
+// object's properties with for...in, which also visits enumerable ones added
+// to Object.prototype: they must not change what is stored or refused.
+test('an enumerable property added to Object.prototype changes neither what is stored nor what is refused', () => {
+  const plain = { id: 1, list: [{ a: 'b' }] };
+  Object.prototype.added = () => 'not data';
+  try {
+    const stored = encode(plain, 'json');
+    let refusal = null;
+    try {
+      encode({ when: new Map() }, 'json');
+    } catch (error) {
+      refusal = error.code;
+    }
+    expect({ stored, refusal }).toEqual({ stored: '{"id":1,"list":[{"a":"b"}]}', refusal: 'ERR_INVALID_ARG_VALUE' });
+  } finally {
+    delete Object.prototype.added;
+  }
 });

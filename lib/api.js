@@ -3,7 +3,7 @@
 const { randomBytes } = require('node:crypto');
 const { EventEmitter } = require('node:events');
 const { types } = require('node:util');
-const { encode, encodeInParts, decode, encodedLength } = require('./codec');
+const { encode, encodeInParts, decode, decodeRead, encodedLength } = require('./codec');
 const { CODES, shmError, typeError, rangeError, abortError } = require('./errors');
 const { DEFAULTS, BROKER_OPTIONS, validateOptions, callOptions, checkTtl, checkTimeout, positiveMilliseconds } = require('./options');
 const { Lock, lockTimeout } = require('./lock');
@@ -353,7 +353,7 @@ class SharedMemory extends EventEmitter {
     try {
       key = this.#key(key, 'get');
       if (this.#backend.capabilities.mappedStore) {
-        const value = this.#backend.readLocal(key, decode);
+        const value = this.#backend.readLocal(key, decodeRead);
         if (value !== NOT_LOCAL) return Promise.resolve(value);
       }
       return Promise.resolve((this.#locks.held > 0 ? this.#backend : this.#data).call(['GET', key])).then(decode);
@@ -364,6 +364,12 @@ class SharedMemory extends EventEmitter {
 
   set(key, value, options) {
     try {
+      if (options === undefined && this.#backend.capabilities.mappedStore) {
+        const stored = this.#key(key, 'set');
+        const encoded = this.#encode(value, 'set', true);
+        if (this.#backend.writeLocal(stored, encoded) !== NOT_LOCAL) return Promise.resolve();
+        return Promise.resolve(this.#backend.call(['SET', stored, encoded])).then(nothing);
+      }
       return Promise.resolve(this.#data.call(this.#setCommand('set', key, value, options))).then(nothing);
     } catch (error) {
       return Promise.reject(error);

@@ -122,8 +122,11 @@ function isPlainJson(value, advanced, depth) {
       }
       const proto = Object.getPrototypeOf(value);
       if (proto !== Object.prototype && proto !== null) return false;
+      // for…in also visits inherited enumerable properties (only there if
+      // someone added them to Object.prototype): checking those as well can
+      // only send a value down the replacer path, never past it.
       for (const key in value) {
-        if (!Object.hasOwn(value, key) || !isPlainJson(value[key], advanced, depth + 1)) return false;
+        if (!isPlainJson(value[key], advanced, depth + 1)) return false;
       }
       return true;
     }
@@ -228,6 +231,26 @@ function decode(stored, owned = false) {
 }
 
 /**
+ * decode() of a read of the mapped store: the first `length` bytes of
+ * `bytes` (null for a missing key). `owned`: `bytes` is a Buffer of the
+ * value's own; otherwise a buffer the next read reuses, which nothing
+ * returned may share.
+ */
+function decodeRead(bytes, length, owned) {
+  if (bytes === null) return undefined;
+  if (length !== 0 && bytes[0] !== 0xff) {
+    // JSON text, the common case, parsed without a Buffer made of it first.
+    const text = bytes.toString('utf8', 0, length);
+    try {
+      return JSON.parse(text);
+    } catch {
+      // Not JSON: decode() says what it is.
+    }
+  }
+  return decode(owned ? bytes : bytes.subarray(0, length), owned);
+}
+
+/**
  * As encode(), but a byte value comes back as its tag and its bytes, for a
  * backend that joins them in the copy it makes anyway (a worker's mapped
  * store): the value is not concatenated into a new Buffer first.
@@ -242,4 +265,4 @@ function encodedLength(encoded) {
   return typeof encoded === 'string' ? Buffer.byteLength(encoded) : encoded.length;
 }
 
-module.exports = { encode, encodeInParts, decode, encodedLength };
+module.exports = { encode, encodeInParts, decode, decodeRead, encodedLength };

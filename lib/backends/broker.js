@@ -93,11 +93,24 @@ class BrokerClientBackend {
     return Buffer.from(this.scratch.subarray(0, found));
   }
 
+  /** SET on the mapped store: its reply, or NOT_LOCAL when the broker must run it (see call()). */
+  writeLocal(key, value) {
+    const store = this.store === undefined ? this.#attach() : this.store;
+    if (store === null || this.forwarded !== 0) return NOT_LOCAL;
+    let reply;
+    try {
+      reply = store.set(key, value);
+    } catch (error) {
+      throw fromNative(error);
+    }
+    return reply === undefined ? NOT_LOCAL : reply;
+  }
+
   /**
    * GET on the mapped store, decoded at once: from the scratch buffer the
    * value was copied into (no Buffer of it is made on the way), or from the
    * Buffer of its own a long value came back in (which decode may keep).
-   * NOT_LOCAL when the broker must run it.
+   * NOT_LOCAL when the broker must run it. See readLocal in ./index.js.
    */
   readLocal(key, decode) {
     const store = this.store === undefined ? this.#attach() : this.store;
@@ -108,10 +121,10 @@ class BrokerClientBackend {
     } catch (error) {
       throw fromNative(error);
     }
-    if (typeof found !== 'number') return decode(found, true);
-    if (found === -1) return decode(null, false);
+    if (typeof found !== 'number') return decode(found, found.length, true);
+    if (found === -1) return decode(null, 0, false);
     if (found < 0) return NOT_LOCAL;
-    return decode(this.scratch.subarray(0, found), false);
+    return decode(this.scratch, found, false);
   }
 
   /**

@@ -33,9 +33,9 @@
  * @property {boolean} nearCache A near cache may sit in front of `call()`
  *   (lib/near-cache.js): `openInvalidations()` and `generation` exist.
  * @property {boolean} mappedStore Data commands run in this process, on the
- *   broker's store mapped here (when it could be mapped): `readLocal()`
- *   exists, and `call()` takes a value given in parts (an array of Buffers,
- *   joined in the copy the store makes anyway).
+ *   broker's store mapped here (when it could be mapped): `readLocal()` and
+ *   `writeLocal()` exist, and `call()` takes a value given in parts (an
+ *   array of Buffers, joined in the copy the store makes anyway).
  *
  * @typedef {object} Subscriber One pub/sub connection of the process (lib/pubsub.js multiplexes listeners over it).
  * @property {(kind: 'channel' | 'pattern', names: string[]) => Promise<void>} subscribe
@@ -84,11 +84,15 @@
  *   Where `nearCache`: a connection subscribed to the server's key
  *   invalidations (null for a flush), and its client id for `CLIENT
  *   TRACKING … REDIRECT`.
- * @property {(key: string, decode: (view: Buffer | null, owned: boolean) => any) => any} [readLocal]
+ * @property {(key: string, decode: (bytes: Buffer | null, length: number, owned: boolean) => any) => any} [readLocal]
  *   Where `mappedStore`: GET run in this process, synchronously, returning
- *   `decode(view, owned)` of the value (null for a missing key), or
- *   `NOT_LOCAL` when the broker must run it. `owned`: `view` is a Buffer of
- *   its own, which decode may keep; otherwise it is only valid during the call.
+ *   `decode(bytes, length, owned)` of the value, which is the first `length`
+ *   bytes of `bytes` (null for a missing key), or `NOT_LOCAL` when the
+ *   broker must run it. `owned`: `bytes` is a Buffer of the value's own,
+ *   which decode may keep; otherwise it is a buffer the next read reuses.
+ * @property {(key: string, value: string | Buffer | Buffer[]) => any} [writeLocal]
+ *   Where `mappedStore`: `SET key value` run in this process, synchronously,
+ *   returning its reply, or `NOT_LOCAL` when the broker must run it.
  * @property {number} [generation] Where `nearCache`: changes whenever calls
  *   start going over a new connection (tracking is per connection).
  */
