@@ -217,13 +217,11 @@ impl NativeLocalStore {
 /// Runs a data command on the store `id` in this process. Returns undefined
 /// when it must go to the broker instead (not a data command, someone
 /// listens for changes, the broker is closing, or the store was closed).
+///
+/// JS: `localStoreCall(id: number, args: Array<string | Buffer>): unknown`
+/// (registered by [`register_data_calls`]).
 #[cfg_attr(test, allow(dead_code))]
-#[napi(
-    js_name = "localStoreCall",
-    ts_args_type = "id: number, args: Array<string | Buffer>",
-    ts_return_type = "unknown"
-)]
-pub fn local_store_call(id: u32, args: Args) -> napi::Result<Either<Reply, Undefined>> {
+fn local_store_call(id: u32, args: Args) -> napi::Result<Either<Reply, Undefined>> {
     run_attached(id, |ctx| cmd::execute_attached(ctx, &args.0))
 }
 
@@ -251,15 +249,28 @@ fn local_store_set(id: u32, key: Arg, value: ValueArg) -> napi::Result<Either<Re
     })
 }
 
-/// Registers the calls a worker makes on every `get` and `set` as plain
-/// N-API callbacks (see [`plain_fn`]): `localStoreGet` and `localStoreSet`.
+/// Registers a worker's data calls as plain N-API callbacks (see
+/// [`plain_fn`]): `localStoreGet`, `localStoreSet` and `localStoreCall`.
 #[cfg_attr(test, allow(dead_code))]
 #[napi(module_exports)]
 pub fn register_data_calls(exports: Object<'_>, env: Env) -> napi::Result<()> {
     // SAFETY: the module's env and exports, while it registers.
     unsafe {
         plain_fn::export(env.raw(), exports.raw(), "localStoreGet", local_store_get_callback)?;
-        plain_fn::export(env.raw(), exports.raw(), "localStoreSet", local_store_set_callback)
+        plain_fn::export(env.raw(), exports.raw(), "localStoreSet", local_store_set_callback)?;
+        plain_fn::export(env.raw(), exports.raw(), "localStoreCall", local_store_call_callback)
+    }
+}
+
+#[cfg_attr(test, allow(dead_code))]
+unsafe extern "C" fn local_store_call_callback(env: sys::napi_env, info: sys::napi_callback_info) -> sys::napi_value {
+    // SAFETY: N-API's env and info; the arguments are copied out within the call.
+    unsafe {
+        plain_fn::call(env, info, |env, [id, args]| {
+            let id = u32::from_napi_value(env, id)?;
+            let args = Args::from_napi_value(env, args)?;
+            ToNapiValue::to_napi_value(env, local_store_call(id, args)?)
+        })
     }
 }
 
