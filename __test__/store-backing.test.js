@@ -80,6 +80,10 @@ describeOn(['embedded'], 'the broker its primary hosts makes the store, in the b
           lines: [expect.stringMatching(new RegExp(`^[0-9a-f]+-[0-9a-f]+ rw-s 00000000 \\S+ ${primaryLines[0].split(/ +/)[4]} +${file.replace(/[()]/g, '\\$&')}$`))],
         });
       }
+      // A program a worker runs inherits neither the store nor the socket.
+      for (const wrote of report.wrote) {
+        expect({ writer: wrote.writer, inherited: wrote.childDescriptors.filter((link) => link && link.includes(dir)) }).toEqual({ writer: wrote.writer, inherited: [] });
+      }
       // No name is left for the store while it runs.
       expect(listing(dir)).toEqual(['broker.sock']);
       // The workers see each other's writes.
@@ -121,6 +125,9 @@ describeOn(['embedded'], 'the broker its primary hosts makes the store, in the b
           writer: wrote.writer,
           lines: [expect.stringMatching(/\/memfd:cluster-shm \(deleted\)$/)],
         });
+      }
+      for (const wrote of report.wrote) {
+        expect({ writer: wrote.writer, inherited: wrote.childDescriptors.filter((link) => link && link.includes('cluster-shm')) }).toEqual({ writer: wrote.writer, inherited: [] });
       }
       expect(report.primaryMaps.filter((line) => line.includes(dir))).toEqual([]);
       expect(listing(dir)).toEqual(['broker.sock']);

@@ -89,7 +89,9 @@ fn recv_with_fd(sock: &UnixStream, buf: &mut [u8]) -> io::Result<(usize, Option<
         let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
         while !cmsg.is_null() {
             if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SCM_RIGHTS {
-                fd = Some(OwnedFd::from_raw_fd(std::ptr::read_unaligned(libc::CMSG_DATA(cmsg) as *const RawFd)));
+                let received = OwnedFd::from_raw_fd(std::ptr::read_unaligned(libc::CMSG_DATA(cmsg) as *const RawFd));
+                close_on_exec(&received)?;
+                fd = Some(received);
             }
             cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
         }
@@ -105,6 +107,20 @@ fn cloexec() -> libc::c_int {
 #[cfg(not(target_os = "linux"))]
 fn cloexec() -> libc::c_int {
     0
+}
+
+/// Marks a received descriptor close-on-exec: a program the process runs
+/// must not inherit the store, which would keep its memory alive and
+/// reachable after the app is gone. On Linux recvmsg has marked it already
+/// (MSG_CMSG_CLOEXEC, with no window for a fork in another thread); the
+/// same call runs there too, so that the path other systems rely on is the
+/// one the tests run.
+fn close_on_exec(fd: &OwnedFd) -> io::Result<()> {
+    // SAFETY: sets a flag of a descriptor we own.
+    if unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFD, libc::FD_CLOEXEC) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 fn command(args: &[&[u8]]) -> bytes::BytesMut {
