@@ -39,7 +39,26 @@ function describeOn(backends, reason, name, fn) {
   return describe.skip(`${name} [skipped on ${BACKEND}: ${reason}]`, fn);
 }
 
+/**
+ * Whether the suite runs on Linux. The release workflow runs it on macOS
+ * too, which has no /proc and no memfd: the few tests that need them are
+ * gated with onLinux, and helpers that read /proc have a way for elsewhere.
+ */
+const LINUX = process.platform === 'linux';
+
+/**
+ * On Linux, `gate` as it is (`test`, or what testOn returns); elsewhere a
+ * skipped test that says which Linux-only facility it `needs`.
+ */
+function onLinux(needs, gate = test) {
+  if (LINUX) return gate;
+  const why = `[skipped on ${process.platform}: needs ${needs}]`;
+  const skipped = (name, fn) => test.skip(`${name} ${why}`, fn);
+  skipped.each = (table) => (name, fn) => test.skip.each(table)(`${name} ${why}`, fn);
+  return skipped;
+}
+
 /** The role a fixture's cluster primary has: it hosts the broker only on the embedded backend. */
 const PRIMARY_ROLE = BACKEND === 'embedded' ? 'primary' : 'client';
 
-module.exports = { BACKEND, BACKENDS, backendEnv, testOn, describeOn, PRIMARY_ROLE };
+module.exports = { BACKEND, BACKENDS, backendEnv, testOn, describeOn, LINUX, onLinux, PRIMARY_ROLE };

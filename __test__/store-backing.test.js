@@ -4,7 +4,7 @@ const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
 const { start } = require('./helpers');
-const { describeOn } = require('./backend');
+const { describeOn, onLinux } = require('./backend');
 
 /** A shared writable mapping of the whole store: `<start>-<end> rw-s 00000000 <dev> <inode> <path>`. */
 const STORE_LINE = /^([0-9a-f]+)-([0-9a-f]+) rw-s 00000000 [0-9a-f]+:[0-9a-f]+ \d+ +(.+)$/;
@@ -58,7 +58,8 @@ function storeLines(maps, length) {
 }
 
 describeOn(['embedded'], 'the broker its primary hosts makes the store, in the backing its environment asks for', 'the store backing', () => {
-  test('CLUSTER_SHM_STORE_BACKING=file: workers map an unlinked file of the private directory, share writes, and a SIGKILL leaves only the socket', async () => {
+  // The fixture reads the mappings from /proc/self/maps and a child's descriptors from /proc/self/fd.
+  onLinux('/proc/self/maps and /proc/self/fd')('CLUSTER_SHM_STORE_BACKING=file: workers map an unlinked file of the private directory, share writes, and a SIGKILL leaves only the socket', async () => {
     // A temp dir of this test's own: a broker that another test file starts
     // meanwhile would remove the killed broker's directory before it is listed.
     const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'shm-backing-'));
@@ -113,7 +114,8 @@ describeOn(['embedded'], 'the broker its primary hosts makes the store, in the b
     }
   }, 60_000);
 
-  test('any other value: workers map the memfd and the private directory holds only the socket', async () => {
+  // memfd is Linux's; the fixture sees it in /proc/self/maps and /proc/self/fd.
+  onLinux('memfd, /proc/self/maps and /proc/self/fd')('any other value: workers map the memfd and the private directory holds only the socket', async () => {
     // Unset is the same; the runner's own value would be inherited.
     const run = await cluster({ CLUSTER_SHM_STORE_BACKING: 'memfd' });
     const { report, dir } = run;
