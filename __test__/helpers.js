@@ -1,10 +1,10 @@
 'use strict';
 
-const { spawn } = require('node:child_process');
+const { execFileSync, spawn } = require('node:child_process');
 const fs = require('node:fs');
 const path = require('node:path');
 
-const { backendEnv } = require('./backend');
+const { backendEnv, LINUX } = require('./backend');
 
 const FIXTURES = path.join(__dirname, 'fixtures');
 
@@ -244,15 +244,20 @@ function nearCacheClient(env) {
  * Stops a process with SIGSTOP and waits until every one of its threads is
  * stopped: kill() returns before a busy or descheduled thread has taken the
  * signal, and a broker thread still running could answer one more call.
+ * On Linux each thread's state is read from /proc. macOS has no /proc; it
+ * suspends the whole task as it delivers SIGSTOP, and `ps` shows the
+ * process stopped (T) once it has.
  */
 async function stopProcess(child, timeoutMs = 5_000) {
   child.kill('SIGSTOP');
   const until = Date.now() + timeoutMs;
-  const stopped = () =>
-    fs.readdirSync(`/proc/${child.pid}/task`).every((tid) => {
-      const stat = fs.readFileSync(`/proc/${child.pid}/task/${tid}/stat`, 'utf8');
-      return /^[Tt]$/.test(stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3));
-    });
+  const stopped = LINUX
+    ? () =>
+        fs.readdirSync(`/proc/${child.pid}/task`).every((tid) => {
+          const stat = fs.readFileSync(`/proc/${child.pid}/task/${tid}/stat`, 'utf8');
+          return /^[Tt]$/.test(stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3));
+        })
+    : () => /^T/.test(execFileSync('ps', ['-o', 'stat=', '-p', String(child.pid)], { encoding: 'utf8' }).trim());
   while (!stopped()) {
     if (Date.now() > until) throw new Error(`process ${child.pid} did not stop within ${timeoutMs} ms of SIGSTOP`);
     await new Promise((resolve) => setTimeout(resolve, 5));

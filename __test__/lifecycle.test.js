@@ -4,7 +4,7 @@ const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
 const { start, run, serve } = require('./helpers');
-const { describeOn } = require('./backend');
+const { describeOn, LINUX } = require('./backend');
 
 /** Starts a broker-holding primary and returns it with its socket and directory. */
 async function holder(args = []) {
@@ -59,11 +59,22 @@ describeOn(['embedded'], 'it checks the socket of the broker a primary hosts', '
   });
 
   test('a live broker in a directory whose pid this primary cannot see (another PID namespace) is left alone', async () => {
-    // Above the largest pid Linux hands out: no such process here, as for a
-    // primary in another container sharing the temp directory.
+    // Above the largest pid Linux (or macOS) hands out: no such process here,
+    // as for a primary in another container sharing the temp directory.
+    // (Asked with kill(pid, 0), not /proc, which macOS has not.)
     const unseenPid = 4_194_305;
-    expect(fs.existsSync(`/proc/${unseenPid}`)).toBe(false);
-    const base = fs.mkdtempSync(path.join(os.tmpdir(), 'shm-cleanup-'));
+    const lookup = () => {
+      try {
+        process.kill(unseenPid, 0);
+        return 'found';
+      } catch (error) {
+        return error.code;
+      }
+    };
+    expect(lookup()).toBe('ESRCH');
+    // Under /tmp off Linux: below macOS's per-user $TMPDIR (/var/folders/…/T) the
+    // sockets in these directories would pass the 104 bytes macOS allows a socket path.
+    const base = fs.mkdtempSync(path.join(LINUX ? os.tmpdir() : '/tmp', 'shm-cleanup-'));
     const liveDir = path.join(base, `cluster-shm-${unseenPid}-0a1b2c3d4e5f`);
     const deadDir = path.join(base, `cluster-shm-${unseenPid + 1}-0a1b2c3d4e5f`);
     fs.mkdirSync(liveDir, { mode: 0o700 });

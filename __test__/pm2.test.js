@@ -4,14 +4,14 @@
 // pm2 with a private PM2_HOME, the broker app and the web app in cluster
 // mode with 2 instances, then `pm2 kill`.
 
-const { execFile } = require('node:child_process');
+const { execFile, execFileSync } = require('node:child_process');
 const fs = require('node:fs');
 const http = require('node:http');
 const net = require('node:net');
 const os = require('node:os');
 const path = require('node:path');
 const { promisify } = require('node:util');
-const { describeOn } = require('./backend');
+const { describeOn, LINUX } = require('./backend');
 const { cleanEnv } = require('./helpers');
 
 const run = promisify(execFile);
@@ -53,8 +53,14 @@ function pingWithoutSecret(socket) {
   });
 }
 
-/** Live processes whose command line mentions `text`. */
+/** Live processes whose command line mentions `text`: from /proc on Linux; elsewhere (macOS has no /proc) from ps, at full width. */
 function processesMentioning(text) {
+  if (!LINUX) {
+    return execFileSync('ps', ['-A', '-ww', '-o', 'pid=', '-o', 'args='], { encoding: 'utf8' })
+      .split('\n')
+      .filter((line) => line.includes(text))
+      .map((line) => line.trim().split(' ')[0]);
+  }
   return fs
     .readdirSync('/proc')
     .filter((name) => /^\d+$/.test(name))
