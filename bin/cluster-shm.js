@@ -130,24 +130,38 @@ function unusableSocketPath(socket) {
 }
 
 /**
+ * A process's parent pid and command line: from /proc where there is one
+ * (Linux, where slim images may have no `ps`), else from `ps` (macOS, the
+ * BSDs). Throws when the process cannot be read.
+ */
+function processInfo(pid) {
+  if (fs.existsSync('/proc/self/stat')) {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return { parent: Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]), command: fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8') };
+  }
+  const line = require('node:child_process').execFileSync('ps', ['-o', 'ppid=', '-o', 'args=', '-p', String(pid)], { encoding: 'utf8' });
+  const match = /^\s*(\d+)\s+(.*)$/s.exec(line);
+  if (!match) throw new Error(`no process ${pid}`);
+  return { parent: Number(match[1]), command: match[2] };
+}
+
+/**
  * Launched by npm (`npx cluster-shm serve`, an npm script), this process is
  * the child of a shell that is the child of npm, and a signal sent to npm
  * does not reach it. It stops when that npm process is gone, so that
  * stopping npm never leaves the broker running on its own.
  */
 function stopWithNpm(stop) {
-  if (!process.env.npm_command || !fs.existsSync('/proc/self/stat')) return;
-  const parentOf = (pid) => {
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-  };
+  if (!process.env.npm_command) return;
   let npm = null;
   try {
-    for (let pid = process.ppid; pid > 1; pid = parentOf(pid)) {
-      if (/npm|npx/.test(fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8'))) {
+    for (let pid = process.ppid; pid > 1; ) {
+      const { parent, command } = processInfo(pid);
+      if (/npm|npx/.test(command)) {
         npm = pid;
         break;
       }
+      pid = parent;
     }
   } catch {
     return;
