@@ -230,7 +230,12 @@ declare namespace shm {
     /** Bytes held by keys, values and their bookkeeping. */
     usedMemory: number;
     peakMemory: number;
-    /** Resident memory of the broker's process (INFO `used_memory_rss`). */
+    /**
+     * Resident memory of the broker's process (INFO `used_memory_rss`): on
+     * Linux with every page of the shared store counted once, whichever
+     * process touched it; on macOS the process's own resident size; 0 where
+     * the system tells neither.
+     */
     residentMemory: number;
     /**
      * `residentMemory / usedMemory`, as INFO's `mem_fragmentation_ratio`: the

@@ -157,26 +157,52 @@ fn human_bytes(n: u64) -> String {
     }
 }
 
-/// Resident set size of this process (Linux; 0 elsewhere).
 /// Resident memory of the broker's process, with the shared store counted
-/// once: the process's own pages (RssAnon + RssFile) plus the store's
-/// pages, wherever they were touched (a worker's writes land in the store
-/// without ever touching the broker's page tables).
+/// once: on Linux the process's own pages (RssAnon + RssFile) plus the
+/// store's pages, wherever they were touched (a worker's writes land in the
+/// store without ever touching the broker's page tables); on macOS the
+/// process's resident size (the store's pages it touched itself); 0 where
+/// neither can be read.
 pub fn resident_bytes(store: &crate::shm::Store) -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|rest| rest.split_whitespace().next().and_then(|kb| kb.parse::<u64>().ok()))
-            .map(|kb| kb * 1024)
-    };
-    match (field("RssAnon:"), field("RssFile:"), store.resident_bytes()) {
-        (Some(anon), Some(file), Some(shared)) => anon + file + shared,
-        _ => std::fs::read_to_string("/proc/self/statm")
-            .ok()
-            .and_then(|s| s.split_whitespace().nth(1).and_then(|p| p.parse::<u64>().ok()))
-            .map_or(0, |pages| pages * 4096),
+    #[cfg(target_os = "linux")]
+    {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|rest| rest.split_whitespace().next().and_then(|kb| kb.parse::<u64>().ok()))
+                .map(|kb| kb * 1024)
+        };
+        match (field("RssAnon:"), field("RssFile:"), store.resident_bytes()) {
+            (Some(anon), Some(file), Some(shared)) => anon + file + shared,
+            _ => std::fs::read_to_string("/proc/self/statm")
+                .ok()
+                .and_then(|s| s.split_whitespace().nth(1).and_then(|p| p.parse::<u64>().ok()))
+                .map_or(0, |pages| pages * 4096),
+        }
+    }
+    #[cfg(target_vendor = "apple")]
+    {
+        let _ = store;
+        let mut info = std::mem::MaybeUninit::<libc::mach_task_basic_info>::zeroed();
+        let mut count = libc::MACH_TASK_BASIC_INFO_COUNT;
+        // SAFETY: task_info writes at most `count` words into `info`, which
+        // has room for that many; the task port is this process's own.
+        #[allow(deprecated)]
+        let result = unsafe {
+            libc::task_info(libc::mach_task_self(), libc::MACH_TASK_BASIC_INFO, info.as_mut_ptr().cast(), &mut count)
+        };
+        if result != libc::KERN_SUCCESS {
+            return 0;
+        }
+        // SAFETY: zeroed, then filled by task_info.
+        unsafe { info.assume_init() }.resident_size
+    }
+    #[cfg(not(any(target_os = "linux", target_vendor = "apple")))]
+    {
+        let _ = store;
+        0
     }
 }
 
