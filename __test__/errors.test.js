@@ -286,4 +286,25 @@ describeOn(['embedded'], 'these start, stall and remove brokers of their own (re
     expect(messages[0].role).toBe('primary');
     expect(messages[1]).toMatchObject({ ok: false, error: { code: 'ERR_SHM_BROKER_START' } });
   });
+
+  // A Unix socket's path has room for 107 bytes on Linux, 103 on macOS,
+  // where the per-user temp directory alone is about 50.
+  test('a temp directory too long for a socket path: ERR_SHM_BROKER_START saying so and what to change, and nothing left in it', async () => {
+    const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'shm-long-'));
+    const long = path.join(tmp, 'd'.repeat(110 - tmp.length));
+    fs.mkdirSync(long);
+    try {
+      const { messages } = await run('client.js', ['get:k'], { env: { TMPDIR: long, XDG_RUNTIME_DIR: '' } });
+      const { error } = messages[1];
+      expect({ role: messages[0].role, ok: messages[1].ok, code: error.code, left: fs.readdirSync(long) }).toEqual({
+        role: 'primary',
+        ok: false,
+        code: 'ERR_SHM_BROKER_START',
+        left: [],
+      });
+      expect(error.message).toMatch(/^cannot start the cluster-shm broker: its socket path \S+\/broker\.sock is \d+ bytes, over the 10[37] a Unix socket's path may have here: choose a shorter directory \(TMPDIR or XDG_RUNTIME_DIR for the default one, or the socket option\)$/);
+    } finally {
+      fs.rmSync(tmp, { recursive: true, force: true });
+    }
+  });
 });
