@@ -481,7 +481,7 @@ function layersWorkerMain() {
         get: {
           api: { async: true, fn: (i) => shm.get(key(i)) },
           // get() decodes the value where the store copied it: the scratch buffer, or a long value's own Buffer.
-          decode: fits ? { fn: () => codec.decode(scratch.subarray(0, copyLength)) } : { async: awaited, fn: () => codec.decode(owned, true) },
+          decode: fits ? { fn: () => codec.decodeRead(scratch, copyLength, false) } : { async: awaited, fn: () => codec.decodeRead(owned, owned.length, true) },
           ...(json ? { plain: { fn: (i) => JSON.parse(texts[i % texts.length]) } } : {}),
           store: { async: awaited, fn: (i) => native.localStoreGet(store.id, key(i), scratch), hot: true },
           crossing: { async: awaited, fn: (i) => native.localStoreGet(closedId, key(i), scratch), hot: true },
@@ -1121,7 +1121,7 @@ function layerRows(t, op, { fits, json }) {
     add('json', `JSON: \`${op === 'get' ? 'JSON.parse' : 'JSON.stringify'}\` of the value itself`, true, t.plain);
     add(
       'codec',
-      op === 'get' ? 'JSON: the rest of `codec.decode` (tag check, UTF-8 decode of the Buffer)' : 'JSON: the rest of `codec.encode` (the walk that refuses what JSON would change)',
+      op === 'get' ? 'JSON: the rest of `codec.decodeRead` (tag check, UTF-8 decode of the read buffer)' : 'JSON: the rest of `codec.encode` (the walk that refuses what JSON would change)',
       false,
       minus(codecT, t.plain),
     );
@@ -1130,13 +1130,13 @@ function layerRows(t, op, { fits, json }) {
       'codecCopy',
       op === 'get'
         ? fits
-          ? '`codec.decode`: the tag check and a copy of the bytes out of the read buffer into a new Buffer'
-          : '`codec.decode`: the tag check; the bytes are returned as a view of the Buffer the native call made, not copied'
+          ? '`codec.decodeRead`: the tag check and a copy of the bytes out of the read buffer into a new Buffer'
+          : '`codec.decodeRead`: the tag check; the bytes are returned as a view of the Buffer the native call made, not copied'
         : '`codec.encodeInParts`: the 5-byte tag beside the value (the store writes both where they lie)',
       false,
       codecT,
     );
-    rows[rows.length - 1].short = op === 'get' ? '`codec.decode`' : '`codec.encodeInParts`';
+    rows[rows.length - 1].short = op === 'get' ? '`codec.decodeRead`' : '`codec.encodeInParts`';
   }
   add('crossing', `N-API crossing and argument conversion (4: \`${op === 'get' ? 'localStoreGet' : 'localStoreSet'}\` with a closed store's id)`, false, t.crossing);
   if (op === 'get' && !fits) {
