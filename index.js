@@ -149,7 +149,7 @@ function primary(options) {
     return new SharedMemory({ backend: new FailedBackend(fromNative(error)), role: 'primary', options });
   }
   // Listed for `cluster-shm ls` and the other commands, until the broker closes.
-  const backend = new InProcessBackend(broker, { onClose: announce({ socket: broker.socket, secret: authSecret }) || undefined });
+  const backend = new InProcessBackend(native, broker, { onClose: announce({ socket: broker.socket, secret: authSecret }) || undefined });
   let shm;
   try {
     shm = new SharedMemory({

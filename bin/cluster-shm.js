@@ -209,7 +209,7 @@ function serve(args) {
   } catch (error) {
     fail(`cannot listen on ${socket}: ${error.message.replace(/^ERR_SHM_[A-Z_]+ /, '')}`);
   }
-  const backend = new InProcessBackend(broker, { onClose: announce({ socket: broker.socket, secret: authSecret, name: flags.name || 'serve' }) || undefined });
+  const backend = new InProcessBackend(native, broker, { onClose: announce({ socket: broker.socket, secret: authSecret, name: flags.name || 'serve' }) || undefined });
   const shm = new SharedMemory({ backend, role: 'primary', socket: broker.socket });
   try {
     shm.configure(options);

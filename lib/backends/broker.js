@@ -1,19 +1,8 @@
 'use strict';
 
-const { CODES, fromNative } = require('../errors');
+const { CODES } = require('../errors');
 const { Connection } = require('../connection');
-
-/** What `readLocal()` returns when the broker must run the read. */
-const NOT_LOCAL = Symbol('not read in this process');
-/**
- * Reads copy text into one reused buffer, which starts this long and grows
- * to fit the text read, up to SCRATCH_MAX; longer text, and binary values
- * past 4 KiB (a tagged Buffer, a serialized value), come back in a Buffer of
- * their own, copied once out of the mapping, which a byte value is then
- * returned as a view of (see localStoreGet).
- */
-const SCRATCH_START = 64 * 1024;
-const SCRATCH_MAX = 1024 * 1024;
+const { NOT_LOCAL } = require('../local-store');
 
 const CAPABILITIES = Object.freeze({ hostsBroker: false, ownsServer: true, leaseLocks: false, cluster: false, nearCache: false, mappedStore: true });
 
@@ -44,8 +33,6 @@ class BrokerClientBackend {
     this.storeError = attachStore === null ? 'not offered' : null;
     /** Calls the store sent back, still in flight on the connection. */
     this.forwarded = 0;
-    /** Where the store's reads are copied (see #get). */
-    this.scratch = attachStore === null ? null : Buffer.allocUnsafeSlow(SCRATCH_START);
     /** Set by the handle: hears 'error' and 'reconnect' from the connection. */
     this.onEvent = () => {};
   }
@@ -62,13 +49,13 @@ class BrokerClientBackend {
     if (store !== null && this.forwarded === 0) {
       let reply;
       try {
-        if (args.length === 2 && args[0] === 'GET') reply = this.#get(store, args[1]);
-        else if (args.length === 3 && args[0] === 'SET') reply = store.set(args[1], args[2]);
+        if (args.length === 2 && args[0] === 'GET') reply = store.read(args[1]);
+        else if (args.length === 3 && args[0] === 'SET') reply = store.write(args[1], args[2]);
         else reply = store.call(args);
       } catch (error) {
-        return Promise.reject(fromNative(error));
+        return Promise.reject(error);
       }
-      if (reply !== undefined) return Promise.resolve(reply);
+      if (reply !== NOT_LOCAL) return Promise.resolve(reply);
     }
     if (store === null) return this.#connection().call(args);
     this.forwarded += 1;
@@ -80,67 +67,22 @@ class BrokerClientBackend {
     return sent;
   }
 
-  /**
-   * GET through the store's copy-into-a-buffer read: no native Buffer per
-   * short read (each costs a malloc'd backing store and GC work); the copy
-   * out of the scratch buffer comes from Node's pool. Undefined: ask the broker.
-   */
-  #get(store, key) {
-    const found = this.#read(store, key);
-    if (typeof found !== 'number') return found;
-    if (found === -1) return null;
-    if (found < 0) return undefined;
-    return Buffer.from(this.scratch.subarray(0, found));
-  }
-
   /** SET on the mapped store: its reply, or NOT_LOCAL when the broker must run it (see call()). */
   writeLocal(key, value) {
-    const store = this.store === undefined ? this.#attach() : this.store;
-    if (store === null || this.forwarded !== 0) return NOT_LOCAL;
-    let reply;
-    try {
-      reply = store.set(key, value);
-    } catch (error) {
-      throw fromNative(error);
-    }
-    return reply === undefined ? NOT_LOCAL : reply;
+    const store = this.#local();
+    return store === null ? NOT_LOCAL : store.write(key, value);
   }
 
-  /**
-   * GET on the mapped store, decoded at once: from the scratch buffer the
-   * value was copied into (no Buffer of it is made on the way), or from the
-   * Buffer of its own a long value came back in (which decode may keep).
-   * NOT_LOCAL when the broker must run it. See readLocal in ./index.js.
-   */
+  /** GET on the mapped store, decoded at once (see readLocal in ./index.js), or NOT_LOCAL. */
   readLocal(key, decode) {
-    const store = this.store === undefined ? this.#attach() : this.store;
-    if (store === null || this.forwarded !== 0) return NOT_LOCAL;
-    let found;
-    try {
-      found = this.#read(store, key);
-    } catch (error) {
-      throw fromNative(error);
-    }
-    if (typeof found !== 'number') return decode(found, found.length, true);
-    if (found === -1) return decode(null, 0, false);
-    if (found < 0) return NOT_LOCAL;
-    return decode(this.scratch, found, false);
+    const store = this.#local();
+    return store === null ? NOT_LOCAL : store.readDecoded(key, decode);
   }
 
-  /**
-   * The store's GET into the scratch buffer: the value's length, -1 (no
-   * such key), -2 (ask the broker), or a Buffer of the value's own. Text
-   * that came back that way because it was longer than the scratch buffer
-   * makes it grow, to take the next such read.
-   */
-  #read(store, key) {
-    const found = store.get(key, this.scratch);
-    if (typeof found !== 'number' && found.length > this.scratch.length && found.length <= SCRATCH_MAX && found[0] !== 0xff) {
-      let size = this.scratch.length;
-      while (size < found.length) size *= 2;
-      this.scratch = Buffer.allocUnsafeSlow(Math.min(size, SCRATCH_MAX));
-    }
-    return found;
+  /** The mapped store when a data command may run on it now, else null. */
+  #local() {
+    const store = this.store === undefined ? this.#attach() : this.store;
+    return this.forwarded === 0 ? store : null;
   }
 
   #attach() {

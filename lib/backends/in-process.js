@@ -1,13 +1,16 @@
 'use strict';
 
 const { fromNative } = require('../errors');
+const { LocalStore } = require('../local-store');
 
-const CAPABILITIES = Object.freeze({ hostsBroker: true, ownsServer: true, leaseLocks: false, cluster: false, nearCache: false, mappedStore: false });
+const CAPABILITIES = Object.freeze({ hostsBroker: true, ownsServer: true, leaseLocks: false, cluster: false, nearCache: false, mappedStore: true });
 
 /**
  * Runs commands against the store in this process (a cluster primary,
  * `cluster-shm serve`): the broker is the native addon's, on its own
- * threads. See index.js for the contract.
+ * threads. `get` and `set` take the path a worker's take, on the store
+ * itself (lib/local-store.js), and fall back to the broker as a worker's
+ * do. See index.js for the contract.
  */
 class InProcessBackend {
   capabilities = CAPABILITIES;
@@ -15,9 +18,20 @@ class InProcessBackend {
   onEvent = () => {};
 
   /** `onClose`: called once the broker is closed (the primary removes its connection file). */
-  constructor(broker, { onClose = () => {} } = {}) {
+  constructor(native, broker, { onClose = () => {} } = {}) {
     this.broker = broker;
     this.onClose = onClose;
+    this.store = new LocalStore(native, broker.localId);
+  }
+
+  /** SET run on the store in this process: its reply, or NOT_LOCAL when the broker must run it. */
+  writeLocal(key, value) {
+    return this.store.write(key, value);
+  }
+
+  /** GET run on the store in this process, decoded at once (see readLocal in ./index.js), or NOT_LOCAL. */
+  readLocal(key, decode) {
+    return this.store.readDecoded(key, decode);
   }
 
   call(args) {

@@ -33,9 +33,10 @@
  * @property {boolean} nearCache A near cache may sit in front of `call()`
  *   (lib/near-cache.js): `openInvalidations()` and `generation` exist.
  * @property {boolean} mappedStore Data commands run in this process, on the
- *   broker's store mapped here (when it could be mapped): `readLocal()` and
- *   `writeLocal()` exist, and `call()` takes a value given in parts (an
- *   array of Buffers, joined in the copy the store makes anyway).
+ *   broker's store (mapped here, when it could be, or the store of the
+ *   broker this process hosts): `readLocal()` and `writeLocal()` exist, and
+ *   `call()` takes a value given in parts (an array of Buffers, joined in
+ *   the copy the store makes anyway).
  *
  * @typedef {object} Subscriber One pub/sub connection of the process (lib/pubsub.js multiplexes listeners over it).
  * @property {(kind: 'channel' | 'pattern', names: string[]) => Promise<void>} subscribe
@@ -98,7 +99,8 @@
  */
 
 const { InProcessBackend } = require('./in-process');
-const { BrokerClientBackend, NOT_LOCAL } = require('./broker');
+const { BrokerClientBackend } = require('./broker');
+const { NOT_LOCAL } = require('../local-store');
 const { RedisBackend } = require('./redis');
 const { FailedBackend } = require('./failed');
 

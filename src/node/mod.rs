@@ -39,6 +39,8 @@ pub struct BrokerOptions {
 pub struct NativeBroker {
     broker: Mutex<broker::Broker>,
     session: Mutex<Session>,
+    /// Its store as this process's data calls name it (see [`NativeBroker::local_id`]).
+    local_id: u32,
 }
 
 #[napi]
@@ -57,7 +59,22 @@ impl NativeBroker {
         })
         .map_err(|e| ShmError::BrokerStart(format!("cannot start the cluster-shm broker: {e}")))?;
         let session = Session::new(broker.db().counters().next_client_id());
-        Ok(NativeBroker { broker: Mutex::new(broker), session: Mutex::new(session) })
+        let local = AttachedStore {
+            db: Mutex::new(Some(broker.db().clone())),
+            session: Mutex::new(Session::new(broker.db().counters().next_client_id())),
+        };
+        let local_id = register_attached(local);
+        Ok(NativeBroker { broker: Mutex::new(broker), session: Mutex::new(session), local_id })
+    }
+
+    /// The broker's store as `localStoreGet`, `localStoreSet` and
+    /// `localStoreCall` name it: the primary's data calls take the same
+    /// path as a worker's, on the store itself rather than through `call`
+    /// (a class method, a command array and a reply frame). They say when
+    /// the broker must run the command instead, as for a worker.
+    #[napi(getter)]
+    pub fn local_id(&self) -> u32 {
+        self.local_id
     }
 
     #[napi(getter)]
@@ -105,6 +122,7 @@ impl NativeBroker {
     /// ERR_SHM_SNAPSHOT when the final snapshot could not be written.
     #[napi]
     pub fn close(&self) -> napi::Result<()> {
+        release_attached(self.local_id);
         self.broker.lock().close().map_err(|e| ShmError::Snapshot(e.to_string()).into())
     }
 
@@ -158,6 +176,33 @@ fn attached_store(id: u32) -> Option<Arc<AttachedStore>> {
     ATTACHED.lock().get(id as usize).cloned().flatten()
 }
 
+/// Lists a store under the first free id.
+fn register_attached(store: AttachedStore) -> u32 {
+    let entry = Arc::new(store);
+    let mut stores = ATTACHED.lock();
+    let id = match stores.iter().position(Option::is_none) {
+        Some(free) => {
+            stores[free] = Some(entry);
+            free
+        }
+        None => {
+            stores.push(Some(entry));
+            stores.len() - 1
+        }
+    };
+    id as u32
+}
+
+/// Unlists the store `id` and lets its keyspace go (once no call is
+/// running on it): calls naming it are sent to the broker from then on.
+/// Idempotent.
+fn release_attached(id: u32) {
+    let entry = ATTACHED.lock().get_mut(id as usize).and_then(Option::take);
+    if let Some(entry) = entry {
+        entry.db.lock().take();
+    }
+}
+
 #[napi]
 impl NativeLocalStore {
     /// Maps the store of the broker at `options.socket` (its directory
@@ -173,22 +218,11 @@ impl NativeLocalStore {
         let keyspace =
             Keyspace::attach(&store).map_err(|e| ShmError::NoResources(format!("cannot use the shared store: {e}")))?;
         let slot = keyspace.slot();
-        let entry = Arc::new(AttachedStore {
+        let id = register_attached(AttachedStore {
             db: Mutex::new(Some(Db::attached(keyspace))),
             session: Mutex::new(Session::new(0)),
         });
-        let mut stores = ATTACHED.lock();
-        let id = match stores.iter().position(Option::is_none) {
-            Some(free) => {
-                stores[free] = Some(entry);
-                free
-            }
-            None => {
-                stores.push(Some(entry));
-                stores.len() - 1
-            }
-        };
-        Ok(NativeLocalStore { id: id as u32, slot })
+        Ok(NativeLocalStore { id, slot })
     }
 
     /// What `localStoreCall` and `localStoreGet` take to name this store.
@@ -207,10 +241,7 @@ impl NativeLocalStore {
     /// it). Idempotent.
     #[napi]
     pub fn close(&self) {
-        let entry = ATTACHED.lock().get_mut(self.id as usize).and_then(Option::take);
-        if let Some(entry) = entry {
-            entry.db.lock().take();
-        }
+        release_attached(self.id);
     }
 }
 
